@@ -1,0 +1,188 @@
+-- Errors, the per-transaction context and JSON shapes shared by every API function.
+--
+-- Everything in schema hark_api is re-created from sql/functions/ whenever the text of
+-- those files changes (see src/db/migrate.rs), so these are plain `create function`
+-- statements. Functions are SECURITY INVOKER: they run as hark_app, under row-level
+-- security, after hark_api.enter has switched to it.
+
+create schema hark_api;
+grant usage on schema hark_api to hark_app;
+
+-- Raises an error that the server maps to an HTTP status: SQLSTATE HK<status>, the
+-- stable error code as the message, the human text as the detail and the offending
+-- input field, if any, as the column.
+create function hark_api.fail(p_status integer, p_code text, p_message text, p_field text default null)
+returns void
+language plpgsql
+as $$
+begin
+    raise exception using
+        errcode = 'HK' || p_status::text,
+        message = p_code,
+        detail = p_message,
+        column = coalesce(p_field, '');
+end
+$$;
+
+-- Switches the transaction to hark_app and sets the tenant and user that row-level
+-- security and the API functions read. Everything is transaction-local, so a pooled
+-- connection (or a pooler in transaction mode) never carries it into the next request.
+create function hark_api.enter(p_tenant_id uuid, p_user_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    perform set_config('role', 'hark_app', true);
+    perform set_config('hark.tenant_id', coalesce(p_tenant_id::text, ''), true);
+    perform set_config('hark.user_id', coalesce(p_user_id::text, ''), true);
+    perform set_config('hark.tenant_slug', '', true);
+end
+$$;
+
+create function hark_api.current_tenant_id()
+returns uuid
+language sql
+stable
+as $$ select nullif(current_setting('hark.tenant_id', true), '')::uuid $$;
+
+create function hark_api.current_user_id()
+returns uuid
+language sql
+stable
+as $$ select nullif(current_setting('hark.user_id', true), '')::uuid $$;
+
+-- Enters the context of a verified access token and checks what a signature cannot:
+-- that its session is still open, its user not deleted and its tenant not deleted.
+-- Returns the user's role as it is now (it may have changed since the token was issued).
+create function hark_api.enter_session(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns text
+language plpgsql
+as $$
+declare
+    v_role text;
+begin
+    perform hark_api.enter(p_tenant_id, p_user_id);
+    select u.role into v_role
+    from hark.sessions s
+    join hark.users u on u.tenant_id = s.tenant_id and u.id = s.user_id
+    join hark.tenants t on t.id = s.tenant_id
+    where s.id = p_session_id
+      and s.user_id = p_user_id
+      and s.revoked_at is null
+      and s.expires_at > now()
+      and u.deleted_at is null
+      and t.deleted_at is null;
+    if v_role is null then
+        perform hark_api.fail(401, 'token_revoked', 'The token has been revoked, or its user or tenant no longer exists');
+    end if;
+    return v_role;
+end
+$$;
+
+-- Enters the context of a tenant's API key, identified by the SHA-256 digest of the
+-- whole key. No user is set: the key acts for the tenant's own backend.
+create function hark_api.enter_api_key(p_tenant_id uuid, p_secret_hash bytea)
+returns uuid
+language plpgsql
+as $$
+declare
+    v_key_id uuid;
+begin
+    perform hark_api.enter(p_tenant_id, null);
+    select k.id into v_key_id
+    from hark.api_keys k
+    join hark.tenants t on t.id = k.tenant_id
+    where k.secret_hash = p_secret_hash and k.revoked_at is null and t.deleted_at is null;
+    if v_key_id is null then
+        perform hark_api.fail(401, 'invalid_api_key', 'The API key is unknown or revoked');
+    end if;
+    -- Recording every use would turn each read into a write; a minute's precision is enough.
+    update hark.api_keys
+    set last_used_at = now()
+    where id = v_key_id and (last_used_at is null or last_used_at < now() - interval '1 minute');
+    return v_key_id;
+end
+$$;
+
+-- Finds a live tenant by slug, enters it and returns its id; fails with 404 otherwise.
+create function hark_api.enter_tenant_by_slug(p_slug text)
+returns uuid
+language plpgsql
+as $$
+declare
+    v_tenant_id uuid;
+begin
+    perform hark_api.enter(null, null);
+    perform set_config('hark.tenant_slug', coalesce(lower(p_slug), ''), true);
+    select id into v_tenant_id from hark.tenants where slug = lower(p_slug) and deleted_at is null;
+    perform set_config('hark.tenant_slug', '', true);
+    if v_tenant_id is null then
+        perform hark_api.fail(404, 'tenant_not_found', 'No tenant has this slug', 'tenant');
+    end if;
+    perform set_config('hark.tenant_id', v_tenant_id::text, true);
+    return v_tenant_id;
+end
+$$;
+
+-- The role of the current user, or a 401 when the user no longer exists.
+create function hark_api.caller_role()
+returns text
+language plpgsql
+stable
+as $$
+declare
+    v_role text;
+begin
+    select role into v_role from hark.users where id = hark_api.current_user_id() and deleted_at is null;
+    if v_role is null then
+        perform hark_api.fail(401, 'token_revoked', 'The user of this token no longer exists');
+    end if;
+    return v_role;
+end
+$$;
+
+create function hark_api.require_admin(p_role text)
+returns void
+language plpgsql
+as $$
+begin
+    if p_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only an owner or admin of the tenant may do this');
+    end if;
+end
+$$;
+
+-- The public shape of a user. Email is private: only the user and the tenant's
+-- admins see it.
+create function hark_api.user_json(p_user hark.users, p_show_private boolean)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', p_user.id,
+        'username', p_user.username,
+        'display_name', p_user.display_name,
+        'email', case when p_show_private then p_user.email end,
+        'avatar_url', p_user.avatar_url,
+        'bio', p_user.bio,
+        'role', p_user.role,
+        'external_id', p_user.external_id,
+        'metadata', p_user.metadata,
+        'created_at', p_user.created_at,
+        'updated_at', p_user.updated_at)
+$$;
+
+create function hark_api.tenant_json(p_tenant hark.tenants)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', p_tenant.id,
+        'slug', p_tenant.slug,
+        'name', p_tenant.name,
+        'registration_open', p_tenant.registration_open,
+        'created_at', p_tenant.created_at,
+        'updated_at', p_tenant.updated_at)
+$$;

@@ -1,0 +1,308 @@
+-- Tenants, sessions and API keys: creating a tenant with its owner, registration,
+-- login, refresh and logout, and the keys with which a tenant's backend acts.
+
+-- Opens a session for a user of the current tenant and returns the user.
+create function hark_api.session_open(
+    p_user_id uuid, p_session_id uuid, p_kind text, p_refresh_hash bytea, p_expires_at timestamptz)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_user hark.users;
+begin
+    select * into v_user from hark.users where id = p_user_id and deleted_at is null;
+    if v_user.id is null then
+        perform hark_api.fail(404, 'user_not_found', 'No such user');
+    end if;
+    insert into hark.sessions (tenant_id, id, user_id, kind, refresh_hash, expires_at)
+    values (hark_api.current_tenant_id(), p_session_id, p_user_id, p_kind, p_refresh_hash, p_expires_at);
+    return hark_api.user_json(v_user, true);
+end
+$$;
+
+create function hark_api.tenant_create(
+    p_tenant_id uuid, p_slug text, p_name text,
+    p_user_id uuid, p_username text, p_email text, p_display_name text, p_password_hash text,
+    p_session_id uuid, p_refresh_hash bytea, p_session_expires_at timestamptz)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_tenant hark.tenants;
+    v_user jsonb;
+begin
+    perform hark_api.enter(p_tenant_id, p_user_id);
+    insert into hark.tenants (id, slug, name)
+    values (p_tenant_id, lower(p_slug), p_name)
+    returning * into v_tenant;
+    insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
+    values (p_tenant_id, p_user_id, p_username, p_email, p_display_name, 'owner', p_password_hash);
+    v_user := hark_api.session_open(p_user_id, p_session_id, 'password', p_refresh_hash, p_session_expires_at);
+    return jsonb_build_object('tenant', hark_api.tenant_json(v_tenant), 'user', v_user);
+end
+$$;
+
+create function hark_api.tenant_get(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    return (select hark_api.tenant_json(t) from hark.tenants t where t.id = p_tenant_id);
+end
+$$;
+
+-- Applies the keys present in p_patch (name, registration_open). Owners and admins only.
+create function hark_api.tenant_update(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_patch jsonb)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_tenant hark.tenants;
+begin
+    perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
+    if p_patch ? 'name' and jsonb_typeof(p_patch -> 'name') <> 'string' then
+        perform hark_api.fail(422, 'invalid_name', 'The name must be a string of 1 to 100 characters', 'name');
+    end if;
+    if p_patch ? 'registration_open' and jsonb_typeof(p_patch -> 'registration_open') <> 'boolean' then
+        perform hark_api.fail(422, 'invalid_registration_open', 'registration_open must be true or false', 'registration_open');
+    end if;
+    update hark.tenants t
+    set name = case when p_patch ? 'name' then p_patch ->> 'name' else t.name end,
+        registration_open = case when p_patch ? 'registration_open'
+                                 then (p_patch ->> 'registration_open')::boolean
+                                 else t.registration_open end,
+        updated_at = now()
+    where t.id = p_tenant_id
+    returning * into v_tenant;
+    return hark_api.tenant_json(v_tenant);
+end
+$$;
+
+-- Deletes the tenant (owners only): it disappears at once for everybody, every token
+-- of it is refused, and its slug stays taken so that nobody can impersonate it.
+create function hark_api.tenant_delete(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    if hark_api.enter_session(p_tenant_id, p_user_id, p_session_id) <> 'owner' then
+        perform hark_api.fail(403, 'forbidden', 'Only an owner may delete the tenant');
+    end if;
+    update hark.tenants set deleted_at = now(), updated_at = now() where id = p_tenant_id;
+    update hark.sessions set revoked_at = now() where revoked_at is null;
+    update hark.api_keys set revoked_at = now() where revoked_at is null;
+end
+$$;
+
+-- Self-registration as a member of the tenant with this slug, unless the tenant has
+-- closed it. Returns the tenant id and the new user.
+create function hark_api.register(
+    p_tenant_slug text, p_user_id uuid, p_username text, p_email text, p_display_name text,
+    p_password_hash text, p_session_id uuid, p_refresh_hash bytea, p_session_expires_at timestamptz)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_tenant_id uuid;
+begin
+    v_tenant_id := hark_api.enter_tenant_by_slug(p_tenant_slug);
+    perform set_config('hark.user_id', p_user_id::text, true);
+    if not (select registration_open from hark.tenants where id = v_tenant_id) then
+        perform hark_api.fail(403, 'registration_closed', 'This tenant does not accept registrations');
+    end if;
+    insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
+    values (v_tenant_id, p_user_id, p_username, p_email, p_display_name, 'member', p_password_hash);
+    return jsonb_build_object(
+        'tenant_id', v_tenant_id,
+        'user', hark_api.session_open(p_user_id, p_session_id, 'password', p_refresh_hash, p_session_expires_at));
+end
+$$;
+
+-- The stored password hash of the live user whose username or email is p_login in the
+-- tenant with this slug, for the server to verify; null when there is none, so that a
+-- caller cannot tell an unknown tenant from an unknown user from a wrong password.
+create function hark_api.login_lookup(p_tenant_slug text, p_login text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_tenant_id uuid;
+    v_user hark.users;
+begin
+    perform hark_api.enter(null, null);
+    perform set_config('hark.tenant_slug', coalesce(lower(p_tenant_slug), ''), true);
+    select id into v_tenant_id from hark.tenants where slug = lower(p_tenant_slug) and deleted_at is null;
+    if v_tenant_id is null then
+        return null;
+    end if;
+    perform set_config('hark.tenant_id', v_tenant_id::text, true);
+    select * into v_user
+    from hark.users u
+    where u.deleted_at is null
+      and u.password_hash is not null
+      and (lower(u.username) = lower(p_login) or lower(u.email) = lower(p_login))
+    order by lower(u.username) = lower(p_login) desc
+    limit 1;
+    if v_user.id is null then
+        return null;
+    end if;
+    return jsonb_build_object('tenant_id', v_tenant_id, 'user_id', v_user.id, 'password_hash', v_user.password_hash);
+end
+$$;
+
+-- Opens a session after the server has verified the password.
+create function hark_api.login_complete(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_refresh_hash bytea, p_session_expires_at timestamptz)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter(p_tenant_id, p_user_id);
+    if exists (select from hark.tenants where id = p_tenant_id and deleted_at is not null) then
+        perform hark_api.fail(401, 'invalid_credentials', 'The tenant, login or password is wrong');
+    end if;
+    return hark_api.session_open(p_user_id, p_session_id, 'password', p_refresh_hash, p_session_expires_at);
+end
+$$;
+
+-- Exchanges a session's refresh secret for a new one (the old one stops working) and
+-- returns the user, whose current role goes into the new access token.
+create function hark_api.session_refresh(
+    p_tenant_id uuid, p_session_id uuid, p_refresh_hash bytea, p_new_refresh_hash bytea, p_expires_at timestamptz)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_session hark.sessions;
+    v_user hark.users;
+begin
+    perform hark_api.enter(p_tenant_id, null);
+    select s.* into v_session
+    from hark.sessions s
+    join hark.tenants t on t.id = s.tenant_id
+    where s.id = p_session_id
+      and s.refresh_hash = p_refresh_hash
+      and s.revoked_at is null
+      and s.expires_at > now()
+      and t.deleted_at is null
+    for update of s;
+    if v_session.id is null then
+        perform hark_api.fail(401, 'invalid_refresh_token', 'The refresh token is unknown, used, expired or revoked');
+    end if;
+    select * into v_user from hark.users where id = v_session.user_id and deleted_at is null;
+    if v_user.id is null then
+        perform hark_api.fail(401, 'invalid_refresh_token', 'The user of this refresh token no longer exists');
+    end if;
+    perform set_config('hark.user_id', v_user.id::text, true);
+    update hark.sessions
+    set refresh_hash = p_new_refresh_hash, refreshed_at = now(), expires_at = p_expires_at
+    where id = p_session_id;
+    return hark_api.user_json(v_user, true);
+end
+$$;
+
+create function hark_api.logout(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    update hark.sessions set revoked_at = now() where id = p_session_id;
+end
+$$;
+
+create function hark_api.api_key_json(p_key hark.api_keys)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', p_key.id,
+        'name', p_key.name,
+        'prefix', p_key.prefix,
+        'created_by', p_key.created_by,
+        'created_at', p_key.created_at,
+        'last_used_at', p_key.last_used_at,
+        'revoked_at', p_key.revoked_at)
+$$;
+
+create function hark_api.api_key_create(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
+    p_key_id uuid, p_name text, p_prefix text, p_secret_hash bytea)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_key hark.api_keys;
+begin
+    perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
+    insert into hark.api_keys (tenant_id, id, name, prefix, secret_hash, created_by)
+    values (p_tenant_id, p_key_id, p_name, p_prefix, p_secret_hash, p_user_id)
+    returning * into v_key;
+    return hark_api.api_key_json(v_key);
+end
+$$;
+
+-- Every key of the tenant, newest first, revoked ones included so that the audit
+-- trail stays visible.
+create function hark_api.api_key_list(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
+    return coalesce(
+        (select jsonb_agg(hark_api.api_key_json(k) order by k.created_at desc, k.id desc) from hark.api_keys k),
+        '[]'::jsonb);
+end
+$$;
+
+create function hark_api.api_key_revoke(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
+    update hark.api_keys set revoked_at = coalesce(revoked_at, now()) where id = p_key_id;
+    if not found then
+        perform hark_api.fail(404, 'api_key_not_found', 'No such API key');
+    end if;
+end
+$$;
+
+-- With an API key: create a user of the tenant (no password; the backend mints its
+-- tokens). The role may be member or admin, never owner.
+create function hark_api.backend_user_create(
+    p_tenant_id uuid, p_secret_hash bytea,
+    p_user_id uuid, p_username text, p_email text, p_display_name text, p_external_id text, p_role text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_user hark.users;
+begin
+    perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
+    if p_role not in ('member', 'admin') then
+        perform hark_api.fail(422, 'invalid_role', 'An API key may create members and admins only', 'role');
+    end if;
+    insert into hark.users (tenant_id, id, username, email, display_name, external_id, role)
+    values (p_tenant_id, p_user_id, p_username, p_email, p_display_name, p_external_id, p_role)
+    returning * into v_user;
+    return hark_api.user_json(v_user, true);
+end
+$$;
+
+-- With an API key: open a session for one of the tenant's users.
+create function hark_api.backend_session_open(
+    p_tenant_id uuid, p_secret_hash bytea,
+    p_user_id uuid, p_session_id uuid, p_refresh_hash bytea, p_session_expires_at timestamptz)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
+    perform set_config('hark.user_id', p_user_id::text, true);
+    return hark_api.session_open(p_user_id, p_session_id, 'api_key', p_refresh_hash, p_session_expires_at);
+end
+$$;

@@ -1,0 +1,190 @@
+-- Users of a tenant: read, list, update and delete.
+
+create function hark_api.user_me(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    return (select hark_api.user_json(u, true) from hark.users u where u.id = p_user_id);
+end
+$$;
+
+create function hark_api.user_get(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_target_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_role text;
+    v_result jsonb;
+begin
+    v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    select hark_api.user_json(u, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
+    from hark.users u
+    where u.id = p_target_id and u.deleted_at is null;
+    if v_result is null then
+        perform hark_api.fail(404, 'user_not_found', 'No such user');
+    end if;
+    return v_result;
+end
+$$;
+
+create function hark_api.user_get_by_username(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_username text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_role text;
+    v_result jsonb;
+begin
+    v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    select hark_api.user_json(u, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
+    from hark.users u
+    where lower(u.username) = lower(p_username) and u.deleted_at is null;
+    if v_result is null then
+        perform hark_api.fail(404, 'user_not_found', 'No such user');
+    end if;
+    return v_result;
+end
+$$;
+
+-- One page of the tenant's live users in id order (ids are time-ordered UUIDv7, so
+-- this is the order of creation), optionally of one role, after the cursor p_after.
+create function hark_api.user_list(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_role text, p_after uuid, p_limit integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_role text;
+    v_items jsonb;
+    v_last uuid;
+    v_count integer;
+begin
+    v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    if p_role is not null and p_role not in ('owner', 'admin', 'member') then
+        perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin or member', 'role');
+    end if;
+    if p_limit is null or p_limit < 1 or p_limit > 200 then
+        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
+    end if;
+    select coalesce(jsonb_agg(hark_api.user_json(page, page.id = p_user_id or v_role in ('owner', 'admin')) order by page.id), '[]'::jsonb),
+           max(page.id::text)::uuid,
+           count(*)
+    into v_items, v_last, v_count
+    from (
+        select u.* from hark.users u
+        where u.deleted_at is null
+          and (p_role is null or u.role = p_role)
+          and (p_after is null or u.id > p_after)
+        order by u.id
+        limit p_limit
+    ) page;
+    return jsonb_build_object(
+        'items', v_items,
+        'next_cursor', case when v_count = p_limit then v_last end);
+end
+$$;
+
+-- Applies the keys present in p_patch. A user may change their own profile; owners
+-- and admins may change anyone's, and anyone's role, except that only an owner may
+-- touch an owner or make one, and the tenant always keeps at least one owner.
+create function hark_api.user_update(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_target_id uuid, p_patch jsonb)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_caller_role text;
+    v_target hark.users;
+    v_new_role text;
+    v_field text;
+begin
+    v_caller_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    select * into v_target from hark.users where id = p_target_id and deleted_at is null for update;
+    if v_target.id is null then
+        perform hark_api.fail(404, 'user_not_found', 'No such user');
+    end if;
+    if p_target_id <> p_user_id and v_caller_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only owners and admins may change other users');
+    end if;
+    if p_target_id <> p_user_id and v_target.role = 'owner' and v_caller_role <> 'owner' then
+        perform hark_api.fail(403, 'forbidden', 'Only an owner may change an owner');
+    end if;
+    foreach v_field in array array['display_name', 'email', 'avatar_url', 'bio'] loop
+        if p_patch ? v_field and jsonb_typeof(p_patch -> v_field) not in ('string', 'null') then
+            perform hark_api.fail(422, 'invalid_' || v_field, v_field || ' must be a string or null', v_field);
+        end if;
+    end loop;
+    if p_patch ? 'metadata' and jsonb_typeof(p_patch -> 'metadata') <> 'object' then
+        perform hark_api.fail(422, 'invalid_metadata', 'metadata must be a JSON object', 'metadata');
+    end if;
+    if p_patch ? 'role' then
+        v_new_role := p_patch ->> 'role';
+        if v_new_role is null or v_new_role not in ('owner', 'admin', 'member') then
+            perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin or member', 'role');
+        end if;
+        if v_caller_role not in ('owner', 'admin') then
+            perform hark_api.fail(403, 'forbidden', 'Only owners and admins may change roles');
+        end if;
+        if v_new_role = 'owner' and v_caller_role <> 'owner' then
+            perform hark_api.fail(403, 'forbidden', 'Only an owner may make an owner');
+        end if;
+        if v_target.role = 'owner' and v_new_role <> 'owner' then
+            -- Lock every owner row so that two concurrent demotions cannot both see
+            -- the other owner and leave the tenant with none.
+            perform 1 from hark.users where role = 'owner' and deleted_at is null for update;
+            if not exists (select from hark.users where role = 'owner' and deleted_at is null and id <> p_target_id) then
+                perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner', 'role');
+            end if;
+        end if;
+    end if;
+    update hark.users u
+    set display_name = case when p_patch ? 'display_name' then p_patch ->> 'display_name' else u.display_name end,
+        email = case when p_patch ? 'email' then p_patch ->> 'email' else u.email end,
+        avatar_url = case when p_patch ? 'avatar_url' then p_patch ->> 'avatar_url' else u.avatar_url end,
+        bio = case when p_patch ? 'bio' then p_patch ->> 'bio' else u.bio end,
+        metadata = case when p_patch ? 'metadata' then p_patch -> 'metadata' else u.metadata end,
+        role = coalesce(v_new_role, u.role),
+        updated_at = now()
+    where u.id = p_target_id
+    returning * into v_target;
+    return hark_api.user_json(v_target, true);
+end
+$$;
+
+-- Deletes a user (themselves, or anyone by an owner or admin; owners only by owners).
+-- The row stays as a tombstone so that their messages keep an author; the username
+-- and email are freed and every session is revoked.
+create function hark_api.user_delete(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_target_id uuid)
+returns void
+language plpgsql
+as $$
+declare
+    v_caller_role text;
+    v_target hark.users;
+begin
+    v_caller_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    select * into v_target from hark.users where id = p_target_id and deleted_at is null for update;
+    if v_target.id is null then
+        perform hark_api.fail(404, 'user_not_found', 'No such user');
+    end if;
+    if p_target_id <> p_user_id and v_caller_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only owners and admins may delete other users');
+    end if;
+    if v_target.role = 'owner' then
+        if p_target_id <> p_user_id and v_caller_role <> 'owner' then
+            perform hark_api.fail(403, 'forbidden', 'Only an owner may delete an owner');
+        end if;
+        perform 1 from hark.users where role = 'owner' and deleted_at is null for update;
+        if not exists (select from hark.users where role = 'owner' and deleted_at is null and id <> p_target_id) then
+            perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner; hand ownership over first');
+        end if;
+    end if;
+    update hark.users
+    set deleted_at = now(), updated_at = now(), password_hash = null, email = null, external_id = null
+    where id = p_target_id;
+    update hark.sessions set revoked_at = now() where user_id = p_target_id and revoked_at is null;
+end
+$$;
+

@@ -1,0 +1,258 @@
+//! Registration, login, refresh and logout, and the session helpers that every way of
+//! obtaining tokens shares.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{types::Example, ApiResponse, Object, OpenApi, payload::Json};
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::auth::{BearerAuth, Caller, RefreshSecret};
+use crate::db::{NewRegistration, NewSession, User};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Tokens for one session, with the user they belong to.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+pub struct AuthSession {
+    /// The user's tenant.
+    pub tenant_id: Uuid,
+    /// The user.
+    pub user: User,
+    /// The JWT to send as `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// When the access token expires.
+    pub expires_at: DateTime<Utc>,
+    /// Exchange it at `POST /v1/auth/refresh` for new tokens; it works once.
+    pub refresh_token: String,
+    /// When the refresh token expires unless used.
+    pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// A session about to be opened: its record for the database and its refresh token.
+pub(crate) struct PendingSession {
+    /// What the database stores.
+    pub record: NewSession,
+    /// The refresh secret handed to the client.
+    refresh: RefreshSecret,
+}
+
+impl PendingSession {
+    /// A new session.
+    pub fn new(state: &AppState) -> Result<Self, ApiError> {
+        Self::for_session(state, Uuid::now_v7())
+    }
+
+    /// The next refresh secret of an existing session.
+    fn for_session(state: &AppState, session_id: Uuid) -> Result<Self, ApiError> {
+        let refresh = RefreshSecret::generate(session_id);
+        let ttl = chrono::Duration::from_std(state.tokens.refresh_ttl())
+            .map_err(|error| ApiError::internal("refresh lifetime out of range", &error))?;
+        Ok(Self {
+            record: NewSession {
+                session_id,
+                refresh_hash: refresh.hash(),
+                expires_at: Utc::now() + ttl,
+            },
+            refresh,
+        })
+    }
+
+    /// Signs the access token once the database has opened the session for `user`.
+    pub fn finish(
+        self,
+        state: &AppState,
+        tenant_id: Uuid,
+        user: User,
+    ) -> Result<AuthSession, ApiError> {
+        let access = state.tokens.issue(&Caller {
+            tenant_id,
+            user_id: user.id,
+            session_id: self.record.session_id,
+            role: user.role,
+        })?;
+        Ok(AuthSession {
+            tenant_id,
+            user,
+            access_token: access.token,
+            token_type: "Bearer".to_owned(),
+            expires_in: state.tokens.access_ttl().as_secs(),
+            expires_at: access.expires_at,
+            refresh_token: self.refresh.token(tenant_id),
+            refresh_expires_at: self.record.expires_at,
+        })
+    }
+}
+
+/// Self-registration as a member of a tenant.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct RegisterRequest {
+    /// The slug of the tenant to join.
+    pub tenant: String,
+    /// 2 to 32 letters, digits, `.`, `-` or `_`, unique in the tenant.
+    pub username: String,
+    /// 8 to 256 characters.
+    pub password: String,
+    /// Optional; unique in the tenant.
+    pub email: Option<String>,
+    /// The name shown to others (1 to 100 characters).
+    pub display_name: Option<String>,
+}
+
+impl Example for RegisterRequest {
+    fn example() -> Self {
+        RegisterRequest {
+            tenant: "acme".to_owned(),
+            username: "bob".to_owned(),
+            password: "correct horse battery staple".to_owned(),
+            email: Some("bob@acme.example".to_owned()),
+            display_name: Some("Bob".to_owned()),
+        }
+    }
+}
+
+/// Credentials.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct LoginRequest {
+    /// The slug of the user's tenant.
+    pub tenant: String,
+    /// The username or the email address.
+    pub login: String,
+    /// The password.
+    pub password: String,
+}
+
+impl Example for LoginRequest {
+    fn example() -> Self {
+        LoginRequest {
+            tenant: "acme".to_owned(),
+            login: "bob".to_owned(),
+            password: "correct horse battery staple".to_owned(),
+        }
+    }
+}
+
+/// A refresh token to exchange.
+#[derive(Debug, Object)]
+pub struct RefreshRequest {
+    /// The `refresh_token` of an earlier answer.
+    pub refresh_token: String,
+}
+
+/// A new session.
+#[derive(ApiResponse)]
+pub enum Created {
+    /// The session was opened.
+    #[oai(status = 201)]
+    Created(Json<AuthSession>),
+}
+
+/// No content.
+#[derive(ApiResponse)]
+pub enum LoggedOut {
+    /// The session is closed; its tokens are refused from now on.
+    #[oai(status = 204)]
+    LoggedOut,
+}
+
+/// Registration, login, refresh and logout.
+pub struct AuthApi;
+
+#[OpenApi(tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Register as a member of a tenant
+    ///
+    /// Fails with 403 `registration_closed` when the tenant has closed registration.
+    #[oai(path = "/v1/auth/register", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RegisterRequest>,
+    ) -> Result<Created, ApiError> {
+        let body = body.0;
+        let password_hash = state.passwords.hash(&body.password).await?;
+        let registration = NewRegistration {
+            tenant_slug: body.tenant,
+            user_id: Uuid::now_v7(),
+            username: body.username,
+            email: body.email,
+            display_name: body.display_name,
+            password_hash,
+        };
+        let session = PendingSession::new(&state)?;
+        let registered = state.db.register(&registration, &session.record).await?;
+        Ok(Created::Created(Json(session.finish(
+            &state,
+            registered.tenant_id,
+            registered.user,
+        )?)))
+    }
+
+    /// Log in
+    ///
+    /// With the tenant's slug and a username or email. A wrong tenant, login or
+    /// password all answer 401 `invalid_credentials`, in the same time.
+    #[oai(path = "/v1/auth/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        body: Json<LoginRequest>,
+    ) -> Result<Json<AuthSession>, ApiError> {
+        let candidate = state.db.login_lookup(&body.tenant, &body.login).await?;
+        let verified = state
+            .passwords
+            .verify(
+                &body.password,
+                candidate.as_ref().map(|candidate| candidate.password_hash.as_str()),
+            )
+            .await?;
+        let candidate = match candidate {
+            Some(candidate) if verified => candidate,
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "invalid_credentials",
+                    "The tenant, login or password is wrong",
+                ));
+            }
+        };
+        let session = PendingSession::new(&state)?;
+        let user = state
+            .db
+            .login_complete(candidate.tenant_id, candidate.user_id, &session.record)
+            .await?;
+        Ok(Json(session.finish(&state, candidate.tenant_id, user)?))
+    }
+
+    /// Exchange a refresh token for new tokens
+    ///
+    /// The refresh token works once: the answer carries its successor.
+    #[oai(path = "/v1/auth/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        body: Json<RefreshRequest>,
+    ) -> Result<Json<AuthSession>, ApiError> {
+        let (tenant_id, presented) = RefreshSecret::parse(&body.refresh_token)?;
+        let next = PendingSession::for_session(&state, presented.session_id)?;
+        let user = state
+            .db
+            .session_refresh(tenant_id, &presented.hash(), &next.record)
+            .await?;
+        Ok(Json(next.finish(&state, tenant_id, user)?))
+    }
+
+    /// Log out
+    ///
+    /// Closes the session: its access and refresh tokens are refused from then on.
+    #[oai(path = "/v1/auth/logout", method = "post", operation_id = "logout")]
+    async fn logout(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<LoggedOut, ApiError> {
+        state.db.logout(&auth.0).await?;
+        Ok(LoggedOut::LoggedOut)
+    }
+}

@@ -1,0 +1,116 @@
+//! Operations for a tenant's own backend, authenticated with an API key: products
+//! that already have users create them here and mint their tokens.
+
+use poem::web::Data;
+use poem_openapi::{types::Example, ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use uuid::Uuid;
+
+use crate::api::{ApiTags, AuthSession, auth::PendingSession};
+use crate::auth::ApiKeyAuth;
+use crate::db::{NewBackendUser, Role, User};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// A user to create from the tenant's backend.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct BackendCreateUserRequest {
+    /// 2 to 32 letters, digits, `.`, `-` or `_`, unique in the tenant.
+    pub username: String,
+    /// Optional email address.
+    pub email: Option<String>,
+    /// The name shown to others (1 to 100 characters).
+    pub display_name: Option<String>,
+    /// The backend's own id for the user (1 to 200 characters), unique in the tenant.
+    pub external_id: Option<String>,
+    /// `member` (the default) or `admin`.
+    pub role: Option<Role>,
+}
+
+impl Example for BackendCreateUserRequest {
+    fn example() -> Self {
+        BackendCreateUserRequest {
+            username: "carol".to_owned(),
+            email: None,
+            display_name: Some("Carol".to_owned()),
+            external_id: Some("customer-4711".to_owned()),
+            role: Some(Role::Member),
+        }
+    }
+}
+
+/// The answer to a user creation.
+#[derive(ApiResponse)]
+pub enum BackendUserCreated {
+    /// The user exists.
+    #[oai(status = 201)]
+    Created(Json<User>),
+}
+
+/// The answer to a token request.
+#[derive(ApiResponse)]
+pub enum BackendSessionCreated {
+    /// A session is open for the user.
+    #[oai(status = 201)]
+    Created(Json<AuthSession>),
+}
+
+/// Backend operations.
+pub struct BackendApi;
+
+#[OpenApi(tag = "ApiTags::Backend")]
+impl BackendApi {
+    /// Create a user (API key)
+    ///
+    /// The user has no password: the backend mints their tokens.
+    #[oai(path = "/v1/backend/users", method = "post", operation_id = "backendCreateUser")]
+    async fn create_user(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        body: Json<BackendCreateUserRequest>,
+    ) -> Result<BackendUserCreated, ApiError> {
+        let body = body.0;
+        let user = NewBackendUser {
+            user_id: Uuid::now_v7(),
+            username: body.username,
+            email: body.email,
+            display_name: body.display_name,
+            external_id: body.external_id,
+            role: body.role.unwrap_or(Role::Member),
+        };
+        let created = state
+            .db
+            .backend_user_create(auth.0.tenant_id, &auth.0.hash(), &user)
+            .await?;
+        Ok(BackendUserCreated::Created(Json(created)))
+    }
+
+    /// Mint tokens for a user (API key)
+    ///
+    /// Opens a session for the user and answers its access and refresh tokens, to
+    /// hand to the user's client.
+    #[oai(
+        path = "/v1/backend/users/:user_id/sessions",
+        method = "post",
+        operation_id = "backendCreateSession"
+    )]
+    async fn create_session(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<BackendSessionCreated, ApiError> {
+        let session = PendingSession::new(&state)?;
+        let user = state
+            .db
+            .backend_session_open(auth.0.tenant_id, &auth.0.hash(), user_id.0, &session.record)
+            .await?;
+        Ok(BackendSessionCreated::Created(Json(session.finish(
+            &state,
+            auth.0.tenant_id,
+            user,
+        )?)))
+    }
+}

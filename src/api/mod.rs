@@ -1,0 +1,69 @@
+//! The REST API: one module per resource, assembled into one OpenAPI service. The
+//! handlers only translate between HTTP and the typed calls of [`crate::db`]; the
+//! rules live in the SQL functions.
+
+mod api_keys;
+mod auth;
+mod backend;
+mod health;
+mod tenants;
+mod users;
+
+use poem_openapi::{OpenApiService, Tags};
+
+pub use auth::AuthSession;
+pub use tenants::{CreateTenantRequest, OwnerRequest, TenantCreated, create_tenant_with_owner};
+
+/// The groups operations are listed under.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Tenants and their settings.
+    Tenants,
+    /// Registration, login, token refresh and logout.
+    Auth,
+    /// The users of a tenant.
+    Users,
+    /// Keys with which a tenant's backend calls the `backend` operations.
+    ApiKeys,
+    /// Operations for a tenant's own backend, authenticated with an API key.
+    Backend,
+    /// Health and readiness probes.
+    Operations,
+}
+
+/// Every operation of the API.
+pub type Api = (
+    health::HealthApi,
+    tenants::TenantsApi,
+    auth::AuthApi,
+    users::UsersApi,
+    api_keys::ApiKeysApi,
+    backend::BackendApi,
+);
+
+/// The OpenAPI service: the routes together with their description.
+pub fn service() -> OpenApiService<Api, ()> {
+    OpenApiService::new(
+        (
+            health::HealthApi,
+            tenants::TenantsApi,
+            auth::AuthApi,
+            users::UsersApi,
+            api_keys::ApiKeysApi,
+            backend::BackendApi,
+        ),
+        "Hark",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .summary("Multi-tenant chat backend")
+    .description(
+        "Hark's REST API. Every error is a JSON body `{\"code\", \"message\", \"request_id\"}` \
+         (plus `field` for input errors) with a stable `code`. Ids of another tenant behave \
+         exactly like ids that do not exist.",
+    )
+}
+
+/// The OpenAPI document as YAML, as committed in `openapi/openapi.yaml`.
+pub fn spec_yaml() -> String {
+    service().spec_yaml()
+}

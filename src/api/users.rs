@@ -1,0 +1,119 @@
+//! The users of the caller's tenant.
+
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::auth::BearerAuth;
+use crate::db::{Role, User, UserPage, UserPatch};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The page size when none is asked for.
+const DEFAULT_PAGE_SIZE: i32 = 50;
+
+/// No content.
+#[derive(ApiResponse)]
+pub enum UserDeleted {
+    /// The user is deleted and their sessions closed.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+/// Users.
+pub struct UsersApi;
+
+#[OpenApi(tag = "ApiTags::Users")]
+impl UsersApi {
+    /// Get the caller
+    #[oai(path = "/v1/users/me", method = "get", operation_id = "getMe")]
+    async fn get_me(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Json<User>, ApiError> {
+        Ok(Json(state.db.user_me(&auth.0).await?))
+    }
+
+    /// List the tenant's users
+    ///
+    /// In order of creation, `limit` at a time (1 to 200, default 50); pass the
+    /// answer's `next_cursor` as `cursor` for the next page.
+    #[oai(path = "/v1/users", method = "get", operation_id = "listUsers")]
+    async fn list_users(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// Only users of this role.
+        role: Query<Option<Role>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<Uuid>>,
+        /// Users per page, 1 to 200.
+        limit: Query<Option<i32>>,
+    ) -> Result<Json<UserPage>, ApiError> {
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
+        Ok(Json(state.db.user_list(&auth.0, role.0, cursor.0, limit).await?))
+    }
+
+    /// Get a user by username
+    #[oai(
+        path = "/v1/users/by-username/:username",
+        method = "get",
+        operation_id = "getUserByUsername"
+    )]
+    async fn get_user_by_username(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The username (case-insensitive).
+        username: Path<String>,
+    ) -> Result<Json<User>, ApiError> {
+        Ok(Json(state.db.user_get_by_username(&auth.0, &username.0).await?))
+    }
+
+    /// Get a user
+    #[oai(path = "/v1/users/:user_id", method = "get", operation_id = "getUser")]
+    async fn get_user(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<Json<User>, ApiError> {
+        Ok(Json(state.db.user_get(&auth.0, user_id.0).await?))
+    }
+
+    /// Update a user
+    ///
+    /// Users change their own profile; owners and admins change anyone's profile and
+    /// role, except that only owners change owners or make them, and the tenant
+    /// always keeps an owner (409 `last_owner`). `null` clears a field.
+    #[oai(path = "/v1/users/:user_id", method = "patch", operation_id = "updateUser")]
+    async fn update_user(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+        body: Json<UserPatch>,
+    ) -> Result<Json<User>, ApiError> {
+        Ok(Json(state.db.user_update(&auth.0, user_id.0, &body.0).await?))
+    }
+
+    /// Delete a user
+    ///
+    /// Users delete themselves; owners and admins delete others (owners only by
+    /// owners). The last owner cannot be deleted.
+    #[oai(path = "/v1/users/:user_id", method = "delete", operation_id = "deleteUser")]
+    async fn delete_user(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<UserDeleted, ApiError> {
+        state.db.user_delete(&auth.0, user_id.0).await?;
+        Ok(UserDeleted::Deleted)
+    }
+}

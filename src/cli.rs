@@ -1,0 +1,218 @@
+//! The command line: `hark serve`, `hark migrate`, `hark openapi` and
+//! `hark tenant create`. With no subcommand, `hark` serves.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use rand::RngCore;
+
+use crate::api::{CreateTenantRequest, create_tenant_with_owner};
+use crate::config::Config;
+use crate::startup::{AppState, serve};
+
+/// Hark, a multi-tenant chat backend.
+#[derive(Debug, Parser)]
+#[command(name = "hark", version, about)]
+struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Migrate the database and serve HTTP until SIGTERM or Ctrl-C.
+    Serve(Box<Config>),
+    /// Bring the database schema up to date and exit.
+    Migrate(Box<Config>),
+    /// Print the OpenAPI document.
+    Openapi {
+        /// Print JSON instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Create a tenant with its owner and print the tenant and the owner's tokens as JSON.
+    Create {
+        /// The tenant's slug: 3 to 40 lowercase letters, digits or dashes.
+        #[arg(long)]
+        slug: String,
+        /// The tenant's display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+        /// The owner's username.
+        #[arg(long)]
+        owner_username: String,
+        /// The owner's password; a random one is made and printed when absent.
+        #[arg(long, env = "HARK_OWNER_PASSWORD", hide_env_values = true)]
+        owner_password: Option<String>,
+        /// The owner's email address.
+        #[arg(long)]
+        owner_email: Option<String>,
+        /// The owner's display name.
+        #[arg(long)]
+        owner_display_name: Option<String>,
+        /// Database and token settings.
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    // A missing .env file is normal; a malformed one is worth saying.
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        eprintln!("hark: could not read .env: {error}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hark: could not start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hark: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = match cli.command {
+        Some(command) => command,
+        None => Command::Serve(Box::new(Config::default_from_env()?)),
+    };
+    match command {
+        Command::Serve(config) => {
+            crate::telemetry::init(config.log_format);
+            let listener = tokio::net::TcpListener::bind(&config.bind)
+                .await
+                .with_context(|| format!("could not listen on {}", config.bind))?;
+            let state = AppState::start(*config).await?;
+            serve(listener, state, shutdown_signal()).await
+        }
+        Command::Migrate(config) => {
+            crate::telemetry::init(config.log_format);
+            crate::db::ensure_database_exists(config.migration_url()).await?;
+            let report = crate::db::migrate(config.migration_url()).await?;
+            println!(
+                "migrations applied: {}; functions re-created: {}",
+                if report.applied_migrations.is_empty() {
+                    "none".to_owned()
+                } else {
+                    report.applied_migrations.join(", ")
+                },
+                report.functions_replaced
+            );
+            Ok(())
+        }
+        Command::Openapi { json } => {
+            let service = crate::api::service();
+            println!("{}", if json { service.spec() } else { service.spec_yaml() });
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create {
+            slug,
+            name,
+            owner_username,
+            owner_password,
+            owner_email,
+            owner_display_name,
+            config,
+        }) => {
+            crate::telemetry::init(config.log_format);
+            let generated_password = owner_password.is_none();
+            let password = owner_password.unwrap_or_else(random_password);
+            let state = AppState::start(*config).await?;
+            let request = CreateTenantRequest {
+                name: name.unwrap_or_else(|| slug.clone()),
+                slug,
+                owner: crate::api::OwnerRequest {
+                    username: owner_username,
+                    password: password.clone(),
+                    email: owner_email,
+                    display_name: owner_display_name,
+                },
+            };
+            let created = create_tenant_with_owner(&state, request)
+                .await
+                .map_err(|error| anyhow::anyhow!("{}: {}", error.code, error.message))?;
+            let mut output = serde_json::to_value(CreatedOutput::from(&created))?;
+            if generated_password {
+                output["owner_password"] = serde_json::Value::from(password);
+            }
+            println!("{}", serde_json::to_string_pretty(&output)?);
+            Ok(())
+        }
+    }
+}
+
+/// What `hark tenant create` prints.
+#[derive(serde::Serialize)]
+struct CreatedOutput {
+    tenant_id: uuid::Uuid,
+    tenant_slug: String,
+    owner_id: uuid::Uuid,
+    owner_username: String,
+    access_token: String,
+    refresh_token: String,
+}
+
+impl From<&crate::api::TenantCreated> for CreatedOutput {
+    fn from(created: &crate::api::TenantCreated) -> Self {
+        Self {
+            tenant_id: created.tenant.id,
+            tenant_slug: created.tenant.slug.clone(),
+            owner_id: created.session.user.id,
+            owner_username: created.session.user.username.clone(),
+            access_token: created.session.access_token.clone(),
+            refresh_token: created.session.refresh_token.clone(),
+        }
+    }
+}
+
+fn random_password() -> String {
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "could not listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

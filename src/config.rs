@@ -1,0 +1,171 @@
+//! Configuration, from environment variables (a `.env` file is read first when
+//! present) or the equivalent command-line flags. Every setting has a default that
+//! works on a development machine; the defaults that are unsafe in production say so
+//! at start-up.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::auth::{PasswordSettings, TokenSettings, tokens_development_secret};
+use crate::db::DatabaseSettings;
+
+/// The database a development machine has: the local server, database `hark`.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hark";
+
+/// Who may create tenants over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TenantCreation {
+    /// Anyone may create a tenant.
+    Open,
+    /// Only callers presenting `X-Operator-Key` equal to `HARK_OPERATOR_KEY`.
+    Operator,
+}
+
+/// The format of log lines on standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object a line, for log collectors.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL URL the server's pool connects with.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// PostgreSQL URL for schema changes, when they need a more privileged role than
+    /// the pool's (defaults to DATABASE_URL).
+    #[arg(long, env = "HARK_MIGRATION_DATABASE_URL")]
+    pub migration_database_url: Option<String>,
+
+    /// The most pooled connections this instance holds.
+    #[arg(long, env = "HARK_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// How long a request waits for a pooled connection, in milliseconds.
+    #[arg(long, env = "HARK_DB_POOL_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_pool_timeout_ms: u64,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "HARK_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// The HMAC secret that signs access tokens (at least 32 bytes). Without it a
+    /// development secret is used, with a loud warning.
+    #[arg(long, env = "HARK_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// The issuer written into and required of access tokens.
+    #[arg(long, env = "HARK_JWT_ISSUER", default_value = "hark")]
+    pub jwt_issuer: String,
+
+    /// The audience written into and required of access tokens.
+    #[arg(long, env = "HARK_JWT_AUDIENCE", default_value = "hark")]
+    pub jwt_audience: String,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "HARK_ACCESS_TOKEN_TTL_SECONDS", default_value_t = 900)]
+    pub access_token_ttl_seconds: u64,
+
+    /// Lifetime of a refresh token since the last refresh, in seconds.
+    #[arg(long, env = "HARK_REFRESH_TOKEN_TTL_SECONDS", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl_seconds: u64,
+
+    /// Who may create tenants over HTTP.
+    #[arg(long, env = "HARK_TENANT_CREATION", value_enum, default_value_t = TenantCreation::Operator)]
+    pub tenant_creation: TenantCreation,
+
+    /// The key that `X-Operator-Key` must carry to create tenants in operator mode.
+    /// Without it, tenants are created only with `hark tenant create`.
+    #[arg(long, env = "HARK_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: Option<String>,
+
+    /// Origins allowed by CORS, comma-separated (none by default; `*` allows any).
+    #[arg(long, env = "HARK_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "HARK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Memory of one argon2id password hash, in KiB.
+    #[arg(long, env = "HARK_PASSWORD_HASH_MEMORY_KIB", default_value_t = 19_456)]
+    pub password_hash_memory_kib: u32,
+
+    /// Passes of one argon2id password hash.
+    #[arg(long, env = "HARK_PASSWORD_HASH_ITERATIONS", default_value_t = 2)]
+    pub password_hash_iterations: u32,
+
+    /// How long in-flight requests may take to finish after SIGTERM, in seconds.
+    #[arg(long, env = "HARK_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Log format on standard output.
+    #[arg(long, env = "HARK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The pool's settings.
+    pub fn database(&self) -> DatabaseSettings {
+        DatabaseSettings {
+            url: self.database_url.clone(),
+            pool_size: self.db_pool_size,
+            pool_timeout: Duration::from_millis(self.db_pool_timeout_ms),
+        }
+    }
+
+    /// The URL schema changes run with.
+    pub fn migration_url(&self) -> &str {
+        self.migration_database_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
+    }
+
+    /// Token settings, falling back to the development secret with a warning.
+    pub fn tokens(&self) -> TokenSettings {
+        let secret = match &self.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => {
+                tracing::warn!(
+                    "HARK_JWT_SECRET is not set: signing tokens with a publicly known development secret. \
+                     Anyone can forge tokens for this server. Set HARK_JWT_SECRET before exposing it."
+                );
+                tokens_development_secret().to_owned()
+            }
+        };
+        TokenSettings {
+            secret,
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            access_ttl: Duration::from_secs(self.access_token_ttl_seconds),
+            refresh_ttl: Duration::from_secs(self.refresh_token_ttl_seconds),
+        }
+    }
+
+    /// Password hashing cost.
+    pub fn passwords(&self) -> PasswordSettings {
+        PasswordSettings {
+            memory_kib: self.password_hash_memory_kib,
+            iterations: self.password_hash_iterations,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration from the environment alone, for `hark` with no subcommand.
+    pub fn default_from_env() -> anyhow::Result<Self> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let only = <Only as clap::Parser>::try_parse_from(["hark"])?;
+        Ok(only.config)
+    }
+}

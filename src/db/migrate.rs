@@ -1,0 +1,208 @@
+//! Schema changes: the immutable, numbered migrations of `sql/migrations` and the
+//! replaceable functions of `sql/functions`, applied under an advisory lock so that
+//! any number of instances may start at once.
+//!
+//! A migration runs once and is recorded with its checksum; a recorded migration
+//! whose text has changed stops the start, since migrations are immutable. The
+//! functions are re-created as a whole (schema `hark_api` dropped and rebuilt in one
+//! transaction) whenever the checksum of their text differs from the recorded one.
+
+use anyhow::{Context as _, bail};
+use sha2::{Digest, Sha256};
+use tokio_postgres::{Client, NoTls, error::SqlState};
+
+/// The advisory lock key that serialises schema changes ("HARK" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x4841_524b;
+
+/// The numbered migrations, in order. Never edit one that has been released; add a new one.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "0001_core_model",
+    include_str!("../../sql/migrations/0001_core_model.sql"),
+)];
+
+/// The replaceable functions, procedures and triggers, applied in this order.
+const FUNCTIONS: &[(&str, &str)] = &[
+    (
+        "0001_context",
+        include_str!("../../sql/functions/0001_context.sql"),
+    ),
+    (
+        "0002_tenants_and_sessions",
+        include_str!("../../sql/functions/0002_tenants_and_sessions.sql"),
+    ),
+    (
+        "0003_users",
+        include_str!("../../sql/functions/0003_users.sql"),
+    ),
+];
+
+/// What a run of `migrate` changed.
+#[derive(Debug, Default)]
+pub struct MigrationReport {
+    /// The names of the migrations applied by this run.
+    pub applied_migrations: Vec<String>,
+    /// Whether the functions were re-created by this run.
+    pub functions_replaced: bool,
+}
+
+/// Brings the database at `url` up to date.
+pub async fn migrate(url: &str) -> anyhow::Result<MigrationReport> {
+    let mut client = connect(url).await?;
+    client
+        .execute("select pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .context("could not take the migration lock")?;
+    let result = migrate_locked(&mut client).await;
+    // The lock also ends with the connection; unlocking explicitly just frees it sooner.
+    let unlock = client
+        .execute("select pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    let report = result?;
+    unlock.context("could not release the migration lock")?;
+    Ok(report)
+}
+
+async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> {
+    client
+        .batch_execute(
+            "create schema if not exists hark;
+             create schema if not exists hark_meta;
+             create table if not exists hark_meta.migrations (
+                 version integer primary key,
+                 name text not null,
+                 checksum text not null,
+                 applied_at timestamptz not null default now());
+             create table if not exists hark_meta.functions (
+                 id boolean primary key default true check (id),
+                 checksum text not null,
+                 applied_at timestamptz not null default now());",
+        )
+        .await
+        .context("could not create the migration bookkeeping tables")?;
+
+    let mut report = MigrationReport::default();
+    for (version, name, sql) in MIGRATIONS {
+        let checksum = checksum(&[sql]);
+        let recorded = client
+            .query_opt(
+                "select checksum from hark_meta.migrations where version = $1",
+                &[version],
+            )
+            .await
+            .context("could not read the applied migrations")?;
+        if let Some(row) = recorded {
+            let recorded_checksum: String = row.get(0);
+            if recorded_checksum != checksum {
+                bail!(
+                    "migration {name} was changed after it was applied; migrations are immutable, add a new one instead"
+                );
+            }
+            continue;
+        }
+        let transaction = client.transaction().await?;
+        transaction
+            .batch_execute(sql)
+            .await
+            .with_context(|| format!("migration {name} failed"))?;
+        transaction
+            .execute(
+                "insert into hark_meta.migrations (version, name, checksum) values ($1, $2, $3)",
+                &[version, name, &checksum],
+            )
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(migration = name, "applied migration");
+        report.applied_migrations.push((*name).to_owned());
+    }
+
+    let functions_checksum = checksum(&FUNCTIONS.iter().map(|(_, sql)| *sql).collect::<Vec<_>>());
+    let recorded = client
+        .query_opt("select checksum from hark_meta.functions", &[])
+        .await
+        .context("could not read the functions checksum")?
+        .map(|row| row.get::<_, String>(0));
+    if recorded.as_deref() != Some(functions_checksum.as_str()) {
+        let transaction = client.transaction().await?;
+        transaction
+            .batch_execute("drop schema if exists hark_api cascade")
+            .await
+            .context("could not drop the old functions")?;
+        for (name, sql) in FUNCTIONS {
+            transaction
+                .batch_execute(sql)
+                .await
+                .with_context(|| format!("functions file {name} failed"))?;
+        }
+        transaction
+            .batch_execute("grant execute on all functions in schema hark_api to hark_app")
+            .await?;
+        transaction
+            .execute(
+                "insert into hark_meta.functions (checksum) values ($1)
+                 on conflict (id) do update set checksum = excluded.checksum, applied_at = now()",
+                &[&functions_checksum],
+            )
+            .await?;
+        transaction.commit().await?;
+        tracing::info!("re-created the SQL functions");
+        report.functions_replaced = true;
+    }
+    Ok(report)
+}
+
+/// Creates the database named in `url` when it does not exist yet, so that a fresh
+/// machine serves without setup. Other connection errors are left for the caller.
+pub async fn ensure_database_exists(url: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+    match config.connect(NoTls).await {
+        Ok(_) => return Ok(()),
+        Err(error) if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
+        Err(error) => {
+            return Err(error).context("could not connect to PostgreSQL");
+        }
+    }
+    let name = config
+        .get_dbname()
+        .context("DATABASE_URL names no database")?
+        .to_owned();
+    let mut maintenance = config.clone();
+    maintenance.dbname("postgres");
+    let (client, connection) = maintenance
+        .connect(NoTls)
+        .await
+        .context("could not connect to the `postgres` database to create the database")?;
+    tokio::spawn(connection);
+    let statement = format!("create database \"{}\"", name.replace('"', "\"\""));
+    match client.batch_execute(&statement).await {
+        Ok(()) => {
+            tracing::info!(database = name, "created the database");
+            Ok(())
+        }
+        Err(error) if error.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
+        Err(error) => Err(error).with_context(|| format!("could not create database {name}")),
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .context("could not connect to PostgreSQL to migrate")?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "migration connection ended");
+        }
+    });
+    Ok(client)
+}
+
+fn checksum(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}

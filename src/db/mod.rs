@@ -1,0 +1,143 @@
+//! The database: the connection pool and one typed Rust function per SQL function of
+//! `sql/functions`. This is the only module that touches the pool.
+//!
+//! Every call is a single statement `select hark_api.f(...)` in its own implicit
+//! transaction. The SQL function itself switches to the `hark_app` role and sets the
+//! tenant and user transaction-locally (`hark_api.enter`), so nothing leaks from one
+//! request to the next through a pooled connection or a transaction-mode pooler.
+//! Functions answer JSON, decoded here into the types the API serves.
+
+mod api_keys;
+mod migrate;
+mod sessions;
+mod tenants;
+mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context as _;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde::de::DeserializeOwned;
+use tokio_postgres::{NoTls, types::Json, types::ToSql};
+
+pub use api_keys::{ApiKey, NewApiKey};
+pub use migrate::{MigrationReport, ensure_database_exists, migrate};
+pub use sessions::{LoginCandidate, NewRegistration, NewSession, Registered};
+pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
+pub use users::{NewBackendUser, Role, User, UserPage, UserPatch};
+
+/// A failure to talk to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// No connection could be had from the pool.
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed (an error raised by a SQL function included).
+    #[error("{context}: {source}")]
+    Query {
+        /// Which call failed.
+        context: &'static str,
+        /// What Postgres or the driver said.
+        source: tokio_postgres::Error,
+    },
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// The URL the pool connects with.
+    pub url: String,
+    /// The most connections the pool holds.
+    pub pool_size: usize,
+    /// How long a request waits for a pooled connection before failing with 503.
+    pub pool_timeout: Duration,
+}
+
+/// The pool of connections and the typed calls of the SQL API.
+#[derive(Clone)]
+pub struct Database {
+    /// Connections shared by every request of this instance.
+    pool: Pool,
+}
+
+impl Database {
+    /// Builds the pool. Connections are opened lazily, so this succeeds even when the
+    /// database is down; `ping` tells whether it is up.
+    pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let pg_config = tokio_postgres::Config::from_str(&settings.url)
+            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.pool_timeout))
+            .create_timeout(Some(settings.pool_timeout))
+            .recycle_timeout(Some(settings.pool_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .context("could not build the connection pool")?;
+        Ok(Self { pool })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), DatabaseError> {
+        let client = self.pool.get().await?;
+        client
+            .simple_query("select 1")
+            .await
+            .map_err(|source| DatabaseError::Query {
+                context: "ping",
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Runs `sql` (one call of a SQL function answering JSON) and decodes the answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<T, DatabaseError> {
+        let query_error = |source| DatabaseError::Query { context, source };
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+        let row = client.query_one(&statement, params).await.map_err(query_error)?;
+        let Json(value) = row.try_get::<_, Json<T>>(0).map_err(query_error)?;
+        Ok(value)
+    }
+
+    /// Like `call`, for functions that may answer SQL null.
+    async fn call_optional<T: DeserializeOwned>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<T>, DatabaseError> {
+        let query_error = |source| DatabaseError::Query { context, source };
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+        let row = client.query_one(&statement, params).await.map_err(query_error)?;
+        let value = row.try_get::<_, Option<Json<T>>>(0).map_err(query_error)?;
+        Ok(value.map(|Json(value)| value))
+    }
+
+    /// Like `call`, for functions that answer nothing.
+    async fn call_void(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<(), DatabaseError> {
+        let query_error = |source| DatabaseError::Query { context, source };
+        let client = self.pool.get().await?;
+        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+        client.execute(&statement, params).await.map_err(query_error)?;
+        Ok(())
+    }
+}

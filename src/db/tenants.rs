@@ -1,0 +1,130 @@
+//! Typed calls of the tenant functions (`sql/functions/0002_tenants_and_sessions.sql`).
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Database, DatabaseError, NewSession, User};
+
+/// A tenant: one customer of Hark, with its own users and rooms.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct Tenant {
+    /// The tenant's id.
+    pub id: Uuid,
+    /// The unique, URL-safe name users give at login.
+    pub slug: String,
+    /// The display name.
+    pub name: String,
+    /// Whether anyone may register as a member with the tenant's slug.
+    pub registration_open: bool,
+    /// When the tenant was created.
+    pub created_at: DateTime<Utc>,
+    /// When the tenant was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new tenant together with its first owner.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TenantWithOwner {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its owner.
+    pub user: User,
+}
+
+/// The changes to a tenant; absent fields stay as they are.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct TenantPatch {
+    /// A new display name (1 to 100 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Opens or closes self-registration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_open: Option<bool>,
+}
+
+/// The tenant and owner fields `tenant_create` takes.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    /// The id of the tenant to create.
+    pub tenant_id: Uuid,
+    /// Its slug.
+    pub slug: String,
+    /// Its display name.
+    pub name: String,
+    /// The id of its owner.
+    pub owner_id: Uuid,
+    /// The owner's username.
+    pub username: String,
+    /// The owner's email, if given.
+    pub email: Option<String>,
+    /// The owner's display name, if given.
+    pub display_name: Option<String>,
+    /// The argon2id hash of the owner's password.
+    pub password_hash: String,
+}
+
+impl Database {
+    /// Creates a tenant with its owner and opens the owner's first session.
+    pub async fn tenant_create(
+        &self,
+        tenant: &NewTenant,
+        session: &NewSession,
+    ) -> Result<TenantWithOwner, DatabaseError> {
+        self.call(
+            "tenant_create",
+            "select hark_api.tenant_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &tenant.tenant_id,
+                &tenant.slug,
+                &tenant.name,
+                &tenant.owner_id,
+                &tenant.username,
+                &tenant.email,
+                &tenant.display_name,
+                &tenant.password_hash,
+                &session.session_id,
+                &session.refresh_hash,
+                &session.expires_at,
+            ],
+        )
+        .await
+    }
+
+    /// The caller's tenant.
+    pub async fn tenant_get(&self, caller: &Caller) -> Result<Tenant, DatabaseError> {
+        self.call(
+            "tenant_get",
+            "select hark_api.tenant_get($1, $2, $3)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id],
+        )
+        .await
+    }
+
+    /// Changes the caller's tenant (owners and admins).
+    pub async fn tenant_update(
+        &self,
+        caller: &Caller,
+        patch: &TenantPatch,
+    ) -> Result<Tenant, DatabaseError> {
+        let patch = tokio_postgres::types::Json(patch);
+        self.call(
+            "tenant_update",
+            "select hark_api.tenant_update($1, $2, $3, $4)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &patch],
+        )
+        .await
+    }
+
+    /// Deletes the caller's tenant (owners).
+    pub async fn tenant_delete(&self, caller: &Caller) -> Result<(), DatabaseError> {
+        self.call_void(
+            "tenant_delete",
+            "select hark_api.tenant_delete($1, $2, $3)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id],
+        )
+        .await
+    }
+}

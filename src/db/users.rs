@@ -1,0 +1,226 @@
+//! Typed calls of the user functions (`sql/functions/0003_users.sql`), and the user
+//! types the API serves.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object, types::MaybeUndefined};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Database, DatabaseError};
+
+/// A user's role in their tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum Role {
+    /// Full control of the tenant, its keys and its users; a tenant always has one.
+    Owner,
+    /// Manages users and API keys.
+    Admin,
+    /// An ordinary user.
+    Member,
+}
+
+impl Role {
+    /// The name used in SQL and in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
+
+/// A user of a tenant.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct User {
+    /// The user's id.
+    pub id: Uuid,
+    /// Unique in the tenant (case-insensitively).
+    pub username: String,
+    /// The name shown to others.
+    pub display_name: Option<String>,
+    /// Only shown to the user and to the tenant's owners and admins.
+    pub email: Option<String>,
+    /// A picture of the user.
+    pub avatar_url: Option<String>,
+    /// A few words about the user.
+    pub bio: Option<String>,
+    /// The user's role in the tenant.
+    pub role: Role,
+    /// The id of this user in the tenant's own system, when created with an API key.
+    pub external_id: Option<String>,
+    /// Free-form JSON object for the tenant's own use.
+    pub metadata: serde_json::Value,
+    /// When the user was created.
+    pub created_at: DateTime<Utc>,
+    /// When the user was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One page of users.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct UserPage {
+    /// The users of this page, oldest first.
+    pub items: Vec<User>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// The changes to a user; absent fields stay as they are, `null` clears a field.
+#[derive(Debug, Clone, Default, Serialize, Object)]
+pub struct UserPatch {
+    /// The name shown to others (1 to 100 characters), or null to clear it.
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub display_name: MaybeUndefined<String>,
+    /// The email address, or null to clear it.
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub email: MaybeUndefined<String>,
+    /// A picture URL (at most 2048 characters), or null to clear it.
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub avatar_url: MaybeUndefined<String>,
+    /// A few words (at most 1000 characters), or null to clear them.
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub bio: MaybeUndefined<String>,
+    /// Replaces the metadata, a JSON object of at most 8 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    /// A new role (owners and admins only; only owners make or unmake owners).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// A user created by a tenant's backend with an API key.
+#[derive(Debug, Clone)]
+pub struct NewBackendUser {
+    /// The id of the new user.
+    pub user_id: Uuid,
+    /// The username.
+    pub username: String,
+    /// The email, if given.
+    pub email: Option<String>,
+    /// The display name, if given.
+    pub display_name: Option<String>,
+    /// The backend's own id for this user.
+    pub external_id: Option<String>,
+    /// Member or admin.
+    pub role: Role,
+}
+
+impl Database {
+    /// The caller's own user.
+    pub async fn user_me(&self, caller: &Caller) -> Result<User, DatabaseError> {
+        self.call(
+            "user_me",
+            "select hark_api.user_me($1, $2, $3)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id],
+        )
+        .await
+    }
+
+    /// A user of the caller's tenant by id.
+    pub async fn user_get(&self, caller: &Caller, user_id: Uuid) -> Result<User, DatabaseError> {
+        self.call(
+            "user_get",
+            "select hark_api.user_get($1, $2, $3, $4)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &user_id],
+        )
+        .await
+    }
+
+    /// A user of the caller's tenant by username (case-insensitive).
+    pub async fn user_get_by_username(
+        &self,
+        caller: &Caller,
+        username: &str,
+    ) -> Result<User, DatabaseError> {
+        self.call(
+            "user_get_by_username",
+            "select hark_api.user_get_by_username($1, $2, $3, $4)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &username],
+        )
+        .await
+    }
+
+    /// One page of the tenant's users.
+    pub async fn user_list(
+        &self,
+        caller: &Caller,
+        role: Option<Role>,
+        after: Option<Uuid>,
+        limit: i32,
+    ) -> Result<UserPage, DatabaseError> {
+        let role = role.map(Role::as_str);
+        self.call(
+            "user_list",
+            "select hark_api.user_list($1, $2, $3, $4, $5, $6)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &role,
+                &after,
+                &limit,
+            ],
+        )
+        .await
+    }
+
+    /// Changes a user's profile or role.
+    pub async fn user_update(
+        &self,
+        caller: &Caller,
+        user_id: Uuid,
+        patch: &UserPatch,
+    ) -> Result<User, DatabaseError> {
+        let patch = tokio_postgres::types::Json(patch);
+        self.call(
+            "user_update",
+            "select hark_api.user_update($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &user_id,
+                &patch,
+            ],
+        )
+        .await
+    }
+
+    /// Deletes a user.
+    pub async fn user_delete(&self, caller: &Caller, user_id: Uuid) -> Result<(), DatabaseError> {
+        self.call_void(
+            "user_delete",
+            "select hark_api.user_delete($1, $2, $3, $4)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &user_id],
+        )
+        .await
+    }
+
+    /// With an API key: creates a user of the key's tenant.
+    pub async fn backend_user_create(
+        &self,
+        tenant_id: Uuid,
+        key_hash: &[u8],
+        user: &NewBackendUser,
+    ) -> Result<User, DatabaseError> {
+        self.call(
+            "backend_user_create",
+            "select hark_api.backend_user_create($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &tenant_id,
+                &key_hash,
+                &user.user_id,
+                &user.username,
+                &user.email,
+                &user.display_name,
+                &user.external_id,
+                &user.role.as_str(),
+            ],
+        )
+        .await
+    }
+}

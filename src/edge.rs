@@ -1,0 +1,136 @@
+//! The HTTP edge: what every request goes through before and after its route. It
+//! gives the request an id (the caller's `X-Request-Id` when it is sane), bounds the
+//! body, logs the request, and renders every error, ours or the framework's, as the
+//! JSON error body with that id.
+
+use std::time::Instant;
+
+use poem::{
+    Body, Endpoint, IntoResponse, Middleware, Request, Response, Result,
+    http::{HeaderValue, Method, StatusCode, header},
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The header carrying the request id both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The request id of a request, in its extensions.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The edge middleware.
+pub struct Edge {
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl<E: Endpoint> Middleware<E> for Edge {
+    type Output = EdgeEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        EdgeEndpoint {
+            inner,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// An endpoint wrapped by [`Edge`].
+pub struct EdgeEndpoint<E> {
+    /// The routes.
+    inner: E,
+    /// The largest request body accepted, in bytes.
+    max_body_bytes: usize,
+}
+
+/// Accepts the caller's request id when it is short, visible ASCII; anything else is
+/// replaced, so that logs and headers cannot be polluted through it.
+fn request_id_of(request: &Request) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| {
+            !value.is_empty()
+                && value.len() <= 128
+                && value.bytes().all(|byte| byte.is_ascii_graphic())
+        })
+        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
+}
+
+impl<E: Endpoint> EdgeEndpoint<E> {
+    /// Refuses bodies over the limit: by their declared length at once, and chunked
+    /// bodies by reading at most the limit.
+    async fn bound_body(&self, request: &mut Request) -> Result<(), ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The request body must be at most {} bytes", self.max_body_bytes),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok());
+        match declared {
+            Some(length) if length > self.max_body_bytes => Err(too_large()),
+            Some(_) => Ok(()),
+            None if request.method() == Method::GET || request.method() == Method::HEAD => Ok(()),
+            None => {
+                let bytes = request
+                    .take_body()
+                    .into_bytes_limit(self.max_body_bytes)
+                    .await
+                    .map_err(|_| too_large())?;
+                request.set_body(Body::from_bytes(bytes));
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> Result<Self::Output> {
+        let request_id = request_id_of(&request);
+        request
+            .extensions_mut()
+            .insert(RequestId(request_id.clone()));
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %request.method(),
+            path = %request.uri().path(),
+        );
+        async move {
+            let started = Instant::now();
+            let outcome = match self.bound_body(&mut request).await {
+                Ok(()) => self.inner.call(request).await.map(IntoResponse::into_response),
+                Err(error) => Err(error.into()),
+            };
+            let mut response = match outcome {
+                Ok(response) => response,
+                Err(error) => ApiError::from_poem(error).to_response(&request_id),
+            };
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            let status = response.status().as_u16();
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if status >= 500 {
+                tracing::error!(status, elapsed_ms, "request failed");
+            } else {
+                tracing::info!(status, elapsed_ms, "request");
+            }
+            Ok(response)
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,358 @@
+//! The one error type at the HTTP edge, and the one place where database errors
+//! (SQLSTATEs raised by `sql/functions`, constraint names of `sql/migrations`) and
+//! framework errors turn into statuses and stable codes.
+//!
+//! Every error reaches the client as `{"code", "message", "request_id"}` (plus
+//! `field` for input errors). Internal errors are logged with their full context
+//! and reach the client only as `internal_error`.
+
+use poem::http::StatusCode;
+use poem_openapi::{
+    ApiResponse, Object,
+    payload::Json,
+    registry::{MetaResponses, Registry},
+};
+use tokio_postgres::error::{DbError, SqlState};
+
+use crate::db::DatabaseError;
+
+/// An error answered to a client: a status, a stable snake_case code and a message
+/// that a person can read.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// The HTTP status of the response.
+    pub status: StatusCode,
+    /// The stable, greppable error code, such as `username_taken`.
+    pub code: String,
+    /// A sentence for people; clients must not parse it.
+    pub message: String,
+    /// The input field the error is about, when there is one.
+    pub field: Option<String>,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Object, serde::Deserialize)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, such as `username_taken` or `token_expired`.
+    pub code: String,
+    /// Human-readable explanation; not meant to be parsed.
+    pub message: String,
+    /// The id of the request (echoes `X-Request-Id` when the client sent one).
+    pub request_id: String,
+    /// The input field at fault, for validation errors.
+    #[oai(skip_serializing_if_is_none)]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error with the given status, code and message.
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A 422 about one input field.
+    pub fn invalid(field: &str, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.to_owned()),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        }
+    }
+
+    /// A 401 with the given code.
+    pub fn unauthorized(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
+    /// A 403 with the given code.
+    pub fn forbidden(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// A 500 whose cause has been logged; the client learns nothing more.
+    pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "The server failed to handle the request; it has been logged",
+        )
+    }
+
+    /// The JSON response for this error.
+    pub fn to_response(&self, request_id: &str) -> poem::Response {
+        let mut body = serde_json::json!({
+            "code": self.code,
+            "message": self.message,
+            "request_id": request_id,
+        });
+        if let Some(field) = &self.field {
+            body["field"] = serde_json::Value::from(field.as_str());
+        }
+        poem::Response::builder()
+            .status(self.status)
+            .content_type("application/json")
+            .body(body.to_string())
+    }
+
+    /// Turns any error that reached the HTTP edge into an `ApiError`: ours pass
+    /// through, the framework's get codes of their own.
+    pub fn from_poem(error: poem::Error) -> Self {
+        if let Some(api_error) = error.downcast_ref::<ApiError>() {
+            return Self {
+                status: api_error.status,
+                code: api_error.code.clone(),
+                message: api_error.message.clone(),
+                field: api_error.field.clone(),
+            };
+        }
+        let status = error.status();
+        if let Some(parse) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+            return Self {
+                field: Some(parse.name.to_owned()),
+                ..Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    format!("The parameter `{}` is invalid: {}", parse.name, parse.reason),
+                )
+            };
+        }
+        if let Some(parse) = error.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
+            return Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("The request body is invalid: {}", parse.reason),
+            );
+        }
+        if error.is::<poem_openapi::error::AuthorizationError>() {
+            return Self::unauthorized(
+                "missing_token",
+                "This operation needs an `Authorization: Bearer` token (or an `X-Api-Key`)",
+            );
+        }
+        if error.is::<poem_openapi::error::ContentTypeError>() {
+            return Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The request body must be application/json",
+            );
+        }
+        match status {
+            StatusCode::NOT_FOUND => Self::new(status, "not_found", "No such route"),
+            StatusCode::METHOD_NOT_ALLOWED => Self::new(
+                status,
+                "method_not_allowed",
+                "This route does not accept this method",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
+                status,
+                "payload_too_large",
+                "The request body is larger than the server accepts",
+            ),
+            status if status.is_server_error() => Self::internal("request failed", &error),
+            status => Self::new(status, status_code_name(status), error.to_string()),
+        }
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn as_response(&self) -> poem::Response {
+        // The HTTP edge renders errors with the request id; this path is only taken by
+        // an error converted outside of it, which has no request id to give.
+        self.to_response("")
+    }
+}
+
+/// The documented error responses of every operation. Only its metadata is used: at
+/// run time every error is an [`ApiError`] rendered by the HTTP edge.
+#[derive(ApiResponse)]
+#[allow(dead_code)]
+enum ErrorResponses {
+    /// The request is malformed: unparsable JSON, a wrong parameter type (`invalid_body`, `invalid_parameter`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The token or key is missing, invalid, expired or revoked (`missing_token`, `invalid_token`, `token_expired`, `token_revoked`, `invalid_credentials`, `invalid_api_key`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The caller may not do this (`forbidden`, `registration_closed`, `tenant_creation_disabled`).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource in the caller's tenant; ids of other tenants answer this too.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request conflicts with the current state (`username_taken`, `email_taken`, `slug_taken`, `last_owner`).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The request body is larger than the configured limit (`payload_too_large`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// A field is out of bounds or malformed; `field` names it.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// Too many requests (`rate_limited`).
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
+    /// The server failed; the error has been logged under the request id (`internal_error`).
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The database is unreachable (`unavailable`).
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        ErrorResponses::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        ErrorResponses::register(registry);
+    }
+}
+
+impl From<DatabaseError> for ApiError {
+    fn from(error: DatabaseError) -> Self {
+        match error {
+            DatabaseError::Pool(pool_error) => {
+                tracing::error!(error = %pool_error, "no database connection");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The database is unreachable; try again shortly",
+                )
+            }
+            DatabaseError::Query { context, source } => match source.as_db_error() {
+                Some(db_error) => from_sql_error(context, db_error)
+                    .unwrap_or_else(|| Self::internal(context, &source)),
+                None => Self::internal(context, &source),
+            },
+        }
+    }
+}
+
+/// Maps a SQLSTATE raised by Postgres to a client error, or `None` when it is a
+/// server fault. This is the one SQLSTATE-to-status table of the project.
+fn from_sql_error(context: &str, error: &DbError) -> Option<ApiError> {
+    let code = error.code().code();
+    // Errors raised by hark_api.fail: SQLSTATE HK<status>, the stable code as the
+    // message, the explanation as the detail, the field as the column.
+    if let Some(status) = code.strip_prefix("HK") {
+        let status = status.parse::<u16>().ok()?;
+        let status = StatusCode::from_u16(status).ok()?;
+        return Some(ApiError {
+            status,
+            code: error.message().to_owned(),
+            message: error.detail().unwrap_or_default().to_owned(),
+            field: error.column().filter(|column| !column.is_empty()).map(str::to_owned),
+        });
+    }
+    let constraint = error.constraint().unwrap_or_default();
+    match error.code() {
+        &SqlState::UNIQUE_VIOLATION => Some(unique_violation(constraint)),
+        &SqlState::CHECK_VIOLATION => Some(check_violation(constraint)),
+        &SqlState::FOREIGN_KEY_VIOLATION => Some(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "A referenced resource does not exist",
+        )),
+        &SqlState::STRING_DATA_RIGHT_TRUNCATION | &SqlState::PROGRAM_LIMIT_EXCEEDED => Some(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "value_too_long", "A value is too long"),
+        ),
+        &SqlState::INVALID_TEXT_REPRESENTATION | &SqlState::INVALID_PARAMETER_VALUE => {
+            Some(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_value",
+                "A value is malformed",
+            ))
+        }
+        &SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED => {
+            tracing::warn!(context, "transaction conflict: {}", error.message());
+            Some(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "conflict_retry",
+                "A concurrent change got in the way; retry the request",
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Unique constraints of `sql/migrations`, by name, as 409 conflicts.
+fn unique_violation(constraint: &str) -> ApiError {
+    let (code, field, message) = match constraint {
+        "tenants_slug_key" | "tenants_pkey" => ("slug_taken", "slug", "This tenant slug is taken"),
+        "users_username_key" => ("username_taken", "username", "This username is taken"),
+        "users_email_key" => ("email_taken", "email", "This email is already registered"),
+        "users_external_id_key" => (
+            "external_id_taken",
+            "external_id",
+            "A user with this external id exists",
+        ),
+        "rooms_invite_code_key" => ("invite_code_taken", "invite_code", "Invite code collision"),
+        _ => ("conflict", "", "The resource already exists"),
+    };
+    ApiError {
+        field: (!field.is_empty()).then(|| field.to_owned()),
+        ..ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+}
+
+/// Check constraints of `sql/migrations`, by name, as 422 input errors.
+fn check_violation(constraint: &str) -> ApiError {
+    let (code, field, message) = match constraint {
+        "tenants_slug_format" => (
+            "invalid_slug",
+            "slug",
+            "The slug must be 3 to 40 lowercase letters, digits or dashes, not starting or ending with a dash",
+        ),
+        "tenants_name_length" => ("invalid_name", "name", "The name must be 1 to 100 characters"),
+        "users_username_format" => (
+            "invalid_username",
+            "username",
+            "The username must be 2 to 32 letters, digits, dots, dashes or underscores, starting with a letter or digit",
+        ),
+        "users_email_format" => ("invalid_email", "email", "The email address is malformed"),
+        "users_display_name_length" => (
+            "invalid_display_name",
+            "display_name",
+            "The display name must be 1 to 100 characters",
+        ),
+        "users_avatar_url_length" => (
+            "invalid_avatar_url",
+            "avatar_url",
+            "The avatar URL must be at most 2048 characters",
+        ),
+        "users_bio_length" => ("invalid_bio", "bio", "The bio must be at most 1000 characters"),
+        "users_external_id_length" => (
+            "invalid_external_id",
+            "external_id",
+            "The external id must be 1 to 200 characters",
+        ),
+        "users_metadata_size" => ("invalid_metadata", "metadata", "The metadata must be at most 8 KiB"),
+        "users_role_valid" => ("invalid_role", "role", "The role must be owner, admin or member"),
+        "api_keys_name_length" => ("invalid_name", "name", "The name must be 1 to 100 characters"),
+        _ => ("invalid_value", "", "A value is out of bounds"),
+    };
+    ApiError {
+        field: (!field.is_empty()).then(|| field.to_owned()),
+        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+}
+
+/// A snake_case code for a status the framework produced without a code of ours.
+fn status_code_name(status: StatusCode) -> String {
+    status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_")
+}

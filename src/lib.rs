@@ -1,0 +1,15 @@
+//! Hark: a multi-tenant chat backend. Stateless instances serve a REST API (described
+//! by OpenAPI) over PostgreSQL, which holds all state and enforces the rules through
+//! SQL functions and row-level security. See ARCHITECTURE.md for the map.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod edge;
+pub mod error;
+pub mod startup;
+pub mod telemetry;

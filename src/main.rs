@@ -1,0 +1,7 @@
+//! The `hark` binary: everything happens in [`hark::cli`].
+
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    hark::cli::main()
+}

@@ -1,0 +1,99 @@
+//! Building the application: its shared state, its routes and the server loop. The
+//! server takes its listener and its shutdown signal as arguments, so that tests and
+//! `main` run it the same way.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use poem::{
+    Endpoint, EndpointExt, Route, Server,
+    listener::{Acceptor, TcpAcceptor},
+    middleware::{Compression, Cors},
+};
+
+use crate::auth::{PasswordHasher, TokenIssuer};
+use crate::config::Config;
+use crate::db::{self, Database};
+use crate::edge::Edge;
+
+/// What every request shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Database,
+    /// Signs and verifies access tokens.
+    pub tokens: Arc<TokenIssuer>,
+    /// Hashes and verifies passwords.
+    pub passwords: PasswordHasher,
+    /// The configuration the instance started with.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Migrates the database (creating it first if it does not exist) and builds the
+    /// state of a server.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        db::ensure_database_exists(config.migration_url()).await?;
+        let report = db::migrate(config.migration_url()).await?;
+        tracing::info!(
+            applied = ?report.applied_migrations,
+            functions_replaced = report.functions_replaced,
+            "database schema is up to date"
+        );
+        let db = Database::connect(&config.database())?;
+        let tokens = Arc::new(TokenIssuer::new(config.tokens())?);
+        let passwords = PasswordHasher::new(config.passwords())?;
+        Ok(Self {
+            db,
+            tokens,
+            passwords,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// Every route of the server: the API, its description and its browsable UI.
+pub fn routes(state: AppState) -> impl Endpoint + 'static {
+    let service = crate::api::service();
+    let cors = (!state.config.cors_origins.is_empty()).then(|| {
+        let cors = Cors::new();
+        if state.config.cors_origins.iter().any(|origin| origin == "*") {
+            cors
+        } else {
+            cors.allow_origins(state.config.cors_origins.iter().map(String::as_str))
+        }
+        .expose_header(crate::edge::REQUEST_ID_HEADER)
+    });
+    let max_body_bytes = state.config.max_body_bytes;
+    Route::new()
+        .nest("/docs", service.swagger_ui())
+        .at("/openapi.json", service.spec_endpoint())
+        .at("/openapi.yaml", service.spec_endpoint_yaml())
+        .nest("/", service)
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        .with(Compression::new())
+        .data(state)
+        .with(Edge { max_body_bytes })
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish within the
+/// configured grace period.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
+    let acceptor = TcpAcceptor::from_tokio(listener).context("could not use the listener")?;
+    let address = acceptor
+        .local_addr()
+        .into_iter()
+        .next()
+        .map(|address| address.to_string())
+        .unwrap_or_default();
+    tracing::info!(%address, "serving");
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(routes(state), shutdown, Some(grace))
+        .await
+        .context("the server failed")
+}
