@@ -75,7 +75,10 @@ pub fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("hark: could not start the runtime: {error}");
@@ -122,7 +125,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Openapi { json } => {
             let service = crate::api::service();
-            println!("{}", if json { service.spec() } else { service.spec_yaml() });
+            println!(
+                "{}",
+                if json {
+                    service.spec()
+                } else {
+                    service.spec_yaml()
+                }
+            );
             Ok(())
         }
         Command::Tenant(TenantCommand::Create {

@@ -69,7 +69,10 @@ impl<E: Endpoint> EdgeEndpoint<E> {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("The request body must be at most {} bytes", self.max_body_bytes),
+                format!(
+                    "The request body must be at most {} bytes",
+                    self.max_body_bytes
+                ),
             )
         };
         let declared = request
@@ -111,7 +114,11 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         async move {
             let started = Instant::now();
             let outcome = match self.bound_body(&mut request).await {
-                Ok(()) => self.inner.call(request).await.map(IntoResponse::into_response),
+                Ok(()) => self
+                    .inner
+                    .call(request)
+                    .await
+                    .map(IntoResponse::into_response),
                 Err(error) => Err(error.into()),
             };
             let mut response = match outcome {

@@ -118,9 +118,20 @@ impl ApiError {
                 ..Self::new(
                     StatusCode::BAD_REQUEST,
                     "invalid_parameter",
-                    format!("The parameter `{}` is invalid: {}", parse.name, parse.reason),
+                    format!(
+                        "The parameter `{}` is invalid: {}",
+                        parse.name, parse.reason
+                    ),
                 )
             };
+        }
+        if let Some(parse) = error.downcast_ref::<poem_openapi::error::ParsePathError>() {
+            // The framework names path parameters by position, so the name is left out.
+            return Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("A path parameter is invalid: {}", parse.reason),
+            );
         }
         if let Some(parse) = error.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
             return Self::new(
@@ -252,7 +263,10 @@ fn from_sql_error(context: &str, error: &DbError) -> Option<ApiError> {
             status,
             code: error.message().to_owned(),
             message: error.detail().unwrap_or_default().to_owned(),
-            field: error.column().filter(|column| !column.is_empty()).map(str::to_owned),
+            field: error
+                .column()
+                .filter(|column| !column.is_empty())
+                .map(str::to_owned),
         });
     }
     let constraint = error.constraint().unwrap_or_default();
@@ -264,9 +278,13 @@ fn from_sql_error(context: &str, error: &DbError) -> Option<ApiError> {
             "not_found",
             "A referenced resource does not exist",
         )),
-        &SqlState::STRING_DATA_RIGHT_TRUNCATION | &SqlState::PROGRAM_LIMIT_EXCEEDED => Some(
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "value_too_long", "A value is too long"),
-        ),
+        &SqlState::STRING_DATA_RIGHT_TRUNCATION | &SqlState::PROGRAM_LIMIT_EXCEEDED => {
+            Some(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "value_too_long",
+                "A value is too long",
+            ))
+        }
         &SqlState::INVALID_TEXT_REPRESENTATION | &SqlState::INVALID_PARAMETER_VALUE => {
             Some(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -314,7 +332,11 @@ fn check_violation(constraint: &str) -> ApiError {
             "slug",
             "The slug must be 3 to 40 lowercase letters, digits or dashes, not starting or ending with a dash",
         ),
-        "tenants_name_length" => ("invalid_name", "name", "The name must be 1 to 100 characters"),
+        "tenants_name_length" => (
+            "invalid_name",
+            "name",
+            "The name must be 1 to 100 characters",
+        ),
         "users_username_format" => (
             "invalid_username",
             "username",
@@ -331,15 +353,31 @@ fn check_violation(constraint: &str) -> ApiError {
             "avatar_url",
             "The avatar URL must be at most 2048 characters",
         ),
-        "users_bio_length" => ("invalid_bio", "bio", "The bio must be at most 1000 characters"),
+        "users_bio_length" => (
+            "invalid_bio",
+            "bio",
+            "The bio must be at most 1000 characters",
+        ),
         "users_external_id_length" => (
             "invalid_external_id",
             "external_id",
             "The external id must be 1 to 200 characters",
         ),
-        "users_metadata_size" => ("invalid_metadata", "metadata", "The metadata must be at most 8 KiB"),
-        "users_role_valid" => ("invalid_role", "role", "The role must be owner, admin or member"),
-        "api_keys_name_length" => ("invalid_name", "name", "The name must be 1 to 100 characters"),
+        "users_metadata_size" => (
+            "invalid_metadata",
+            "metadata",
+            "The metadata must be at most 8 KiB",
+        ),
+        "users_role_valid" => (
+            "invalid_role",
+            "role",
+            "The role must be owner, admin or member",
+        ),
+        "api_keys_name_length" => (
+            "invalid_name",
+            "name",
+            "The name must be 1 to 100 characters",
+        ),
         _ => ("invalid_value", "", "A value is out of bounds"),
     };
     ApiError {

@@ -88,7 +88,11 @@ impl ApiKeysApi {
     }
 
     /// Revoke an API key (owners and admins)
-    #[oai(path = "/v1/api-keys/:key_id", method = "delete", operation_id = "revokeApiKey")]
+    #[oai(
+        path = "/v1/api-keys/:key_id",
+        method = "delete",
+        operation_id = "revokeApiKey"
+    )]
     async fn revoke_api_key(
         &self,
         state: Data<&AppState>,

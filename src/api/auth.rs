@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{types::Example, ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
 use uuid::Uuid;
 
 use crate::api::ApiTags;
@@ -209,7 +209,9 @@ impl AuthApi {
             .passwords
             .verify(
                 &body.password,
-                candidate.as_ref().map(|candidate| candidate.password_hash.as_str()),
+                candidate
+                    .as_ref()
+                    .map(|candidate| candidate.password_hash.as_str()),
             )
             .await?;
         let candidate = match candidate {
@@ -251,7 +253,11 @@ impl AuthApi {
     ///
     /// Closes the session: its access and refresh tokens are refused from then on.
     #[oai(path = "/v1/auth/logout", method = "post", operation_id = "logout")]
-    async fn logout(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<LoggedOut, ApiError> {
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<LoggedOut, ApiError> {
         state.db.logout(&auth.0).await?;
         Ok(LoggedOut::LoggedOut)
     }

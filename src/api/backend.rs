@@ -2,7 +2,7 @@
 //! that already have users create them here and mint their tokens.
 
 use poem::web::Data;
-use poem_openapi::{types::Example, ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use uuid::Uuid;
 
 use crate::api::{ApiTags, AuthSession, auth::PendingSession};
@@ -63,7 +63,11 @@ impl BackendApi {
     /// Create a user (API key)
     ///
     /// The user has no password: the backend mints their tokens.
-    #[oai(path = "/v1/backend/users", method = "post", operation_id = "backendCreateUser")]
+    #[oai(
+        path = "/v1/backend/users",
+        method = "post",
+        operation_id = "backendCreateUser"
+    )]
     async fn create_user(
         &self,
         state: Data<&AppState>,

@@ -1,7 +1,7 @@
 //! Tenants: creation together with the first owner, and the caller's own tenant.
 
 use poem::web::Data;
-use poem_openapi::{types::Example, ApiResponse, Object, OpenApi, param::Header, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, payload::Json, types::Example};
 use uuid::Uuid;
 
 use crate::api::{ApiTags, auth::PendingSession};

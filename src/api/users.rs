@@ -32,7 +32,11 @@ pub struct UsersApi;
 impl UsersApi {
     /// Get the caller
     #[oai(path = "/v1/users/me", method = "get", operation_id = "getMe")]
-    async fn get_me(&self, state: Data<&AppState>, auth: BearerAuth) -> Result<Json<User>, ApiError> {
+    async fn get_me(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<Json<User>, ApiError> {
         Ok(Json(state.db.user_me(&auth.0).await?))
     }
 
@@ -53,7 +57,9 @@ impl UsersApi {
         limit: Query<Option<i32>>,
     ) -> Result<Json<UserPage>, ApiError> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
-        Ok(Json(state.db.user_list(&auth.0, role.0, cursor.0, limit).await?))
+        Ok(Json(
+            state.db.user_list(&auth.0, role.0, cursor.0, limit).await?,
+        ))
     }
 
     /// Get a user by username
@@ -69,7 +75,9 @@ impl UsersApi {
         /// The username (case-insensitive).
         username: Path<String>,
     ) -> Result<Json<User>, ApiError> {
-        Ok(Json(state.db.user_get_by_username(&auth.0, &username.0).await?))
+        Ok(Json(
+            state.db.user_get_by_username(&auth.0, &username.0).await?,
+        ))
     }
 
     /// Get a user
@@ -89,7 +97,11 @@ impl UsersApi {
     /// Users change their own profile; owners and admins change anyone's profile and
     /// role, except that only owners change owners or make them, and the tenant
     /// always keeps an owner (409 `last_owner`). `null` clears a field.
-    #[oai(path = "/v1/users/:user_id", method = "patch", operation_id = "updateUser")]
+    #[oai(
+        path = "/v1/users/:user_id",
+        method = "patch",
+        operation_id = "updateUser"
+    )]
     async fn update_user(
         &self,
         state: Data<&AppState>,
@@ -98,14 +110,20 @@ impl UsersApi {
         user_id: Path<Uuid>,
         body: Json<UserPatch>,
     ) -> Result<Json<User>, ApiError> {
-        Ok(Json(state.db.user_update(&auth.0, user_id.0, &body.0).await?))
+        Ok(Json(
+            state.db.user_update(&auth.0, user_id.0, &body.0).await?,
+        ))
     }
 
     /// Delete a user
     ///
     /// Users delete themselves; owners and admins delete others (owners only by
     /// owners). The last owner cannot be deleted.
-    #[oai(path = "/v1/users/:user_id", method = "delete", operation_id = "deleteUser")]
+    #[oai(
+        path = "/v1/users/:user_id",
+        method = "delete",
+        operation_id = "deleteUser"
+    )]
     async fn delete_user(
         &self,
         state: Data<&AppState>,

@@ -58,7 +58,8 @@ impl RefreshSecret {
         else {
             return Err(invalid());
         };
-        if secret.len() != SECRET_BYTES * 2 || !secret.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        if secret.len() != SECRET_BYTES * 2 || !secret.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
             return Err(invalid());
         }
         let tenant_id = Uuid::try_parse(tenant).map_err(|_| invalid())?;
@@ -106,10 +107,12 @@ impl ApiKeySecret {
 
     /// Reads a key given by a client.
     pub fn parse(key: &str) -> Result<Self, ApiError> {
-        let invalid = || ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked");
+        let invalid =
+            || ApiError::unauthorized("invalid_api_key", "The API key is unknown or revoked");
         let rest = key.strip_prefix(API_KEY_PREFIX).ok_or_else(invalid)?;
         let (tenant, secret) = rest.split_once('_').ok_or_else(invalid)?;
-        if secret.len() != SECRET_BYTES * 2 || !secret.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        if secret.len() != SECRET_BYTES * 2 || !secret.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
             return Err(invalid());
         }
         Ok(Self {
@@ -126,6 +129,9 @@ impl ApiKeySecret {
     /// The first characters of the key's secret, for listings.
     pub fn display_prefix(&self) -> String {
         let secret_start = API_KEY_PREFIX.len() + 33;
-        format!("{API_KEY_PREFIX}…{}", &self.key[secret_start..secret_start + 8])
+        format!(
+            "{API_KEY_PREFIX}…{}",
+            &self.key[secret_start..secret_start + 8]
+        )
     }
 }

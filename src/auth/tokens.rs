@@ -112,8 +112,9 @@ impl TokenIssuer {
             nbf: now.timestamp(),
             exp: expires_at.timestamp(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding_key)
-            .map_err(|error| ApiError::internal("could not sign a token", &error))?;
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding_key)
+                .map_err(|error| ApiError::internal("could not sign a token", &error))?;
         Ok(AccessToken { token, expires_at })
     }
 
@@ -121,12 +122,14 @@ impl TokenIssuer {
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
             .map_err(|error| match error.kind() {
-                ErrorKind::ExpiredSignature => {
-                    ApiError::unauthorized("token_expired", "The access token has expired; refresh it")
-                }
-                ErrorKind::ImmatureSignature => {
-                    ApiError::unauthorized("token_not_yet_valid", "The access token is not valid yet")
-                }
+                ErrorKind::ExpiredSignature => ApiError::unauthorized(
+                    "token_expired",
+                    "The access token has expired; refresh it",
+                ),
+                ErrorKind::ImmatureSignature => ApiError::unauthorized(
+                    "token_not_yet_valid",
+                    "The access token is not valid yet",
+                ),
                 _ => ApiError::unauthorized("invalid_token", "The access token is invalid"),
             })?;
         let claims = data.claims;

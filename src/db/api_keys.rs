@@ -78,7 +78,12 @@ impl Database {
         self.call_void(
             "api_key_revoke",
             "select hark_api.api_key_revoke($1, $2, $3, $4)",
-            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &key_id],
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &key_id,
+            ],
         )
         .await
     }

@@ -107,7 +107,10 @@ impl Database {
         let query_error = |source| DatabaseError::Query { context, source };
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        let row = client.query_one(&statement, params).await.map_err(query_error)?;
+        let row = client
+            .query_one(&statement, params)
+            .await
+            .map_err(query_error)?;
         let Json(value) = row.try_get::<_, Json<T>>(0).map_err(query_error)?;
         Ok(value)
     }
@@ -122,7 +125,10 @@ impl Database {
         let query_error = |source| DatabaseError::Query { context, source };
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        let row = client.query_one(&statement, params).await.map_err(query_error)?;
+        let row = client
+            .query_one(&statement, params)
+            .await
+            .map_err(query_error)?;
         let value = row.try_get::<_, Option<Json<T>>>(0).map_err(query_error)?;
         Ok(value.map(|Json(value)| value))
     }
@@ -137,7 +143,10 @@ impl Database {
         let query_error = |source| DatabaseError::Query { context, source };
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        client.execute(&statement, params).await.map_err(query_error)?;
+        client
+            .execute(&statement, params)
+            .await
+            .map_err(query_error)?;
         Ok(())
     }
 }

@@ -113,7 +113,12 @@ impl Database {
         self.call(
             "tenant_update",
             "select hark_api.tenant_update($1, $2, $3, $4)",
-            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &patch],
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &patch,
+            ],
         )
         .await
     }

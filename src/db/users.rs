@@ -125,7 +125,12 @@ impl Database {
         self.call(
             "user_get",
             "select hark_api.user_get($1, $2, $3, $4)",
-            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &user_id],
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &user_id,
+            ],
         )
         .await
     }
@@ -139,7 +144,12 @@ impl Database {
         self.call(
             "user_get_by_username",
             "select hark_api.user_get_by_username($1, $2, $3, $4)",
-            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &username],
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &username,
+            ],
         )
         .await
     }
@@ -195,7 +205,12 @@ impl Database {
         self.call_void(
             "user_delete",
             "select hark_api.user_delete($1, $2, $3, $4)",
-            &[&caller.tenant_id, &caller.user_id, &caller.session_id, &user_id],
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &user_id,
+            ],
         )
         .await
     }

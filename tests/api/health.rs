@@ -1,0 +1,209 @@
+//! Probes and the HTTP edge: request ids, errors of unknown routes, body limits,
+//! compression and CORS.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let app = spawn_app().await;
+    let body = app
+        .request(Method::GET, "/healthz", None, None)
+        .await
+        .expect(200);
+    assert_eq!(body["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_reports_the_database_up() {
+    let app = spawn_app().await;
+    let body = app
+        .request(Method::GET, "/readyz", None, None)
+        .await
+        .expect(200);
+    assert_eq!(body, json!({"status": "ready", "database": "up"}));
+}
+
+#[tokio::test]
+async fn readyz_answers_503_when_the_database_is_unreachable() {
+    // A server whose pool points at a port where nothing listens.
+    let mut config = crate::helpers::test_config("postgres://postgres@127.0.0.1:1/none");
+    config.db_pool_timeout_ms = 500;
+    let state = hark::startup::AppState {
+        db: hark::db::Database::connect(&config.database()).unwrap(),
+        tokens: std::sync::Arc::new(hark::auth::TokenIssuer::new(config.tokens()).unwrap()),
+        passwords: hark::auth::PasswordHasher::new(config.passwords()).unwrap(),
+        config: std::sync::Arc::new(config),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(hark::startup::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let response = reqwest::get(format!("{address}/readyz")).await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"status": "unready", "database": "down"}));
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_a_sane_incoming_one_is_echoed() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-abc-123");
+
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(generated.len(), 36, "a UUID is generated: {generated}");
+
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "x".repeat(500))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.headers()["x-request-id"], "x".repeat(500).as_str());
+}
+
+#[tokio::test]
+async fn an_unknown_route_answers_a_json_404_with_the_request_id() {
+    let app = spawn_app().await;
+    app.request(Method::GET, "/v1/nothing-here", None, None)
+        .await
+        .expect_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_wrong_method_answers_405() {
+    let app = spawn_app().await;
+    app.request(Method::PUT, "/v1/auth/login", None, None)
+        .await
+        .expect_error(405, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_refused_with_413_and_nothing_is_created() {
+    let app = spawn_app().await;
+    let huge = "x".repeat(70 * 1024);
+    let body = json!({"slug": "big", "name": huge, "owner": {"username": "owner", "password": "correct horse battery staple"}});
+    app.post("/v1/tenants", None, body.clone())
+        .await
+        .expect_error(413, "payload_too_large");
+
+    // A chunked body without Content-Length is cut off at the limit too.
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let stream = futures_util::stream::iter(
+        bytes
+            .chunks(4096)
+            .map(|chunk| Ok::<_, std::io::Error>(chunk.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let response = app
+        .client
+        .post(format!("{}/v1/tenants", app.address))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    TestApp::answer(response)
+        .await
+        .expect_error(413, "payload_too_large");
+    assert_eq!(app.count_rows("tenants").await, 0);
+}
+
+#[tokio::test]
+async fn malformed_json_answers_400_invalid_body() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(format!("{}/v1/auth/login", app.address))
+        .header("content-type", "application/json")
+        .body("{\"tenant\":")
+        .send()
+        .await
+        .unwrap();
+    TestApp::answer(response)
+        .await
+        .expect_error(400, "invalid_body");
+}
+
+#[tokio::test]
+async fn responses_are_compressed_when_the_client_accepts_gzip() {
+    let app = spawn_app().await;
+    let response = reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .unwrap()
+        .get(format!("{}/openapi.json", app.address))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+}
+
+#[tokio::test]
+async fn cors_allows_no_origin_by_default() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn cors_allows_the_configured_origins_only() {
+    let app =
+        spawn_app_with(|config| config.cors_origins = vec!["https://app.example".to_owned()]).await;
+    let preflight = app
+        .client
+        .request(Method::OPTIONS, format!("{}/v1/users/me", app.address))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+
+    let other = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}

@@ -1,0 +1,559 @@
+//! The test harness: a real PostgreSQL (the local server, or a private cluster started
+//! on demand), one migrated template database cloned per test, and the application
+//! spawned on port 0 and called over real HTTP.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use hark::{
+    config::{Config, TenantCreation},
+    startup::{AppState, serve},
+};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use tokio_postgres::NoTls;
+use uuid::Uuid;
+
+/// The secret tests sign tokens with; tests forge tokens with it too.
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256!";
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+/// Port of the private cluster started when no server answers.
+const PRIVATE_CLUSTER_PORT: u16 = 55_432;
+
+/// The admin URL of the server tests run against, once it is known to answer.
+static SERVER: OnceCell<String> = OnceCell::const_new();
+/// The name of the migrated template database.
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+fn admin_url() -> String {
+    std::env::var("HARK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A URL like `base` with another database name.
+pub fn with_database(base: &str, database: &str) -> String {
+    let (prefix, rest) = base.rsplit_once('/').expect("the URL names a database");
+    let query = rest.split_once('?').map(|(_, query)| format!("?{query}"));
+    format!("{prefix}/{database}{}", query.unwrap_or_default())
+}
+
+async fn answers(url: &str) -> bool {
+    tokio_postgres::connect(url, NoTls).await.is_ok()
+}
+
+/// The admin URL of a server that answers: the configured one, or a private cluster
+/// started under target/ when nothing answers there.
+async fn server() -> &'static str {
+    SERVER
+        .get_or_init(|| async {
+            let url = admin_url();
+            if answers(&url).await {
+                return url;
+            }
+            let private = format!("postgres://postgres@127.0.0.1:{PRIVATE_CLUSTER_PORT}/postgres");
+            if !answers(&private).await {
+                start_private_cluster();
+            }
+            for _ in 0..100 {
+                if answers(&private).await {
+                    return private;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!("PostgreSQL answers neither at {url} nor in the private cluster at {private}");
+        })
+        .await
+}
+
+fn postgres_bin_dir() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.sort();
+    candidates
+        .pop()
+        .filter(|dir| dir.join("initdb").exists())
+        .expect("no PostgreSQL server binaries under /usr/lib/postgresql: install the `postgresql` package")
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb refuses root).
+fn run_postgres_tool(tool: &Path, args: &[&str]) -> std::process::Output {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .unwrap_or(false);
+    let mut command = if is_root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(tool);
+        command
+    } else {
+        Command::new(tool)
+    };
+    command
+        .args(args)
+        .output()
+        .expect("could not run a PostgreSQL tool")
+}
+
+fn start_private_cluster() {
+    let bin = postgres_bin_dir();
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hark-test-postgres");
+    let data_str = data.to_str().expect("a UTF-8 path");
+    if !data.join("PG_VERSION").exists() {
+        std::fs::create_dir_all(&data).expect("could not create the cluster directory");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres", data_str])
+            .status();
+        let output = run_postgres_tool(
+            &bin.join("initdb"),
+            &["-D", data_str, "-U", "postgres", "--auth=trust"],
+        );
+        // Another test process may have initialised it at the same moment.
+        assert!(
+            output.status.success() || data.join("PG_VERSION").exists(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let options = format!(
+        "-p {PRIVATE_CLUSTER_PORT} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off"
+    );
+    let log = data.join("server.log");
+    // A failure here usually means another test process started it first; the caller
+    // waits for it to answer either way.
+    let _ = run_postgres_tool(
+        &bin.join("pg_ctl"),
+        &[
+            "-D",
+            data_str,
+            "-o",
+            &options,
+            "-l",
+            log.to_str().expect("a UTF-8 path"),
+            "-w",
+            "start",
+        ],
+    );
+}
+
+fn sql_checksum() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
+    let mut files: Vec<PathBuf> = ["migrations", "functions"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).expect("sql/ is readable"))
+        .map(|entry| entry.expect("sql/ is readable").path())
+        .collect();
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(std::fs::read(&file).expect("sql/ is readable"));
+    }
+    hex::encode(&hasher.finalize()[..6])
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// The migrated template, built once per schema version under an advisory lock so
+/// that concurrent test processes share it; stale test databases are dropped then.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let server = server().await;
+            let name = format!("hark_test_template_{}", sql_checksum());
+            let (admin, connection) = tokio_postgres::connect(server, NoTls)
+                .await
+                .expect("admin connection");
+            tokio::spawn(connection);
+            admin
+                .execute("select pg_advisory_lock(4711)", &[])
+                .await
+                .expect("template lock");
+            let exists = admin
+                .query_opt("select 1 from pg_database where datname = $1", &[&name])
+                .await
+                .expect("list databases")
+                .is_some();
+            if !exists {
+                let building = format!("{name}_building");
+                for statement in [
+                    format!("drop database if exists {building}"),
+                    format!("create database {building}"),
+                ] {
+                    admin
+                        .batch_execute(&statement)
+                        .await
+                        .expect("create the template");
+                }
+                hark::db::migrate(&with_database(server, &building))
+                    .await
+                    .expect("migrate the template");
+                let mut renamed = false;
+                for _ in 0..50 {
+                    if admin
+                        .batch_execute(&format!("alter database {building} rename to {name}"))
+                        .await
+                        .is_ok()
+                    {
+                        renamed = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                assert!(renamed, "could not rename the template");
+            }
+            drop_stale_databases(&admin).await;
+            admin
+                .execute("select pg_advisory_unlock(4711)", &[])
+                .await
+                .expect("template unlock");
+            name
+        })
+        .await
+}
+
+/// Drops the test databases of runs that ended more than an hour ago.
+async fn drop_stale_databases(admin: &tokio_postgres::Client) {
+    let rows = admin
+        .query(
+            "select datname from pg_database where datname like 'hark_t\\_%'",
+            &[],
+        )
+        .await
+        .expect("list databases");
+    let cutoff = now_seconds().saturating_sub(3600);
+    for row in rows {
+        let name: String = row.get(0);
+        let created = name
+            .split('_')
+            .nth(2)
+            .and_then(|part| part.parse::<u64>().ok());
+        if created.is_some_and(|created| created < cutoff) {
+            let _ = admin
+                .batch_execute(&format!("drop database if exists {name} with (force)"))
+                .await;
+        }
+    }
+}
+
+/// A fresh database cloned from the template; answers its URL.
+pub async fn fresh_database() -> String {
+    let template = template().await;
+    let server = server().await;
+    let name = format!("hark_t_{}_{}", now_seconds(), Uuid::new_v4().simple());
+    let (admin, connection) = tokio_postgres::connect(server, NoTls)
+        .await
+        .expect("admin connection");
+    tokio::spawn(connection);
+    let mut last_error = None;
+    for _ in 0..20 {
+        match admin
+            .batch_execute(&format!("create database {name} template {template}"))
+            .await
+        {
+            Ok(()) => return with_database(server, &name),
+            Err(error) => {
+                last_error = Some(error);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("could not clone the template: {last_error:?}");
+}
+
+/// The configuration of a test server: fast password hashing, open tenant creation.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::default_from_env().expect("default configuration");
+    config.database_url = database_url.to_owned();
+    config.migration_database_url = None;
+    config.db_pool_size = 8;
+    config.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
+    config.jwt_issuer = "hark".to_owned();
+    config.jwt_audience = "hark".to_owned();
+    config.tenant_creation = TenantCreation::Open;
+    config.operator_key = None;
+    config.cors_origins = Vec::new();
+    config.max_body_bytes = 64 * 1024;
+    config.password_hash_memory_kib = 1024;
+    config.password_hash_iterations = 1;
+    config
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The URL of this test's own database (as the admin role).
+    pub database_url: String,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+}
+
+/// A user with a session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The access token.
+    pub token: String,
+    /// The refresh token.
+    pub refresh_token: String,
+}
+
+impl Session {
+    fn from_auth(body: &Value) -> Self {
+        Self {
+            tenant_id: body["tenant_id"].as_str().expect("tenant_id").to_owned(),
+            user_id: body["user"]["id"].as_str().expect("user id").to_owned(),
+            token: body["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            refresh_token: body["refresh_token"]
+                .as_str()
+                .expect("refresh_token")
+                .to_owned(),
+        }
+    }
+}
+
+/// A tenant with its owner.
+#[derive(Debug, Clone)]
+pub struct TenantFixture {
+    /// The slug.
+    pub slug: String,
+    /// The owner's session.
+    pub owner: Session,
+}
+
+/// An HTTP answer: status, headers and JSON body (null when empty).
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON.
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts the status and answers the body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected answer: {}",
+            self.body
+        );
+        self.body
+    }
+
+    /// Asserts an error answer with its status and code, and the error body's shape.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected answer: {}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "unexpected error: {}", self.body);
+        assert!(
+            self.body["message"]
+                .as_str()
+                .is_some_and(|message| !message.is_empty())
+        );
+        let request_id = self
+            .headers
+            .get("x-request-id")
+            .expect("a request id header");
+        assert_eq!(self.body["request_id"], request_id.to_str().expect("ASCII"));
+        self.body
+    }
+}
+
+/// Spawns the application on its own fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the application with a changed configuration.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    let database_url = fresh_database().await;
+    let mut config = test_config(&database_url);
+    change(&mut config);
+    let state = AppState::start(config)
+        .await
+        .expect("the application starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let address = format!("http://{}", listener.local_addr().expect("local address"));
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    TestApp {
+        address,
+        database_url,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Self::answer(request.send().await.expect("the request is answered")).await
+    }
+
+    /// Turns a response into an [`Answer`].
+    pub async fn answer(response: reqwest::Response) -> Answer {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("a body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    /// POST JSON with an optional token.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.request(Method::POST, path, token, Some(body)).await
+    }
+
+    /// PATCH JSON with a token.
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    /// DELETE with a token.
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Creates a tenant with an owner called `owner`.
+    pub async fn create_tenant(&self, slug: &str) -> TenantFixture {
+        let body = self
+            .post(
+                "/v1/tenants",
+                None,
+                json!({"slug": slug, "name": format!("Tenant {slug}"), "owner": {"username": "owner", "password": PASSWORD, "email": format!("owner@{slug}.example")}}),
+            )
+            .await
+            .expect(201);
+        TenantFixture {
+            slug: slug.to_owned(),
+            owner: Session::from_auth(&body["session"]),
+        }
+    }
+
+    /// Registers a member of a tenant.
+    pub async fn register(&self, slug: &str, username: &str) -> Session {
+        let body = self
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"tenant": slug, "username": username, "password": PASSWORD, "email": format!("{username}@{slug}.example")}),
+            )
+            .await
+            .expect(201);
+        Session::from_auth(&body)
+    }
+
+    /// Registers a user and makes them an admin (by the tenant's owner).
+    pub async fn admin(&self, tenant: &TenantFixture, username: &str) -> Session {
+        let session = self.register(&tenant.slug, username).await;
+        self.patch(
+            &format!("/v1/users/{}", session.user_id),
+            &tenant.owner.token,
+            json!({"role": "admin"}),
+        )
+        .await
+        .expect(200);
+        session
+    }
+
+    /// Counts rows of a table across all tenants, as the admin role (bypassing RLS).
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(&self.database_url, NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .query_one(&format!("select count(*) from hark.{table}"), &[])
+            .await
+            .expect("count")
+            .get(0)
+    }
+}
+
+/// A JWT signed with `secret`, with the given header algorithm and claims.
+pub fn forge_token(secret: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("sign")
+}
+
+/// The claims of a token (unverified), to forge variations of it.
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// Seconds since 1970.
+pub fn unix_now() -> i64 {
+    i64::try_from(now_seconds()).expect("in range")
+}

@@ -1,0 +1,14 @@
+//! Hark's API tests: one binary, one module per feature, every test against a real
+//! PostgreSQL and the application over real HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod api_keys;
+mod auth;
+mod health;
+mod helpers;
+mod isolation;
+mod openapi;
+mod row_level_security;
+mod tenants;
+mod users;

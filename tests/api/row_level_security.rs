@@ -1,0 +1,121 @@
+//! Row-level security as the application role sees it: with no tenant set, no row; with
+//! tenant A set, A's rows only; no row of another tenant can be written.
+
+use tokio_postgres::NoTls;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_application_role_sees_no_row_without_a_tenant_and_only_its_tenants_rows_with_one() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    app.register("acme", "bob").await;
+    let globex = app.create_tenant("globex").await;
+
+    let (mut client, connection) = tokio_postgres::connect(&app.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    let role = client
+        .query_one(
+            "select rolsuper, rolbypassrls, rolcanlogin,
+                    (select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                     where n.nspname in ('hark', 'hark_api') and pg_get_userbyid(c.relowner) = 'hark_app')
+             from pg_roles where rolname = 'hark_app'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (superuser, bypass, login, owned): (bool, bool, bool, i64) =
+        (role.get(0), role.get(1), role.get(2), role.get(3));
+    println!(
+        "hark_app: superuser={superuser} bypassrls={bypass} login={login} owned_objects={owned}"
+    );
+    assert!(!superuser && !bypass && !login);
+    assert_eq!(owned, 0);
+
+    let unprotected = client
+        .query(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+             where n.nspname = 'hark' and c.relkind = 'r' and not (c.relrowsecurity and c.relforcerowsecurity)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let unprotected: Vec<String> = unprotected.iter().map(|row| row.get(0)).collect();
+    println!("tables without enabled and forced row-level security: {unprotected:?}");
+    assert!(unprotected.is_empty());
+
+    client.batch_execute("set role hark_app").await.unwrap();
+    let tables = ["tenants", "users", "sessions"];
+    for table in tables {
+        let count: i64 = client
+            .query_one(&format!("select count(*) from hark.{table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        println!("as hark_app, no tenant set: {table} has {count} visible rows");
+        assert_eq!(count, 0);
+    }
+
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .execute(
+            "select set_config('hark.tenant_id', $1, true)",
+            &[&acme.owner.tenant_id],
+        )
+        .await
+        .unwrap();
+    let users = transaction
+        .query(
+            "select username, tenant_id::text from hark.users order by username",
+            &[],
+        )
+        .await
+        .unwrap();
+    let users: Vec<(String, String)> = users.iter().map(|row| (row.get(0), row.get(1))).collect();
+    println!("as hark_app, tenant acme set: users visible = {users:?}");
+    assert_eq!(users.len(), 2);
+    assert!(
+        users
+            .iter()
+            .all(|(_, tenant)| *tenant == acme.owner.tenant_id)
+    );
+    let tenants: Vec<String> = transaction
+        .query("select slug from hark.tenants", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    println!("as hark_app, tenant acme set: tenants visible = {tenants:?}");
+    assert_eq!(tenants, vec!["acme".to_owned()]);
+
+    let foreign_write = transaction
+        .execute(
+            "insert into hark.users (tenant_id, id, username, role) values ($1::text::uuid, gen_random_uuid(), 'mole', 'member')",
+            &[&globex.owner.tenant_id],
+        )
+        .await;
+    let error = foreign_write.expect_err("writing into another tenant fails");
+    println!(
+        "as hark_app, tenant acme set: inserting a globex user fails with: {}",
+        error.as_db_error().unwrap().message()
+    );
+    assert_eq!(
+        error.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    drop(transaction);
+
+    let count: i64 = client
+        .query_one("select count(*) from hark.users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    println!(
+        "as hark_app, after the transaction: {count} users visible (the setting was transaction-local)"
+    );
+    assert_eq!(count, 0);
+}
