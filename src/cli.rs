@@ -1,7 +1,7 @@
 //! The command line: `hark serve`, `hark migrate`, `hark openapi` and
 //! `hark tenant create`. With no subcommand, `hark` serves.
 
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::telemetry::init(config.log_format);
             crate::db::ensure_database_exists(config.migration_url()).await?;
             let report = crate::db::migrate(config.migration_url()).await?;
-            println!(
+            print_out(&format!(
                 "migrations applied: {}; functions re-created: {}",
                 if report.applied_migrations.is_empty() {
                     "none".to_owned()
@@ -120,20 +120,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.applied_migrations.join(", ")
                 },
                 report.functions_replaced
-            );
-            Ok(())
+            ))
         }
         Command::Openapi { json } => {
             let service = crate::api::service();
-            println!(
-                "{}",
-                if json {
-                    service.spec()
-                } else {
-                    service.spec_yaml()
-                }
-            );
-            Ok(())
+            print_out(&if json {
+                service.spec()
+            } else {
+                service.spec_yaml()
+            })
         }
         Command::Tenant(TenantCommand::Create {
             slug,
@@ -165,8 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if generated_password {
                 output["owner_password"] = serde_json::Value::from(password);
             }
-            println!("{}", serde_json::to_string_pretty(&output)?);
-            Ok(())
+            print_out(&serde_json::to_string_pretty(&output)?)
         }
     }
 }
@@ -192,6 +186,18 @@ impl From<&crate::api::TenantCreated> for CreatedOutput {
             access_token: created.session.access_token.clone(),
             refresh_token: created.session.refresh_token.clone(),
         }
+    }
+}
+
+/// Prints a command's result on standard output. A reader that went away (`| head`)
+/// is not an error of ours.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("could not write to standard output")
+        }
+        _ => Ok(()),
     }
 }
 
