@@ -55,9 +55,9 @@ pub fn service() -> OpenApiService<Api, ()> {
         "Hark",
         env!("CARGO_PKG_VERSION"),
     )
-    .summary("Multi-tenant chat backend")
+    // OpenAPI 3.0 has no info.summary, so the one-line summary opens the description.
     .description(
-        "Hark's REST API. Every error is a JSON body `{\"code\", \"message\", \"request_id\"}` \
+        "Multi-tenant chat backend. Every error is a JSON body `{\"code\", \"message\", \"request_id\"}` \
          (plus `field` for input errors) with a stable `code`. Ids of another tenant behave \
          exactly like ids that do not exist.",
     )

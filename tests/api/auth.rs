@@ -309,3 +309,76 @@ fn unsigned_token(claims: &serde_json::Value) -> String {
         engine.encode(serde_json::to_vec(claims).unwrap())
     )
 }
+
+#[tokio::test]
+async fn every_secured_operation_refuses_a_request_without_credentials() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = serde_json::from_str(&hark::api::service().spec()).unwrap();
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if operation["security"].is_null() {
+                continue;
+            }
+            let concrete = path
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') {
+                        uuid::Uuid::now_v7().to_string()
+                    } else {
+                        segment.to_owned()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            app.request(method, &concrete, None, Some(json!({})))
+                .await
+                .expect_error(401, "missing_token");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} secured operations");
+}
+
+#[tokio::test]
+async fn the_tenant_create_command_prints_tokens_that_the_server_accepts() {
+    let app = spawn_app().await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hark"))
+        .args([
+            "tenant",
+            "create",
+            "--slug",
+            "cli-made",
+            "--owner-username",
+            "root-user",
+            "--password-hash-memory-kib",
+            "1024",
+        ])
+        .env("DATABASE_URL", &app.database_url)
+        .env("HARK_JWT_SECRET", TEST_JWT_SECRET)
+        .env_remove("HARK_OWNER_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(printed["tenant_slug"], "cli-made");
+    let me = app
+        .get("/v1/users/me", printed["access_token"].as_str().unwrap())
+        .await
+        .expect(200);
+    assert_eq!(me["role"], "owner");
+    // The generated password is printed once and works.
+    let password = printed["owner_password"].as_str().unwrap();
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({"tenant": "cli-made", "login": "root-user", "password": password}),
+    )
+    .await
+    .expect(200);
+}
