@@ -93,6 +93,10 @@ pub struct Config {
     #[arg(long, env = "HARK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// The largest message body accepted, in bytes (UTF-8).
+    #[arg(long, env = "HARK_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
+    pub max_message_bytes: i32,
+
     /// Memory of one argon2id password hash, in KiB.
     #[arg(long, env = "HARK_PASSWORD_HASH_MEMORY_KIB", default_value_t = 19_456)]
     pub password_hash_memory_kib: u32,

@@ -5,7 +5,11 @@
 mod api_keys;
 mod auth;
 mod backend;
+mod events;
 mod health;
+mod members;
+mod messages;
+mod rooms;
 mod tenants;
 mod users;
 
@@ -23,6 +27,14 @@ pub enum ApiTags {
     Auth,
     /// The users of a tenant.
     Users,
+    /// Group and direct rooms.
+    Rooms,
+    /// The members of a room.
+    Members,
+    /// Messages, reactions and read markers.
+    Messages,
+    /// A room's event log.
+    Events,
     /// Keys with which a tenant's backend calls the `backend` operations.
     ApiKeys,
     /// Operations for a tenant's own backend, authenticated with an API key.
@@ -37,6 +49,10 @@ pub type Api = (
     tenants::TenantsApi,
     auth::AuthApi,
     users::UsersApi,
+    rooms::RoomsApi,
+    members::MembersApi,
+    messages::MessagesApi,
+    events::EventsApi,
     api_keys::ApiKeysApi,
     backend::BackendApi,
 );
@@ -49,6 +65,10 @@ pub fn service() -> OpenApiService<Api, ()> {
             tenants::TenantsApi,
             auth::AuthApi,
             users::UsersApi,
+            rooms::RoomsApi,
+            members::MembersApi,
+            messages::MessagesApi,
+            events::EventsApi,
             api_keys::ApiKeysApi,
             backend::BackendApi,
         ),

@@ -35,6 +35,14 @@ const FUNCTIONS: &[(&str, &str)] = &[
         "0003_users",
         include_str!("../../sql/functions/0003_users.sql"),
     ),
+    (
+        "0004_rooms",
+        include_str!("../../sql/functions/0004_rooms.sql"),
+    ),
+    (
+        "0005_messages",
+        include_str!("../../sql/functions/0005_messages.sql"),
+    ),
 ];
 
 /// What a run of `migrate` changed.

@@ -8,7 +8,9 @@
 //! Functions answer JSON, decoded here into the types the API serves.
 
 mod api_keys;
+mod messages;
 mod migrate;
+mod rooms;
 mod sessions;
 mod tenants;
 mod users;
@@ -21,7 +23,16 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::{NoTls, types::Json, types::ToSql};
 
 pub use api_keys::{ApiKey, NewApiKey};
+pub use messages::{
+    Attachment, EventPage, EventType, HistoryCursor, Message, MessageKind, MessagePage,
+    MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent, RoomUnread,
+    SentMessage, UnreadSummary,
+};
 pub use migrate::{MigrationReport, ensure_database_exists, migrate};
+pub use rooms::{
+    Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomSummary,
+    UserRef, Visibility,
+};
 pub use sessions::{LoginCandidate, NewRegistration, NewSession, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
 pub use users::{NewBackendUser, Role, User, UserPage, UserPatch};

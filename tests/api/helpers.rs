@@ -557,3 +557,59 @@ pub fn claims_of(token: &str) -> Value {
 pub fn unix_now() -> i64 {
     i64::try_from(now_seconds()).expect("in range")
 }
+
+impl TestApp {
+    /// Creates a group room and answers it.
+    pub async fn create_room(&self, token: &str, name: &str, visibility: &str) -> Value {
+        self.post(
+            "/v1/rooms",
+            Some(token),
+            json!({"name": name, "visibility": visibility}),
+        )
+        .await
+        .expect(201)
+    }
+
+    /// Adds a user to a room (as a room admin).
+    pub async fn add_member(&self, admin_token: &str, room_id: &str, user_id: &str) {
+        self.post(
+            &format!("/v1/rooms/{room_id}/members"),
+            Some(admin_token),
+            json!({"user_id": user_id}),
+        )
+        .await
+        .expect(200);
+    }
+
+    /// Sends a text message and answers it.
+    pub async fn send(&self, token: &str, room_id: &str, body: &str) -> Value {
+        self.post(
+            &format!("/v1/rooms/{room_id}/messages"),
+            Some(token),
+            json!({"body": body}),
+        )
+        .await
+        .expect(201)
+    }
+
+    /// Counts the rows of several tables, to show that a refused request changed nothing.
+    pub async fn snapshot(&self) -> Vec<i64> {
+        let mut counts = Vec::new();
+        for table in [
+            "rooms",
+            "room_members",
+            "room_events",
+            "messages",
+            "message_edits",
+            "reactions",
+        ] {
+            counts.push(self.count_rows(table).await);
+        }
+        counts
+    }
+}
+
+/// A room's id as a string.
+pub fn id_of(value: &Value) -> String {
+    value["id"].as_str().expect("an id").to_owned()
+}

@@ -134,3 +134,172 @@ async fn credentials_rewritten_to_name_another_tenant_are_refused() {
         .expect_error(401, "token_revoked");
     assert_eq!(app.count_rows("users").await, 2);
 }
+
+/// A request body every operation accepts, so that only the ids decide the answer.
+fn body_for(operation_id: &str, own_user_id: &str) -> serde_json::Value {
+    match operation_id {
+        "updateUser" => json!({"display_name": "pwned"}),
+        "updateRoom" => json!({"name": "pwned"}),
+        "addMember" => json!({"user_id": own_user_id}),
+        "setMemberRole" => json!({"role": "member"}),
+        "sendMessage" | "editMessage" => json!({"body": "pwned"}),
+        "addReaction" => json!({"emoji": "👍"}),
+        "markRead" => json!({"seq": 1}),
+        _ => json!({}),
+    }
+}
+
+#[tokio::test]
+async fn every_operation_with_an_id_of_another_tenant_answers_not_found_and_changes_nothing() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let alice = app.register("acme", "alice-only").await;
+    let room = app
+        .create_room(&acme.owner.token, "acme-room", "public")
+        .await;
+    let room_id = crate::helpers::id_of(&room);
+    app.add_member(&acme.owner.token, &room_id, &alice.user_id)
+        .await;
+    let message = app.send(&alice.token, &room_id, "acme secret").await;
+    let message_id = crate::helpers::id_of(&message);
+    app.post(
+        &format!("/v1/rooms/{room_id}/messages/{message_id}/reactions"),
+        Some(&alice.token),
+        json!({"emoji": "👍"}),
+    )
+    .await
+    .expect(200);
+    let key = app
+        .post(
+            "/v1/api-keys",
+            Some(&acme.owner.token),
+            json!({"name": "k"}),
+        )
+        .await
+        .expect(201);
+    let key_id = key["api_key"]["id"].as_str().unwrap().to_owned();
+
+    let globex = app.create_tenant("globex").await;
+    let globex_key = app
+        .post(
+            "/v1/api-keys",
+            Some(&globex.owner.token),
+            json!({"name": "k"}),
+        )
+        .await
+        .expect(201)["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = app.snapshot().await;
+
+    let spec: serde_json::Value = serde_json::from_str(&hark::api::service().spec()).unwrap();
+    let mut checked = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        if !path.contains('{') {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            let operation_id = operation["operationId"].as_str().unwrap();
+            let concrete = path
+                .replace("{room_id}", &room_id)
+                .replace("{message_id}", &message_id)
+                .replace("{user_id}", &alice.user_id)
+                .replace("{key_id}", &key_id)
+                .replace("{emoji}", "%F0%9F%91%8D")
+                .replace("{username}", "alice-only");
+            assert!(
+                !concrete.contains('{'),
+                "{operation_id}: add its path parameter to this test"
+            );
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut request = app
+                .client
+                .request(method.clone(), format!("{}{concrete}", app.address))
+                .json(&body_for(operation_id, &globex.owner.user_id));
+            request = if operation["security"][0]["apiKeyAuth"].is_array() {
+                request.header("x-api-key", &globex_key)
+            } else {
+                request.bearer_auth(&globex.owner.token)
+            };
+            let answer = TestApp::answer(request.send().await.unwrap()).await;
+            assert_eq!(
+                answer.status, 404,
+                "{operation_id} {method} {concrete}: {}",
+                answer.body
+            );
+            let code = answer.body["code"].as_str().unwrap();
+            assert!(code.ends_with("_not_found"), "{operation_id}: {code}");
+            checked.push(operation_id.to_owned());
+        }
+    }
+    println!(
+        "operations checked with another tenant's ids: {}",
+        checked.len()
+    );
+    assert!(checked.len() >= 25, "{checked:?}");
+    assert_eq!(app.snapshot().await, before, "nothing changed");
+    assert_eq!(
+        app.get(
+            &format!("/v1/rooms/{room_id}/messages/{message_id}"),
+            &alice.token
+        )
+        .await
+        .expect(200)["body"],
+        "acme secret"
+    );
+}
+
+#[tokio::test]
+async fn ids_of_another_tenant_in_request_bodies_are_not_found_either() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let alice = app.register("acme", "alice").await;
+    let acme_room = crate::helpers::id_of(
+        &app.create_room(&acme.owner.token, "acme-room", "public")
+            .await,
+    );
+    let acme_message = app.send(&acme.owner.token, &acme_room, "acme").await;
+    let globex = app.create_tenant("globex").await;
+    let globex_room = crate::helpers::id_of(
+        &app.create_room(&globex.owner.token, "globex-room", "private")
+            .await,
+    );
+    let before = app.snapshot().await;
+    app.post(
+        "/v1/rooms/direct",
+        Some(&globex.owner.token),
+        json!({"user_id": alice.user_id}),
+    )
+    .await
+    .expect_error(404, "user_not_found");
+    app.post(
+        &format!("/v1/rooms/{globex_room}/members"),
+        Some(&globex.owner.token),
+        json!({"user_id": alice.user_id}),
+    )
+    .await
+    .expect_error(404, "user_not_found");
+    app.post(
+        &format!("/v1/rooms/{globex_room}/messages"),
+        Some(&globex.owner.token),
+        json!({"body": "x", "reply_to_id": acme_message["id"]}),
+    )
+    .await
+    .expect_error(422, "invalid_reply_to");
+    let code = app
+        .get(&format!("/v1/rooms/{acme_room}"), &acme.owner.token)
+        .await
+        .expect(200)["invite_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(
+        "/v1/rooms/join",
+        Some(&globex.owner.token),
+        json!({"code": code}),
+    )
+    .await
+    .expect_error(404, "invite_not_found");
+    assert_eq!(app.snapshot().await, before);
+}

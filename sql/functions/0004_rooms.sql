@@ -1,0 +1,707 @@
+-- Rooms and their members. Every change to a room appends an event to the room's log
+-- with the next gapless seq, in the same transaction, under the room's row lock
+-- (hark_api.append_event).
+
+-- The unambiguous alphabet of invite codes: no 0/O, no 1/I.
+create function hark_api.new_invite_code()
+returns text
+language sql
+volatile
+as $$
+    select string_agg(
+        substr('23456789ABCDEFGHJKLMNPQRSTUVWXYZ', (get_byte(uuid_send(gen_random_uuid()), 0) % 32) + 1, 1),
+        '')
+    from generate_series(1, 6)
+$$;
+
+-- Locks a room of the current tenant for a change and returns it, or fails with 404.
+create function hark_api.lock_room(p_room_id uuid)
+returns hark.rooms
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    select * into v_room from hark.rooms where id = p_room_id for update;
+    if v_room.id is null then
+        perform hark_api.fail(404, 'room_not_found', 'No such room');
+    end if;
+    return v_room;
+end
+$$;
+
+-- The current user's role in a room, or null when they are not a member.
+create function hark_api.member_role(p_room_id uuid)
+returns text
+language sql
+stable
+as $$
+    select role from hark.room_members where room_id = p_room_id and user_id = hark_api.current_user_id()
+$$;
+
+-- Fails with 403 not_a_member unless the current user is a member; returns their role.
+create function hark_api.require_member(p_room_id uuid)
+returns text
+language plpgsql
+as $$
+declare
+    v_role text := hark_api.member_role(p_room_id);
+begin
+    if v_role is null then
+        perform hark_api.fail(403, 'not_a_member', 'Only members of the room may do this');
+    end if;
+    return v_role;
+end
+$$;
+
+-- Fails with 403 unless the current user is an owner or admin of the room.
+create function hark_api.require_room_admin(p_room_id uuid)
+returns text
+language plpgsql
+as $$
+declare
+    v_role text := hark_api.require_member(p_room_id);
+begin
+    if v_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room may do this');
+    end if;
+    return v_role;
+end
+$$;
+
+create function hark_api.require_group(p_room hark.rooms)
+returns void
+language plpgsql
+as $$
+begin
+    if p_room.kind = 'direct' then
+        perform hark_api.fail(409, 'direct_room', 'Direct rooms have exactly their two members and no settings');
+    end if;
+end
+$$;
+
+create function hark_api.require_not_archived(p_room hark.rooms)
+returns void
+language plpgsql
+as $$
+begin
+    if p_room.archived_at is not null then
+        perform hark_api.fail(409, 'room_archived', 'The room is archived: its history stays readable, nothing new is accepted');
+    end if;
+end
+$$;
+
+-- Appends an event to a room's log with the next seq. The caller holds the room's
+-- row lock (the update below would take it anyway), so seqs are gapless and in
+-- commit order per room.
+create function hark_api.append_event(p_room_id uuid, p_type text, p_data jsonb)
+returns bigint
+language plpgsql
+as $$
+declare
+    v_seq bigint;
+begin
+    update hark.rooms
+    set last_seq = last_seq + 1, last_event_at = now()
+    where id = p_room_id
+    returning last_seq into v_seq;
+    insert into hark.room_events (tenant_id, room_id, seq, type, actor_id, data)
+    values (hark_api.current_tenant_id(), p_room_id, v_seq, p_type, hark_api.current_user_id(), p_data);
+    return v_seq;
+end
+$$;
+
+-- A user as shown inside rooms, messages and events.
+create function hark_api.user_ref(p_user_id uuid)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', u.id,
+        'username', u.username,
+        'display_name', u.display_name,
+        'avatar_url', u.avatar_url)
+    from hark.users u
+    where u.id = p_user_id
+$$;
+
+-- The shape of a room for the current user.
+create function hark_api.room_json(p_room hark.rooms)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', p_room.id,
+        'kind', p_room.kind,
+        'name', p_room.name,
+        'topic', p_room.topic,
+        'visibility', p_room.visibility,
+        'invite_code', case when m.role is not null then p_room.invite_code end,
+        'archived', p_room.archived_at is not null,
+        'archived_at', p_room.archived_at,
+        'created_by', p_room.created_by,
+        'created_at', p_room.created_at,
+        'updated_at', p_room.updated_at,
+        'last_seq', p_room.last_seq,
+        'last_activity_at', p_room.last_event_at,
+        'member_count', (select count(*) from hark.room_members c where c.room_id = p_room.id),
+        'my_role', m.role,
+        'last_read_seq', m.last_read_seq,
+        'direct_user', case when p_room.kind = 'direct' then (
+            select hark_api.user_ref(o.user_id) from hark.room_members o
+            where o.room_id = p_room.id and o.user_id <> hark_api.current_user_id()
+            limit 1) end)
+    from (select 1) one
+    left join hark.room_members m on m.room_id = p_room.id and m.user_id = hark_api.current_user_id()
+$$;
+
+create function hark_api.member_json(p_member hark.room_members)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'room_id', p_member.room_id,
+        'user', hark_api.user_ref(p_member.user_id),
+        'role', p_member.role,
+        'joined_at', p_member.joined_at,
+        'last_read_seq', p_member.last_read_seq)
+$$;
+
+-- Adds a member and appends member.joined; answers the membership.
+create function hark_api.add_member(p_room_id uuid, p_user_id uuid, p_role text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_member hark.room_members;
+begin
+    insert into hark.room_members (tenant_id, room_id, user_id, role, last_read_seq)
+    values (hark_api.current_tenant_id(), p_room_id, p_user_id, p_role,
+            (select last_seq from hark.rooms where id = p_room_id))
+    returning * into v_member;
+    perform hark_api.append_event(p_room_id, 'member.joined', hark_api.member_json(v_member));
+    return hark_api.member_json(v_member);
+end
+$$;
+
+create function hark_api.validate_room_fields(p_name text, p_topic text, p_visibility text)
+returns void
+language plpgsql
+as $$
+begin
+    if p_name is null or char_length(btrim(p_name)) = 0 or char_length(p_name) > 100 then
+        perform hark_api.fail(422, 'invalid_name', 'The room name must be 1 to 100 characters', 'name');
+    end if;
+    if p_topic is not null and char_length(p_topic) > 1000 then
+        perform hark_api.fail(422, 'invalid_topic', 'The topic must be at most 1000 characters', 'topic');
+    end if;
+    if p_visibility not in ('public', 'private') then
+        perform hark_api.fail(422, 'invalid_visibility', 'The visibility must be public or private', 'visibility');
+    end if;
+end
+$$;
+
+-- Creates a group room with the caller as its owner.
+create function hark_api.room_create(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
+    p_room_id uuid, p_name text, p_topic text, p_visibility text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.validate_room_fields(p_name, p_topic, p_visibility);
+    for attempt in 1..10 loop
+        begin
+            insert into hark.rooms (tenant_id, id, kind, name, topic, visibility, invite_code, created_by)
+            values (p_tenant_id, p_room_id, 'group', p_name, p_topic, p_visibility, hark_api.new_invite_code(), p_user_id)
+            returning * into v_room;
+            exit;
+        exception when unique_violation then
+            -- An invite code collision: draw another.
+            if attempt = 10 then
+                raise;
+            end if;
+        end;
+    end loop;
+    perform hark_api.add_member(p_room_id, p_user_id, 'owner');
+    select * into v_room from hark.rooms where id = p_room_id;
+    return hark_api.room_json(v_room);
+end
+$$;
+
+-- The direct room between the caller and another user, created on first use. Both
+-- sides calling at once get the same room: the sorted pair is a unique key.
+create function hark_api.room_direct(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_other_user_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_key text;
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    if p_other_user_id = p_user_id then
+        perform hark_api.fail(422, 'invalid_user', 'A direct room needs another user', 'user_id');
+    end if;
+    if not exists (select from hark.users where id = p_other_user_id and deleted_at is null) then
+        perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
+    end if;
+    v_key := least(p_user_id::text, p_other_user_id::text) || ':' || greatest(p_user_id::text, p_other_user_id::text);
+    insert into hark.rooms (tenant_id, id, kind, visibility, direct_key, created_by)
+    values (p_tenant_id, p_room_id, 'direct', 'private', v_key, p_user_id)
+    on conflict (tenant_id, direct_key) where direct_key is not null do nothing
+    returning * into v_room;
+    if v_room.id is not null then
+        perform hark_api.add_member(v_room.id, least(p_user_id, p_other_user_id), 'member');
+        perform hark_api.add_member(v_room.id, greatest(p_user_id, p_other_user_id), 'member');
+    end if;
+    select * into v_room from hark.rooms where tenant_id = p_tenant_id and direct_key = v_key;
+    return hark_api.room_json(v_room);
+end
+$$;
+
+-- The caller's rooms, newest activity first, each with its unread count and last
+-- message. p_cursor is the next_cursor of the previous page: the last room's
+-- activity time and id.
+create function hark_api.room_list(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_cursor text, p_limit integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_before_activity timestamptz;
+    v_before_id uuid;
+    v_items jsonb;
+    v_count integer;
+    v_last_activity timestamptz;
+    v_last_id uuid;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    if p_limit is null or p_limit < 1 or p_limit > 200 then
+        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
+    end if;
+    if p_cursor is not null then
+        begin
+            v_before_activity := split_part(p_cursor, '_', 1)::timestamptz;
+            v_before_id := split_part(p_cursor, '_', 2)::uuid;
+        exception when others then
+            perform hark_api.fail(422, 'invalid_cursor', 'The cursor is not one this API gave out', 'cursor');
+        end;
+    end if;
+    with page as (
+        select r as room, m.last_read_seq, r.last_event_at as activity, r.id
+        from hark.room_members m
+        join hark.rooms r on r.id = m.room_id
+        where m.user_id = p_user_id
+          and (v_before_activity is null or (r.last_event_at, r.id) < (v_before_activity, v_before_id))
+        order by r.last_event_at desc, r.id desc
+        limit p_limit
+    )
+    select coalesce(jsonb_agg(
+               hark_api.room_json(page.room)
+               || jsonb_build_object(
+                   'unread_count', hark_api.unread_count(page.id, page.last_read_seq),
+                   'last_message', (
+                       select hark_api.message_json(msg, p_user_id) from hark.messages msg
+                       where msg.room_id = page.id and msg.deleted_at is null
+                       order by msg.seq desc limit 1))
+               order by page.activity desc, page.id desc), '[]'::jsonb),
+           count(*),
+           (array_agg(page.activity order by page.activity, page.id))[1],
+           (array_agg(page.id order by page.activity, page.id))[1]
+    into v_items, v_count, v_last_activity, v_last_id
+    from page;
+    return jsonb_build_object(
+        'items', v_items,
+        'next_cursor', case when v_count = p_limit
+                            then to_char(v_last_activity at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '_' || v_last_id end);
+end
+$$;
+
+-- A room: members see everything; others see public rooms only (to join them).
+create function hark_api.room_get(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    select * into v_room from hark.rooms where id = p_room_id;
+    if v_room.id is null then
+        perform hark_api.fail(404, 'room_not_found', 'No such room');
+    end if;
+    if v_room.visibility <> 'public' then
+        perform hark_api.require_member(p_room_id);
+    end if;
+    return hark_api.room_json(v_room);
+end
+$$;
+
+-- Applies name, topic and visibility from p_patch (room owners and admins).
+create function hark_api.room_update(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_patch jsonb)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+    v_changes jsonb := '{}';
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_room_admin(p_room_id);
+    perform hark_api.require_group(v_room);
+    perform hark_api.require_not_archived(v_room);
+    if p_patch ? 'name' and jsonb_typeof(p_patch -> 'name') <> 'string' then
+        perform hark_api.fail(422, 'invalid_name', 'The room name must be 1 to 100 characters', 'name');
+    end if;
+    if p_patch ? 'topic' and jsonb_typeof(p_patch -> 'topic') not in ('string', 'null') then
+        perform hark_api.fail(422, 'invalid_topic', 'The topic must be a string or null', 'topic');
+    end if;
+    perform hark_api.validate_room_fields(
+        coalesce(p_patch ->> 'name', v_room.name),
+        case when p_patch ? 'topic' then p_patch ->> 'topic' else v_room.topic end,
+        coalesce(p_patch ->> 'visibility', v_room.visibility));
+    update hark.rooms r
+    set name = coalesce(p_patch ->> 'name', r.name),
+        topic = case when p_patch ? 'topic' then p_patch ->> 'topic' else r.topic end,
+        visibility = coalesce(p_patch ->> 'visibility', r.visibility),
+        updated_at = now()
+    where r.id = p_room_id
+    returning * into v_room;
+    perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
+        'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility, 'changed', (
+            select coalesce(jsonb_agg(key order by key), '[]'::jsonb)
+            from jsonb_object_keys(p_patch) key where key in ('name', 'topic', 'visibility'))));
+    select * into v_room from hark.rooms where id = p_room_id;
+    return hark_api.room_json(v_room);
+end
+$$;
+
+-- Archives a room (owners and admins): history stays readable, nothing new is accepted.
+create function hark_api.room_archive(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_room_admin(p_room_id);
+    perform hark_api.require_group(v_room);
+    if v_room.archived_at is null then
+        update hark.rooms set archived_at = now(), updated_at = now() where id = p_room_id;
+        perform hark_api.append_event(p_room_id, 'room.archived', jsonb_build_object('archived', true));
+    end if;
+    select * into v_room from hark.rooms where id = p_room_id;
+    return hark_api.room_json(v_room);
+end
+$$;
+
+-- Deletes a room with its history (room owners).
+create function hark_api.room_delete(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
+returns void
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    if hark_api.require_member(p_room_id) <> 'owner' then
+        perform hark_api.fail(403, 'forbidden', 'Only an owner of the room may delete it');
+    end if;
+    delete from hark.rooms where id = p_room_id;
+end
+$$;
+
+-- Draws a new invite code (room owners and admins); the old one stops working.
+create function hark_api.room_rotate_invite(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_room_admin(p_room_id);
+    perform hark_api.require_group(v_room);
+    perform hark_api.require_not_archived(v_room);
+    for attempt in 1..10 loop
+        begin
+            update hark.rooms set invite_code = hark_api.new_invite_code(), updated_at = now() where id = p_room_id;
+            exit;
+        exception when unique_violation then
+            if attempt = 10 then
+                raise;
+            end if;
+        end;
+    end loop;
+    perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
+        'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility,
+        'changed', jsonb_build_array('invite_code')));
+    select * into v_room from hark.rooms where id = p_room_id;
+    return hark_api.room_json(v_room);
+end
+$$;
+
+-- Joins the caller to a room they may join; joining twice changes nothing.
+create function hark_api.join_room(p_room hark.rooms)
+returns jsonb
+language plpgsql
+as $$
+begin
+    if hark_api.member_role(p_room.id) is null then
+        perform hark_api.require_group(p_room);
+        perform hark_api.require_not_archived(p_room);
+        perform hark_api.add_member(p_room.id, hark_api.current_user_id(), 'member');
+    end if;
+    select * into p_room from hark.rooms where id = p_room.id;
+    return hark_api.room_json(p_room);
+end
+$$;
+
+-- Joins a public room by id.
+create function hark_api.room_join(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    if v_room.visibility <> 'public' and hark_api.member_role(p_room_id) is null then
+        perform hark_api.fail(403, 'not_a_member', 'This room is private: join it with its invite code');
+    end if;
+    return hark_api.join_room(v_room);
+end
+$$;
+
+-- Joins a room by its invite code.
+create function hark_api.room_join_by_code(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_code text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room_id uuid;
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    select id into v_room_id from hark.rooms where invite_code = upper(btrim(p_code));
+    if v_room_id is null then
+        perform hark_api.fail(404, 'invite_not_found', 'No room has this invite code', 'code');
+    end if;
+    v_room := hark_api.lock_room(v_room_id);
+    return hark_api.join_room(v_room);
+end
+$$;
+
+-- Removes a member and appends member.left. The last owner stays.
+create function hark_api.remove_member(p_room_id uuid, p_user_id uuid)
+returns void
+language plpgsql
+as $$
+declare
+    v_member hark.room_members;
+begin
+    select * into v_member from hark.room_members where room_id = p_room_id and user_id = p_user_id;
+    if v_member.user_id is null then
+        perform hark_api.fail(404, 'member_not_found', 'This user is not a member of the room');
+    end if;
+    if v_member.role = 'owner'
+       and not exists (select from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_user_id) then
+        perform hark_api.fail(409, 'last_owner', 'The room must keep an owner: hand ownership over first');
+    end if;
+    delete from hark.room_members where room_id = p_room_id and user_id = p_user_id;
+    perform hark_api.append_event(p_room_id, 'member.left', jsonb_build_object(
+        'user', hark_api.user_ref(p_user_id),
+        'removed_by', case when p_user_id <> hark_api.current_user_id() then hark_api.current_user_id() end));
+end
+$$;
+
+create function hark_api.room_leave(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
+returns void
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_member(p_room_id);
+    perform hark_api.require_group(v_room);
+    perform hark_api.remove_member(p_room_id, p_user_id);
+end
+$$;
+
+-- One page of a room's members in user id order (members only).
+create function hark_api.member_list(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_after uuid, p_limit integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_items jsonb;
+    v_count integer;
+    v_last uuid;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    if not exists (select from hark.rooms where id = p_room_id) then
+        perform hark_api.fail(404, 'room_not_found', 'No such room');
+    end if;
+    perform hark_api.require_member(p_room_id);
+    if p_limit is null or p_limit < 1 or p_limit > 200 then
+        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
+    end if;
+    select coalesce(jsonb_agg(hark_api.member_json(page) order by page.user_id), '[]'::jsonb),
+           count(*), max(page.user_id::text)::uuid
+    into v_items, v_count, v_last
+    from (
+        select * from hark.room_members
+        where room_id = p_room_id and (p_after is null or user_id > p_after)
+        order by user_id
+        limit p_limit
+    ) page;
+    return jsonb_build_object('items', v_items, 'next_cursor', case when v_count = p_limit then v_last end);
+end
+$$;
+
+-- Adds a user of the tenant to a room (room owners and admins); adding a member
+-- again changes nothing.
+create function hark_api.member_add(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_member_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+    v_existing hark.room_members;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_room_admin(p_room_id);
+    perform hark_api.require_group(v_room);
+    perform hark_api.require_not_archived(v_room);
+    if not exists (select from hark.users where id = p_member_id and deleted_at is null) then
+        perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
+    end if;
+    select * into v_existing from hark.room_members where room_id = p_room_id and user_id = p_member_id;
+    if v_existing.user_id is not null then
+        return hark_api.member_json(v_existing);
+    end if;
+    return hark_api.add_member(p_room_id, p_member_id, 'member');
+end
+$$;
+
+-- Removes a member (room owners and admins; only owners remove owners). Removing
+-- oneself is leaving.
+create function hark_api.member_remove(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_member_id uuid)
+returns void
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+    v_caller_role text;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_group(v_room);
+    if p_member_id = p_user_id then
+        perform hark_api.require_member(p_room_id);
+    else
+        v_caller_role := hark_api.require_room_admin(p_room_id);
+        if hark_api.member_role_of(p_room_id, p_member_id) in ('owner', 'admin') and v_caller_role <> 'owner' then
+            perform hark_api.fail(403, 'forbidden', 'Only an owner may remove owners and admins');
+        end if;
+    end if;
+    perform hark_api.remove_member(p_room_id, p_member_id);
+end
+$$;
+
+create function hark_api.member_role_of(p_room_id uuid, p_user_id uuid)
+returns text
+language sql
+stable
+as $$
+    select role from hark.room_members where room_id = p_room_id and user_id = p_user_id
+$$;
+
+-- Changes a member's role (room owners only); the room always keeps an owner.
+create function hark_api.member_set_role(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_member_id uuid, p_role text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+    v_member hark.room_members;
+    v_old_role text;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    if hark_api.require_member(p_room_id) <> 'owner' then
+        perform hark_api.fail(403, 'forbidden', 'Only an owner of the room may change roles');
+    end if;
+    perform hark_api.require_group(v_room);
+    if p_role is null or p_role not in ('owner', 'admin', 'member') then
+        perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin or member', 'role');
+    end if;
+    v_old_role := hark_api.member_role_of(p_room_id, p_member_id);
+    if v_old_role is null then
+        perform hark_api.fail(404, 'member_not_found', 'This user is not a member of the room');
+    end if;
+    if v_old_role = 'owner' and p_role <> 'owner'
+       and not exists (select from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_member_id) then
+        perform hark_api.fail(409, 'last_owner', 'The room must keep an owner', 'role');
+    end if;
+    update hark.room_members set role = p_role
+    where room_id = p_room_id and user_id = p_member_id
+    returning * into v_member;
+    if v_old_role <> p_role then
+        perform hark_api.append_event(p_room_id, 'member.role_changed', hark_api.member_json(v_member)
+            || jsonb_build_object('previous_role', v_old_role));
+    end if;
+    return hark_api.member_json(v_member);
+end
+$$;
+
+-- May this user read this room? Asked by a member of the room or a tenant admin.
+create function hark_api.room_access(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_subject_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_tenant_role text;
+    v_subject_role text;
+begin
+    v_tenant_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    if not exists (select from hark.rooms where id = p_room_id) then
+        perform hark_api.fail(404, 'room_not_found', 'No such room');
+    end if;
+    if v_tenant_role not in ('owner', 'admin') then
+        perform hark_api.require_member(p_room_id);
+    end if;
+    if not exists (select from hark.users where id = p_subject_id and deleted_at is null) then
+        perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
+    end if;
+    v_subject_role := hark_api.member_role_of(p_room_id, p_subject_id);
+    return jsonb_build_object(
+        'room_id', p_room_id,
+        'user_id', p_subject_id,
+        'can_read', v_subject_role is not null,
+        'can_send', v_subject_role is not null and (select archived_at is null from hark.rooms where id = p_room_id),
+        'role', v_subject_role);
+end
+$$;

@@ -1,0 +1,464 @@
+-- Messages, their edit history, reactions, read markers and the room event log as
+-- clients read it.
+
+-- The shape of a message. With a viewer, each reaction says whether the viewer made
+-- it (`me`); events are shared by every viewer and carry no `me`.
+create function hark_api.message_json(p_message hark.messages, p_viewer_id uuid)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', p_message.id,
+        'room_id', p_message.room_id,
+        'seq', p_message.seq,
+        'sender', hark_api.user_ref(p_message.sender_id),
+        'kind', p_message.kind,
+        'body', p_message.body,
+        'attachment', p_message.attachment,
+        'reply_to_id', p_message.reply_to_id,
+        'client_id', p_message.client_id,
+        'created_at', p_message.created_at,
+        'edited_at', p_message.edited_at,
+        'deleted', p_message.deleted_at is not null,
+        'deleted_at', p_message.deleted_at,
+        'reactions', coalesce((
+            select jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                       'emoji', r.emoji,
+                       'count', r.count,
+                       'me', case when p_viewer_id is not null then r.me end))
+                   order by r.first_at, r.emoji)
+            from (
+                select emoji, count(*) as count, bool_or(user_id = p_viewer_id) as me, min(created_at) as first_at
+                from hark.reactions
+                where message_id = p_message.id
+                group by emoji
+            ) r), '[]'::jsonb))
+$$;
+
+create function hark_api.event_json(p_event hark.room_events)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'room_id', p_event.room_id,
+        'seq', p_event.seq,
+        'type', p_event.type,
+        'actor_id', p_event.actor_id,
+        'at', p_event.created_at,
+        'data', p_event.data)
+$$;
+
+-- Messages of others after the read marker, tombstones excluded.
+create function hark_api.unread_count(p_room_id uuid, p_last_read_seq bigint)
+returns bigint
+language sql
+stable
+as $$
+    select count(*)
+    from hark.messages
+    where room_id = p_room_id
+      and seq > p_last_read_seq
+      and deleted_at is null
+      and sender_id is distinct from hark_api.current_user_id()
+$$;
+
+-- Checks a message's content: kind, body size, attachment metadata.
+create function hark_api.validate_message(p_kind text, p_body text, p_attachment jsonb, p_max_body_bytes integer)
+returns void
+language plpgsql
+as $$
+declare
+    v_url text;
+begin
+    if p_kind is null or p_kind not in ('text', 'image', 'file', 'system') then
+        perform hark_api.fail(422, 'invalid_kind', 'The kind must be text, image, file or system', 'kind');
+    end if;
+    if octet_length(coalesce(p_body, '')) > p_max_body_bytes then
+        perform hark_api.fail(422, 'body_too_long', format('The body must be at most %s bytes', p_max_body_bytes), 'body');
+    end if;
+    if p_kind in ('text', 'system') and char_length(btrim(coalesce(p_body, ''), E' \t\r\n')) = 0 then
+        perform hark_api.fail(422, 'empty_body', 'A text message needs a body', 'body');
+    end if;
+    if p_kind in ('image', 'file') and p_attachment is null then
+        perform hark_api.fail(422, 'attachment_required', 'Image and file messages need an attachment', 'attachment');
+    end if;
+    if p_attachment is not null then
+        v_url := p_attachment ->> 'url';
+        if jsonb_typeof(p_attachment) <> 'object' or v_url is null or char_length(v_url) > 2048
+           or v_url !~* '^https?://[^\s]+$' then
+            perform hark_api.fail(422, 'invalid_attachment', 'The attachment needs an http(s) URL of at most 2048 characters', 'attachment.url');
+        end if;
+        if char_length(coalesce(p_attachment ->> 'mime_type', '')) > 255 then
+            perform hark_api.fail(422, 'invalid_attachment', 'The MIME type must be at most 255 characters', 'attachment.mime_type');
+        end if;
+        if char_length(coalesce(p_attachment ->> 'name', '')) > 255 then
+            perform hark_api.fail(422, 'invalid_attachment', 'The file name must be at most 255 characters', 'attachment.name');
+        end if;
+        if p_attachment ? 'size' and (jsonb_typeof(p_attachment -> 'size') <> 'number' or (p_attachment ->> 'size')::numeric < 0) then
+            perform hark_api.fail(422, 'invalid_attachment', 'The size must be a number of bytes', 'attachment.size');
+        end if;
+    end if;
+end
+$$;
+
+-- Sends a message. A client id makes the send idempotent: sending again with the same
+-- client id answers the original message (created = false) and writes nothing.
+create function hark_api.message_send(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
+    p_room_id uuid, p_message_id uuid, p_kind text, p_body text, p_attachment jsonb,
+    p_reply_to_id uuid, p_client_id text, p_max_body_bytes integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+    v_role text;
+    v_message hark.messages;
+    v_seq bigint;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    v_role := hark_api.require_member(p_room_id);
+    perform hark_api.require_not_archived(v_room);
+    if p_client_id is not null then
+        if char_length(p_client_id) not between 1 and 100 then
+            perform hark_api.fail(422, 'invalid_client_id', 'The client id must be 1 to 100 characters', 'client_id');
+        end if;
+        select * into v_message from hark.messages
+        where room_id = p_room_id and sender_id = p_user_id and client_id = p_client_id;
+        if v_message.id is not null then
+            return jsonb_build_object('created', false, 'message', hark_api.message_json(v_message, p_user_id));
+        end if;
+    end if;
+    perform hark_api.validate_message(p_kind, p_body, p_attachment, p_max_body_bytes);
+    if p_kind = 'system' and v_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room send system messages');
+    end if;
+    if p_reply_to_id is not null and not exists (
+        select from hark.messages where id = p_reply_to_id and room_id = p_room_id) then
+        perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
+    end if;
+    insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id, client_id)
+    values (p_tenant_id, p_message_id, p_room_id, v_room.last_seq + 1, p_user_id, p_kind, coalesce(p_body, ''),
+            p_attachment, p_reply_to_id, p_client_id)
+    returning * into v_message;
+    v_seq := hark_api.append_event(p_room_id, 'message.created', hark_api.message_json(v_message, null));
+    if v_seq <> v_message.seq then
+        raise exception 'seq mismatch: message % got % but its event %', v_message.id, v_message.seq, v_seq;
+    end if;
+    return jsonb_build_object('created', true, 'message', hark_api.message_json(v_message, p_user_id));
+end
+$$;
+
+-- Finds a message of a room, or fails with 404.
+create function hark_api.find_message(p_room_id uuid, p_message_id uuid, p_lock boolean)
+returns hark.messages
+language plpgsql
+as $$
+declare
+    v_message hark.messages;
+begin
+    if p_lock then
+        select * into v_message from hark.messages where id = p_message_id and room_id = p_room_id for update;
+    else
+        select * into v_message from hark.messages where id = p_message_id and room_id = p_room_id;
+    end if;
+    if v_message.id is null then
+        perform hark_api.fail(404, 'message_not_found', 'No such message in this room');
+    end if;
+    return v_message;
+end
+$$;
+
+-- A room must exist in the tenant (404) and the caller must be a member (403).
+create function hark_api.require_readable(p_room_id uuid)
+returns text
+language plpgsql
+as $$
+begin
+    if not exists (select from hark.rooms where id = p_room_id) then
+        perform hark_api.fail(404, 'room_not_found', 'No such room');
+    end if;
+    return hark_api.require_member(p_room_id);
+end
+$$;
+
+-- A page of a room's history in seq order: the newest page, or the page before, after
+-- or around a seq. Tombstones are included, so that seqs show no holes.
+create function hark_api.message_list(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid,
+    p_before bigint, p_after bigint, p_around bigint, p_limit integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_items jsonb;
+    v_first bigint;
+    v_last bigint;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.require_readable(p_room_id);
+    if p_limit is null or p_limit < 1 or p_limit > 200 then
+        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
+    end if;
+    if (p_before is not null)::int + (p_after is not null)::int + (p_around is not null)::int > 1 then
+        perform hark_api.fail(422, 'conflicting_cursors', 'Give at most one of before, after and around', 'before');
+    end if;
+    if least(p_before, p_after, p_around) < 0 then
+        perform hark_api.fail(422, 'invalid_seq', 'A seq is never negative', 'before');
+    end if;
+    with page as (
+        (select m.* from hark.messages m
+         where m.room_id = p_room_id and p_after is not null and m.seq > p_after
+         order by m.seq limit p_limit)
+        union all
+        (select m.* from hark.messages m
+         where m.room_id = p_room_id and p_after is null and p_around is null
+           and (p_before is null or m.seq < p_before)
+         order by m.seq desc limit p_limit)
+        union all
+        (select m.* from hark.messages m
+         where m.room_id = p_room_id and p_around is not null and m.seq <= p_around
+         order by m.seq desc limit (p_limit + 1) / 2)
+        union all
+        (select m.* from hark.messages m
+         where m.room_id = p_room_id and p_around is not null and m.seq > p_around
+         order by m.seq limit p_limit / 2)
+    )
+    select coalesce(jsonb_agg(hark_api.message_json(page, p_user_id) order by page.seq), '[]'::jsonb),
+           min(page.seq), max(page.seq)
+    into v_items, v_first, v_last
+    from page;
+    return jsonb_build_object(
+        'items', v_items,
+        'has_more_before', v_first is not null and exists (
+            select from hark.messages where room_id = p_room_id and seq < v_first),
+        'has_more_after', v_last is not null and exists (
+            select from hark.messages where room_id = p_room_id and seq > v_last));
+end
+$$;
+
+create function hark_api.message_get(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.require_readable(p_room_id);
+    return hark_api.message_json(hark_api.find_message(p_room_id, p_message_id, false), p_user_id);
+end
+$$;
+
+-- Edits a message (its author only). The version it replaces goes into the history.
+create function hark_api.message_edit(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid,
+    p_body text, p_attachment jsonb, p_keep_attachment boolean, p_max_body_bytes integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+    v_message hark.messages;
+    v_attachment jsonb;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_member(p_room_id);
+    v_message := hark_api.find_message(p_room_id, p_message_id, true);
+    if v_message.sender_id is distinct from p_user_id then
+        perform hark_api.fail(403, 'not_the_author', 'Only the author may edit a message');
+    end if;
+    if v_message.deleted_at is not null then
+        perform hark_api.fail(409, 'message_deleted', 'The message has been deleted');
+    end if;
+    perform hark_api.require_not_archived(v_room);
+    v_attachment := case when p_keep_attachment then v_message.attachment else p_attachment end;
+    perform hark_api.validate_message(v_message.kind, p_body, v_attachment, p_max_body_bytes);
+    insert into hark.message_edits (tenant_id, message_id, version, body, attachment, created_at)
+    values (p_tenant_id, p_message_id,
+            (select coalesce(max(version), 0) + 1 from hark.message_edits where message_id = p_message_id),
+            v_message.body, v_message.attachment, coalesce(v_message.edited_at, v_message.created_at));
+    update hark.messages
+    set body = coalesce(p_body, ''), attachment = v_attachment, edited_at = now()
+    where id = p_message_id
+    returning * into v_message;
+    perform hark_api.append_event(p_room_id, 'message.edited', hark_api.message_json(v_message, null));
+    return hark_api.message_json(v_message, p_user_id);
+end
+$$;
+
+-- The earlier versions of a message, oldest first (members).
+create function hark_api.message_versions(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_message hark.messages;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.require_readable(p_room_id);
+    v_message := hark_api.find_message(p_room_id, p_message_id, false);
+    return jsonb_build_object(
+        'message_id', p_message_id,
+        'items', coalesce((
+            select jsonb_agg(jsonb_build_object(
+                       'version', e.version, 'body', e.body, 'attachment', e.attachment,
+                       'created_at', e.created_at, 'replaced_at', e.replaced_at)
+                   order by e.version)
+            from hark.message_edits e where e.message_id = p_message_id), '[]'::jsonb));
+end
+$$;
+
+-- Deletes a message (its author or a room owner or admin): the message becomes a
+-- tombstone, its earlier versions are erased, and message.deleted says so.
+create function hark_api.message_delete(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid)
+returns void
+language plpgsql
+as $$
+declare
+    v_role text;
+    v_message hark.messages;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.lock_room(p_room_id);
+    v_role := hark_api.require_member(p_room_id);
+    v_message := hark_api.find_message(p_room_id, p_message_id, true);
+    if v_message.sender_id is distinct from p_user_id and v_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only the author or an owner or admin of the room may delete a message');
+    end if;
+    if v_message.deleted_at is not null then
+        return;
+    end if;
+    update hark.messages set body = '', attachment = null, deleted_at = now() where id = p_message_id;
+    delete from hark.message_edits where message_id = p_message_id;
+    perform hark_api.append_event(p_room_id, 'message.deleted', jsonb_build_object(
+        'message_id', p_message_id,
+        'message_seq', v_message.seq,
+        'deleted_by', hark_api.user_ref(p_user_id)));
+end
+$$;
+
+-- Adds (p_add) or removes a reaction of the caller; doing either twice changes nothing.
+create function hark_api.reaction_set(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid,
+    p_emoji text, p_add boolean)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room hark.rooms;
+    v_message hark.messages;
+    v_changed integer;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    v_room := hark_api.lock_room(p_room_id);
+    perform hark_api.require_member(p_room_id);
+    v_message := hark_api.find_message(p_room_id, p_message_id, false);
+    perform hark_api.require_not_archived(v_room);
+    if v_message.deleted_at is not null then
+        perform hark_api.fail(409, 'message_deleted', 'The message has been deleted');
+    end if;
+    if p_emoji is null or char_length(p_emoji) not between 1 and 32 or p_emoji ~ '\s' then
+        perform hark_api.fail(422, 'invalid_emoji', 'The emoji must be 1 to 32 characters without spaces', 'emoji');
+    end if;
+    if p_add then
+        insert into hark.reactions (tenant_id, message_id, user_id, emoji)
+        values (p_tenant_id, p_message_id, p_user_id, p_emoji)
+        on conflict do nothing;
+    else
+        delete from hark.reactions where message_id = p_message_id and user_id = p_user_id and emoji = p_emoji;
+    end if;
+    get diagnostics v_changed = row_count;
+    if v_changed > 0 then
+        perform hark_api.append_event(p_room_id, case when p_add then 'reaction.added' else 'reaction.removed' end,
+            jsonb_build_object(
+                'message_id', p_message_id,
+                'message_seq', v_message.seq,
+                'emoji', p_emoji,
+                'user', hark_api.user_ref(p_user_id),
+                'count', (select count(*) from hark.reactions where message_id = p_message_id and emoji = p_emoji)));
+    end if;
+    return hark_api.message_json(v_message, p_user_id);
+end
+$$;
+
+-- Moves the caller's read marker forward to p_seq (never back, never past the end).
+create function hark_api.mark_read(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_seq bigint)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_last_read bigint;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.require_readable(p_room_id);
+    if p_seq is null or p_seq < 0 then
+        perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'seq');
+    end if;
+    update hark.room_members m
+    set last_read_seq = greatest(m.last_read_seq, least(p_seq, r.last_seq))
+    from hark.rooms r
+    where r.id = m.room_id and m.room_id = p_room_id and m.user_id = p_user_id
+    returning m.last_read_seq into v_last_read;
+    return jsonb_build_object(
+        'room_id', p_room_id,
+        'last_read_seq', v_last_read,
+        'unread_count', hark_api.unread_count(p_room_id, v_last_read));
+end
+$$;
+
+-- Unread messages per room (rooms with none left out) and in total.
+create function hark_api.unread_summary(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_rooms jsonb;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    select coalesce(jsonb_agg(jsonb_build_object('room_id', counts.room_id, 'unread_count', counts.unread) order by counts.room_id), '[]'::jsonb)
+    into v_rooms
+    from (
+        select m.room_id, hark_api.unread_count(m.room_id, m.last_read_seq) as unread
+        from hark.room_members m
+        where m.user_id = p_user_id
+    ) counts
+    where counts.unread > 0;
+    return jsonb_build_object(
+        'total', (select coalesce(sum((room ->> 'unread_count')::bigint), 0) from jsonb_array_elements(v_rooms) room),
+        'rooms', v_rooms);
+end
+$$;
+
+-- A room's events after p_after_seq, in seq order (members).
+create function hark_api.event_list(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_after_seq bigint, p_limit integer)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.require_readable(p_room_id);
+    if p_limit is null or p_limit < 1 or p_limit > 1000 then
+        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 1000', 'limit');
+    end if;
+    if p_after_seq is null or p_after_seq < 0 then
+        perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'after');
+    end if;
+    return jsonb_build_object(
+        'items', coalesce((
+            select jsonb_agg(hark_api.event_json(page) order by page.seq)
+            from (
+                select * from hark.room_events
+                where room_id = p_room_id and seq > p_after_seq
+                order by seq
+                limit p_limit
+            ) page), '[]'::jsonb),
+        'last_seq', (select last_seq from hark.rooms where id = p_room_id));
+end
+$$;

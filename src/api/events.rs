@@ -1,0 +1,56 @@
+//! A room's event log over REST: the same events that real-time clients receive.
+
+use poem::web::Data;
+use poem_openapi::{
+    OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::auth::BearerAuth;
+use crate::db::EventPage;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// Events per page when none is asked for.
+const DEFAULT_PAGE_SIZE: i32 = 100;
+
+/// The event log.
+pub struct EventsApi;
+
+#[OpenApi(tag = "ApiTags::Events")]
+impl EventsApi {
+    /// List a room's events after a seq (members)
+    ///
+    /// In seq order, `limit` at a time (1 to 1000, default 100). Pass the last `seq`
+    /// received as `after` to continue.
+    #[oai(
+        path = "/v1/rooms/:room_id/event-log",
+        method = "get",
+        operation_id = "listRoomEvents"
+    )]
+    async fn list_events(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// Events with a greater seq (default 0: from the start).
+        after: Query<Option<i64>>,
+        /// Events per page, 1 to 1000.
+        limit: Query<Option<i32>>,
+    ) -> Result<Json<EventPage>, ApiError> {
+        let page = state
+            .db
+            .event_list(
+                &auth.0,
+                room_id.0,
+                after.0.unwrap_or(0),
+                limit.0.unwrap_or(DEFAULT_PAGE_SIZE),
+            )
+            .await?;
+        Ok(Json(page))
+    }
+}

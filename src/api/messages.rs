@@ -1,0 +1,372 @@
+//! Messages: sending, history, edits, deletion, reactions and read markers.
+
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::{Example, MaybeUndefined},
+};
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::auth::BearerAuth;
+use crate::db::{
+    Attachment, HistoryCursor, Message, MessageKind, MessagePage, MessageVersions, NewMessage,
+    ReadMarker, UnreadSummary,
+};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The page size when none is asked for.
+const DEFAULT_PAGE_SIZE: i32 = 50;
+
+/// A message to send.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct SendMessageRequest {
+    /// `text` (the default), `image`, `file`, or `system` (room owners and admins).
+    pub kind: Option<MessageKind>,
+    /// The text; required for text and system messages. At most 16 KiB by default.
+    pub body: Option<String>,
+    /// Required for image and file messages.
+    pub attachment: Option<Attachment>,
+    /// The message this one answers (in the same room).
+    pub reply_to_id: Option<Uuid>,
+    /// An idempotency key (1 to 100 characters): sending again with it answers the
+    /// first message instead of writing a copy.
+    pub client_id: Option<String>,
+}
+
+impl Example for SendMessageRequest {
+    fn example() -> Self {
+        Self {
+            kind: Some(MessageKind::Text),
+            body: Some("Hello, world".to_owned()),
+            attachment: None,
+            reply_to_id: None,
+            client_id: Some("0b7c6a52-client-1".to_owned()),
+        }
+    }
+}
+
+/// A message's new content.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct EditMessageRequest {
+    /// The new text.
+    pub body: String,
+    /// A new attachment, or null to remove it; absent keeps the current one.
+    pub attachment: MaybeUndefined<Attachment>,
+}
+
+impl Example for EditMessageRequest {
+    fn example() -> Self {
+        Self {
+            body: "Hello, world (edited)".to_owned(),
+            attachment: MaybeUndefined::Undefined,
+        }
+    }
+}
+
+/// A reaction.
+#[derive(Debug, Object)]
+pub struct ReactionRequest {
+    /// The emoji (1 to 32 characters, no spaces).
+    pub emoji: String,
+}
+
+/// A read marker.
+#[derive(Debug, Object)]
+pub struct MarkReadRequest {
+    /// Everything up to this seq is read; the marker never moves back.
+    pub seq: i64,
+}
+
+/// The answer to a send.
+#[derive(ApiResponse)]
+pub enum MessageSent {
+    /// The message was sent.
+    #[oai(status = 201)]
+    Created(Json<Message>),
+    /// A message with this client id was sent before; this is it, and nothing new was written.
+    #[oai(status = 200)]
+    Replayed(Json<Message>),
+}
+
+/// No content.
+#[derive(ApiResponse)]
+pub enum MessageDeleted {
+    /// The message is a tombstone now.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+/// Messages.
+pub struct MessagesApi;
+
+#[OpenApi(tag = "ApiTags::Messages")]
+impl MessagesApi {
+    /// Send a message (members)
+    #[oai(
+        path = "/v1/rooms/:room_id/messages",
+        method = "post",
+        operation_id = "sendMessage"
+    )]
+    async fn send_message(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        body: Json<SendMessageRequest>,
+    ) -> Result<MessageSent, ApiError> {
+        let body = body.0;
+        let message = NewMessage {
+            message_id: Uuid::now_v7(),
+            kind: body.kind.unwrap_or(MessageKind::Text),
+            body: body.body.unwrap_or_default(),
+            attachment: body.attachment,
+            reply_to_id: body.reply_to_id,
+            client_id: body.client_id,
+        };
+        let sent = state
+            .db
+            .message_send(&auth.0, room_id.0, &message, state.config.max_message_bytes)
+            .await?;
+        Ok(if sent.created {
+            MessageSent::Created(Json(sent.message))
+        } else {
+            MessageSent::Replayed(Json(sent.message))
+        })
+    }
+
+    /// Read a room's history (members)
+    ///
+    /// In seq order, tombstones included: the newest page, or the page `before`,
+    /// `after` or `around` a seq (give at most one), `limit` messages (1 to 200,
+    /// default 50).
+    #[oai(
+        path = "/v1/rooms/:room_id/messages",
+        method = "get",
+        operation_id = "listMessages"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_messages(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// Messages with a smaller seq.
+        before: Query<Option<i64>>,
+        /// Messages with a greater seq.
+        after: Query<Option<i64>>,
+        /// Messages around this seq (it included).
+        around: Query<Option<i64>>,
+        /// Messages per page, 1 to 200.
+        limit: Query<Option<i32>>,
+    ) -> Result<Json<MessagePage>, ApiError> {
+        let cursor = HistoryCursor {
+            before: before.0,
+            after: after.0,
+            around: around.0,
+        };
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
+        Ok(Json(
+            state
+                .db
+                .message_list(&auth.0, room_id.0, cursor, limit)
+                .await?,
+        ))
+    }
+
+    /// Get a message (members)
+    #[oai(
+        path = "/v1/rooms/:room_id/messages/:message_id",
+        method = "get",
+        operation_id = "getMessage"
+    )]
+    async fn get_message(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// The message's id.
+        message_id: Path<Uuid>,
+    ) -> Result<Json<Message>, ApiError> {
+        Ok(Json(
+            state
+                .db
+                .message_get(&auth.0, room_id.0, message_id.0)
+                .await?,
+        ))
+    }
+
+    /// Edit a message (its author)
+    ///
+    /// The version it replaces stays in the message's history.
+    #[oai(
+        path = "/v1/rooms/:room_id/messages/:message_id",
+        method = "patch",
+        operation_id = "editMessage"
+    )]
+    async fn edit_message(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// The message's id.
+        message_id: Path<Uuid>,
+        body: Json<EditMessageRequest>,
+    ) -> Result<Json<Message>, ApiError> {
+        let attachment = match &body.0.attachment {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(attachment) => Some(Some(attachment)),
+        };
+        let message = state
+            .db
+            .message_edit(
+                &auth.0,
+                room_id.0,
+                message_id.0,
+                &body.0.body,
+                attachment,
+                state.config.max_message_bytes,
+            )
+            .await?;
+        Ok(Json(message))
+    }
+
+    /// Delete a message (its author, or a room owner or admin)
+    ///
+    /// The message becomes a tombstone: history keeps its seq with an empty body.
+    #[oai(
+        path = "/v1/rooms/:room_id/messages/:message_id",
+        method = "delete",
+        operation_id = "deleteMessage"
+    )]
+    async fn delete_message(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// The message's id.
+        message_id: Path<Uuid>,
+    ) -> Result<MessageDeleted, ApiError> {
+        state
+            .db
+            .message_delete(&auth.0, room_id.0, message_id.0)
+            .await?;
+        Ok(MessageDeleted::Deleted)
+    }
+
+    /// List a message's earlier versions (members)
+    #[oai(
+        path = "/v1/rooms/:room_id/messages/:message_id/versions",
+        method = "get",
+        operation_id = "listMessageVersions"
+    )]
+    async fn list_versions(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// The message's id.
+        message_id: Path<Uuid>,
+    ) -> Result<Json<MessageVersions>, ApiError> {
+        Ok(Json(
+            state
+                .db
+                .message_versions(&auth.0, room_id.0, message_id.0)
+                .await?,
+        ))
+    }
+
+    /// React to a message (members)
+    ///
+    /// One of each emoji per user: reacting twice changes nothing.
+    #[oai(
+        path = "/v1/rooms/:room_id/messages/:message_id/reactions",
+        method = "post",
+        operation_id = "addReaction"
+    )]
+    async fn add_reaction(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// The message's id.
+        message_id: Path<Uuid>,
+        body: Json<ReactionRequest>,
+    ) -> Result<Json<Message>, ApiError> {
+        let message = state
+            .db
+            .reaction_set(&auth.0, room_id.0, message_id.0, &body.0.emoji, true)
+            .await?;
+        Ok(Json(message))
+    }
+
+    /// Take a reaction back (members)
+    #[oai(
+        path = "/v1/rooms/:room_id/messages/:message_id/reactions/:emoji",
+        method = "delete",
+        operation_id = "removeReaction"
+    )]
+    async fn remove_reaction(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// The message's id.
+        message_id: Path<Uuid>,
+        /// The emoji, URL-encoded.
+        emoji: Path<String>,
+    ) -> Result<Json<Message>, ApiError> {
+        let message = state
+            .db
+            .reaction_set(&auth.0, room_id.0, message_id.0, &emoji.0, false)
+            .await?;
+        Ok(Json(message))
+    }
+
+    /// Mark a room read up to a seq (members)
+    #[oai(
+        path = "/v1/rooms/:room_id/read",
+        method = "post",
+        operation_id = "markRead"
+    )]
+    async fn mark_read(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        body: Json<MarkReadRequest>,
+    ) -> Result<Json<ReadMarker>, ApiError> {
+        Ok(Json(
+            state.db.mark_read(&auth.0, room_id.0, body.0.seq).await?,
+        ))
+    }
+
+    /// My unread counts, per room and in total
+    #[oai(
+        path = "/v1/users/me/unread",
+        method = "get",
+        operation_id = "getUnreadCounts"
+    )]
+    async fn unread(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+    ) -> Result<Json<UnreadSummary>, ApiError> {
+        Ok(Json(state.db.unread_summary(&auth.0).await?))
+    }
+}

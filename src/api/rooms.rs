@@ -1,0 +1,288 @@
+//! Rooms: group and direct rooms, their settings, invite codes, joining and leaving.
+
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::Example,
+};
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::auth::BearerAuth;
+use crate::db::{NewRoom, Room, RoomPage, RoomPatch, Visibility};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The page size when none is asked for.
+const DEFAULT_PAGE_SIZE: i32 = 50;
+
+/// A group room to create.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct CreateRoomRequest {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// At most 1000 characters.
+    pub topic: Option<String>,
+    /// `private` (the default) or `public`.
+    pub visibility: Option<Visibility>,
+}
+
+impl Example for CreateRoomRequest {
+    fn example() -> Self {
+        Self {
+            name: "general".to_owned(),
+            topic: Some("Everything and nothing".to_owned()),
+            visibility: Some(Visibility::Public),
+        }
+    }
+}
+
+/// The other user of a direct room.
+#[derive(Debug, Object)]
+pub struct DirectRoomRequest {
+    /// The user to talk to.
+    pub user_id: Uuid,
+}
+
+/// An invite code to join with.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct JoinByCodeRequest {
+    /// The room's 6-character invite code (case-insensitive).
+    pub code: String,
+}
+
+impl Example for JoinByCodeRequest {
+    fn example() -> Self {
+        Self {
+            code: "K7QM4X".to_owned(),
+        }
+    }
+}
+
+/// The answer to a room creation.
+#[derive(ApiResponse)]
+pub enum RoomCreated {
+    /// The room exists, with the caller as its owner.
+    #[oai(status = 201)]
+    Created(Json<Room>),
+}
+
+/// No content.
+#[derive(ApiResponse)]
+pub enum RoomGone {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// Rooms.
+pub struct RoomsApi;
+
+#[OpenApi(tag = "ApiTags::Rooms")]
+impl RoomsApi {
+    /// Create a group room
+    ///
+    /// The caller becomes its owner.
+    #[oai(path = "/v1/rooms", method = "post", operation_id = "createRoom")]
+    async fn create_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<CreateRoomRequest>,
+    ) -> Result<RoomCreated, ApiError> {
+        let room = NewRoom {
+            room_id: Uuid::now_v7(),
+            name: body.0.name,
+            topic: body.0.topic,
+            visibility: body.0.visibility.unwrap_or(Visibility::Private),
+        };
+        Ok(RoomCreated::Created(Json(
+            state.db.room_create(&auth.0, &room).await?,
+        )))
+    }
+
+    /// Get or create the direct room with a user
+    ///
+    /// Both users calling it, even at once, get the same room.
+    #[oai(
+        path = "/v1/rooms/direct",
+        method = "post",
+        operation_id = "getOrCreateDirectRoom"
+    )]
+    async fn direct_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<DirectRoomRequest>,
+    ) -> Result<Json<Room>, ApiError> {
+        Ok(Json(
+            state
+                .db
+                .room_direct(&auth.0, Uuid::now_v7(), body.0.user_id)
+                .await?,
+        ))
+    }
+
+    /// List my rooms
+    ///
+    /// Newest activity first, each with its unread count and last message.
+    #[oai(path = "/v1/rooms", method = "get", operation_id = "listRooms")]
+    async fn list_rooms(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Rooms per page, 1 to 200 (default 50).
+        limit: Query<Option<i32>>,
+    ) -> Result<Json<RoomPage>, ApiError> {
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
+        Ok(Json(
+            state
+                .db
+                .room_list(&auth.0, cursor.0.as_deref(), limit)
+                .await?,
+        ))
+    }
+
+    /// Join a room by invite code
+    #[oai(
+        path = "/v1/rooms/join",
+        method = "post",
+        operation_id = "joinRoomByCode"
+    )]
+    async fn join_by_code(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        body: Json<JoinByCodeRequest>,
+    ) -> Result<Json<Room>, ApiError> {
+        Ok(Json(
+            state.db.room_join_by_code(&auth.0, &body.0.code).await?,
+        ))
+    }
+
+    /// Get a room
+    ///
+    /// Members see any room; others see public rooms only.
+    #[oai(path = "/v1/rooms/:room_id", method = "get", operation_id = "getRoom")]
+    async fn get_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+    ) -> Result<Json<Room>, ApiError> {
+        Ok(Json(state.db.room_get(&auth.0, room_id.0).await?))
+    }
+
+    /// Update a room (room owners and admins)
+    #[oai(
+        path = "/v1/rooms/:room_id",
+        method = "patch",
+        operation_id = "updateRoom"
+    )]
+    async fn update_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        body: Json<RoomPatch>,
+    ) -> Result<Json<Room>, ApiError> {
+        Ok(Json(
+            state.db.room_update(&auth.0, room_id.0, &body.0).await?,
+        ))
+    }
+
+    /// Delete a room with its history (room owners)
+    #[oai(
+        path = "/v1/rooms/:room_id",
+        method = "delete",
+        operation_id = "deleteRoom"
+    )]
+    async fn delete_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+    ) -> Result<RoomGone, ApiError> {
+        state.db.room_delete(&auth.0, room_id.0).await?;
+        Ok(RoomGone::Done)
+    }
+
+    /// Archive a room (room owners and admins)
+    ///
+    /// The history stays readable; sends, edits, reactions and joins are refused with
+    /// 409 `room_archived`.
+    #[oai(
+        path = "/v1/rooms/:room_id/archive",
+        method = "post",
+        operation_id = "archiveRoom"
+    )]
+    async fn archive_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+    ) -> Result<Json<Room>, ApiError> {
+        Ok(Json(state.db.room_archive(&auth.0, room_id.0).await?))
+    }
+
+    /// Draw a new invite code (room owners and admins)
+    #[oai(
+        path = "/v1/rooms/:room_id/invite-code",
+        method = "post",
+        operation_id = "rotateInviteCode"
+    )]
+    async fn rotate_invite_code(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+    ) -> Result<Json<Room>, ApiError> {
+        Ok(Json(state.db.room_rotate_invite(&auth.0, room_id.0).await?))
+    }
+
+    /// Join a public room
+    #[oai(
+        path = "/v1/rooms/:room_id/join",
+        method = "post",
+        operation_id = "joinRoom"
+    )]
+    async fn join_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+    ) -> Result<Json<Room>, ApiError> {
+        Ok(Json(state.db.room_join(&auth.0, room_id.0).await?))
+    }
+
+    /// Leave a room
+    ///
+    /// The last owner cannot leave (409 `last_owner`): hand ownership over first.
+    #[oai(
+        path = "/v1/rooms/:room_id/leave",
+        method = "post",
+        operation_id = "leaveRoom"
+    )]
+    async fn leave_room(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+    ) -> Result<RoomGone, ApiError> {
+        state.db.room_leave(&auth.0, room_id.0).await?;
+        Ok(RoomGone::Done)
+    }
+}

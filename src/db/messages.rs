@@ -1,0 +1,501 @@
+//! Typed calls of the message, reaction, read-marker and event-log functions
+//! (`sql/functions/0005_messages.sql`).
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Database, DatabaseError, UserRef};
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Text in `body`.
+    Text,
+    /// A picture in `attachment`, with an optional caption in `body`.
+    Image,
+    /// A file in `attachment`, with an optional caption in `body`.
+    File,
+    /// A notice from the room's owners, admins or the tenant's backend.
+    System,
+}
+
+impl MessageKind {
+    /// The name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::File => "file",
+            Self::System => "system",
+        }
+    }
+}
+
+/// Metadata of a file stored elsewhere; Hark keeps the link, not the file.
+#[derive(Debug, Clone, Deserialize, Serialize, Object)]
+pub struct Attachment {
+    /// Where the file is: an http(s) URL of at most 2048 characters.
+    pub url: String,
+    /// Its MIME type, such as `image/png`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Its size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Its file name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// How many users reacted to a message with one emoji.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct ReactionCount {
+    /// The emoji.
+    pub emoji: String,
+    /// How many users reacted with it.
+    pub count: i64,
+    /// Whether the caller is one of them (absent in events, which all viewers share).
+    pub me: Option<bool>,
+}
+
+/// A message; a deleted one is a tombstone with an empty body.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct Message {
+    /// The message's id.
+    pub id: Uuid,
+    /// Its room.
+    pub room_id: Uuid,
+    /// Its place in the room: the seq of its `message.created` event.
+    pub seq: i64,
+    /// Who sent it.
+    pub sender: Option<UserRef>,
+    /// What it is.
+    pub kind: MessageKind,
+    /// The text (empty for a tombstone).
+    pub body: String,
+    /// The attached file's metadata.
+    pub attachment: Option<Attachment>,
+    /// The message this one answers.
+    pub reply_to_id: Option<Uuid>,
+    /// The sender's idempotency key.
+    pub client_id: Option<String>,
+    /// When it was sent.
+    pub created_at: DateTime<Utc>,
+    /// When it was last edited.
+    pub edited_at: Option<DateTime<Utc>>,
+    /// Whether it has been deleted.
+    pub deleted: bool,
+    /// When it was deleted.
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Reaction counts, in the order the emoji were first used.
+    pub reactions: Vec<ReactionCount>,
+}
+
+/// The answer to a send.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SentMessage {
+    /// False when the client id named a message sent before: nothing new was written.
+    pub created: bool,
+    /// The message.
+    pub message: Message,
+}
+
+/// One page of a room's history.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct MessagePage {
+    /// Messages in seq order, tombstones included.
+    pub items: Vec<Message>,
+    /// Whether older messages exist.
+    pub has_more_before: bool,
+    /// Whether newer messages exist.
+    pub has_more_after: bool,
+}
+
+/// An earlier version of an edited message.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct MessageVersion {
+    /// 1 for the original, counting up.
+    pub version: i32,
+    /// The body as it was.
+    pub body: String,
+    /// The attachment as it was.
+    pub attachment: Option<Attachment>,
+    /// When this version was written.
+    pub created_at: DateTime<Utc>,
+    /// When an edit replaced it.
+    pub replaced_at: DateTime<Utc>,
+}
+
+/// The edit history of a message.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct MessageVersions {
+    /// The message.
+    pub message_id: Uuid,
+    /// Its earlier versions, oldest first.
+    pub items: Vec<MessageVersion>,
+}
+
+/// A read marker after a change.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct ReadMarker {
+    /// The room.
+    pub room_id: Uuid,
+    /// Everything up to this seq is read.
+    pub last_read_seq: i64,
+    /// Messages of others after it.
+    pub unread_count: i64,
+}
+
+/// Unread messages of one room.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct RoomUnread {
+    /// The room.
+    pub room_id: Uuid,
+    /// Messages of others after the caller's read marker.
+    pub unread_count: i64,
+}
+
+/// Unread messages of the caller.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct UnreadSummary {
+    /// Across all rooms.
+    pub total: i64,
+    /// Per room, rooms without unread messages left out.
+    pub rooms: Vec<RoomUnread>,
+}
+
+/// What happened in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
+pub enum EventType {
+    /// `data` is the message.
+    #[serde(rename = "message.created")]
+    #[oai(rename = "message.created")]
+    MessageCreated,
+    /// `data` is the message as edited.
+    #[serde(rename = "message.edited")]
+    #[oai(rename = "message.edited")]
+    MessageEdited,
+    /// `data`: `message_id`, `message_seq`, `deleted_by`.
+    #[serde(rename = "message.deleted")]
+    #[oai(rename = "message.deleted")]
+    MessageDeleted,
+    /// `data`: `message_id`, `message_seq`, `emoji`, `user`, `count`.
+    #[serde(rename = "reaction.added")]
+    #[oai(rename = "reaction.added")]
+    ReactionAdded,
+    /// `data`: `message_id`, `message_seq`, `emoji`, `user`, `count`.
+    #[serde(rename = "reaction.removed")]
+    #[oai(rename = "reaction.removed")]
+    ReactionRemoved,
+    /// `data` is the membership: `user`, `role`, `joined_at`.
+    #[serde(rename = "member.joined")]
+    #[oai(rename = "member.joined")]
+    MemberJoined,
+    /// `data`: `user`, and `removed_by` when someone else removed them.
+    #[serde(rename = "member.left")]
+    #[oai(rename = "member.left")]
+    MemberLeft,
+    /// `data` is the membership with its new `role` and `previous_role`.
+    #[serde(rename = "member.role_changed")]
+    #[oai(rename = "member.role_changed")]
+    MemberRoleChanged,
+    /// `data`: the room's `name`, `topic`, `visibility`, and which of them `changed`.
+    #[serde(rename = "room.updated")]
+    #[oai(rename = "room.updated")]
+    RoomUpdated,
+    /// `data`: `archived`.
+    #[serde(rename = "room.archived")]
+    #[oai(rename = "room.archived")]
+    RoomArchived,
+}
+
+/// An entry of a room's event log.
+#[derive(Debug, Clone, Deserialize, Serialize, Object)]
+pub struct RoomEvent {
+    /// The room.
+    pub room_id: Uuid,
+    /// Gapless, increasing per room from 1.
+    pub seq: i64,
+    /// What happened.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// Who did it.
+    pub actor_id: Option<Uuid>,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What a client needs to update its view; its shape depends on `type`.
+    pub data: serde_json::Value,
+}
+
+/// A stretch of a room's event log.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct EventPage {
+    /// Events in seq order.
+    pub items: Vec<RoomEvent>,
+    /// The room's newest seq.
+    pub last_seq: i64,
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Its id.
+    pub message_id: Uuid,
+    /// What it is.
+    pub kind: MessageKind,
+    /// Its text.
+    pub body: String,
+    /// Its attachment.
+    pub attachment: Option<Attachment>,
+    /// The message it answers.
+    pub reply_to_id: Option<Uuid>,
+    /// The sender's idempotency key.
+    pub client_id: Option<String>,
+}
+
+/// Which page of history to read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryCursor {
+    /// Messages before this seq.
+    pub before: Option<i64>,
+    /// Messages after this seq.
+    pub after: Option<i64>,
+    /// Messages around this seq.
+    pub around: Option<i64>,
+}
+
+impl Database {
+    /// Sends a message, or answers the earlier one with the same client id.
+    pub async fn message_send(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message: &NewMessage,
+        max_body_bytes: i32,
+    ) -> Result<SentMessage, DatabaseError> {
+        let attachment = message.attachment.as_ref().map(Json);
+        self.call(
+            "message_send",
+            "select hark_api.message_send($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &message.message_id,
+                &message.kind.as_str(),
+                &message.body,
+                &attachment,
+                &message.reply_to_id,
+                &message.client_id,
+                &max_body_bytes,
+            ],
+        )
+        .await
+    }
+
+    /// A page of a room's history.
+    pub async fn message_list(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        cursor: HistoryCursor,
+        limit: i32,
+    ) -> Result<MessagePage, DatabaseError> {
+        self.call(
+            "message_list",
+            "select hark_api.message_list($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &cursor.before,
+                &cursor.after,
+                &cursor.around,
+                &limit,
+            ],
+        )
+        .await
+    }
+
+    /// One message.
+    pub async fn message_get(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<Message, DatabaseError> {
+        self.call(
+            "message_get",
+            "select hark_api.message_get($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &message_id,
+            ],
+        )
+        .await
+    }
+
+    /// Edits a message. `attachment` is `None` to keep the current one, `Some(None)`
+    /// to remove it.
+    pub async fn message_edit(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message_id: Uuid,
+        body: &str,
+        attachment: Option<Option<&Attachment>>,
+        max_body_bytes: i32,
+    ) -> Result<Message, DatabaseError> {
+        let keep_attachment = attachment.is_none();
+        let attachment = attachment.flatten().map(Json);
+        self.call(
+            "message_edit",
+            "select hark_api.message_edit($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &message_id,
+                &body,
+                &attachment,
+                &keep_attachment,
+                &max_body_bytes,
+            ],
+        )
+        .await
+    }
+
+    /// The earlier versions of a message.
+    pub async fn message_versions(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<MessageVersions, DatabaseError> {
+        self.call(
+            "message_versions",
+            "select hark_api.message_versions($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &message_id,
+            ],
+        )
+        .await
+    }
+
+    /// Deletes a message, leaving a tombstone.
+    pub async fn message_delete(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message_id: Uuid,
+    ) -> Result<(), DatabaseError> {
+        self.call_void(
+            "message_delete",
+            "select hark_api.message_delete($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &message_id,
+            ],
+        )
+        .await
+    }
+
+    /// Adds or removes the caller's reaction.
+    pub async fn reaction_set(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message_id: Uuid,
+        emoji: &str,
+        add: bool,
+    ) -> Result<Message, DatabaseError> {
+        self.call(
+            "reaction_set",
+            "select hark_api.reaction_set($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &message_id,
+                &emoji,
+                &add,
+            ],
+        )
+        .await
+    }
+
+    /// Moves the caller's read marker.
+    pub async fn mark_read(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        seq: i64,
+    ) -> Result<ReadMarker, DatabaseError> {
+        self.call(
+            "mark_read",
+            "select hark_api.mark_read($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &seq,
+            ],
+        )
+        .await
+    }
+
+    /// The caller's unread counts.
+    pub async fn unread_summary(&self, caller: &Caller) -> Result<UnreadSummary, DatabaseError> {
+        self.call(
+            "unread_summary",
+            "select hark_api.unread_summary($1, $2, $3)",
+            &[&caller.tenant_id, &caller.user_id, &caller.session_id],
+        )
+        .await
+    }
+
+    /// A room's events after a seq.
+    pub async fn event_list(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        after_seq: i64,
+        limit: i32,
+    ) -> Result<EventPage, DatabaseError> {
+        self.call(
+            "event_list",
+            "select hark_api.event_list($1, $2, $3, $4, $5, $6)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &after_seq,
+                &limit,
+            ],
+        )
+        .await
+    }
+}

@@ -1,0 +1,495 @@
+//! Typed calls of the room and membership functions (`sql/functions/0004_rooms.sql`).
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object, types::MaybeUndefined};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Database, DatabaseError, Message, Role};
+
+/// Whether a room is a group or the direct room of two users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum RoomKind {
+    /// A named room with any number of members and roles.
+    Group,
+    /// The one room of two users; it has no name, settings or other members.
+    Direct,
+}
+
+/// Who may find and join a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Any user of the tenant may see it and join it by id.
+    Public,
+    /// Only members see it; others join with the invite code or are added.
+    Private,
+}
+
+impl Visibility {
+    /// The name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Private => "private",
+        }
+    }
+}
+
+/// A user as shown in rooms, messages and events.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct UserRef {
+    /// The user's id.
+    pub id: Uuid,
+    /// The username.
+    pub username: String,
+    /// The name shown to others.
+    pub display_name: Option<String>,
+    /// A picture of the user.
+    pub avatar_url: Option<String>,
+}
+
+/// A room, as the caller sees it.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct Room {
+    /// The room's id.
+    pub id: Uuid,
+    /// Group or direct.
+    pub kind: RoomKind,
+    /// The name (group rooms).
+    pub name: Option<String>,
+    /// What the room is about.
+    pub topic: Option<String>,
+    /// Public or private.
+    pub visibility: Visibility,
+    /// The 6-character code with which others join (shown to members of group rooms).
+    pub invite_code: Option<String>,
+    /// Whether the room is archived: readable, but closed to anything new.
+    pub archived: bool,
+    /// When it was archived.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// Who created it.
+    pub created_by: Option<Uuid>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When its settings last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The seq of the room's newest event.
+    pub last_seq: i64,
+    /// When the newest event happened.
+    pub last_activity_at: DateTime<Utc>,
+    /// How many members it has.
+    pub member_count: i64,
+    /// The caller's role, absent when the caller is not a member.
+    pub my_role: Option<Role>,
+    /// The caller's read marker, absent when the caller is not a member.
+    pub last_read_seq: Option<i64>,
+    /// The other member of a direct room.
+    pub direct_user: Option<UserRef>,
+}
+
+/// A room in the caller's list, with what a room list shows.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct RoomSummary {
+    /// The room.
+    #[serde(flatten)]
+    #[oai(flatten)]
+    pub room: Room,
+    /// Messages of others after the caller's read marker.
+    pub unread_count: i64,
+    /// The newest message that is not deleted.
+    pub last_message: Option<Message>,
+}
+
+/// One page of the caller's rooms.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct RoomPage {
+    /// Rooms, newest activity first.
+    pub items: Vec<RoomSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The changes to a room; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Object)]
+pub struct RoomPatch {
+    /// A new name (1 to 100 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A new topic (at most 1000 characters), or null to clear it.
+    #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    pub topic: MaybeUndefined<String>,
+    /// Public or private.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+}
+
+/// A member of a room.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct Member {
+    /// The room.
+    pub room_id: Uuid,
+    /// The user.
+    pub user: UserRef,
+    /// Their role in the room.
+    pub role: Role,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+    /// Their read marker.
+    pub last_read_seq: i64,
+}
+
+/// One page of a room's members.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct MemberPage {
+    /// Members in user id order.
+    pub items: Vec<Member>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Whether a user may read and write a room.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct RoomAccess {
+    /// The room.
+    pub room_id: Uuid,
+    /// The user asked about.
+    pub user_id: Uuid,
+    /// Whether the user may read the room (is a member).
+    pub can_read: bool,
+    /// Whether the user may send to it now (a member, and the room is not archived).
+    pub can_send: bool,
+    /// The user's role in the room, if a member.
+    pub role: Option<Role>,
+}
+
+/// A new group room.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    /// Its id.
+    pub room_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its topic.
+    pub topic: Option<String>,
+    /// Public or private.
+    pub visibility: Visibility,
+}
+
+impl Database {
+    /// Creates a group room with the caller as owner.
+    pub async fn room_create(
+        &self,
+        caller: &Caller,
+        room: &NewRoom,
+    ) -> Result<Room, DatabaseError> {
+        self.call(
+            "room_create",
+            "select hark_api.room_create($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room.room_id,
+                &room.name,
+                &room.topic,
+                &room.visibility.as_str(),
+            ],
+        )
+        .await
+    }
+
+    /// The direct room of the caller and another user, created on first use.
+    pub async fn room_direct(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        other_user_id: Uuid,
+    ) -> Result<Room, DatabaseError> {
+        self.call(
+            "room_direct",
+            "select hark_api.room_direct($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &other_user_id,
+            ],
+        )
+        .await
+    }
+
+    /// One page of the caller's rooms.
+    pub async fn room_list(
+        &self,
+        caller: &Caller,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<RoomPage, DatabaseError> {
+        self.call(
+            "room_list",
+            "select hark_api.room_list($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &cursor,
+                &limit,
+            ],
+        )
+        .await
+    }
+
+    /// A room.
+    pub async fn room_get(&self, caller: &Caller, room_id: Uuid) -> Result<Room, DatabaseError> {
+        self.call(
+            "room_get",
+            "select hark_api.room_get($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// Changes a room's name, topic or visibility.
+    pub async fn room_update(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        patch: &RoomPatch,
+    ) -> Result<Room, DatabaseError> {
+        let patch = tokio_postgres::types::Json(patch);
+        self.call(
+            "room_update",
+            "select hark_api.room_update($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &patch,
+            ],
+        )
+        .await
+    }
+
+    /// Archives a room.
+    pub async fn room_archive(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+    ) -> Result<Room, DatabaseError> {
+        self.call(
+            "room_archive",
+            "select hark_api.room_archive($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// Deletes a room with its history.
+    pub async fn room_delete(&self, caller: &Caller, room_id: Uuid) -> Result<(), DatabaseError> {
+        self.call_void(
+            "room_delete",
+            "select hark_api.room_delete($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// Draws a new invite code.
+    pub async fn room_rotate_invite(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+    ) -> Result<Room, DatabaseError> {
+        self.call(
+            "room_rotate_invite",
+            "select hark_api.room_rotate_invite($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// Joins a public room.
+    pub async fn room_join(&self, caller: &Caller, room_id: Uuid) -> Result<Room, DatabaseError> {
+        self.call(
+            "room_join",
+            "select hark_api.room_join($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// Joins a room by invite code.
+    pub async fn room_join_by_code(
+        &self,
+        caller: &Caller,
+        code: &str,
+    ) -> Result<Room, DatabaseError> {
+        self.call(
+            "room_join_by_code",
+            "select hark_api.room_join_by_code($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &code,
+            ],
+        )
+        .await
+    }
+
+    /// Leaves a room.
+    pub async fn room_leave(&self, caller: &Caller, room_id: Uuid) -> Result<(), DatabaseError> {
+        self.call_void(
+            "room_leave",
+            "select hark_api.room_leave($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// One page of a room's members.
+    pub async fn member_list(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        after: Option<Uuid>,
+        limit: i32,
+    ) -> Result<MemberPage, DatabaseError> {
+        self.call(
+            "member_list",
+            "select hark_api.member_list($1, $2, $3, $4, $5, $6)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &after,
+                &limit,
+            ],
+        )
+        .await
+    }
+
+    /// Adds a user to a room.
+    pub async fn member_add(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Member, DatabaseError> {
+        self.call(
+            "member_add",
+            "select hark_api.member_add($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &user_id,
+            ],
+        )
+        .await
+    }
+
+    /// Removes a member from a room.
+    pub async fn member_remove(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<(), DatabaseError> {
+        self.call_void(
+            "member_remove",
+            "select hark_api.member_remove($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &user_id,
+            ],
+        )
+        .await
+    }
+
+    /// Changes a member's role.
+    pub async fn member_set_role(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        user_id: Uuid,
+        role: Role,
+    ) -> Result<Member, DatabaseError> {
+        self.call(
+            "member_set_role",
+            "select hark_api.member_set_role($1, $2, $3, $4, $5, $6)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &user_id,
+                &role.as_str(),
+            ],
+        )
+        .await
+    }
+
+    /// Whether a user may read a room.
+    pub async fn room_access(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<RoomAccess, DatabaseError> {
+        self.call(
+            "room_access",
+            "select hark_api.room_access($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &user_id,
+            ],
+        )
+        .await
+    }
+}

@@ -1,0 +1,663 @@
+//! Messages: sending, idempotency, history paging, edits, deletion, reactions, read
+//! markers and unread counts, and the event each change appends.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Session, TestApp, id_of, spawn_app};
+
+/// A tenant with an owner and a member `bob` in one room; answers (owner, bob, room id).
+async fn room_with_bob(app: &TestApp) -> (Session, Session, String) {
+    let tenant = app.create_tenant("acme").await;
+    let bob = app.register("acme", "bob").await;
+    let room_id = id_of(
+        &app.create_room(&tenant.owner.token, "lobby", "private")
+            .await,
+    );
+    app.add_member(&tenant.owner.token, &room_id, &bob.user_id)
+        .await;
+    (tenant.owner, bob, room_id)
+}
+
+fn seqs(page: &Value) -> Vec<i64> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["seq"].as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sent_message_carries_its_sender_and_appends_a_created_event() {
+    let app = spawn_app().await;
+    let (_, bob, room_id) = room_with_bob(&app).await;
+    app.patch(
+        &format!("/v1/users/{}", bob.user_id),
+        &bob.token,
+        json!({"display_name": "Bobby"}),
+    )
+    .await
+    .expect(200);
+    let message = app.send(&bob.token, &room_id, "hello").await;
+    assert_eq!(message["body"], "hello");
+    assert_eq!(message["kind"], "text");
+    assert_eq!(message["sender"]["username"], "bob");
+    assert_eq!(message["deleted"], false);
+    let events = app
+        .get(
+            &format!(
+                "/v1/rooms/{room_id}/event-log?after={}",
+                message["seq"].as_i64().unwrap() - 1
+            ),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    let event = &events["items"][0];
+    assert_eq!(event["type"], "message.created");
+    assert_eq!(event["seq"], message["seq"]);
+    assert_eq!(event["actor_id"], bob.user_id.as_str());
+    assert_eq!(event["data"]["id"], message["id"]);
+    assert_eq!(event["data"]["sender"]["display_name"], "Bobby");
+    assert_eq!(events["last_seq"], message["seq"]);
+}
+
+#[tokio::test]
+async fn messages_with_attachments_and_replies_are_kept_as_sent() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let first = app.send(&bob.token, &room_id, "look").await;
+    let image = app
+        .post(
+            &format!("/v1/rooms/{room_id}/messages"),
+            Some(&bob.token),
+            json!({"kind": "image", "attachment": {"url": "https://cdn.example/cat.png", "mime_type": "image/png", "size": 1234, "name": "cat.png"}, "reply_to_id": first["id"]}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(image["attachment"]["mime_type"], "image/png");
+    assert_eq!(image["attachment"]["size"], 1234);
+    assert_eq!(image["reply_to_id"], first["id"]);
+    let system = app
+        .post(
+            &format!("/v1/rooms/{room_id}/messages"),
+            Some(&owner.token),
+            json!({"kind": "system", "body": "Maintenance at noon"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(system["kind"], "system");
+}
+
+#[tokio::test]
+async fn bad_messages_answer_4xx_with_their_codes_and_change_nothing() {
+    let app = spawn_app().await;
+    let (_, bob, room_id) = room_with_bob(&app).await;
+    let other_room = id_of(&app.create_room(&bob.token, "other", "private").await);
+    let elsewhere = app.send(&bob.token, &other_room, "elsewhere").await;
+    let outsider = app.register("acme", "outsider").await;
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let before = app.snapshot().await;
+    for (token, body, status, code, field) in [
+        (
+            &bob.token,
+            json!({"body": ""}),
+            422,
+            "empty_body",
+            Some("body"),
+        ),
+        (
+            &bob.token,
+            json!({"body": "  \n "}),
+            422,
+            "empty_body",
+            Some("body"),
+        ),
+        (&bob.token, json!({}), 422, "empty_body", Some("body")),
+        (
+            &bob.token,
+            json!({"body": "x".repeat(16 * 1024 + 1)}),
+            422,
+            "body_too_long",
+            Some("body"),
+        ),
+        (
+            &bob.token,
+            json!({"body": "é".repeat(8 * 1024 + 1)}),
+            422,
+            "body_too_long",
+            Some("body"),
+        ),
+        (
+            &bob.token,
+            json!({"kind": "image"}),
+            422,
+            "attachment_required",
+            Some("attachment"),
+        ),
+        (
+            &bob.token,
+            json!({"kind": "file", "attachment": {"url": "ftp://x"}}),
+            422,
+            "invalid_attachment",
+            Some("attachment.url"),
+        ),
+        (
+            &bob.token,
+            json!({"kind": "file", "attachment": {"url": "https://x.example/f", "size": -1}}),
+            422,
+            "invalid_attachment",
+            Some("attachment.size"),
+        ),
+        (
+            &bob.token,
+            json!({"kind": "file", "attachment": {"url": "https://x.example/f", "name": "n".repeat(256)}}),
+            422,
+            "invalid_attachment",
+            Some("attachment.name"),
+        ),
+        (
+            &bob.token,
+            json!({"body": "hi", "reply_to_id": elsewhere["id"]}),
+            422,
+            "invalid_reply_to",
+            Some("reply_to_id"),
+        ),
+        (
+            &bob.token,
+            json!({"body": "hi", "client_id": ""}),
+            422,
+            "invalid_client_id",
+            Some("client_id"),
+        ),
+        (
+            &bob.token,
+            json!({"body": "hi", "client_id": "c".repeat(101)}),
+            422,
+            "invalid_client_id",
+            Some("client_id"),
+        ),
+        (
+            &bob.token,
+            json!({"kind": "system", "body": "I am the law"}),
+            403,
+            "forbidden",
+            None,
+        ),
+        (
+            &outsider.token,
+            json!({"body": "let me in"}),
+            403,
+            "not_a_member",
+            None,
+        ),
+    ] {
+        let error = app
+            .post(&path, Some(token), body)
+            .await
+            .expect_error(status, code);
+        assert_eq!(error["field"].as_str(), field, "{code}");
+    }
+    app.post(
+        &path,
+        Some(&bob.token),
+        json!({"kind": "video", "body": "x"}),
+    )
+    .await
+    .expect_error(400, "invalid_body");
+    app.post(&path, Some(&bob.token), json!({"body": ["not", "text"]}))
+        .await
+        .expect_error(400, "invalid_body");
+    app.post(
+        &format!("/v1/rooms/{}/messages", uuid::Uuid::now_v7()),
+        Some(&bob.token),
+        json!({"body": "hi"}),
+    )
+    .await
+    .expect_error(404, "room_not_found");
+    assert_eq!(app.snapshot().await, before);
+    // The limit is exactly 16 KiB.
+    app.post(
+        &path,
+        Some(&bob.token),
+        json!({"body": "x".repeat(16 * 1024)}),
+    )
+    .await
+    .expect(201);
+}
+
+#[tokio::test]
+async fn the_same_client_id_sent_twice_yields_one_message() {
+    let app = spawn_app().await;
+    let (_, bob, room_id) = room_with_bob(&app).await;
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let first = app
+        .post(
+            &path,
+            Some(&bob.token),
+            json!({"body": "once", "client_id": "abc-1"}),
+        )
+        .await
+        .expect(201);
+    let again = app
+        .post(
+            &path,
+            Some(&bob.token),
+            json!({"body": "once", "client_id": "abc-1"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(first["seq"], again["seq"]);
+    // Concurrent retries also collapse into one.
+    let retries = (0..8).map(|_| {
+        app.post(
+            &path,
+            Some(&bob.token),
+            json!({"body": "race", "client_id": "abc-2"}),
+        )
+    });
+    let answers = futures_util::future::join_all(retries).await;
+    let ids: std::collections::HashSet<String> = answers
+        .into_iter()
+        .map(|answer| {
+            assert!(
+                answer.status == 200 || answer.status == 201,
+                "{}",
+                answer.body
+            );
+            id_of(&answer.body)
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    let history = app.get(&path, &bob.token).await.expect(200);
+    assert_eq!(history["items"].as_array().unwrap().len(), 2);
+    assert_eq!(app.count_rows("messages").await, 2);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_sends_from_ten_connections_get_gapless_seqs() {
+    let app = spawn_app().await;
+    let (_, bob, room_id) = room_with_bob(&app).await;
+    let start_seq = app
+        .get(&format!("/v1/rooms/{room_id}"), &bob.token)
+        .await
+        .expect(200)["last_seq"]
+        .as_i64()
+        .unwrap();
+    let clients: Vec<reqwest::Client> = (0..10)
+        .map(|_| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut sends = Vec::new();
+    for (index, client) in clients.iter().cycle().take(100).enumerate() {
+        let request = client
+            .post(format!("{}/v1/rooms/{room_id}/messages", app.address))
+            .bearer_auth(&bob.token)
+            .json(&json!({"body": format!("message {index}")}));
+        sends.push(async move { TestApp::answer(request.send().await.unwrap()).await });
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    let mut message_seqs: Vec<i64> = answers
+        .into_iter()
+        .map(|answer| answer.expect(201)["seq"].as_i64().unwrap())
+        .collect();
+    message_seqs.sort_unstable();
+    let expected: Vec<i64> = (start_seq + 1..=start_seq + 100).collect();
+    assert_eq!(message_seqs, expected, "no gap and no duplicate");
+    let events = app
+        .get(
+            &format!("/v1/rooms/{room_id}/event-log?limit=1000"),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        seqs(&events),
+        (1..=start_seq + 100).collect::<Vec<_>>(),
+        "the whole log is gapless from 1"
+    );
+}
+
+#[tokio::test]
+async fn history_pages_before_after_and_around_a_seq() {
+    let app = spawn_app().await;
+    let (_, bob, room_id) = room_with_bob(&app).await;
+    let mut message_seqs = Vec::new();
+    for index in 0..10 {
+        message_seqs.push(
+            app.send(&bob.token, &room_id, &format!("m{index}")).await["seq"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let newest = app
+        .get(&format!("{path}?limit=4"), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(seqs(&newest), message_seqs[6..].to_vec());
+    assert_eq!(newest["has_more_before"], true);
+    assert_eq!(newest["has_more_after"], false);
+    let before = app
+        .get(
+            &format!("{path}?limit=4&before={}", message_seqs[6]),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(seqs(&before), message_seqs[2..6].to_vec());
+    let after = app
+        .get(
+            &format!("{path}?limit=3&after={}", message_seqs[1]),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(seqs(&after), message_seqs[2..5].to_vec());
+    assert_eq!(after["has_more_after"], true);
+    let around = app
+        .get(
+            &format!("{path}?limit=5&around={}", message_seqs[5]),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(seqs(&around), message_seqs[3..8].to_vec());
+    let all = app
+        .get(&format!("{path}?limit=200"), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(all["items"].as_array().unwrap().len(), 10);
+    assert_eq!(all["has_more_before"], false);
+    for (query, code) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=201", "invalid_limit"),
+        ("before=5&after=2", "conflicting_cursors"),
+        ("before=-1", "invalid_seq"),
+    ] {
+        app.get(&format!("{path}?{query}"), &bob.token)
+            .await
+            .expect_error(422, code);
+    }
+    app.get(&format!("{path}?before=abc"), &bob.token)
+        .await
+        .expect_error(400, "invalid_parameter");
+}
+
+#[tokio::test]
+async fn only_the_author_edits_and_every_earlier_version_is_kept() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let message = app.send(&bob.token, &room_id, "first").await;
+    let path = format!("/v1/rooms/{room_id}/messages/{}", id_of(&message));
+    app.patch(&path, &owner.token, json!({"body": "hijack"}))
+        .await
+        .expect_error(403, "not_the_author");
+    app.patch(&path, &bob.token, json!({"body": "second"}))
+        .await
+        .expect(200);
+    let edited = app
+        .patch(&path, &bob.token, json!({"body": "third"}))
+        .await
+        .expect(200);
+    assert_eq!(edited["body"], "third");
+    assert!(edited["edited_at"].is_string());
+    assert_eq!(
+        edited["seq"], message["seq"],
+        "an edit keeps the message's place"
+    );
+    let versions = app
+        .get(&format!("{path}/versions"), &bob.token)
+        .await
+        .expect(200);
+    let bodies: Vec<&str> = versions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["first", "second"]);
+    let before = app.snapshot().await;
+    app.patch(&path, &bob.token, json!({"body": ""}))
+        .await
+        .expect_error(422, "empty_body");
+    app.patch(
+        &path,
+        &bob.token,
+        json!({"body": "x".repeat(16 * 1024 + 1)}),
+    )
+    .await
+    .expect_error(422, "body_too_long");
+    assert_eq!(app.snapshot().await, before);
+    let events = app
+        .get(&format!("/v1/rooms/{room_id}/event-log"), &bob.token)
+        .await
+        .expect(200);
+    let last = events["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "message.edited");
+    assert_eq!(last["data"]["body"], "third");
+}
+
+#[tokio::test]
+async fn a_deleted_message_is_a_tombstone_in_history_and_its_event_says_so() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let carol = app.register("acme", "carol").await;
+    app.add_member(&owner.token, &room_id, &carol.user_id).await;
+    let mine = app.send(&bob.token, &room_id, "secret").await;
+    let path = format!("/v1/rooms/{room_id}/messages/{}", id_of(&mine));
+    app.patch(&path, &bob.token, json!({"body": "secret v2"}))
+        .await
+        .expect(200);
+    app.delete(&path, &carol.token)
+        .await
+        .expect_error(403, "forbidden");
+    app.delete(&path, &bob.token).await.expect(204);
+    let tombstone = app.get(&path, &carol.token).await.expect(200);
+    assert_eq!(tombstone["deleted"], true);
+    assert_eq!(tombstone["body"], "");
+    let versions = app
+        .get(&format!("{path}/versions"), &bob.token)
+        .await
+        .expect(200);
+    assert!(
+        versions["items"].as_array().unwrap().is_empty(),
+        "earlier versions are erased too"
+    );
+    let history = app
+        .get(&format!("/v1/rooms/{room_id}/messages"), &carol.token)
+        .await
+        .expect(200);
+    assert_eq!(
+        history["items"].as_array().unwrap().last().unwrap()["deleted"],
+        true
+    );
+    let events = app
+        .get(&format!("/v1/rooms/{room_id}/event-log"), &carol.token)
+        .await
+        .expect(200);
+    let last = events["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "message.deleted");
+    assert_eq!(last["data"]["message_id"], mine["id"]);
+    assert_eq!(last["data"]["message_seq"], mine["seq"]);
+    // Deleting again changes nothing; a tombstone cannot be edited.
+    let events_before = app.count_rows("room_events").await;
+    app.delete(&path, &bob.token).await.expect(204);
+    assert_eq!(app.count_rows("room_events").await, events_before);
+    app.patch(&path, &bob.token, json!({"body": "back"}))
+        .await
+        .expect_error(409, "message_deleted");
+    // A room admin deletes anyone's message.
+    let carols = app.send(&carol.token, &room_id, "spam").await;
+    app.delete(
+        &format!("/v1/rooms/{room_id}/messages/{}", id_of(&carols)),
+        &owner.token,
+    )
+    .await
+    .expect(204);
+}
+
+#[tokio::test]
+async fn reactions_count_once_per_user_and_emoji() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let message = app.send(&bob.token, &room_id, "react to me").await;
+    let path = format!("/v1/rooms/{room_id}/messages/{}/reactions", id_of(&message));
+    app.post(&path, Some(&bob.token), json!({"emoji": "👍"}))
+        .await
+        .expect(200);
+    app.post(&path, Some(&bob.token), json!({"emoji": "👍"}))
+        .await
+        .expect(200);
+    let reacted = app
+        .post(&path, Some(&owner.token), json!({"emoji": "👍"}))
+        .await
+        .expect(200);
+    app.post(&path, Some(&owner.token), json!({"emoji": "🎉"}))
+        .await
+        .expect(200);
+    assert_eq!(
+        reacted["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": true}])
+    );
+    let seen_by_bob = app
+        .get(
+            &format!("/v1/rooms/{room_id}/messages/{}", id_of(&message)),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        seen_by_bob["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": true}, {"emoji": "🎉", "count": 1, "me": false}])
+    );
+    let removed = app
+        .delete(&format!("{path}/%F0%9F%91%8D"), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(
+        removed["reactions"][0],
+        json!({"emoji": "👍", "count": 1, "me": false})
+    );
+    let events = app
+        .get(&format!("/v1/rooms/{room_id}/event-log"), &bob.token)
+        .await
+        .expect(200);
+    let types: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "reaction.added").count(),
+        3,
+        "a repeated reaction appends nothing"
+    );
+    assert_eq!(*types.last().unwrap(), "reaction.removed");
+    let last = events["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["data"]["count"], 1);
+    assert_eq!(last["data"]["user"]["username"], "bob");
+    let before = app.snapshot().await;
+    for emoji in ["", "a b", &"x".repeat(33)] {
+        app.post(&path, Some(&bob.token), json!({"emoji": emoji}))
+            .await
+            .expect_error(422, "invalid_emoji");
+    }
+    assert_eq!(app.snapshot().await, before);
+}
+
+#[tokio::test]
+async fn read_markers_drive_unread_counts_per_room_and_in_total() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let second_room = id_of(&app.create_room(&owner.token, "second", "private").await);
+    app.add_member(&owner.token, &second_room, &bob.user_id)
+        .await;
+    let mut last = Value::Null;
+    for index in 0..3 {
+        last = app.send(&owner.token, &room_id, &format!("m{index}")).await;
+    }
+    app.send(&owner.token, &second_room, "other").await;
+    app.send(&bob.token, &room_id, "my own messages are never unread")
+        .await;
+    let unread = app.get("/v1/users/me/unread", &bob.token).await.expect(200);
+    assert_eq!(unread["total"], 4);
+    let marker = app
+        .post(
+            &format!("/v1/rooms/{room_id}/read"),
+            Some(&bob.token),
+            json!({"seq": last["seq"].as_i64().unwrap() - 1}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(marker["unread_count"], 1);
+    // The marker never moves back and never past the end.
+    let marker = app
+        .post(
+            &format!("/v1/rooms/{room_id}/read"),
+            Some(&bob.token),
+            json!({"seq": 0}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(marker["unread_count"], 1);
+    let marker = app
+        .post(
+            &format!("/v1/rooms/{room_id}/read"),
+            Some(&bob.token),
+            json!({"seq": 1_000_000}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(marker["unread_count"], 0);
+    let room = app
+        .get(&format!("/v1/rooms/{room_id}"), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(marker["last_read_seq"], room["last_seq"]);
+    let unread = app.get("/v1/users/me/unread", &bob.token).await.expect(200);
+    assert_eq!(
+        unread,
+        json!({"total": 1, "rooms": [{"room_id": second_room, "unread_count": 1}]})
+    );
+    app.post(
+        &format!("/v1/rooms/{room_id}/read"),
+        Some(&bob.token),
+        json!({"seq": -1}),
+    )
+    .await
+    .expect_error(422, "invalid_seq");
+}
+
+#[tokio::test]
+async fn the_event_log_pages_after_a_seq() {
+    let app = spawn_app().await;
+    let (_, bob, room_id) = room_with_bob(&app).await;
+    for index in 0..5 {
+        app.send(&bob.token, &room_id, &format!("m{index}")).await;
+    }
+    let path = format!("/v1/rooms/{room_id}/event-log");
+    let page = app
+        .get(&format!("{path}?after=2&limit=3"), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(seqs(&page), vec![3, 4, 5]);
+    assert_eq!(page["last_seq"], 7);
+    let rest = app
+        .get(&format!("{path}?after=5"), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(seqs(&rest), vec![6, 7]);
+    app.get(&format!("{path}?limit=0"), &bob.token)
+        .await
+        .expect_error(422, "invalid_limit");
+    app.get(&format!("{path}?after=-1"), &bob.token)
+        .await
+        .expect_error(422, "invalid_seq");
+}
