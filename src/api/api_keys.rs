@@ -1,7 +1,7 @@
 //! The tenant's API keys, managed by its owners and admins.
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use uuid::Uuid;
 
 use crate::api::ApiTags;
@@ -12,9 +12,18 @@ use crate::startup::AppState;
 
 /// A key to create.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct CreateApiKeyRequest {
     /// What the key is for (1 to 100 characters).
     pub name: String,
+}
+
+impl Example for CreateApiKeyRequest {
+    fn example() -> Self {
+        Self {
+            name: "backend".to_owned(),
+        }
+    }
 }
 
 /// A new key, with its secret: shown this once and never again.

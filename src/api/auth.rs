@@ -140,9 +140,18 @@ impl Example for LoginRequest {
 
 /// A refresh token to exchange.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct RefreshRequest {
     /// The `refresh_token` of an earlier answer.
     pub refresh_token: String,
+}
+
+impl Example for RefreshRequest {
+    fn example() -> Self {
+        Self {
+            refresh_token: "hark_rt_…".to_owned(),
+        }
+    }
 }
 
 /// A new session.

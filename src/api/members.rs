@@ -5,6 +5,7 @@ use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
+    types::Example,
 };
 use uuid::Uuid;
 
@@ -19,16 +20,32 @@ const DEFAULT_PAGE_SIZE: i32 = 50;
 
 /// A user to add.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct AddMemberRequest {
     /// The user's id.
     pub user_id: Uuid,
 }
 
+impl Example for AddMemberRequest {
+    fn example() -> Self {
+        Self {
+            user_id: Uuid::nil(),
+        }
+    }
+}
+
 /// A new role.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct SetRoleRequest {
     /// `owner`, `admin` or `member`.
     pub role: Role,
+}
+
+impl Example for SetRoleRequest {
+    fn example() -> Self {
+        Self { role: Role::Admin }
+    }
 }
 
 /// No content.

@@ -71,16 +71,32 @@ impl Example for EditMessageRequest {
 
 /// A reaction.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ReactionRequest {
     /// The emoji (1 to 32 characters, no spaces).
     pub emoji: String,
 }
 
+impl Example for ReactionRequest {
+    fn example() -> Self {
+        Self {
+            emoji: "👍".to_owned(),
+        }
+    }
+}
+
 /// A read marker.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct MarkReadRequest {
     /// Everything up to this seq is read; the marker never moves back.
     pub seq: i64,
+}
+
+impl Example for MarkReadRequest {
+    fn example() -> Self {
+        Self { seq: 42 }
+    }
 }
 
 /// The answer to a send.

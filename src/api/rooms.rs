@@ -42,9 +42,18 @@ impl Example for CreateRoomRequest {
 
 /// The other user of a direct room.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct DirectRoomRequest {
     /// The user to talk to.
     pub user_id: Uuid,
+}
+
+impl Example for DirectRoomRequest {
+    fn example() -> Self {
+        Self {
+            user_id: Uuid::nil(),
+        }
+    }
 }
 
 /// An invite code to join with.

@@ -1,7 +1,7 @@
 //! Typed calls of the room and membership functions (`sql/functions/0004_rooms.sql`).
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{Enum, Object, types::MaybeUndefined};
+use poem_openapi::{Enum, Object, types::Example, types::MaybeUndefined};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -116,6 +116,7 @@ pub struct RoomPage {
 
 /// The changes to a room; absent fields stay as they are.
 #[derive(Debug, Clone, Default, Serialize, Object)]
+#[oai(example)]
 pub struct RoomPatch {
     /// A new name (1 to 100 characters).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +127,16 @@ pub struct RoomPatch {
     /// Public or private.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+}
+
+impl Example for RoomPatch {
+    fn example() -> Self {
+        Self {
+            name: Some("lobby".to_owned()),
+            topic: MaybeUndefined::Value("Say hello".to_owned()),
+            visibility: Some(Visibility::Public),
+        }
+    }
 }
 
 /// A member of a room.

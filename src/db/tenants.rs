@@ -1,7 +1,7 @@
 //! Typed calls of the tenant functions (`sql/functions/0002_tenants_and_sessions.sql`).
 
 use chrono::{DateTime, Utc};
-use poem_openapi::Object;
+use poem_openapi::{Object, types::Example};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -36,6 +36,7 @@ pub struct TenantWithOwner {
 
 /// The changes to a tenant; absent fields stay as they are.
 #[derive(Debug, Clone, Serialize, Object)]
+#[oai(example)]
 pub struct TenantPatch {
     /// A new display name (1 to 100 characters).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +44,15 @@ pub struct TenantPatch {
     /// Opens or closes self-registration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_open: Option<bool>,
+}
+
+impl Example for TenantPatch {
+    fn example() -> Self {
+        Self {
+            name: Some("Acme Inc".to_owned()),
+            registration_open: Some(false),
+        }
+    }
 }
 
 /// The tenant and owner fields `tenant_create` takes.

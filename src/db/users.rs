@@ -2,7 +2,7 @@
 //! types the API serves.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::{Enum, Object, types::MaybeUndefined};
+use poem_openapi::{Enum, Object, types::Example, types::MaybeUndefined};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -71,6 +71,7 @@ pub struct UserPage {
 
 /// The changes to a user; absent fields stay as they are, `null` clears a field.
 #[derive(Debug, Clone, Default, Serialize, Object)]
+#[oai(example)]
 pub struct UserPatch {
     /// The name shown to others (1 to 100 characters), or null to clear it.
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
@@ -90,6 +91,16 @@ pub struct UserPatch {
     /// A new role (owners and admins only; only owners make or unmake owners).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+}
+
+impl Example for UserPatch {
+    fn example() -> Self {
+        Self {
+            display_name: MaybeUndefined::Value("Bobby".to_owned()),
+            bio: MaybeUndefined::Null,
+            ..Self::default()
+        }
+    }
 }
 
 /// A user created by a tenant's backend with an API key.

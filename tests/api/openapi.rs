@@ -77,3 +77,35 @@ async fn the_server_serves_the_document_and_a_browsable_ui() {
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().to_lowercase().contains("swagger"));
 }
+
+#[test]
+fn every_request_body_has_an_example() {
+    let spec: serde_json::Value = serde_json::from_str(&hark::api::service().spec()).unwrap();
+    let schemas = &spec["components"]["schemas"];
+    let mut missing = Vec::new();
+    let mut bodies = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(schema) =
+                operation["requestBody"]["content"]["application/json; charset=utf-8"]["schema"]
+                    .as_object()
+                    .or_else(|| {
+                        operation["requestBody"]["content"]["application/json"]["schema"]
+                            .as_object()
+                    })
+            else {
+                continue;
+            };
+            bodies += 1;
+            let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            if schemas[name]["example"].is_null() {
+                missing.push(format!("{method} {path} ({name})"));
+            }
+        }
+    }
+    assert!(bodies >= 15, "only {bodies} request bodies were found");
+    assert!(
+        missing.is_empty(),
+        "request bodies without an example: {missing:?}"
+    );
+}
