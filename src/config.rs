@@ -43,6 +43,11 @@ pub struct Config {
     #[arg(long, env = "HARK_MIGRATION_DATABASE_URL")]
     pub migration_database_url: Option<String>,
 
+    /// PostgreSQL URL of the LISTEN connection: a direct session, not a pooler in
+    /// transaction mode (defaults to DATABASE_URL).
+    #[arg(long, env = "HARK_LISTEN_DATABASE_URL")]
+    pub listen_database_url: Option<String>,
+
     /// The most pooled connections this instance holds.
     #[arg(long, env = "HARK_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -97,6 +102,31 @@ pub struct Config {
     #[arg(long, env = "HARK_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub max_message_bytes: i32,
 
+    /// How many events a resuming client may be behind before it is told to reset.
+    #[arg(long, env = "HARK_REPLAY_WINDOW", default_value_t = 1000)]
+    pub replay_window: i64,
+
+    /// Frames queued per WebSocket or SSE subscriber before it is closed as too slow (4009).
+    #[arg(long, env = "HARK_WS_SEND_QUEUE", default_value_t = 1024)]
+    pub ws_send_queue: usize,
+
+    /// The largest WebSocket frame a client may send, in bytes.
+    #[arg(long, env = "HARK_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub ws_max_frame_bytes: usize,
+
+    /// How often idle WebSockets are pinged, in seconds; silent for three periods, they are dropped.
+    #[arg(long, env = "HARK_WS_PING_SECONDS", default_value_t = 20)]
+    pub ws_ping_seconds: u64,
+
+    /// How often an open WebSocket's token is checked for revocation, in seconds.
+    #[arg(long, env = "HARK_TOKEN_RECHECK_SECONDS", default_value_t = 30)]
+    pub token_recheck_seconds: u64,
+
+    /// How often presence heartbeats go out, in seconds; a crashed instance's users
+    /// drop out after three.
+    #[arg(long, env = "HARK_PRESENCE_HEARTBEAT_SECONDS", default_value_t = 10)]
+    pub presence_heartbeat_seconds: u64,
+
     /// Memory of one argon2id password hash, in KiB.
     #[arg(long, env = "HARK_PASSWORD_HASH_MEMORY_KIB", default_value_t = 19_456)]
     pub password_hash_memory_kib: u32,
@@ -129,6 +159,24 @@ impl Config {
         self.migration_database_url
             .as_deref()
             .unwrap_or(&self.database_url)
+    }
+
+    /// Real-time delivery settings.
+    pub fn realtime(&self) -> crate::realtime::RealtimeSettings {
+        crate::realtime::RealtimeSettings {
+            listen_url: self
+                .listen_database_url
+                .clone()
+                .unwrap_or_else(|| self.database_url.clone()),
+            replay_window: self.replay_window,
+            send_queue: self.ws_send_queue,
+            max_frame_bytes: self.ws_max_frame_bytes,
+            ping_interval: Duration::from_secs(self.ws_ping_seconds.max(1)),
+            token_recheck: Duration::from_secs(self.token_recheck_seconds.max(1)),
+            typing_ttl: Duration::from_secs(5),
+            presence_heartbeat: Duration::from_secs(self.presence_heartbeat_seconds.max(1)),
+            listen_timeout: Duration::from_secs(10),
+        }
     }
 
     /// Token settings, falling back to the development secret with a warning.

@@ -11,5 +11,6 @@ pub mod config;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod realtime;
 pub mod startup;
 pub mod telemetry;

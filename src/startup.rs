@@ -15,6 +15,7 @@ use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
 use crate::db::{self, Database};
 use crate::edge::Edge;
+use crate::realtime::Hub;
 
 /// What every request shares.
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct AppState {
     pub tokens: Arc<TokenIssuer>,
     /// Hashes and verifies passwords.
     pub passwords: PasswordHasher,
+    /// Real-time delivery: subscriptions, the LISTEN connection, presence.
+    pub hub: Hub,
     /// The configuration the instance started with.
     pub config: Arc<Config>,
 }
@@ -43,10 +46,12 @@ impl AppState {
         let db = Database::connect(&config.database())?;
         let tokens = Arc::new(TokenIssuer::new(config.tokens())?);
         let passwords = PasswordHasher::new(config.passwords())?;
+        let hub = Hub::start(db.clone(), config.realtime());
         Ok(Self {
             db,
             tokens,
             passwords,
+            hub,
             config: Arc::new(config),
         })
     }
@@ -92,6 +97,13 @@ pub async fn serve(
         .map(|address| address.to_string())
         .unwrap_or_default();
     tracing::info!(%address, "serving");
+    let hub = state.hub.clone();
+    // On shutdown, WebSocket clients are told to reconnect elsewhere (1012) before the
+    // server stops accepting and drains.
+    let shutdown = async move {
+        shutdown.await;
+        hub.shutdown();
+    };
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes(state), shutdown, Some(grace))
         .await

@@ -14,6 +14,9 @@ pub struct Health {
     /// `up` or `down`, for readiness.
     #[oai(skip_serializing_if_is_none)]
     pub database: Option<String>,
+    /// `up` or `down`: the LISTEN connection of real-time delivery, for readiness.
+    #[oai(skip_serializing_if_is_none)]
+    pub listener: Option<String>,
 }
 
 /// The readiness answer.
@@ -38,24 +41,36 @@ impl HealthApi {
         Json(Health {
             status: "ok".to_owned(),
             database: None,
+            listener: None,
         })
     }
 
-    /// Readiness: the database is reachable
+    /// Readiness: the database is reachable and the LISTEN connection is up
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&AppState>) -> Readiness {
-        match state.db.ping().await {
-            Ok(()) => Readiness::Ready(Json(Health {
-                status: "ready".to_owned(),
-                database: Some("up".to_owned()),
-            })),
+        let database = match state.db.ping().await {
+            Ok(()) => true,
             Err(error) => {
                 tracing::warn!(%error, "not ready: the database does not answer");
-                Readiness::Unready(Json(Health {
-                    status: "unready".to_owned(),
-                    database: Some("down".to_owned()),
-                }))
+                false
             }
+        };
+        let listener = state.hub.is_ready();
+        let up_or_down = |up: bool| Some(if up { "up" } else { "down" }.to_owned());
+        let health = Health {
+            status: if database && listener {
+                "ready"
+            } else {
+                "unready"
+            }
+            .to_owned(),
+            database: up_or_down(database),
+            listener: up_or_down(listener),
+        };
+        if database && listener {
+            Readiness::Ready(Json(health))
+        } else {
+            Readiness::Unready(Json(health))
         }
     }
 }

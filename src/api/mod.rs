@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod members;
 mod messages;
+mod realtime;
 mod rooms;
 mod tenants;
 mod users;
@@ -35,6 +36,8 @@ pub enum ApiTags {
     Messages,
     /// A room's event log.
     Events,
+    /// WebSocket, Server-Sent Events and presence.
+    Realtime,
     /// Keys with which a tenant's backend calls the `backend` operations.
     ApiKeys,
     /// Operations for a tenant's own backend, authenticated with an API key.
@@ -53,6 +56,7 @@ pub type Api = (
     members::MembersApi,
     messages::MessagesApi,
     events::EventsApi,
+    realtime::RealtimeApi,
     api_keys::ApiKeysApi,
     backend::BackendApi,
 );
@@ -69,6 +73,7 @@ pub fn service() -> OpenApiService<Api, ()> {
             members::MembersApi,
             messages::MessagesApi,
             events::EventsApi,
+            realtime::RealtimeApi,
             api_keys::ApiKeysApi,
             backend::BackendApi,
         ),

@@ -75,3 +75,38 @@ pub struct ApiKeyAuth(pub ApiKeySecret);
 async fn parse_api_key(_request: &Request, key: ApiKey) -> poem::Result<ApiKeySecret> {
     Ok(ApiKeySecret::parse(&key.key)?)
 }
+
+/// An access token in the `token` query parameter, for browsers' WebSocket and
+/// EventSource, which cannot set headers.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "queryToken",
+    ty = "api_key",
+    key_name = "token",
+    key_in = "query",
+    checker = "verify_query_token"
+)]
+pub struct QueryTokenAuth(pub Caller);
+
+async fn verify_query_token(request: &Request, token: ApiKey) -> poem::Result<Caller> {
+    verify_bearer(request, Bearer { token: token.key }).await
+}
+
+/// A bearer token, or the same token in the `token` query parameter.
+#[derive(SecurityScheme)]
+pub enum StreamAuth {
+    /// `Authorization: Bearer <JWT>`.
+    Bearer(BearerAuth),
+    /// `?token=<JWT>`.
+    Query(QueryTokenAuth),
+}
+
+impl StreamAuth {
+    /// The verified caller.
+    pub fn caller(&self) -> &Caller {
+        match self {
+            Self::Bearer(auth) => &auth.0,
+            Self::Query(auth) => &auth.0,
+        }
+    }
+}

@@ -120,6 +120,11 @@ impl TokenIssuer {
 
     /// Verifies a token's signature, algorithm, issuer, audience and times.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        self.verify_with_expiry(token).map(|(caller, _)| caller)
+    }
+
+    /// Like `verify`, also answering when the token expires.
+    pub fn verify_with_expiry(&self, token: &str) -> Result<(Caller, DateTime<Utc>), ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
             .map_err(|error| match error.kind() {
                 ErrorKind::ExpiredSignature => ApiError::unauthorized(
@@ -133,11 +138,13 @@ impl TokenIssuer {
                 _ => ApiError::unauthorized("invalid_token", "The access token is invalid"),
             })?;
         let claims = data.claims;
-        Ok(Caller {
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
+        let caller = Caller {
             tenant_id: claims.tid,
             user_id: claims.sub,
             session_id: claims.sid,
             role: claims.role,
-        })
+        };
+        Ok((caller, expires_at))
     }
 }

@@ -43,6 +43,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
         "0005_messages",
         include_str!("../../sql/functions/0005_messages.sql"),
     ),
+    (
+        "0006_realtime",
+        include_str!("../../sql/functions/0006_realtime.sql"),
+    ),
 ];
 
 /// What a run of `migrate` changed.

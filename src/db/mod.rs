@@ -10,6 +10,7 @@
 mod api_keys;
 mod messages;
 mod migrate;
+mod realtime;
 mod rooms;
 mod sessions;
 mod tenants;
@@ -29,6 +30,7 @@ pub use messages::{
     SentMessage, UnreadSummary,
 };
 pub use migrate::{MigrationReport, ensure_database_exists, migrate};
+pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
     Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomSummary,
     UserRef, Visibility,

@@ -41,7 +41,7 @@ impl Visibility {
 }
 
 /// A user as shown in rooms, messages and events.
-#[derive(Debug, Clone, Deserialize, Object)]
+#[derive(Debug, Clone, Deserialize, Serialize, Object)]
 pub struct UserRef {
     /// The user's id.
     pub id: Uuid,

@@ -23,7 +23,10 @@ async fn readyz_reports_the_database_up() {
         .request(Method::GET, "/readyz", None, None)
         .await
         .expect(200);
-    assert_eq!(body, json!({"status": "ready", "database": "up"}));
+    assert_eq!(
+        body,
+        json!({"status": "ready", "database": "up", "listener": "up"})
+    );
 }
 
 #[tokio::test]
@@ -31,8 +34,10 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
     // A server whose pool points at a port where nothing listens.
     let mut config = crate::helpers::test_config("postgres://postgres@127.0.0.1:1/none");
     config.db_pool_timeout_ms = 500;
+    let db = hark::db::Database::connect(&config.database()).unwrap();
     let state = hark::startup::AppState {
-        db: hark::db::Database::connect(&config.database()).unwrap(),
+        hub: hark::realtime::Hub::start(db.clone(), config.realtime()),
+        db,
         tokens: std::sync::Arc::new(hark::auth::TokenIssuer::new(config.tokens()).unwrap()),
         passwords: hark::auth::PasswordHasher::new(config.passwords()).unwrap(),
         config: std::sync::Arc::new(config),
@@ -47,7 +52,10 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
     let response = reqwest::get(format!("{address}/readyz")).await.unwrap();
     assert_eq!(response.status(), 503);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, json!({"status": "unready", "database": "down"}));
+    assert_eq!(
+        body,
+        json!({"status": "unready", "database": "down", "listener": "down"})
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,157 @@
+//! Real-time routes: the WebSocket, the Server-Sent Events stream of a room, and who
+//! in a room is online.
+
+use std::time::Duration;
+
+use poem::{
+    Request,
+    web::{
+        Data,
+        websocket::{WebSocket, WebSocketConfig},
+    },
+};
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::{EventStream, Json},
+};
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::auth::{BearerAuth, StreamAuth};
+use crate::db::UserRef;
+use crate::error::ApiError;
+use crate::realtime::{socket, sse};
+use crate::startup::AppState;
+
+/// How often an idle SSE stream sends a keep-alive comment.
+const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The online members of a room.
+#[derive(Debug, Object)]
+pub struct OnlineMembers {
+    /// Members with a connection subscribed to the room, on any instance.
+    pub items: Vec<UserRef>,
+}
+
+/// Real-time operations.
+pub struct RealtimeApi;
+
+#[OpenApi(tag = "ApiTags::Realtime")]
+impl RealtimeApi {
+    /// Open the WebSocket
+    ///
+    /// Upgrades to the real-time protocol (JSON text frames; see `openapi/websocket.md`).
+    /// The access token goes in the `Authorization: Bearer` header, in the `token`
+    /// query parameter, or in a first frame `{"op":"auth","token":…}`. One connection
+    /// subscribes to any number of rooms.
+    #[oai(path = "/v1/ws", method = "get", operation_id = "connectWebSocket")]
+    async fn connect(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        websocket: WebSocket,
+        /// The access token, for clients that cannot set headers.
+        token: Query<Option<String>>,
+    ) -> Result<poem::web::websocket::BoxWebSocketUpgraded, ApiError> {
+        let header_token = request
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::to_owned);
+        let identity = match header_token.or(token.0) {
+            Some(token) => Some(state.tokens.verify_with_expiry(&token)?),
+            None => None,
+        };
+        if let Some((caller, _)) = &identity {
+            // A revoked session is refused before the upgrade, with a plain 401.
+            state.db.user_me(caller).await?;
+        }
+        let max_frame = state.hub.settings().max_frame_bytes;
+        let mut config = WebSocketConfig::default();
+        // The socket reads frames up to twice the limit, so that a frame just over it
+        // is answered with `frame_too_large` instead of a dropped connection.
+        config.max_message_size = Some(max_frame * 2);
+        config.max_frame_size = Some(max_frame * 2);
+        let state = state.0.clone();
+        Ok(websocket
+            .config(config)
+            .on_upgrade(move |stream| socket::serve(stream, state, identity))
+            .boxed())
+    }
+
+    /// Stream a room's events (Server-Sent Events, members)
+    ///
+    /// The same events as the WebSocket, in seq order: those after `since` (or
+    /// `Last-Event-ID`) first, then live ones. Each event's `id` is its seq and its
+    /// `event` its type; a `reset` event means the client is further behind than the
+    /// replay window and should reload history. Keep-alive comments every 15 s.
+    #[oai(
+        path = "/v1/rooms/:room_id/events",
+        method = "get",
+        operation_id = "streamRoomEvents"
+    )]
+    async fn stream_events(
+        &self,
+        state: Data<&AppState>,
+        auth: StreamAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        /// The last seq the client has.
+        since: Query<Option<i64>>,
+        /// Sent by a reconnecting EventSource: the last seq it received.
+        #[oai(name = "Last-Event-ID")]
+        last_event_id: Header<Option<String>>,
+    ) -> Result<EventStream<futures_util::stream::BoxStream<'static, sse::Item>>, ApiError> {
+        let since = match (&last_event_id.0, since.0) {
+            (Some(header), _) => Some(header.trim().parse::<i64>().map_err(|_| {
+                ApiError::invalid(
+                    "Last-Event-ID",
+                    "invalid_seq",
+                    "Last-Event-ID must be a seq",
+                )
+            })?),
+            (None, since) => since,
+        };
+        if since.is_some_and(|since| since < 0) {
+            return Err(ApiError::invalid(
+                "since",
+                "invalid_seq",
+                "A seq is never negative",
+            ));
+        }
+        let grant = state.db.room_subscribe(auth.caller(), room_id.0).await?;
+        let stream = sse::subscribe(state.hub.clone(), grant, since).await?;
+        Ok(EventStream::new(futures_util::StreamExt::boxed(stream))
+            .keep_alive(SSE_KEEP_ALIVE)
+            .to_event(sse::to_event))
+    }
+
+    /// List a room's online members (members)
+    ///
+    /// Members with a connection subscribed to the room right now, on any instance.
+    #[oai(
+        path = "/v1/rooms/:room_id/presence",
+        method = "get",
+        operation_id = "listOnlineMembers"
+    )]
+    async fn online_members(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+    ) -> Result<Json<OnlineMembers>, ApiError> {
+        let online = state.hub.online(room_id.0);
+        let items = state
+            .db
+            .room_members_among(&auth.0, room_id.0, &online)
+            .await?;
+        Ok(Json(OnlineMembers { items }))
+    }
+}

@@ -1,0 +1,114 @@
+//! Typed calls of the real-time functions (`sql/functions/0006_realtime.sql`).
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Database, DatabaseError, RoomEvent, UserRef};
+
+/// What a subscription needs to know about its room.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubscriptionGrant {
+    /// The room.
+    pub room_id: Uuid,
+    /// Its tenant.
+    pub tenant_id: Uuid,
+    /// Its newest seq when the grant was made.
+    pub last_seq: i64,
+    /// The subscriber, as others see them.
+    pub user: UserRef,
+}
+
+/// A stretch of a room's log read by the instance.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogStretch {
+    /// The room's newest seq; `None` when the room no longer exists.
+    pub last_seq: Option<i64>,
+    /// The events, in seq order.
+    pub items: Vec<RoomEvent>,
+}
+
+impl Database {
+    /// Checks that the caller may subscribe to a room.
+    pub async fn room_subscribe(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+    ) -> Result<SubscriptionGrant, DatabaseError> {
+        self.call(
+            "room_subscribe",
+            "select hark_api.room_subscribe($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// Reads events of a room after a seq (up to `upto`, at most `limit`) for
+    /// subscribers the instance has already authorised.
+    pub async fn room_events_after(
+        &self,
+        tenant_id: Uuid,
+        room_id: Uuid,
+        after_seq: i64,
+        upto_seq: Option<i64>,
+        limit: i32,
+    ) -> Result<LogStretch, DatabaseError> {
+        self.call(
+            "room_events_after",
+            "select hark_api.room_events_after($1, $2, $3, $4, $5)",
+            &[&tenant_id, &room_id, &after_seq, &upto_seq, &limit],
+        )
+        .await
+    }
+
+    /// Signals that the caller is typing in a room.
+    pub async fn typing(&self, caller: &Caller, room_id: Uuid) -> Result<(), DatabaseError> {
+        self.call_void(
+            "typing",
+            "select hark_api.typing($1, $2, $3, $4)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+            ],
+        )
+        .await
+    }
+
+    /// Publishes a presence signal to every instance.
+    pub async fn presence_publish(&self, payload: &str) -> Result<(), DatabaseError> {
+        self.call_void(
+            "presence_publish",
+            "select hark_api.presence_publish($1)",
+            &[&payload],
+        )
+        .await
+    }
+
+    /// Of the given users, the members of a room.
+    pub async fn room_members_among(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        user_ids: &[Uuid],
+    ) -> Result<Vec<UserRef>, DatabaseError> {
+        self.call(
+            "room_members_among",
+            "select hark_api.room_members_among($1, $2, $3, $4, $5)",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &room_id,
+                &user_ids,
+            ],
+        )
+        .await
+    }
+}

@@ -1,0 +1,247 @@
+//! Presence: who in a room is connected right now, across every instance, without
+//! touching tables. A user is present in a room while one of their sockets (on any
+//! instance) is subscribed to it. Instances announce joins and leaves on the presence
+//! channel and repeat what they hold in a heartbeat; an entry not repeated within
+//! three heartbeats expires, so a crashed instance's users drop out in bounded time.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::UserRef;
+
+/// Heartbeats are cut into notifications of at most this many entries, to stay well
+/// under NOTIFY's payload limit.
+const ENTRIES_PER_HEARTBEAT: usize = 30;
+
+/// A presence signal on the presence channel.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Signal {
+    /// A user's first local subscription to a room.
+    Join {
+        /// The announcing instance.
+        instance: Uuid,
+        /// The room.
+        room_id: Uuid,
+        /// The user.
+        user: UserRef,
+    },
+    /// A user's last local subscription to a room ended.
+    Leave {
+        /// The announcing instance.
+        instance: Uuid,
+        /// The room.
+        room_id: Uuid,
+        /// The user.
+        user: UserRef,
+    },
+    /// Everything an instance holds (one part of it).
+    Heartbeat {
+        /// The announcing instance.
+        instance: Uuid,
+        /// Rooms and users.
+        entries: Vec<Entry>,
+    },
+}
+
+/// One user present in one room.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// The room.
+    pub room_id: Uuid,
+    /// The user.
+    pub user: UserRef,
+}
+
+/// A change of a user's presence in a room, to tell that room's subscribers.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The room.
+    pub room_id: Uuid,
+    /// The user.
+    pub user: UserRef,
+    /// Online now, or offline now.
+    pub online: bool,
+}
+
+/// Who is where, as far as this instance knows.
+pub struct Presence {
+    /// This instance's id in signals.
+    pub instance_id: Uuid,
+    /// How often heartbeats go out; entries expire after three.
+    heartbeat: Duration,
+    /// Local subscriptions per (room, user): the number of local sockets.
+    local: Mutex<HashMap<(Uuid, Uuid), (UserRef, usize)>>,
+    /// Every instance's users per room, with when each instance last confirmed them.
+    seen: Mutex<HashMap<Uuid, HashMap<Uuid, (UserRef, HashMap<Uuid, Instant>)>>>,
+}
+
+impl Presence {
+    /// An empty view.
+    pub fn new(heartbeat: Duration) -> Self {
+        Self {
+            instance_id: Uuid::new_v4(),
+            heartbeat,
+            local: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a local subscription; answers the signal to publish when it is the
+    /// user's first in the room.
+    pub fn local_join(&self, room_id: Uuid, user: &UserRef) -> Option<Signal> {
+        let mut local = self
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = local
+            .entry((room_id, user.id))
+            .or_insert_with(|| (user.clone(), 0));
+        entry.1 += 1;
+        (entry.1 == 1).then(|| Signal::Join {
+            instance: self.instance_id,
+            room_id,
+            user: user.clone(),
+        })
+    }
+
+    /// Uncounts a local subscription; answers the signal to publish when it was the
+    /// user's last in the room.
+    pub fn local_leave(&self, room_id: Uuid, user_id: Uuid) -> Option<Signal> {
+        let mut local = self
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = local.get_mut(&(room_id, user_id))?;
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 > 0 {
+            return None;
+        }
+        let (user, _) = local.remove(&(room_id, user_id))?;
+        Some(Signal::Leave {
+            instance: self.instance_id,
+            room_id,
+            user,
+        })
+    }
+
+    /// This instance's heartbeat, in parts small enough for NOTIFY.
+    pub fn heartbeats(&self) -> Vec<Signal> {
+        let local = self
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries: Vec<Entry> = local
+            .iter()
+            .map(|((room_id, _), (user, _))| Entry {
+                room_id: *room_id,
+                user: user.clone(),
+            })
+            .collect();
+        entries
+            .chunks(ENTRIES_PER_HEARTBEAT)
+            .map(|chunk| Signal::Heartbeat {
+                instance: self.instance_id,
+                entries: chunk.to_vec(),
+            })
+            .collect()
+    }
+
+    /// Applies a signal from any instance (this one included); answers the changes.
+    pub fn apply(&self, signal: Signal) -> Vec<Change> {
+        let now = Instant::now();
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changes = Vec::new();
+        let mut confirm = |room_id: Uuid, user: UserRef, instance: Uuid| {
+            let users = seen.entry(room_id).or_default();
+            let (_, instances) = users
+                .entry(user.id)
+                .or_insert_with(|| (user.clone(), HashMap::new()));
+            if instances.is_empty() {
+                changes.push(Change {
+                    room_id,
+                    user: user.clone(),
+                    online: true,
+                });
+            }
+            instances.insert(instance, now);
+        };
+        match signal {
+            Signal::Join {
+                instance,
+                room_id,
+                user,
+            } => confirm(room_id, user, instance),
+            Signal::Heartbeat { instance, entries } => {
+                for entry in entries {
+                    confirm(entry.room_id, entry.user, instance);
+                }
+            }
+            Signal::Leave {
+                instance,
+                room_id,
+                user,
+            } => {
+                if let Some(users) = seen.get_mut(&room_id)
+                    && let Some((_, instances)) = users.get_mut(&user.id)
+                {
+                    instances.remove(&instance);
+                    if instances.is_empty() {
+                        users.remove(&user.id);
+                        changes.push(Change {
+                            room_id,
+                            user,
+                            online: false,
+                        });
+                    }
+                }
+            }
+        }
+        changes
+    }
+
+    /// Forgets what no heartbeat confirmed within three periods; answers the changes.
+    pub fn expire(&self) -> Vec<Change> {
+        let cutoff = self.heartbeat * 3;
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut changes = Vec::new();
+        for (room_id, users) in seen.iter_mut() {
+            users.retain(|_, (user, instances)| {
+                instances.retain(|_, confirmed| confirmed.elapsed() < cutoff);
+                if instances.is_empty() {
+                    changes.push(Change {
+                        room_id: *room_id,
+                        user: user.clone(),
+                        online: false,
+                    });
+                }
+                !instances.is_empty()
+            });
+        }
+        seen.retain(|_, users| !users.is_empty());
+        changes
+    }
+
+    /// The users present in a room.
+    pub fn online(&self, room_id: Uuid) -> Vec<Uuid> {
+        let seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.get(&room_id)
+            .map(|users| users.keys().copied().collect())
+            .unwrap_or_default()
+    }
+}

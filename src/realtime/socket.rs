@@ -1,0 +1,606 @@
+//! One WebSocket connection: a reader that handles the client's ops in order, and a
+//! writer that owns the socket's sending half, drains the connection's bounded queue
+//! and hands out each subscribed room's events through its cursor.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use poem::http::StatusCode;
+use poem::web::websocket::{CloseCode, Message, WebSocketStream};
+use poem_openapi::types::ToJSON;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{MessageKind, NewMessage, UserRef};
+use crate::error::ApiError;
+use crate::realtime::{
+    CLOSE_MALFORMED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub, Outbound, Subscriber,
+    cursor::{Delivery, RoomCursor},
+    protocol::{self, CLIENT_OPS, ClientFrame, EventFrame},
+};
+use crate::startup::AppState;
+
+/// Malformed frames tolerated on one connection before it is closed with 4400.
+const MALFORMED_FRAMES_ALLOWED: u32 = 20;
+/// How long a connection without a token may take to send its `auth` frame.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The least time between two typing signals of one connection in one room.
+const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The authenticated user of a connection.
+struct Identity {
+    caller: Caller,
+    expires_at: DateTime<Utc>,
+}
+
+/// Serves one upgraded connection until it closes.
+pub async fn serve(
+    socket: WebSocketStream,
+    state: AppState,
+    identity: Option<(Caller, DateTime<Utc>)>,
+) {
+    let hub = state.hub.clone();
+    let settings = hub.settings().clone();
+    let (sink, mut stream) = socket.split();
+    let (queue, outbound) = mpsc::channel(settings.send_queue);
+    let control = Arc::new(Control::default());
+    let connection_id = hub.next_id();
+    hub.register_connection(connection_id, control.clone());
+    let last_seen = Arc::new(AtomicI64::new(now_millis()));
+    let writer = tokio::spawn(write(
+        sink,
+        outbound,
+        control.clone(),
+        hub.clone(),
+        last_seen.clone(),
+    ));
+
+    let mut connection = Connection {
+        state,
+        queue,
+        control: control.clone(),
+        identity: identity.map(|(caller, expires_at)| Identity { caller, expires_at }),
+        subscriptions: HashMap::new(),
+        typing_sent: HashMap::new(),
+        malformed: 0,
+    };
+    connection.read(&mut stream, &last_seen).await;
+
+    let user_id = connection
+        .identity
+        .as_ref()
+        .map(|identity| identity.caller.user_id);
+    for (room_id, (subscription_id, _)) in connection.subscriptions.drain() {
+        hub.unsubscribe(subscription_id, room_id, user_id);
+    }
+    drop(connection);
+    drop(writer.await);
+    hub.unregister_connection(connection_id);
+}
+
+fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// The reading half's state.
+struct Connection {
+    state: AppState,
+    queue: mpsc::Sender<Outbound>,
+    control: Arc<Control>,
+    identity: Option<Identity>,
+    /// Subscribed rooms: the hub's subscriber id, and the user as others see them.
+    subscriptions: HashMap<Uuid, (u64, UserRef)>,
+    typing_sent: HashMap<Uuid, Instant>,
+    malformed: u32,
+}
+
+impl Connection {
+    async fn read(
+        &mut self,
+        stream: &mut futures_util::stream::SplitStream<WebSocketStream>,
+        last_seen: &AtomicI64,
+    ) {
+        let settings = self.state.hub.settings().clone();
+        let mut recheck = tokio::time::interval(settings.token_recheck);
+        recheck.tick().await;
+        let opened = tokio::time::Instant::now();
+        loop {
+            let expiry = match &self.identity {
+                Some(identity) => {
+                    let left = (identity.expires_at - Utc::now())
+                        .to_std()
+                        .unwrap_or_default();
+                    tokio::time::Instant::now() + left
+                }
+                None => opened + AUTH_TIMEOUT,
+            };
+            tokio::select! {
+                message = stream.next() => {
+                    let Some(Ok(message)) = message else { return };
+                    last_seen.store(now_millis(), Ordering::Relaxed);
+                    match message {
+                        Message::Text(text) => self.handle_text(&text, settings.max_frame_bytes).await,
+                        Message::Binary(_) => self.malformed(None, "invalid_frame", "Frames are JSON text").await,
+                        Message::Close(_) => return,
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+                () = tokio::time::sleep_until(expiry) => {
+                    let reason = if self.identity.is_some() { "token expired" } else { "authenticate first" };
+                    self.control.close(CLOSE_UNAUTHORIZED, reason);
+                }
+                _ = recheck.tick() => {
+                    if let Some(identity) = &self.identity
+                        && let Err(error) = self.state.db.user_me(&identity.caller).await
+                    {
+                        let error = ApiError::from(error);
+                        if error.status == StatusCode::UNAUTHORIZED {
+                            self.control.close(CLOSE_UNAUTHORIZED, "token revoked");
+                        }
+                    }
+                }
+                _ = self.control.closed() => return,
+            }
+        }
+    }
+
+    async fn send_frame(&self, frame: String) {
+        drop(self.queue.send(Outbound::Frame(frame.into())).await);
+    }
+
+    async fn malformed(&mut self, reference: Option<&str>, code: &str, message: &str) {
+        self.malformed += 1;
+        let error = ApiError::new(StatusCode::BAD_REQUEST, code, message);
+        self.send_frame(protocol::error(reference, &error)).await;
+        if self.malformed > MALFORMED_FRAMES_ALLOWED {
+            self.control
+                .close(CLOSE_MALFORMED, "too many malformed frames");
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str, max_frame_bytes: usize) {
+        if text.len() > max_frame_bytes {
+            let error = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "frame_too_large",
+                format!("Frames must be at most {max_frame_bytes} bytes"),
+            );
+            self.send_frame(protocol::error(None, &error)).await;
+            self.control.close(CLOSE_MALFORMED, "frame too large");
+            return;
+        }
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(_) => {
+                return self
+                    .malformed(None, "invalid_frame", "The frame is not JSON")
+                    .await;
+            }
+        };
+        let reference = value
+            .get("ref")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let op = value
+            .get("op")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !CLIENT_OPS.contains(&op.as_str()) {
+            let message = format!("Unknown op `{op}`; the ops are {}", CLIENT_OPS.join(", "));
+            return self
+                .malformed(reference.as_deref(), "unknown_op", &message)
+                .await;
+        }
+        let frame = match serde_json::from_value::<ClientFrame>(value) {
+            Ok(frame) => frame,
+            Err(error) => {
+                let message = format!("The `{op}` frame is malformed: {error}");
+                return self
+                    .malformed(reference.as_deref(), "invalid_frame", &message)
+                    .await;
+            }
+        };
+        if let ClientFrame::Auth { reference, token } = frame {
+            return self.authenticate(reference.as_deref(), &token).await;
+        }
+        let Some(identity) = &self.identity else {
+            self.control.close(CLOSE_UNAUTHORIZED, "authenticate first");
+            return;
+        };
+        let caller = identity.caller.clone();
+        let reply = match self.handle_op(&caller, frame).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => protocol::error(reference.as_deref(), &error),
+        };
+        self.send_frame(reply).await;
+    }
+
+    async fn authenticate(&mut self, reference: Option<&str>, token: &str) {
+        let verified = self.state.tokens.verify_with_expiry(token);
+        let outcome = match verified {
+            Ok((caller, expires_at)) => match self.state.db.user_me(&caller).await {
+                Ok(user) => match &self.identity {
+                    Some(identity) if identity.caller.user_id != caller.user_id => {
+                        Err(ApiError::forbidden(
+                            "other_user",
+                            "A connection stays with the user it was opened for",
+                        ))
+                    }
+                    _ => {
+                        self.identity = Some(Identity { caller, expires_at });
+                        Ok(user)
+                    }
+                },
+                Err(error) => Err(ApiError::from(error)),
+            },
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(user) => {
+                let result = serde_json::json!({"user": user.to_json()});
+                self.send_frame(protocol::ack(reference, &result)).await;
+            }
+            Err(error) => {
+                self.send_frame(protocol::error(reference, &error)).await;
+                if self.identity.is_none() {
+                    self.control.close(CLOSE_UNAUTHORIZED, "invalid token");
+                }
+            }
+        }
+    }
+
+    /// Handles one op; answers the frame to send back, if any.
+    async fn handle_op(
+        &mut self,
+        caller: &Caller,
+        frame: ClientFrame,
+    ) -> Result<Option<String>, ApiError> {
+        let db = &self.state.db;
+        let max_bytes = self.state.config.max_message_bytes;
+        Ok(Some(match frame {
+            ClientFrame::Auth { .. } => return Ok(None),
+            ClientFrame::Subscribe {
+                reference,
+                room_id,
+                since,
+            } => {
+                let result = self.subscribe(caller, room_id, since).await?;
+                // The ack travels with the subscription, ahead of its events.
+                self.queue
+                    .send(Outbound::Subscribed {
+                        ack: protocol::ack(
+                            reference.as_deref(),
+                            &serde_json::json!({"room_id": room_id, "seq": result.catch_up_to}),
+                        ),
+                        cursor: result.cursor,
+                        catch_up_to: result.catch_up_to,
+                    })
+                    .await
+                    .map_err(|_| closed())?;
+                return Ok(None);
+            }
+            ClientFrame::Unsubscribe { reference, room_id } => {
+                let Some((subscription_id, _)) = self.subscriptions.remove(&room_id) else {
+                    return Err(not_subscribed());
+                };
+                self.state
+                    .hub
+                    .unsubscribe(subscription_id, room_id, Some(caller.user_id));
+                self.queue
+                    .send(Outbound::Unsubscribed(room_id))
+                    .await
+                    .map_err(|_| closed())?;
+                protocol::ack(
+                    reference.as_deref(),
+                    &serde_json::json!({"room_id": room_id}),
+                )
+            }
+            ClientFrame::Send {
+                reference,
+                room_id,
+                kind,
+                body,
+                attachment,
+                reply_to_id,
+                client_id,
+            } => {
+                let message = NewMessage {
+                    message_id: Uuid::now_v7(),
+                    kind: kind.unwrap_or(MessageKind::Text),
+                    body: body.unwrap_or_default(),
+                    attachment,
+                    reply_to_id,
+                    client_id,
+                };
+                let sent = db
+                    .message_send(caller, room_id, &message, max_bytes)
+                    .await?;
+                protocol::ack(reference.as_deref(), &sent.message.to_json())
+            }
+            ClientFrame::Edit {
+                reference,
+                room_id,
+                message_id,
+                body,
+            } => {
+                let message = db
+                    .message_edit(caller, room_id, message_id, &body, None, max_bytes)
+                    .await?;
+                protocol::ack(reference.as_deref(), &message.to_json())
+            }
+            ClientFrame::Delete {
+                reference,
+                room_id,
+                message_id,
+            } => {
+                db.message_delete(caller, room_id, message_id).await?;
+                protocol::ack(
+                    reference.as_deref(),
+                    &serde_json::json!({"message_id": message_id, "deleted": true}),
+                )
+            }
+            ClientFrame::React {
+                reference,
+                room_id,
+                message_id,
+                emoji,
+                remove,
+            } => {
+                let message = db
+                    .reaction_set(caller, room_id, message_id, &emoji, !remove)
+                    .await?;
+                protocol::ack(reference.as_deref(), &message.to_json())
+            }
+            ClientFrame::Read {
+                reference,
+                room_id,
+                seq,
+            } => {
+                let marker = db.mark_read(caller, room_id, seq).await?;
+                protocol::ack(reference.as_deref(), &marker.to_json())
+            }
+            ClientFrame::Typing { reference, room_id } => {
+                let now = Instant::now();
+                let recent = self
+                    .typing_sent
+                    .get(&room_id)
+                    .is_some_and(|sent| now.duration_since(*sent) < TYPING_INTERVAL);
+                if !recent {
+                    db.typing(caller, room_id).await?;
+                    self.typing_sent.insert(room_id, now);
+                }
+                match reference {
+                    Some(reference) => {
+                        protocol::ack(Some(&reference), &serde_json::json!({"room_id": room_id}))
+                    }
+                    None => return Ok(None),
+                }
+            }
+            ClientFrame::Ping { reference } => protocol::pong(reference.as_deref()),
+        }))
+    }
+
+    /// Subscribes to a room: authorises, holds the room's events, LISTENs, and reads
+    /// the room's seq once LISTEN is active.
+    async fn subscribe(
+        &mut self,
+        caller: &Caller,
+        room_id: Uuid,
+        since: Option<i64>,
+    ) -> Result<Subscribed, ApiError> {
+        if self.subscriptions.contains_key(&room_id) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_subscribed",
+                "This connection already receives this room",
+            ));
+        }
+        if since.is_some_and(|since| since < 0) {
+            return Err(ApiError::invalid(
+                "since",
+                "invalid_seq",
+                "A seq is never negative",
+            ));
+        }
+        let db = &self.state.db;
+        let grant = db.room_subscribe(caller, room_id).await?;
+        let hub = &self.state.hub;
+        let subscription_id = hub.next_id();
+        self.queue
+            .send(Outbound::Pending(room_id))
+            .await
+            .map_err(|_| closed())?;
+        let subscriber = Subscriber {
+            queue: self.queue.clone(),
+            control: self.control.clone(),
+        };
+        if let Err(error) = hub
+            .subscribe(
+                subscription_id,
+                subscriber,
+                grant.tenant_id,
+                room_id,
+                &grant.user,
+            )
+            .await
+        {
+            drop(self.queue.send(Outbound::Unsubscribed(room_id)).await);
+            return Err(error);
+        }
+        self.subscriptions
+            .insert(room_id, (subscription_id, grant.user.clone()));
+        let now = match db
+            .room_events_after(grant.tenant_id, room_id, grant.last_seq, None, 0)
+            .await
+        {
+            Ok(stretch) => stretch.last_seq.unwrap_or(grant.last_seq),
+            Err(error) => {
+                self.subscriptions.remove(&room_id);
+                hub.unsubscribe(subscription_id, room_id, Some(caller.user_id));
+                drop(self.queue.send(Outbound::Unsubscribed(room_id)).await);
+                return Err(error.into());
+            }
+        };
+        hub.delivered_at_least(room_id, now);
+        Ok(Subscribed {
+            cursor: RoomCursor {
+                tenant_id: grant.tenant_id,
+                room_id,
+                last_sent: since.map_or(now, |since| since.min(now)),
+            },
+            catch_up_to: now,
+        })
+    }
+}
+
+struct Subscribed {
+    cursor: RoomCursor,
+    catch_up_to: i64,
+}
+
+fn closed() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "closing",
+        "The connection is closing",
+    )
+}
+
+fn not_subscribed() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_subscribed",
+        "This connection does not receive this room",
+    )
+}
+
+/// A room's state in the writer.
+enum RoomState {
+    /// Subscribing: events are held until the ack.
+    Pending(Vec<Arc<EventFrame>>),
+    /// Subscribed: events go through the cursor.
+    Active(RoomCursor),
+}
+
+/// The writing half: sends queued frames in order, pings, and closes when asked.
+async fn write(
+    mut sink: SplitSink<WebSocketStream, Message>,
+    mut outbound: mpsc::Receiver<Outbound>,
+    control: Arc<Control>,
+    hub: Hub,
+    last_seen: Arc<AtomicI64>,
+) {
+    let settings = hub.settings().clone();
+    let mut rooms: HashMap<Uuid, RoomState> = HashMap::new();
+    let mut pings = tokio::time::interval(settings.ping_interval);
+    pings.tick().await;
+    let dead_after = i64::try_from(settings.ping_interval.as_millis() * 3).unwrap_or(i64::MAX);
+    loop {
+        let mut deliveries = Vec::new();
+        tokio::select! {
+            biased;
+            (code, reason) = control.closed() => {
+                drop(sink.send(Message::Close(Some((CloseCode::from(code), reason)))).await);
+                break;
+            }
+            message = outbound.recv() => {
+                let Some(message) = message else { break };
+                let outcome = handle_outbound(message, &mut rooms, &hub, &control, &mut deliveries, &mut sink).await;
+                if let Err(error) = outcome {
+                    tracing::warn!(%error, "could not read the log for a subscriber");
+                    control.close(CloseCode::Error.into(), "could not read the room's log; reconnect and resume");
+                    continue;
+                }
+            }
+            _ = pings.tick() => {
+                if now_millis() - last_seen.load(Ordering::Relaxed) > dead_after {
+                    tracing::info!("dropping a dead connection");
+                    break;
+                }
+                if sink.send(Message::Ping(Vec::new())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        }
+        for delivery in deliveries {
+            let text = match delivery {
+                Delivery::Event(frame) => frame.text.to_string(),
+                Delivery::Reset { room_id, seq } => protocol::reset(room_id, seq),
+            };
+            if sink.send(Message::Text(text)).await.is_err() {
+                control.close(CloseCode::Away.into(), "gone");
+                break;
+            }
+        }
+    }
+    drop(sink.close().await);
+}
+
+async fn handle_outbound(
+    message: Outbound,
+    rooms: &mut HashMap<Uuid, RoomState>,
+    hub: &Hub,
+    control: &Control,
+    deliveries: &mut Vec<Delivery>,
+    sink: &mut SplitSink<WebSocketStream, Message>,
+) -> Result<(), crate::db::DatabaseError> {
+    let settings = hub.settings();
+    match message {
+        Outbound::Frame(text) => {
+            drop(sink.send(Message::Text(text.to_string())).await);
+        }
+        Outbound::Event(frame) => match rooms.get_mut(&frame.room_id) {
+            Some(RoomState::Pending(held)) => {
+                held.push(frame);
+                if held.len() > settings.send_queue {
+                    control.close(CLOSE_TOO_SLOW, "too slow to keep up; reconnect and resume");
+                }
+            }
+            Some(RoomState::Active(cursor)) => {
+                cursor
+                    .accept(frame, hub.db(), settings.replay_window, deliveries)
+                    .await?;
+            }
+            None => {}
+        },
+        Outbound::Pending(room_id) => {
+            rooms.insert(room_id, RoomState::Pending(Vec::new()));
+        }
+        Outbound::Subscribed {
+            mut cursor,
+            ack,
+            catch_up_to,
+        } => {
+            drop(sink.send(Message::Text(ack)).await);
+            let held = match rooms.remove(&cursor.room_id) {
+                Some(RoomState::Pending(held)) => held,
+                _ => Vec::new(),
+            };
+            cursor
+                .catch_up(catch_up_to, hub.db(), settings.replay_window, deliveries)
+                .await?;
+            for frame in held {
+                cursor
+                    .accept(frame, hub.db(), settings.replay_window, deliveries)
+                    .await?;
+            }
+            rooms.insert(cursor.room_id, RoomState::Active(cursor));
+        }
+        Outbound::Unsubscribed(room_id) => {
+            rooms.remove(&room_id);
+        }
+    }
+    Ok(())
+}
