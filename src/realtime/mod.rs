@@ -93,6 +93,8 @@ pub enum Outbound {
     },
     /// The room's events stop.
     Unsubscribed(Uuid),
+    /// Close the connection after the frames queued before this one.
+    Close(u16, String),
 }
 
 /// How to stop a connection from elsewhere (the fan-out, shutdown).

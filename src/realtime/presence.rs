@@ -70,6 +70,9 @@ pub struct Change {
     pub online: bool,
 }
 
+/// The users present in one room: each with the instances that confirmed them and when.
+type RoomPresence = HashMap<Uuid, (UserRef, HashMap<Uuid, Instant>)>;
+
 /// Who is where, as far as this instance knows.
 pub struct Presence {
     /// This instance's id in signals.
@@ -79,7 +82,7 @@ pub struct Presence {
     /// Local subscriptions per (room, user): the number of local sockets.
     local: Mutex<HashMap<(Uuid, Uuid), (UserRef, usize)>>,
     /// Every instance's users per room, with when each instance last confirmed them.
-    seen: Mutex<HashMap<Uuid, HashMap<Uuid, (UserRef, HashMap<Uuid, Instant>)>>>,
+    seen: Mutex<HashMap<Uuid, RoomPresence>>,
 }
 
 impl Presence {

@@ -125,7 +125,17 @@ impl Connection {
             };
             tokio::select! {
                 message = stream.next() => {
-                    let Some(Ok(message)) = message else { return };
+                    let message = match message {
+                        Some(Ok(message)) => message,
+                        Some(Err(error)) => {
+                            // Frames over the socket's hard cap end up here: the
+                            // connection cannot be read any further.
+                            tracing::info!(%error, "unreadable WebSocket frame");
+                            self.control.close(CLOSE_MALFORMED, "unreadable frame");
+                            return;
+                        }
+                        None => return,
+                    };
                     last_seen.store(now_millis(), Ordering::Relaxed);
                     match message {
                         Message::Text(text) => self.handle_text(&text, settings.max_frame_bytes).await,
@@ -157,6 +167,15 @@ impl Connection {
         drop(self.queue.send(Outbound::Frame(frame.into())).await);
     }
 
+    /// Closes the connection once the frames already queued are sent.
+    async fn close_after_queued(&self, code: u16, reason: &str) {
+        drop(
+            self.queue
+                .send(Outbound::Close(code, reason.to_owned()))
+                .await,
+        );
+    }
+
     async fn malformed(&mut self, reference: Option<&str>, code: &str, message: &str) {
         self.malformed += 1;
         let error = ApiError::new(StatusCode::BAD_REQUEST, code, message);
@@ -169,14 +188,8 @@ impl Connection {
 
     async fn handle_text(&mut self, text: &str, max_frame_bytes: usize) {
         if text.len() > max_frame_bytes {
-            let error = ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "frame_too_large",
-                format!("Frames must be at most {max_frame_bytes} bytes"),
-            );
-            self.send_frame(protocol::error(None, &error)).await;
-            self.control.close(CLOSE_MALFORMED, "frame too large");
-            return;
+            let message = format!("Frames must be at most {max_frame_bytes} bytes");
+            return self.malformed(None, "frame_too_large", &message).await;
         }
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(value) => value,
@@ -254,7 +267,8 @@ impl Connection {
             Err(error) => {
                 self.send_frame(protocol::error(reference, &error)).await;
                 if self.identity.is_none() {
-                    self.control.close(CLOSE_UNAUTHORIZED, "invalid token");
+                    self.close_after_queued(CLOSE_UNAUTHORIZED, "invalid token")
+                        .await;
                 }
             }
         }
@@ -601,6 +615,7 @@ async fn handle_outbound(
         Outbound::Unsubscribed(room_id) => {
             rooms.remove(&room_id);
         }
+        Outbound::Close(code, reason) => control.close(code, &reason),
     }
     Ok(())
 }

@@ -613,3 +613,122 @@ impl TestApp {
 pub fn id_of(value: &Value) -> String {
     value["id"].as_str().expect("an id").to_owned()
 }
+
+impl TestApp {
+    /// Starts a second instance on this instance's database.
+    pub async fn spawn_peer(&self) -> TestApp {
+        self.spawn_peer_with(|_| {}).await
+    }
+
+    /// Starts a second instance on this instance's database with a changed configuration.
+    pub async fn spawn_peer_with(&self, change: impl FnOnce(&mut Config)) -> TestApp {
+        spawn_on(self.database_url.clone(), change).await
+    }
+}
+
+/// Starts an instance on an existing database.
+pub async fn spawn_on(database_url: String, change: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(&database_url);
+    change(&mut config);
+    let state = AppState::start(config)
+        .await
+        .expect("the application starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let address = format!("http://{}", listener.local_addr().expect("local address"));
+    tokio::spawn(serve(listener, state, std::future::pending()));
+    TestApp {
+        address,
+        database_url,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// A PostgreSQL cluster of a test's own, which the test may restart.
+pub struct OwnCluster {
+    /// The data directory.
+    data: PathBuf,
+    /// The port.
+    pub port: u16,
+}
+
+impl OwnCluster {
+    /// Initialises and starts a cluster on `port` under target/.
+    pub fn start(port: u16) -> Self {
+        let bin = postgres_bin_dir();
+        let data =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("hark-own-postgres-{port}"));
+        let data_str = data.to_str().expect("a UTF-8 path").to_owned();
+        let _ = run_postgres_tool(
+            &bin.join("pg_ctl"),
+            &["-D", &data_str, "-m", "immediate", "stop"],
+        );
+        let _ = std::fs::remove_dir_all(&data);
+        std::fs::create_dir_all(&data).expect("could not create the cluster directory");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres", &data_str])
+            .status();
+        let output = run_postgres_tool(
+            &bin.join("initdb"),
+            &["-D", &data_str, "-U", "postgres", "--auth=trust"],
+        );
+        assert!(
+            output.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { data, port };
+        cluster.pg_ctl("start");
+        cluster
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let options = format!(
+            "-p {} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        let data = self.data.to_str().expect("a UTF-8 path");
+        let log = self.data.join("server.log");
+        let output = run_postgres_tool(
+            &postgres_bin_dir().join("pg_ctl"),
+            &[
+                "-D",
+                data,
+                "-o",
+                &options,
+                "-l",
+                log.to_str().expect("a UTF-8 path"),
+                "-m",
+                "fast",
+                "-w",
+                action,
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "pg_ctl {action} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Restarts the server (fast shutdown: every connection is cut).
+    pub fn restart(&self) {
+        self.pg_ctl("restart");
+    }
+
+    /// A URL of a database on this cluster.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let data = self.data.to_str().unwrap_or_default().to_owned();
+        let _ = run_postgres_tool(
+            &postgres_bin_dir().join("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "stop"],
+        );
+    }
+}

@@ -1,0 +1,744 @@
+//! Real-time delivery across two instances on one database, over real WebSocket and
+//! HTTP connections: order, resume, listener and database failures, bad frames, slow
+//! subscribers, SSE, typing and presence.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_postgres::NoTls;
+
+use crate::helpers::{Session, TestApp, id_of, spawn_app, spawn_app_with, spawn_on};
+use crate::ws::{Ending, WAIT, WsClient, resilient_subscriber, seqs_of};
+
+/// A tenant with its owner and a member `bob` in one room; answers (owner, bob, room id).
+async fn room_with_bob(app: &TestApp) -> (Session, Session, String) {
+    let tenant = app.create_tenant("acme").await;
+    let bob = app.register("acme", "bob").await;
+    let room_id = id_of(
+        &app.create_room(&tenant.owner.token, "lobby", "private")
+            .await,
+    );
+    app.add_member(&tenant.owner.token, &room_id, &bob.user_id)
+        .await;
+    (tenant.owner, bob, room_id)
+}
+
+fn is_gapless_from(seqs: &[i64], first: i64) -> bool {
+    seqs.iter()
+        .enumerate()
+        .all(|(index, seq)| *seq == first + index as i64)
+}
+
+#[tokio::test]
+async fn messages_cross_instances_in_order_both_ways() {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let (owner, bob, room_id) = room_with_bob(&a).await;
+
+    let mut on_b = WsClient::connect(&b, &bob.token).await;
+    let start = on_b.subscribe(&room_id, None).await;
+    for index in 0..30 {
+        a.send(&owner.token, &room_id, &format!("rest {index}"))
+            .await;
+    }
+    let events = on_b.events_until(&room_id, start + 30).await;
+    let seqs = seqs_of(&events);
+    println!(
+        "REST on A -> WebSocket on B: seqs {}..={}",
+        seqs[0],
+        seqs[seqs.len() - 1]
+    );
+    assert!(is_gapless_from(&seqs, start + 1), "{seqs:?}");
+    assert_eq!(events[0]["type"], "message.created");
+    assert_eq!(events[0]["data"]["body"], "rest 0");
+    assert_eq!(events[0]["data"]["sender"]["username"], "owner");
+
+    let mut on_a = WsClient::connect(&a, &owner.token).await;
+    let start = on_a.subscribe(&room_id, None).await;
+    for index in 0..30 {
+        let reference = format!("send-{index}");
+        on_b.send(json!({"op": "send", "ref": reference, "room_id": room_id, "body": format!("ws {index}")})).await;
+        let ack = on_b.answer(&reference).await;
+        assert_eq!(ack["op"], "ack", "{ack}");
+        assert_eq!(ack["result"]["body"], format!("ws {index}"));
+    }
+    let events = on_a.events_until(&room_id, start + 30).await;
+    let seqs = seqs_of(&events);
+    println!(
+        "WebSocket on B -> WebSocket on A: seqs {}..={}",
+        seqs[0],
+        seqs[seqs.len() - 1]
+    );
+    assert!(is_gapless_from(&seqs, start + 1), "{seqs:?}");
+    let bodies: Vec<&str> = events
+        .iter()
+        .map(|event| event["data"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        (0..30)
+            .map(|index| format!("ws {index}"))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_missed_twenty_messages_resumes_with_since_and_gets_exactly_those() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    let start = client.subscribe(&room_id, None).await;
+    for index in 0..5 {
+        app.send(&owner.token, &room_id, &format!("seen {index}"))
+            .await;
+    }
+    let seen = client.events_until(&room_id, start + 5).await;
+    let last = seen.last().unwrap()["seq"].as_i64().unwrap();
+    client.close().await;
+
+    for index in 0..20 {
+        app.send(&owner.token, &room_id, &format!("missed {index}"))
+            .await;
+    }
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    let acked = client.subscribe(&room_id, Some(last)).await;
+    assert_eq!(acked, last + 20);
+    let replayed = client.events_until(&room_id, last + 20).await;
+    let bodies: Vec<&str> = replayed
+        .iter()
+        .map(|event| event["data"]["body"].as_str().unwrap())
+        .collect();
+    println!(
+        "replayed after since={last}: {} events, seqs {:?}",
+        replayed.len(),
+        seqs_of(&replayed)
+    );
+    assert_eq!(
+        bodies,
+        (0..20)
+            .map(|index| format!("missed {index}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(is_gapless_from(&seqs_of(&replayed), last + 1));
+    app.send(&owner.token, &room_id, "live").await;
+    let live = client.events_until(&room_id, last + 21).await;
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["data"]["body"], "live");
+}
+
+#[tokio::test]
+async fn a_client_further_behind_than_the_replay_window_is_told_to_reset() {
+    let app = spawn_app_with(|config| config.replay_window = 5).await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    for index in 0..8 {
+        app.send(&owner.token, &room_id, &format!("m{index}")).await;
+    }
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    let acked = client.subscribe(&room_id, Some(1)).await;
+    let reset = client.next(WAIT).await.unwrap();
+    assert_eq!(
+        reset,
+        json!({"op": "reset", "room_id": room_id, "seq": acked})
+    );
+    app.send(&owner.token, &room_id, "after the reset").await;
+    let live = client.events_until(&room_id, acked + 1).await;
+    assert_eq!(live[0]["data"]["body"], "after the reset");
+}
+
+/// Sends `count` messages over REST, retrying each (with its client id) until it is
+/// accepted; answers the seqs the server acknowledged.
+async fn send_steadily(
+    app_address: String,
+    token: String,
+    room_id: String,
+    count: usize,
+    pause: Duration,
+) -> Vec<i64> {
+    let client = reqwest::Client::new();
+    let mut acknowledged = Vec::new();
+    for index in 0..count {
+        loop {
+            let answer = client
+                .post(format!("{app_address}/v1/rooms/{room_id}/messages"))
+                .bearer_auth(&token)
+                .json(&json!({"body": format!("steady {index}"), "client_id": format!("steady-{index}")}))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if let Ok(response) = answer
+                && response.status().is_success()
+            {
+                let body: Value = response.json().await.unwrap();
+                acknowledged.push(body["seq"].as_i64().unwrap());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(pause).await;
+    }
+    acknowledged
+}
+
+#[tokio::test]
+async fn killing_the_listener_connections_loses_no_event() {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let (owner, bob, room_id) = room_with_bob(&a).await;
+    let start = a
+        .get(&format!("/v1/rooms/{room_id}"), &owner.token)
+        .await
+        .expect(200)["last_seq"]
+        .as_i64()
+        .unwrap();
+    let total = 150;
+    let upto = start + total as i64;
+    let subscribers: Vec<_> = [&a, &b, &a]
+        .iter()
+        .map(|app| {
+            tokio::spawn(resilient_subscriber(
+                app.address.clone(),
+                bob.token.clone(),
+                room_id.clone(),
+                upto,
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sender = tokio::spawn(send_steadily(
+        a.address.clone(),
+        owner.token.clone(),
+        room_id.clone(),
+        total,
+        Duration::from_millis(5),
+    ));
+
+    let (admin, connection) = tokio_postgres::connect(&a.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut killed = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let rows = admin
+            .query(
+                "select pg_terminate_backend(pid) from pg_stat_activity
+                 where datname = current_database() and pid <> pg_backend_pid()
+                   and (query ilike 'LISTEN%' or query ilike 'UNLISTEN%')",
+                &[],
+            )
+            .await
+            .unwrap();
+        killed += rows.len();
+    }
+    println!("terminated {killed} LISTEN backends while messages flowed");
+    assert!(killed >= 2, "the listeners were found and killed");
+    let acknowledged = sender.await.unwrap();
+    assert_eq!(acknowledged.len(), total);
+    for subscriber in subscribers {
+        let mut received = subscriber.await.unwrap();
+        let raw = received.len();
+        received.dedup();
+        println!(
+            "subscriber: {raw} events received, {} after dropping repeated seqs",
+            received.len()
+        );
+        let messages: Vec<i64> = received.into_iter().filter(|seq| *seq > start).collect();
+        assert!(is_gapless_from(&messages, start + 1), "{messages:?}");
+        assert_eq!(messages.len(), total);
+    }
+}
+
+#[tokio::test]
+async fn restarting_postgres_loses_no_acknowledged_message() {
+    let cluster = crate::helpers::OwnCluster::start(55_440);
+    let database_url = cluster.url("hark_restart");
+    let a = spawn_on(database_url.clone(), |_| {}).await;
+    let b = spawn_on(database_url, |_| {}).await;
+    let (owner, bob, room_id) = room_with_bob(&a).await;
+    let start = a
+        .get(&format!("/v1/rooms/{room_id}"), &owner.token)
+        .await
+        .expect(200)["last_seq"]
+        .as_i64()
+        .unwrap();
+    let total = 100;
+    let upto = start + total as i64;
+    let subscribers: Vec<_> = [&a, &b]
+        .iter()
+        .map(|app| {
+            tokio::spawn(resilient_subscriber(
+                app.address.clone(),
+                bob.token.clone(),
+                room_id.clone(),
+                upto,
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sender = tokio::spawn(send_steadily(
+        a.address.clone(),
+        owner.token.clone(),
+        room_id.clone(),
+        total,
+        Duration::from_millis(20),
+    ));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    cluster.restart();
+    println!("PostgreSQL restarted while messages flowed");
+    let acknowledged = sender.await.unwrap();
+    assert_eq!(acknowledged.len(), total);
+    let mut expected = acknowledged.clone();
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(
+        expected.len(),
+        total,
+        "every acknowledged message has its own seq"
+    );
+    for subscriber in subscribers {
+        let mut received = subscriber.await.unwrap();
+        let raw = received.len();
+        received.dedup();
+        println!(
+            "subscriber: {raw} events received, {} after dropping repeated seqs",
+            received.len()
+        );
+        let messages: Vec<i64> = received.into_iter().filter(|seq| *seq > start).collect();
+        assert!(is_gapless_from(&messages, start + 1), "{messages:?}");
+        assert_eq!(messages, expected);
+    }
+    // The database holds every acknowledged message.
+    let history = a
+        .get(
+            &format!("/v1/rooms/{room_id}/messages?limit=200"),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(history["items"].as_array().unwrap().len(), total);
+}
+
+#[tokio::test]
+async fn refused_subscriptions_and_bad_frames_get_their_answers_and_the_connection_stays_healthy() {
+    let app = spawn_app().await;
+    let (owner, _bob, room_id) = room_with_bob(&app).await;
+    let outsider = app.register("acme", "outsider").await;
+    let globex = app.create_tenant("globex").await;
+    let foreign_room = id_of(
+        &app.create_room(&globex.owner.token, "globex", "public")
+            .await,
+    );
+
+    let mut client = WsClient::connect(&app, &outsider.token).await;
+    client
+        .send(json!({"op": "subscribe", "ref": "1", "room_id": room_id}))
+        .await;
+    let answer = client.answer("1").await;
+    assert_eq!(
+        (answer["op"].as_str(), answer["code"].as_str()),
+        (Some("error"), Some("not_a_member"))
+    );
+    client
+        .send(json!({"op": "subscribe", "ref": "2", "room_id": foreign_room}))
+        .await;
+    assert_eq!(client.answer("2").await["code"], "room_not_found");
+
+    client.send_text("{not json".to_owned()).await;
+    let answer = client.next(WAIT).await.unwrap();
+    assert_eq!(
+        (answer["op"].as_str(), answer["code"].as_str()),
+        (Some("error"), Some("invalid_frame"))
+    );
+    client.send(json!({"op": "dance", "ref": "3"})).await;
+    assert_eq!(client.answer("3").await["code"], "unknown_op");
+    client.send(json!({"op": "subscribe", "ref": "4"})).await;
+    assert_eq!(client.answer("4").await["code"], "invalid_frame");
+    client
+        .send_text(
+            json!({"op": "send", "ref": "5", "room_id": room_id, "body": "x".repeat(70 * 1024)})
+                .to_string(),
+        )
+        .await;
+    let answer = client.next(WAIT).await.unwrap();
+    assert_eq!(answer["code"], "frame_too_large");
+    client
+        .send(json!({"op": "send", "ref": "6", "room_id": room_id, "body": ""}))
+        .await;
+    let answer = client.answer("6").await;
+    assert_eq!(
+        (answer["code"].as_str(), answer["field"].as_str()),
+        (Some("not_a_member"), None)
+    );
+
+    // Still healthy: a ping is answered, and a member's send works on the same server.
+    client.send(json!({"op": "ping", "ref": "7"})).await;
+    assert_eq!(client.answer("7").await, json!({"op": "pong", "ref": "7"}));
+    let mut member = WsClient::connect(&app, &owner.token).await;
+    member
+        .send(json!({"op": "send", "ref": "8", "room_id": room_id, "body": "still fine"}))
+        .await;
+    assert_eq!(member.answer("8").await["op"], "ack");
+    app.request(reqwest::Method::GET, "/healthz", None, None)
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn frames_far_over_the_limit_close_the_connection_with_4400() {
+    let app = spawn_app().await;
+    let (owner, _bob, _room_id) = room_with_bob(&app).await;
+    let mut client = WsClient::connect(&app, &owner.token).await;
+    client.send_text("x".repeat(200 * 1024)).await;
+    let mut ending = None;
+    for _ in 0..5 {
+        if let Err(end) = client.next(WAIT).await {
+            ending = Some(end);
+            break;
+        }
+    }
+    assert_eq!(ending, Some(Ending::Closed(4400)));
+    app.request(reqwest::Method::GET, "/healthz", None, None)
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_is_closed_with_4009_while_others_keep_receiving() {
+    let app = spawn_app_with(|config| config.ws_send_queue = 16).await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut slow = WsClient::connect(&app, &bob.token).await;
+    let start = slow.subscribe(&room_id, None).await;
+    let mut reader = WsClient::connect(&app, &owner.token).await;
+    reader.subscribe(&room_id, None).await;
+    let total = 300;
+    let body = "y".repeat(15 * 1024);
+    let reader_room = room_id.clone();
+    let reading = tokio::spawn(async move {
+        let events = reader.events_until(&reader_room, start + total).await;
+        seqs_of(&events)
+    });
+    let path = format!("/v1/rooms/{room_id}/messages");
+    for _ in 0..total / 20 {
+        let batch = (0..20).map(|_| app.post(&path, Some(&owner.token), json!({"body": body})));
+        for answer in futures_util::future::join_all(batch).await {
+            answer.expect(201);
+        }
+    }
+    let received = reading.await.unwrap();
+    assert!(
+        is_gapless_from(&received, start + 1),
+        "the reading subscriber got everything"
+    );
+    assert_eq!(received.len(), total as usize);
+
+    let mut events = 0;
+    let ending = loop {
+        match slow.next(WAIT).await {
+            Ok(frame) if frame["op"] == "event" => events += 1,
+            Ok(_) => {}
+            Err(ending) => break ending,
+        }
+    };
+    println!("the slow subscriber got {events} events, then {ending:?}");
+    assert_eq!(ending, Ending::Closed(4009));
+    assert!(events < total as usize);
+}
+
+/// Reads SSE events from a response until `count` events arrived.
+async fn read_sse(response: reqwest::Response, count: usize) -> Vec<(String, String, Value)> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let mut stream = response.bytes_stream();
+    while events.len() < count {
+        let chunk = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut stream))
+            .await
+            .expect("an SSE chunk in time")
+            .expect("the stream goes on")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("id: ") {
+                    id = value.to_owned();
+                } else if let Some(value) = line.strip_prefix("event: ") {
+                    event = value.to_owned();
+                } else if let Some(value) = line.strip_prefix("data: ") {
+                    data.push_str(value);
+                }
+            }
+            if !data.is_empty() {
+                events.push((id, event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn sse_delivers_the_same_sequence_as_websocket_and_resumes_with_last_event_id() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut ws = WsClient::connect(&app, &bob.token).await;
+    let start = ws.subscribe(&room_id, Some(0)).await;
+    let response = app
+        .client
+        .get(format!("{}/v1/rooms/{room_id}/events?since=0", app.address))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    for index in 0..10 {
+        app.send(&owner.token, &room_id, &format!("m{index}")).await;
+    }
+    let upto = start + 10;
+    let ws_events = ws.events_until(&room_id, upto).await;
+    let sse_events = read_sse(response, upto as usize).await;
+    let sse_seqs: Vec<i64> = sse_events
+        .iter()
+        .map(|(id, _, _)| id.parse().unwrap())
+        .collect();
+    println!(
+        "WebSocket seqs {:?}; SSE ids {:?}",
+        seqs_of(&ws_events),
+        sse_seqs
+    );
+    assert_eq!(sse_seqs, seqs_of(&ws_events));
+    for ((_, event_type, data), frame) in sse_events.iter().zip(&ws_events) {
+        assert_eq!(event_type, frame["type"].as_str().unwrap());
+        assert_eq!(data["data"], frame["data"]);
+    }
+
+    // An EventSource reconnecting sends Last-Event-ID, with the token in the query.
+    for index in 0..3 {
+        app.send(&owner.token, &room_id, &format!("later {index}"))
+            .await;
+    }
+    let resumed = app
+        .client
+        .get(format!(
+            "{}/v1/rooms/{room_id}/events?token={}",
+            app.address, bob.token
+        ))
+        .header("last-event-id", (upto - 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    let resumed = read_sse(resumed, 4).await;
+    let resumed_ids: Vec<i64> = resumed
+        .iter()
+        .map(|(id, _, _)| id.parse().unwrap())
+        .collect();
+    println!(
+        "resumed with Last-Event-ID {}: ids {resumed_ids:?}",
+        upto - 1
+    );
+    assert_eq!(resumed_ids, (upto..=upto + 3).collect::<Vec<_>>());
+
+    let outsider = app.register("acme", "outsider").await;
+    app.get(&format!("/v1/rooms/{room_id}/events"), &outsider.token)
+        .await
+        .expect_error(403, "not_a_member");
+    app.request(
+        reqwest::Method::GET,
+        &format!("/v1/rooms/{room_id}/events"),
+        None,
+        None,
+    )
+    .await
+    .expect_error(401, "missing_token");
+}
+
+#[tokio::test]
+async fn tokens_in_the_query_or_a_first_frame_authenticate_and_no_token_closes_with_4001() {
+    let app = spawn_app().await;
+    let (_owner, bob, room_id) = room_with_bob(&app).await;
+    let mut by_query = WsClient::connect_path(&app, &format!("/v1/ws?token={}", bob.token)).await;
+    by_query.subscribe(&room_id, None).await;
+
+    let mut by_frame = WsClient::connect_path(&app, "/v1/ws").await;
+    by_frame
+        .send(json!({"op": "auth", "ref": "a", "token": bob.token}))
+        .await;
+    let ack = by_frame.answer("a").await;
+    assert_eq!(ack["result"]["user"]["username"], "bob");
+    by_frame.subscribe(&room_id, None).await;
+
+    let mut anonymous = WsClient::connect_path(&app, "/v1/ws").await;
+    anonymous
+        .send(json!({"op": "subscribe", "ref": "s", "room_id": room_id}))
+        .await;
+    assert_eq!(anonymous.next(WAIT).await, Err(Ending::Closed(4001)));
+
+    let mut forged = WsClient::connect_path(&app, "/v1/ws").await;
+    forged
+        .send(json!({"op": "auth", "ref": "a", "token": "garbage"}))
+        .await;
+    assert_eq!(forged.answer("a").await["code"], "invalid_token");
+    assert_eq!(forged.next(WAIT).await, Err(Ending::Closed(4001)));
+
+    let url = app.address.replace("http://", "ws://") + "/v1/ws?token=garbage";
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!(
+            "a bad token in the query is refused before the upgrade: {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_token_ends_the_connection_with_4001() {
+    let app = spawn_app_with(|config| config.token_recheck_seconds = 1).await;
+    let (_owner, bob, room_id) = room_with_bob(&app).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    client.subscribe(&room_id, None).await;
+    app.post("/v1/auth/logout", Some(&bob.token), json!({}))
+        .await
+        .expect(204);
+    let ending = loop {
+        match client.next(WAIT).await {
+            Ok(_) => {}
+            Err(ending) => break ending,
+        }
+    };
+    assert_eq!(ending, Ending::Closed(4001));
+}
+
+#[tokio::test]
+async fn an_expired_token_ends_the_connection_with_4001() {
+    let app = spawn_app_with(|config| config.access_token_ttl_seconds = 2).await;
+    let (_owner, bob, room_id) = room_with_bob(&app).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    client.subscribe(&room_id, None).await;
+    let ending = loop {
+        match client.next(WAIT).await {
+            Ok(_) => {}
+            Err(ending) => break ending,
+        }
+    };
+    assert_eq!(ending, Ending::Closed(4001));
+}
+
+#[tokio::test]
+async fn typing_and_presence_reach_other_instances() {
+    let a = spawn_app_with(|config| config.presence_heartbeat_seconds = 1).await;
+    let b = a
+        .spawn_peer_with(|config| config.presence_heartbeat_seconds = 1)
+        .await;
+    let (owner, bob, room_id) = room_with_bob(&a).await;
+    let mut owner_on_a = WsClient::connect(&a, &owner.token).await;
+    owner_on_a.subscribe(&room_id, None).await;
+    let mut bob_on_b = WsClient::connect(&b, &bob.token).await;
+    bob_on_b.subscribe(&room_id, None).await;
+
+    let presence = loop {
+        let frame = owner_on_a.next(WAIT).await.unwrap();
+        if frame["op"] == "presence" && frame["user"]["username"] == "bob" {
+            break frame;
+        }
+    };
+    assert_eq!(presence["status"], "online");
+    let online = a
+        .get(&format!("/v1/rooms/{room_id}/presence"), &owner.token)
+        .await
+        .expect(200);
+    let mut names: Vec<&str> = online["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["username"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    println!("online in the room, seen from instance A: {names:?}");
+    assert_eq!(names, ["bob", "owner"]);
+
+    bob_on_b
+        .send(json!({"op": "typing", "room_id": room_id}))
+        .await;
+    let typing = loop {
+        let frame = owner_on_a.next(WAIT).await.unwrap();
+        if frame["op"] == "typing" {
+            break frame;
+        }
+    };
+    assert_eq!(typing["user"]["username"], "bob");
+    assert_eq!(typing["room_id"], room_id.as_str());
+    assert!(typing["expires_in_ms"].as_u64().unwrap() > 0);
+
+    bob_on_b.close().await;
+    let offline = loop {
+        let frame = owner_on_a.next(WAIT).await.unwrap();
+        if frame["op"] == "presence" && frame["user"]["username"] == "bob" {
+            break frame;
+        }
+    };
+    assert_eq!(offline["status"], "offline");
+    let online = a
+        .get(&format!("/v1/rooms/{room_id}/presence"), &owner.token)
+        .await
+        .expect(200);
+    assert_eq!(online["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_other_ops_answer_like_their_rest_routes() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    client
+        .send(
+            json!({"op": "send", "ref": "s", "room_id": room_id, "body": "hi", "client_id": "c1"}),
+        )
+        .await;
+    let sent = client.answer("s").await;
+    let message_id = sent["result"]["id"].as_str().unwrap().to_owned();
+    client.send(json!({"op": "send", "ref": "again", "room_id": room_id, "body": "hi", "client_id": "c1"})).await;
+    assert_eq!(
+        client.answer("again").await["result"]["id"],
+        message_id.as_str()
+    );
+    client.send(json!({"op": "edit", "ref": "e", "room_id": room_id, "message_id": message_id, "body": "hello"})).await;
+    assert_eq!(client.answer("e").await["result"]["body"], "hello");
+    client.send(json!({"op": "react", "ref": "r", "room_id": room_id, "message_id": message_id, "emoji": "🎉"})).await;
+    assert_eq!(
+        client.answer("r").await["result"]["reactions"][0]["count"],
+        1
+    );
+    client.send(json!({"op": "react", "ref": "u", "room_id": room_id, "message_id": message_id, "emoji": "🎉", "remove": true})).await;
+    assert_eq!(client.answer("u").await["result"]["reactions"], json!([]));
+    let seq = sent["result"]["seq"].as_i64().unwrap();
+    client
+        .send(json!({"op": "read", "ref": "m", "room_id": room_id, "seq": seq}))
+        .await;
+    assert_eq!(client.answer("m").await["result"]["last_read_seq"], seq);
+    let mut owner_client = WsClient::connect(&app, &owner.token).await;
+    owner_client.send(json!({"op": "edit", "ref": "x", "room_id": room_id, "message_id": message_id, "body": "mine"})).await;
+    assert_eq!(owner_client.answer("x").await["code"], "not_the_author");
+    client
+        .send(json!({"op": "delete", "ref": "d", "room_id": room_id, "message_id": message_id}))
+        .await;
+    assert_eq!(client.answer("d").await["op"], "ack");
+    client
+        .send(json!({"op": "unsubscribe", "ref": "n", "room_id": room_id}))
+        .await;
+    assert_eq!(client.answer("n").await["code"], "not_subscribed");
+    let message = app
+        .get(
+            &format!("/v1/rooms/{room_id}/messages/{message_id}"),
+            &owner.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(message["deleted"], true);
+}
