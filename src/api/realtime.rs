@@ -126,7 +126,7 @@ impl RealtimeApi {
             ));
         }
         let grant = state.db.room_subscribe(auth.caller(), room_id.0).await?;
-        let stream = sse::subscribe(state.hub.clone(), grant, since).await?;
+        let stream = sse::subscribe(state.hub.clone(), auth.caller(), grant, since).await?;
         Ok(EventStream::new(futures_util::StreamExt::boxed(stream))
             .keep_alive(SSE_KEEP_ALIVE)
             .to_event(sse::to_event))

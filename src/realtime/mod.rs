@@ -95,6 +95,8 @@ pub enum Outbound {
     Unsubscribed(Uuid),
     /// Close the connection after the frames queued before this one.
     Close(u16, String),
+    /// The subscriber left the room or was removed: its events stop here.
+    Revoked(Uuid),
 }
 
 /// How to stop a connection from elsewhere (the fan-out, shutdown).
@@ -139,6 +141,8 @@ impl Control {
 /// A local subscriber: where its frames go, and how to stop it.
 #[derive(Debug, Clone)]
 pub struct Subscriber {
+    /// The subscribed user: a `member.left` event about them ends the subscription.
+    pub user_id: Uuid,
     /// Its bounded queue.
     pub queue: mpsc::Sender<Outbound>,
     /// Its control.
@@ -539,6 +543,7 @@ fn fan_out_frames(inner: &HubInner, room_id: Uuid, frames: Vec<Arc<EventFrame>>)
     let Some(entry) = rooms.get_mut(&room_id) else {
         return;
     };
+    let mut departed = Vec::new();
     for frame in frames {
         if entry
             .delivered_seq
@@ -548,7 +553,46 @@ fn fan_out_frames(inner: &HubInner, room_id: Uuid, frames: Vec<Arc<EventFrame>>)
         }
         entry.delivered_seq = Some(frame.seq);
         fan_out(entry, || Outbound::Event(frame.clone()));
+        if let Some(user_id) = departed_member(&frame) {
+            // A member who left or was removed stops receiving the room right after
+            // the event that says so.
+            entry.subscribers.retain(|_, subscriber| {
+                let stays = subscriber.user_id != user_id;
+                if !stays {
+                    drop(subscriber.queue.try_send(Outbound::Revoked(room_id)));
+                }
+                stays
+            });
+            departed.push(user_id);
+        }
     }
+    if entry.subscribers.is_empty() {
+        rooms.remove(&room_id);
+        drop(inner.listener.commands.send(Command::Unlisten {
+            channel: room_channel(room_id),
+        }));
+    }
+    drop(rooms);
+    for user_id in departed {
+        if let Some(signal) = inner.presence.local_leave_all(room_id, user_id) {
+            publish(inner.db.clone(), signal);
+        }
+    }
+}
+
+/// The user a `member.left` event is about.
+fn departed_member(frame: &EventFrame) -> Option<Uuid> {
+    if frame.event.event_type != crate::db::EventType::MemberLeft {
+        return None;
+    }
+    frame
+        .event
+        .data
+        .get("user")?
+        .get("id")?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 fn announce_presence(inner: &HubInner, changes: Vec<presence::Change>) {

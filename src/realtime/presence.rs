@@ -126,6 +126,25 @@ impl Presence {
         if entry.1 > 0 {
             return None;
         }
+        self.forget(&mut local, room_id, user_id)
+    }
+
+    /// Forgets every local subscription of a user to a room (they left it); answers
+    /// the signal to publish.
+    pub fn local_leave_all(&self, room_id: Uuid, user_id: Uuid) -> Option<Signal> {
+        let mut local = self
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.forget(&mut local, room_id, user_id)
+    }
+
+    fn forget(
+        &self,
+        local: &mut HashMap<(Uuid, Uuid), (UserRef, usize)>,
+        room_id: Uuid,
+        user_id: Uuid,
+    ) -> Option<Signal> {
         let (user, _) = local.remove(&(room_id, user_id))?;
         Some(Signal::Leave {
             instance: self.instance_id,

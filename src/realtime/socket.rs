@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::db::{MessageKind, NewMessage, UserRef};
+use crate::db::{MessageKind, NewMessage};
 use crate::error::ApiError;
 use crate::realtime::{
     CLOSE_MALFORMED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub, Outbound, Subscriber,
@@ -56,12 +56,14 @@ pub async fn serve(
     let connection_id = hub.next_id();
     hub.register_connection(connection_id, control.clone());
     let last_seen = Arc::new(AtomicI64::new(now_millis()));
+    let subscriptions = Subscriptions::default();
     let writer = tokio::spawn(write(
         sink,
         outbound,
         control.clone(),
         hub.clone(),
         last_seen.clone(),
+        subscriptions.clone(),
     ));
 
     let mut connection = Connection {
@@ -69,7 +71,7 @@ pub async fn serve(
         queue,
         control: control.clone(),
         identity: identity.map(|(caller, expires_at)| Identity { caller, expires_at }),
-        subscriptions: HashMap::new(),
+        subscriptions: subscriptions.clone(),
         typing_sent: HashMap::new(),
         malformed: 0,
     };
@@ -79,7 +81,7 @@ pub async fn serve(
         .identity
         .as_ref()
         .map(|identity| identity.caller.user_id);
-    for (room_id, (subscription_id, _)) in connection.subscriptions.drain() {
+    for (room_id, subscription_id) in connection.subscriptions.drain() {
         hub.unsubscribe(subscription_id, room_id, user_id);
     }
     drop(connection);
@@ -97,8 +99,9 @@ struct Connection {
     queue: mpsc::Sender<Outbound>,
     control: Arc<Control>,
     identity: Option<Identity>,
-    /// Subscribed rooms: the hub's subscriber id, and the user as others see them.
-    subscriptions: HashMap<Uuid, (u64, UserRef)>,
+    /// Subscribed rooms and the hub's subscriber ids, shared with the writer, which
+    /// drops a room when the hub revokes it.
+    subscriptions: Subscriptions,
     typing_sent: HashMap<Uuid, Instant>,
     malformed: u32,
 }
@@ -305,7 +308,7 @@ impl Connection {
                 return Ok(None);
             }
             ClientFrame::Unsubscribe { reference, room_id } => {
-                let Some((subscription_id, _)) = self.subscriptions.remove(&room_id) else {
+                let Some(subscription_id) = self.subscriptions.remove(room_id) else {
                     return Err(not_subscribed());
                 };
                 self.state
@@ -413,7 +416,7 @@ impl Connection {
         room_id: Uuid,
         since: Option<i64>,
     ) -> Result<Subscribed, ApiError> {
-        if self.subscriptions.contains_key(&room_id) {
+        if self.subscriptions.contains(room_id) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "already_subscribed",
@@ -436,6 +439,7 @@ impl Connection {
             .await
             .map_err(|_| closed())?;
         let subscriber = Subscriber {
+            user_id: caller.user_id,
             queue: self.queue.clone(),
             control: self.control.clone(),
         };
@@ -452,15 +456,13 @@ impl Connection {
             drop(self.queue.send(Outbound::Unsubscribed(room_id)).await);
             return Err(error);
         }
-        self.subscriptions
-            .insert(room_id, (subscription_id, grant.user.clone()));
-        let now = match db
-            .room_events_after(grant.tenant_id, room_id, grant.last_seq, None, 0)
-            .await
-        {
-            Ok(stretch) => stretch.last_seq.unwrap_or(grant.last_seq),
+        self.subscriptions.insert(room_id, subscription_id);
+        // Checked again now that the LISTEN is active: a removal from here on reaches
+        // the fan-out, which ends the subscription; one before is refused here.
+        let now = match db.room_subscribe(caller, room_id).await {
+            Ok(grant) => grant.last_seq,
             Err(error) => {
-                self.subscriptions.remove(&room_id);
+                self.subscriptions.remove(room_id);
                 hub.unsubscribe(subscription_id, room_id, Some(caller.user_id));
                 drop(self.queue.send(Outbound::Unsubscribed(room_id)).await);
                 return Err(error.into());
@@ -499,6 +501,34 @@ fn not_subscribed() -> ApiError {
     )
 }
 
+/// The rooms a connection receives, with the hub's subscriber ids.
+#[derive(Clone, Default)]
+struct Subscriptions(Arc<std::sync::Mutex<HashMap<Uuid, u64>>>);
+
+impl Subscriptions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, u64>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn contains(&self, room_id: Uuid) -> bool {
+        self.lock().contains_key(&room_id)
+    }
+
+    fn insert(&self, room_id: Uuid, subscription_id: u64) {
+        self.lock().insert(room_id, subscription_id);
+    }
+
+    fn remove(&self, room_id: Uuid) -> Option<u64> {
+        self.lock().remove(&room_id)
+    }
+
+    fn drain(&self) -> Vec<(Uuid, u64)> {
+        self.lock().drain().collect()
+    }
+}
+
 /// A room's state in the writer.
 enum RoomState {
     /// Subscribing: events are held until the ack.
@@ -514,6 +544,7 @@ async fn write(
     control: Arc<Control>,
     hub: Hub,
     last_seen: Arc<AtomicI64>,
+    subscriptions: Subscriptions,
 ) {
     let settings = hub.settings().clone();
     let mut rooms: HashMap<Uuid, RoomState> = HashMap::new();
@@ -530,7 +561,7 @@ async fn write(
             }
             message = outbound.recv() => {
                 let Some(message) = message else { break };
-                let outcome = handle_outbound(message, &mut rooms, &hub, &control, &mut deliveries, &mut sink).await;
+                let outcome = handle_outbound(message, &mut rooms, &hub, &control, &subscriptions, &mut deliveries, &mut sink).await;
                 if let Err(error) = outcome {
                     tracing::warn!(%error, "could not read the log for a subscriber");
                     control.close(CloseCode::Error.into(), "could not read the room's log; reconnect and resume");
@@ -567,6 +598,7 @@ async fn handle_outbound(
     rooms: &mut HashMap<Uuid, RoomState>,
     hub: &Hub,
     control: &Control,
+    subscriptions: &Subscriptions,
     deliveries: &mut Vec<Delivery>,
     sink: &mut SplitSink<WebSocketStream, Message>,
 ) -> Result<(), crate::db::DatabaseError> {
@@ -616,6 +648,12 @@ async fn handle_outbound(
             rooms.remove(&room_id);
         }
         Outbound::Close(code, reason) => control.close(code, &reason),
+        Outbound::Revoked(room_id) => {
+            rooms.remove(&room_id);
+            subscriptions.remove(room_id);
+            let frame = serde_json::json!({"op": "unsubscribed", "room_id": room_id, "reason": "not_a_member"});
+            drop(sink.send(Message::Text(frame.to_string())).await);
+        }
     }
     Ok(())
 }

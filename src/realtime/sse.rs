@@ -8,6 +8,7 @@ use futures_util::{Stream, stream};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::db::SubscriptionGrant;
 use crate::error::ApiError;
 use crate::realtime::{
@@ -21,14 +22,16 @@ pub type Item = serde_json::Value;
 /// Subscribes to the room and streams its events after `since` (or live ones only).
 pub async fn subscribe(
     hub: Hub,
+    caller: &Caller,
     grant: SubscriptionGrant,
     since: Option<i64>,
-) -> Result<impl Stream<Item = Item>, ApiError> {
+) -> Result<impl Stream<Item = Item> + use<>, ApiError> {
     let settings = hub.settings().clone();
     let (queue, outbound) = mpsc::channel(settings.send_queue);
     let control = Arc::new(Control::default());
     let subscription_id = hub.next_id();
     let subscriber = Subscriber {
+        user_id: grant.user.id,
         queue,
         control: control.clone(),
     };
@@ -40,12 +43,9 @@ pub async fn subscribe(
         &grant.user,
     )
     .await?;
-    let now = match hub
-        .db()
-        .room_events_after(grant.tenant_id, grant.room_id, grant.last_seq, None, 0)
-        .await
-    {
-        Ok(stretch) => stretch.last_seq.unwrap_or(grant.last_seq),
+    // Checked again now that the LISTEN is active, as for WebSocket subscriptions.
+    let now = match hub.db().room_subscribe(caller, grant.room_id).await {
+        Ok(again) => again.last_seq,
         Err(error) => {
             hub.unsubscribe(subscription_id, grant.room_id, Some(grant.user.id));
             return Err(error.into());
@@ -111,6 +111,15 @@ async fn feed(
             message = outbound.recv() => match message {
                 Some(Outbound::Event(frame)) => {
                     healthy = cursor.accept(frame, hub.db(), window, &mut deliveries).await.is_ok();
+                }
+                Some(Outbound::Revoked(_)) => {
+                    // The subscriber left the room: deliver what is due, then end.
+                    for delivery in deliveries.drain(..) {
+                        if let Delivery::Event(frame) = delivery {
+                            drop(items.send(serde_json::to_value(&frame.event).unwrap_or_default()).await);
+                        }
+                    }
+                    break;
                 }
                 Some(_) => {}
                 None => break,

@@ -742,3 +742,36 @@ async fn the_other_ops_answer_like_their_rest_routes() {
         .expect(200);
     assert_eq!(message["deleted"], true);
 }
+
+#[tokio::test]
+async fn a_removed_member_stops_receiving_the_room_at_once() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    let start = client.subscribe(&room_id, None).await;
+    app.send(&owner.token, &room_id, "before").await;
+    app.delete(
+        &format!("/v1/rooms/{room_id}/members/{}", bob.user_id),
+        &owner.token,
+    )
+    .await
+    .expect(204);
+    app.send(&owner.token, &room_id, "after the removal").await;
+    let events = client.events_until(&room_id, start + 2).await;
+    assert_eq!(events[1]["type"], "member.left");
+    let unsubscribed = client.next(WAIT).await.unwrap();
+    assert_eq!(
+        unsubscribed,
+        json!({"op": "unsubscribed", "room_id": room_id, "reason": "not_a_member"})
+    );
+    client.send(json!({"op": "ping", "ref": "p"})).await;
+    let next = client.next(WAIT).await.unwrap();
+    assert_eq!(
+        next["op"], "pong",
+        "nothing of the room came after the removal: {next}"
+    );
+    client
+        .send(json!({"op": "subscribe", "ref": "again", "room_id": room_id}))
+        .await;
+    assert_eq!(client.answer("again").await["code"], "not_a_member");
+}
