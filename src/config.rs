@@ -102,6 +102,14 @@ pub struct Config {
     #[arg(long, env = "HARK_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub max_message_bytes: i32,
 
+    /// Message batches in flight at once per instance.
+    #[arg(long, env = "HARK_WRITE_WORKERS", default_value_t = 4)]
+    pub write_workers: usize,
+
+    /// The most messages in one write batch.
+    #[arg(long, env = "HARK_WRITE_BATCH_MAX", default_value_t = 256)]
+    pub write_batch_max: usize,
+
     /// How many events a resuming client may be behind before it is told to reset.
     #[arg(long, env = "HARK_REPLAY_WINDOW", default_value_t = 1000)]
     pub replay_window: i64,
@@ -159,6 +167,15 @@ impl Config {
         self.migration_database_url
             .as_deref()
             .unwrap_or(&self.database_url)
+    }
+
+    /// Batched message writes.
+    pub fn batches(&self) -> crate::db::BatchSettings {
+        crate::db::BatchSettings {
+            workers: self.write_workers,
+            max_batch: self.write_batch_max.max(1),
+            max_body_bytes: self.max_message_bytes,
+        }
     }
 
     /// Real-time delivery settings.

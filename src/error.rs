@@ -12,7 +12,7 @@ use poem_openapi::{
     payload::Json,
     registry::{MetaResponses, Registry},
 };
-use tokio_postgres::error::{DbError, SqlState};
+use tokio_postgres::error::SqlState;
 
 use crate::db::DatabaseError;
 
@@ -235,65 +235,111 @@ impl From<DatabaseError> for ApiError {
         match error {
             DatabaseError::Pool(pool_error) => {
                 tracing::error!(error = %pool_error, "no database connection");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "The database is unreachable; try again shortly",
-                )
+                unavailable()
             }
             DatabaseError::Query { context, source } => match source.as_db_error() {
-                Some(db_error) => from_sql_error(context, db_error)
-                    .unwrap_or_else(|| Self::internal(context, &source)),
-                None => Self::internal(context, &source),
+                Some(db_error) => from_sql_error(
+                    context,
+                    &SqlError {
+                        code: db_error.code().code(),
+                        message: db_error.message(),
+                        detail: db_error.detail(),
+                        column: db_error.column(),
+                        constraint: db_error.constraint(),
+                    },
+                )
+                .unwrap_or_else(|| Self::internal(context, &source)),
+                None => {
+                    tracing::error!(error = %source, context, "database connection failed");
+                    unavailable()
+                }
             },
+            DatabaseError::Item { context, failure } => from_sql_error(
+                context,
+                &SqlError {
+                    code: &failure.sqlstate,
+                    message: &failure.message,
+                    detail: failure.detail.as_deref(),
+                    column: failure.column.as_deref(),
+                    constraint: failure.constraint.as_deref(),
+                },
+            )
+            .unwrap_or_else(|| {
+                Self::internal(
+                    context,
+                    &format!("{} {}", failure.sqlstate, failure.message),
+                )
+            }),
+            DatabaseError::Batch { message } => {
+                tracing::error!(error = %message, "a write batch failed");
+                unavailable()
+            }
+            DatabaseError::WriterStopped => unavailable(),
         }
     }
 }
 
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "The database is unreachable; try again shortly",
+    )
+}
+
+/// The parts of a Postgres error that decide the answer.
+struct SqlError<'a> {
+    code: &'a str,
+    message: &'a str,
+    detail: Option<&'a str>,
+    column: Option<&'a str>,
+    constraint: Option<&'a str>,
+}
+
 /// Maps a SQLSTATE raised by Postgres to a client error, or `None` when it is a
 /// server fault. This is the one SQLSTATE-to-status table of the project.
-fn from_sql_error(context: &str, error: &DbError) -> Option<ApiError> {
-    let code = error.code().code();
+fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
     // Errors raised by hark_api.fail: SQLSTATE HK<status>, the stable code as the
     // message, the explanation as the detail, the field as the column.
-    if let Some(status) = code.strip_prefix("HK") {
+    if let Some(status) = error.code.strip_prefix("HK") {
         let status = status.parse::<u16>().ok()?;
         let status = StatusCode::from_u16(status).ok()?;
         return Some(ApiError {
             status,
-            code: error.message().to_owned(),
-            message: error.detail().unwrap_or_default().to_owned(),
+            code: error.message.to_owned(),
+            message: error.detail.unwrap_or_default().to_owned(),
             field: error
-                .column()
+                .column
                 .filter(|column| !column.is_empty())
                 .map(str::to_owned),
         });
     }
-    let constraint = error.constraint().unwrap_or_default();
-    match error.code() {
-        &SqlState::UNIQUE_VIOLATION => Some(unique_violation(constraint)),
-        &SqlState::CHECK_VIOLATION => Some(check_violation(constraint)),
-        &SqlState::FOREIGN_KEY_VIOLATION => Some(ApiError::new(
+    let constraint = error.constraint.unwrap_or_default();
+    let state = SqlState::from_code(error.code);
+    match state {
+        SqlState::UNIQUE_VIOLATION => Some(unique_violation(constraint)),
+        SqlState::CHECK_VIOLATION => Some(check_violation(constraint)),
+        SqlState::FOREIGN_KEY_VIOLATION => Some(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             "A referenced resource does not exist",
         )),
-        &SqlState::STRING_DATA_RIGHT_TRUNCATION | &SqlState::PROGRAM_LIMIT_EXCEEDED => {
+        SqlState::STRING_DATA_RIGHT_TRUNCATION | SqlState::PROGRAM_LIMIT_EXCEEDED => {
             Some(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "value_too_long",
                 "A value is too long",
             ))
         }
-        &SqlState::INVALID_TEXT_REPRESENTATION | &SqlState::INVALID_PARAMETER_VALUE => {
+        SqlState::INVALID_TEXT_REPRESENTATION | SqlState::INVALID_PARAMETER_VALUE => {
             Some(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_value",
                 "A value is malformed",
             ))
         }
-        &SqlState::T_R_SERIALIZATION_FAILURE | &SqlState::T_R_DEADLOCK_DETECTED => {
-            tracing::warn!(context, "transaction conflict: {}", error.message());
+        SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED => {
+            tracing::warn!(context, "transaction conflict: {}", error.message);
             Some(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "conflict_retry",

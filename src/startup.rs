@@ -13,7 +13,7 @@ use poem::{
 
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
-use crate::db::{self, Database};
+use crate::db::{self, Database, MessageWriter};
 use crate::edge::Edge;
 use crate::realtime::Hub;
 
@@ -28,6 +28,8 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     /// Real-time delivery: subscriptions, the LISTEN connection, presence.
     pub hub: Hub,
+    /// Batches concurrent message sends into one transaction each.
+    pub writer: MessageWriter,
     /// The configuration the instance started with.
     pub config: Arc<Config>,
 }
@@ -47,11 +49,13 @@ impl AppState {
         let tokens = Arc::new(TokenIssuer::new(config.tokens())?);
         let passwords = PasswordHasher::new(config.passwords())?;
         let hub = Hub::start(db.clone(), config.realtime());
+        let writer = MessageWriter::start(db.clone(), config.batches());
         Ok(Self {
             db,
             tokens,
             passwords,
             hub,
+            writer,
             config: Arc::new(config),
         })
     }

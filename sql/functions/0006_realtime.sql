@@ -20,6 +20,10 @@ as $$
 declare
     v_payload text;
 begin
+    -- A batch (hark_api.message_send_batch) sends one notification per room itself.
+    if current_setting('hark.batch_notify', true) = 'deferred' then
+        return null;
+    end if;
     v_payload := jsonb_build_object('tenant_id', new.tenant_id, 'event', hark_api.event_json(new))::text;
     if octet_length(v_payload) > 7000 then
         v_payload := jsonb_build_object('tenant_id', new.tenant_id, 'room_id', new.room_id, 'seq', new.seq)::text;

@@ -146,10 +146,7 @@ impl MessagesApi {
             reply_to_id: body.reply_to_id,
             client_id: body.client_id,
         };
-        let sent = state
-            .db
-            .message_send(&auth.0, room_id.0, &message, state.config.max_message_bytes)
-            .await?;
+        let sent = state.writer.send(&auth.0, room_id.0, message).await?;
         Ok(if sent.created {
             MessageSent::Created(Json(sent.message))
         } else {

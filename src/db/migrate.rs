@@ -47,6 +47,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
         "0006_realtime",
         include_str!("../../sql/functions/0006_realtime.sql"),
     ),
+    (
+        "0007_batched_writes",
+        include_str!("../../sql/functions/0007_batched_writes.sql"),
+    ),
 ];
 
 /// What a run of `migrate` changed.

@@ -8,6 +8,7 @@
 //! Functions answer JSON, decoded here into the types the API serves.
 
 mod api_keys;
+mod batch;
 mod messages;
 mod migrate;
 mod realtime;
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::{NoTls, types::Json, types::ToSql};
 
 pub use api_keys::{ApiKey, NewApiKey};
+pub use batch::{BatchSettings, BatchStats, ItemFailure, MessageWriter};
 pub use messages::{
     Attachment, EventPage, EventType, HistoryCursor, Message, MessageKind, MessagePage,
     MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent, RoomUnread,
@@ -53,6 +55,23 @@ pub enum DatabaseError {
         /// What Postgres or the driver said.
         source: tokio_postgres::Error,
     },
+    /// One item of a batch failed inside its own subtransaction.
+    #[error("{context}: {} {}", failure.sqlstate, failure.message)]
+    Item {
+        /// Which call failed.
+        context: &'static str,
+        /// What Postgres said.
+        failure: ItemFailure,
+    },
+    /// A whole batch failed; none of it was written.
+    #[error("the batch failed: {message}")]
+    Batch {
+        /// What went wrong.
+        message: String,
+    },
+    /// The message writer is gone (the instance is stopping).
+    #[error("the message writer has stopped")]
+    WriterStopped,
 }
 
 /// How to reach the database.

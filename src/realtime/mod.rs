@@ -387,6 +387,7 @@ fn fan_out(entry: &RoomEntry, outbound: impl Fn() -> Outbound) {
 struct RoomNotification {
     tenant_id: Uuid,
     event: Option<RoomEvent>,
+    events: Option<Vec<RoomEvent>>,
     room_id: Option<Uuid>,
     seq: Option<i64>,
     typing: Option<TypingSignal>,
@@ -449,13 +450,22 @@ async fn dispatch(hub: std::sync::Weak<HubInner>, mut notices: mpsc::UnboundedRe
                     }
                     continue;
                 }
+                if let Some(events) = notification.events {
+                    // A batch: one notification with the room's events in seq order.
+                    for event in events {
+                        deliver_event(&inner, notification.tenant_id, event).await;
+                    }
+                    continue;
+                }
                 match (notification.event, notification.room_id, notification.seq) {
                     (Some(event), _, _) => {
                         deliver_event(&inner, notification.tenant_id, event).await
                     }
                     (None, Some(room_id), Some(seq)) => {
-                        let delivered = current_delivered(&inner, room_id).unwrap_or(Some(seq - 1));
-                        if let Some(delivered) = delivered {
+                        // A room nobody here subscribes to any more (the
+                        // notification was in flight at UNLISTEN) is skipped.
+                        if let Some(delivered) = current_delivered(&inner, room_id) {
+                            let delivered = delivered.unwrap_or(seq - 1);
                             deliver_from_log(
                                 &inner,
                                 notification.tenant_id,

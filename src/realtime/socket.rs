@@ -340,9 +340,7 @@ impl Connection {
                     reply_to_id,
                     client_id,
                 };
-                let sent = db
-                    .message_send(caller, room_id, &message, max_bytes)
-                    .await?;
+                let sent = self.state.writer.send(caller, room_id, message).await?;
                 protocol::ack(reference.as_deref(), &sent.message.to_json())
             }
             ClientFrame::Edit {

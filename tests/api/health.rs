@@ -37,6 +37,7 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
     let db = hark::db::Database::connect(&config.database()).unwrap();
     let state = hark::startup::AppState {
         hub: hark::realtime::Hub::start(db.clone(), config.realtime()),
+        writer: hark::db::MessageWriter::start(db.clone(), config.batches()),
         db,
         tokens: std::sync::Arc::new(hark::auth::TokenIssuer::new(config.tokens()).unwrap()),
         passwords: hark::auth::PasswordHasher::new(config.passwords()).unwrap(),

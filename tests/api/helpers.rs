@@ -303,6 +303,8 @@ pub struct TestApp {
     pub database_url: String,
     /// An HTTP client.
     pub client: reqwest::Client,
+    /// The running instance's state, for looking inside (batch counts).
+    pub state: AppState,
 }
 
 /// A user with a session.
@@ -399,22 +401,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the application with a changed configuration.
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
-    let database_url = fresh_database().await;
-    let mut config = test_config(&database_url);
-    change(&mut config);
-    let state = AppState::start(config)
-        .await
-        .expect("the application starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind port 0");
-    let address = format!("http://{}", listener.local_addr().expect("local address"));
-    tokio::spawn(serve(listener, state, std::future::pending()));
-    TestApp {
-        address,
-        database_url,
-        client: reqwest::Client::new(),
-    }
+    spawn_on(fresh_database().await, change).await
 }
 
 impl TestApp {
@@ -637,11 +624,12 @@ pub async fn spawn_on(database_url: String, change: impl FnOnce(&mut Config)) ->
         .await
         .expect("bind port 0");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
-    tokio::spawn(serve(listener, state, std::future::pending()));
+    tokio::spawn(serve(listener, state.clone(), std::future::pending()));
     TestApp {
         address,
         database_url,
         client: reqwest::Client::new(),
+        state,
     }
 }
 

@@ -661,3 +661,115 @@ async fn the_event_log_pages_after_a_seq() {
         .await
         .expect_error(422, "invalid_seq");
 }
+
+#[tokio::test]
+async fn a_batch_with_one_invalid_message_commits_the_others_and_answers_each_sender() {
+    // One writer: while its first write is in flight, the other sends wait and go as
+    // one batch.
+    let app = crate::helpers::spawn_app_with(|config| config.write_workers = 1).await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let second_room = id_of(&app.create_room(&bob.token, "second", "private").await);
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let mut sends = Vec::new();
+    for index in 0..60 {
+        let (token, target, body) = match index {
+            17 => (
+                &bob.token,
+                path.clone(),
+                json!({"body": "x".repeat(16 * 1024 + 1)}),
+            ),
+            31 => (
+                &owner.token,
+                path.clone(),
+                json!({"kind": "system", "body": "by the owner"}),
+            ),
+            32 => (
+                &bob.token,
+                path.clone(),
+                json!({"kind": "system", "body": "not allowed"}),
+            ),
+            index if index % 3 == 0 => (
+                &bob.token,
+                format!("/v1/rooms/{second_room}/messages"),
+                json!({"body": format!("second {index}")}),
+            ),
+            index => (
+                &bob.token,
+                path.clone(),
+                json!({"body": format!("m{index}"), "client_id": format!("c{index}")}),
+            ),
+        };
+        let app = &app;
+        sends.push(async move { (index, app.post(&target, Some(token), body).await) });
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    let stats = &app.state.writer.stats;
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    let batched = stats
+        .batched_items
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!("{batches} batches carried {batched} of 60 sends");
+    assert!(batches >= 1 && batched >= 10, "the sends were batched");
+    let mut accepted = 0;
+    for (index, answer) in answers {
+        match index {
+            17 => {
+                answer.expect_error(422, "body_too_long");
+            }
+            32 => {
+                answer.expect_error(403, "forbidden");
+            }
+            _ => {
+                let message = answer.expect(201);
+                assert!(message["seq"].as_i64().unwrap() > 0);
+                accepted += 1;
+            }
+        }
+    }
+    assert_eq!(accepted, 58);
+    // Each room's log is gapless, and holds exactly the accepted messages.
+    for room in [&room_id, &second_room] {
+        let events = app
+            .get(
+                &format!("/v1/rooms/{room}/event-log?limit=1000"),
+                &bob.token,
+            )
+            .await
+            .expect(200);
+        assert_eq!(
+            seqs(&events),
+            (1..=events["last_seq"].as_i64().unwrap()).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(app.count_rows("messages").await, 58);
+}
+
+#[tokio::test]
+async fn batched_messages_reach_subscribers_in_order() {
+    let app = crate::helpers::spawn_app_with(|config| config.write_workers = 1).await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut client = crate::ws::WsClient::connect(&app, &bob.token).await;
+    let start = client.subscribe(&room_id, None).await;
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let sends = (0..40).map(|index| {
+        app.post(
+            &path,
+            Some(&owner.token),
+            json!({"body": format!("b{index}")}),
+        )
+    });
+    for answer in futures_util::future::join_all(sends).await {
+        answer.expect(201);
+    }
+    let events = client.events_until(&room_id, start + 40).await;
+    let received: Vec<i64> = crate::ws::seqs_of(&events);
+    assert_eq!(received, (start + 1..=start + 40).collect::<Vec<_>>());
+    assert!(
+        app.state
+            .writer
+            .stats
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}

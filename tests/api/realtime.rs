@@ -404,13 +404,15 @@ async fn frames_far_over_the_limit_close_the_connection_with_4400() {
 
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_closed_with_4009_while_others_keep_receiving() {
-    let app = spawn_app_with(|config| config.ws_send_queue = 16).await;
+    // Small enough to fill quickly, big enough for a burst of one batch's events.
+    let app = spawn_app_with(|config| config.ws_send_queue = 64).await;
     let (owner, bob, room_id) = room_with_bob(&app).await;
     let mut slow = WsClient::connect(&app, &bob.token).await;
     let start = slow.subscribe(&room_id, None).await;
     let mut reader = WsClient::connect(&app, &owner.token).await;
     reader.subscribe(&room_id, None).await;
-    let total = 300;
+    // More than the socket buffers of loopback TCP absorb (several MiB each way).
+    let total = 800;
     let body = "y".repeat(15 * 1024);
     let reader_room = room_id.clone();
     let reading = tokio::spawn(async move {

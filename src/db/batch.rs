@@ -1,0 +1,233 @@
+//! Batched message writes (invariant 7): the sends waiting at the same moment go to
+//! Postgres as one call of `hark_api.message_send_batch`, one transaction with one
+//! notification per room, so that notifying commits do not cap throughput. A send
+//! that arrives alone goes at once, through `hark_api.message_send`. Every sender gets
+//! its own answer: a bad item fails alone.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::types::Json;
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Attachment, Database, DatabaseError, NewMessage, SentMessage};
+
+/// How the writer batches.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    /// Batches in flight at once (each on its own pooled connection).
+    pub workers: usize,
+    /// The most sends in one batch.
+    pub max_batch: usize,
+    /// The largest message body, in bytes.
+    pub max_body_bytes: i32,
+}
+
+/// An error raised inside the batch for one item, as Postgres reported it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ItemFailure {
+    /// The SQLSTATE.
+    pub sqlstate: String,
+    /// The message (for `hark_api.fail`, the stable error code).
+    pub message: String,
+    /// The detail.
+    pub detail: Option<String>,
+    /// The column (for `hark_api.fail`, the input field).
+    pub column: Option<String>,
+    /// The constraint violated, if any.
+    pub constraint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Outcome {
+    Ok(Box<SentMessage>),
+    Error(ItemFailure),
+}
+
+#[derive(Debug, Serialize)]
+struct BatchItem<'a> {
+    tenant_id: Uuid,
+    user_id: Uuid,
+    session_id: Uuid,
+    room_id: Uuid,
+    message_id: Uuid,
+    kind: &'static str,
+    body: &'a str,
+    attachment: Option<&'a Attachment>,
+    reply_to_id: Option<Uuid>,
+    client_id: Option<&'a str>,
+}
+
+/// A send waiting for its batch.
+struct PendingSend {
+    caller: Caller,
+    room_id: Uuid,
+    message: NewMessage,
+    reply: oneshot::Sender<Result<SentMessage, DatabaseError>>,
+}
+
+/// How much batching happened, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct BatchStats {
+    /// Sends written alone.
+    pub single_writes: AtomicU64,
+    /// Batches of two or more sends written.
+    pub batches: AtomicU64,
+    /// Sends written in those batches.
+    pub batched_items: AtomicU64,
+}
+
+/// The instance's message writer.
+#[derive(Clone)]
+pub struct MessageWriter {
+    /// Sends waiting for a worker.
+    queue: mpsc::UnboundedSender<PendingSend>,
+    /// Counts of what was written how.
+    pub stats: Arc<BatchStats>,
+}
+
+impl MessageWriter {
+    /// Starts the workers.
+    pub fn start(db: Database, settings: BatchSettings) -> Self {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let stats = Arc::new(BatchStats::default());
+        for _ in 0..settings.workers.max(1) {
+            tokio::spawn(work(db.clone(), receiver.clone(), settings, stats.clone()));
+        }
+        Self { queue, stats }
+    }
+
+    /// Sends a message, batched with whatever else is being sent at the moment.
+    pub async fn send(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message: NewMessage,
+    ) -> Result<SentMessage, DatabaseError> {
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingSend {
+            caller: caller.clone(),
+            room_id,
+            message,
+            reply,
+        };
+        self.queue
+            .send(pending)
+            .map_err(|_| DatabaseError::WriterStopped)?;
+        answer.await.map_err(|_| DatabaseError::WriterStopped)?
+    }
+}
+
+/// A worker: takes the first waiting send and every other one waiting behind it, and
+/// writes them.
+async fn work(
+    db: Database,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<PendingSend>>>,
+    settings: BatchSettings,
+    stats: Arc<BatchStats>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            match receiver.recv().await {
+                Some(first) => batch.push(first),
+                None => return,
+            }
+            while batch.len() < settings.max_batch {
+                match receiver.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        if batch.len() == 1 {
+            stats.single_writes.fetch_add(1, Ordering::Relaxed);
+            if let Some(single) = batch.pop() {
+                let result = db
+                    .message_send(
+                        &single.caller,
+                        single.room_id,
+                        &single.message,
+                        settings.max_body_bytes,
+                    )
+                    .await;
+                let _ = single.reply.send(result);
+            }
+            continue;
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .batched_items
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        write_batch(&db, batch, settings.max_body_bytes).await;
+    }
+}
+
+async fn write_batch(db: &Database, batch: Vec<PendingSend>, max_body_bytes: i32) {
+    let items: Vec<BatchItem<'_>> = batch
+        .iter()
+        .map(|pending| BatchItem {
+            tenant_id: pending.caller.tenant_id,
+            user_id: pending.caller.user_id,
+            session_id: pending.caller.session_id,
+            room_id: pending.room_id,
+            message_id: pending.message.message_id,
+            kind: pending.message.kind.as_str(),
+            body: &pending.message.body,
+            attachment: pending.message.attachment.as_ref(),
+            reply_to_id: pending.message.reply_to_id,
+            client_id: pending.message.client_id.as_deref(),
+        })
+        .collect();
+    let answer: Result<Vec<Outcome>, DatabaseError> = db
+        .call(
+            "message_send_batch",
+            "select hark_api.message_send_batch($1, $2)",
+            &[&Json(&items), &max_body_bytes],
+        )
+        .await;
+    drop(items);
+    match answer {
+        Ok(outcomes) if outcomes.len() == batch.len() => {
+            for (pending, outcome) in batch.into_iter().zip(outcomes) {
+                let result = match outcome {
+                    Outcome::Ok(sent) => Ok(*sent),
+                    Outcome::Error(failure) => Err(DatabaseError::Item {
+                        context: "message_send",
+                        failure,
+                    }),
+                };
+                let _ = pending.reply.send(result);
+            }
+        }
+        Ok(outcomes) => {
+            tracing::error!(
+                sent = batch.len(),
+                answered = outcomes.len(),
+                "a batch answered the wrong number of items"
+            );
+            for pending in batch {
+                let _ = pending.reply.send(Err(DatabaseError::WriterStopped));
+            }
+        }
+        Err(error) => {
+            // The whole transaction failed (the connection, the server): every sender
+            // gets the error; nothing of the batch was written.
+            let message = error.to_string();
+            tracing::warn!(error = %message, items = batch.len(), "a batch failed as a whole");
+            for pending in batch {
+                let _ = pending.reply.send(Err(DatabaseError::Batch {
+                    message: message.clone(),
+                }));
+            }
+        }
+    }
+}
