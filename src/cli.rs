@@ -35,6 +35,8 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Measure a deployment (or two local instances) under load.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.functions_replaced
             ))
         }
+        Command::Bench(args) => crate::bench::run(*args).await,
         Command::Openapi { json } => {
             let service = crate::api::service();
             print_out(&if json {

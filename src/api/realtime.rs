@@ -78,6 +78,9 @@ impl RealtimeApi {
         // is answered with `frame_too_large` instead of a dropped connection.
         config.max_message_size = Some(max_frame * 2);
         config.max_frame_size = Some(max_frame * 2);
+        // Most connections are idle: a small read buffer keeps them cheap, and it grows
+        // for the frames that need more.
+        config.read_buffer_size = 4 * 1024;
         let state = state.0.clone();
         Ok(websocket
             .config(config)

@@ -1,8 +1,10 @@
 //! Password hashing with argon2id. Hashing is slow on purpose, so it runs on the
 //! blocking thread pool, never on the threads that serve sockets.
 
-use anyhow::Context as _;
+use std::sync::Arc;
+
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use tokio::sync::OnceCell;
 
 use crate::error::ApiError;
 
@@ -21,8 +23,9 @@ pub struct PasswordHasher {
     /// The argon2id parameters new hashes use; verification reads each hash's own.
     params: Params,
     /// A hash of a random password, verified against when a login names nobody, so
-    /// that an unknown account takes as long to refuse as a wrong password.
-    dummy_hash: String,
+    /// that an unknown account takes as long to refuse as a wrong password. It is made
+    /// in the background at start, so that start-up does not wait for it.
+    dummy_hash: Arc<OnceCell<String>>,
 }
 
 /// The shortest and longest password accepted, in characters.
@@ -33,12 +36,24 @@ impl PasswordHasher {
     pub fn new(settings: PasswordSettings) -> anyhow::Result<Self> {
         let params = Params::new(settings.memory_kib, settings.iterations, 1, None)
             .map_err(|error| anyhow::anyhow!("invalid password hash settings: {error}"))?;
-        let dummy_hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-            .hash_password(uuid::Uuid::new_v4().to_string().as_bytes())
-            .map_err(|error| anyhow::anyhow!("could not hash: {error}"))
-            .context("the password hasher does not work")?
-            .to_string();
-        Ok(Self { params, dummy_hash })
+        let hasher = Self {
+            params,
+            dummy_hash: Arc::new(OnceCell::new()),
+        };
+        let warm = hasher.clone();
+        tokio::spawn(async move {
+            if let Err(error) = warm.dummy_hash().await {
+                tracing::error!(message = %error.message, "the password hasher does not work");
+            }
+        });
+        Ok(hasher)
+    }
+
+    async fn dummy_hash(&self) -> Result<&str, ApiError> {
+        self.dummy_hash
+            .get_or_try_init(|| self.hash_unchecked(uuid::Uuid::new_v4().to_string()))
+            .await
+            .map(String::as_str)
     }
 
     /// Checks a new password's length and hashes it.
@@ -55,8 +70,11 @@ impl PasswordHasher {
                 ),
             ));
         }
+        self.hash_unchecked(password.to_owned()).await
+    }
+
+    async fn hash_unchecked(&self, password: String) -> Result<String, ApiError> {
         let params = self.params.clone();
-        let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
             Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
                 .hash_password(password.as_bytes())
@@ -70,7 +88,10 @@ impl PasswordHasher {
     /// Whether `password` matches `hash`; with no hash, spends the same time and says no.
     pub async fn verify(&self, password: &str, hash: Option<&str>) -> Result<bool, ApiError> {
         let known = hash.is_some();
-        let hash = hash.unwrap_or(&self.dummy_hash).to_owned();
+        let hash = match hash {
+            Some(hash) => hash.to_owned(),
+            None => self.dummy_hash().await?.to_owned(),
+        };
         let password = password.to_owned();
         let matches = tokio::task::spawn_blocking(move || {
             Argon2::default()

@@ -1,0 +1,145 @@
+//! The bench's self-contained setup: instances of this very binary, started as child
+//! processes on a fresh database, and removed afterwards.
+
+use std::{process::Stdio, time::Duration};
+
+use anyhow::Context as _;
+use rand::RngCore;
+use tokio::process::{Child, Command};
+use tokio_postgres::NoTls;
+
+/// Local instances and their database.
+pub struct Local {
+    /// The database the instances use.
+    pub database_url: String,
+    /// The admin URL of the server, for dropping the database.
+    admin_url: String,
+    /// The database's name.
+    database: String,
+    /// The JWT secret the instances share.
+    secret: String,
+    /// The instances and their ports.
+    instances: Vec<(Child, u16)>,
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((prefix, rest)) => {
+            let query = rest
+                .split_once('?')
+                .map(|(_, query)| format!("?{query}"))
+                .unwrap_or_default();
+            format!("{prefix}/{database}{query}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl Local {
+    /// Creates a fresh database and starts `count` instances on it.
+    pub async fn start(server_url: &str, count: usize) -> anyhow::Result<Self> {
+        let admin_url = with_database(server_url, "postgres");
+        let database = format!("hark_bench_{}", chrono::Utc::now().timestamp());
+        let (admin, connection) = tokio_postgres::connect(&admin_url, NoTls)
+            .await
+            .context("the bench needs a PostgreSQL server (DATABASE_URL)")?;
+        tokio::spawn(connection);
+        admin
+            .batch_execute(&format!("create database {database}"))
+            .await?;
+        let mut secret_bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret_bytes);
+        let mut local = Self {
+            database_url: with_database(server_url, &database),
+            admin_url,
+            database,
+            secret: hex::encode(secret_bytes),
+            instances: Vec::new(),
+        };
+        for _ in 0..count {
+            let (child, port) = local.spawn_instance().await?;
+            local.instances.push((child, port));
+        }
+        for (_, port) in &local.instances {
+            wait_ready(*port, Duration::from_secs(30)).await?;
+        }
+        Ok(local)
+    }
+
+    /// Starts one more instance (not waited for).
+    pub async fn spawn_instance(&self) -> anyhow::Result<(Child, u16)> {
+        let port = free_port()?;
+        let child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .env("DATABASE_URL", &self.database_url)
+            .env("HARK_BIND", format!("127.0.0.1:{port}"))
+            .env("HARK_TENANT_CREATION", "open")
+            .env("HARK_JWT_SECRET", &self.secret)
+            .env("HARK_PASSWORD_HASH_MEMORY_KIB", "1024")
+            .env("HARK_PASSWORD_HASH_ITERATIONS", "1")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("could not start an instance")?;
+        Ok((child, port))
+    }
+
+    /// The instances' base URLs.
+    pub fn urls(&self) -> Vec<String> {
+        self.instances
+            .iter()
+            .map(|(_, port)| format!("http://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// The process id of the first instance.
+    pub fn first_pid(&self) -> Option<u32> {
+        self.instances.first().and_then(|(child, _)| child.id())
+    }
+
+    /// Stops the instances and drops the database.
+    pub async fn stop(mut self) {
+        for (child, _) in &mut self.instances {
+            let _ = child.kill().await;
+        }
+        if let Ok((admin, connection)) = tokio_postgres::connect(&self.admin_url, NoTls).await {
+            tokio::spawn(connection);
+            let _ = admin
+                .batch_execute(&format!(
+                    "drop database if exists {} with (force)",
+                    self.database
+                ))
+                .await;
+        }
+    }
+}
+
+/// Waits until an instance answers `/readyz` with 200.
+pub async fn wait_ready(port: u16, limit: Duration) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::new();
+    let started = tokio::time::Instant::now();
+    loop {
+        let ready = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .timeout(Duration::from_millis(500))
+            .send()
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        if ready {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            anyhow::bail!("the instance on port {port} was not ready within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}

@@ -1,0 +1,155 @@
+//! `hark bench`: a load generator for any Hark deployment, which also runs a
+//! self-contained local setup (two instances on a fresh database). It measures what
+//! users feel (messages accepted and events delivered per second, send-to-delivery
+//! latency, lost, duplicated and reordered events) and puts it next to pgbench
+//! figures of the same database measured in the same run, since figures from a
+//! shared, noisy machine only compare within one run.
+
+mod baseline;
+mod fixtures;
+mod load;
+mod local;
+mod memory;
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::config::DEFAULT_DATABASE_URL;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// 100 rooms with 10 subscribers each, 50 senders as fast as they can.
+    Chat,
+    /// One room with 2,000 subscribers.
+    Fanout,
+    /// The chat scenario at a fixed 500 messages per second.
+    Latency,
+    /// 10,000 idle WebSockets; resident memory per connection.
+    Connections,
+    /// Time from process start to a ready `/readyz`, and idle resident memory.
+    ColdStart,
+}
+
+/// The bench's options.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The scenario to run.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// Base URLs of running instances (comma-separated); without, two local
+    /// instances are started on a fresh database of DATABASE_URL's server.
+    #[arg(long, value_delimiter = ',')]
+    pub target: Vec<String>,
+    /// The operator key for creating the bench's tenant on a running deployment.
+    #[arg(long, env = "HARK_OPERATOR_KEY", hide_env_values = true)]
+    pub operator_key: Option<String>,
+    /// The server the local instances and pgbench use.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Rooms (default per scenario).
+    #[arg(long)]
+    pub rooms: Option<usize>,
+    /// Subscribers per room (default per scenario).
+    #[arg(long)]
+    pub subscribers: Option<usize>,
+    /// Senders (default per scenario).
+    #[arg(long)]
+    pub senders: Option<usize>,
+    /// Total messages per second; as fast as possible without.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Send over REST instead of WebSocket.
+    #[arg(long)]
+    pub rest: bool,
+    /// Sends in flight per sender.
+    #[arg(long, default_value_t = 8)]
+    pub inflight: usize,
+    /// WebSocket connections to hold (connections scenario).
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Skip the pgbench baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+}
+
+/// The shape of a load scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Rooms.
+    pub rooms: usize,
+    /// Subscribers per room.
+    pub subscribers: usize,
+    /// Senders.
+    pub senders: usize,
+    /// Total messages per second, or as fast as possible.
+    pub rate: Option<f64>,
+}
+
+impl BenchArgs {
+    fn shape(&self) -> Shape {
+        let (rooms, subscribers, senders, rate) = match self.scenario {
+            Scenario::Fanout => (1, 2_000, 4, None),
+            Scenario::Latency => (100, 10, 50, Some(500.0)),
+            _ => (100, 10, 50, None),
+        };
+        Shape {
+            rooms: self.rooms.unwrap_or(rooms),
+            subscribers: self.subscribers.unwrap_or(subscribers),
+            senders: self.senders.unwrap_or(senders),
+            rate: self.rate.or(rate),
+        }
+    }
+}
+
+/// Runs the bench and prints its report.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let local = if args.target.is_empty() {
+        Some(local::Local::start(&args.database_url, 2).await?)
+    } else {
+        None
+    };
+    let targets: Vec<String> = match &local {
+        Some(local) => local.urls(),
+        None => args.target.clone(),
+    };
+    println!(
+        "hark bench {:?}: {} instance(s) {}",
+        args.scenario,
+        targets.len(),
+        targets.join(", ")
+    );
+    let outcome = match args.scenario {
+        Scenario::Chat | Scenario::Fanout | Scenario::Latency => {
+            let shape = args.shape();
+            let baseline = if args.no_baseline || matches!(args.scenario, Scenario::Latency) {
+                None
+            } else {
+                let url = local.as_ref().map_or(args.database_url.clone(), |local| {
+                    local.database_url.clone()
+                });
+                Some(baseline::measure(&url, Duration::from_secs(args.duration)).await?)
+            };
+            let fixture =
+                fixtures::prepare(&targets, args.operator_key.as_deref(), shape, true).await?;
+            let report = load::run(&targets, &fixture, shape, &args).await?;
+            report.print(baseline.as_ref());
+            Ok(())
+        }
+        Scenario::Connections => memory::connections(&targets, local.as_ref(), &args).await,
+        Scenario::ColdStart => match &local {
+            Some(local) => memory::cold_start(local).await,
+            None => Err(anyhow::anyhow!(
+                "cold-start starts its own instances: run it without --target"
+            )),
+        },
+    };
+    if let Some(local) = local {
+        local.stop().await;
+    }
+    outcome
+}
