@@ -7,8 +7,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use poem::{
     Endpoint, EndpointExt, Route, Server,
+    http::uri::Scheme,
     listener::{Acceptor, TcpAcceptor},
     middleware::{Compression, Cors},
+    web::{LocalAddr, RemoteAddr},
 };
 
 use crate::auth::{PasswordHasher, TokenIssuer};
@@ -85,6 +87,26 @@ pub fn routes(state: AppState) -> impl Endpoint + 'static {
         .with(Edge { max_body_bytes })
 }
 
+/// Accepts TCP connections with Nagle's algorithm off: chat frames are small and
+/// latency-bound, and a delayed ACK would hold each of them for 40 ms.
+struct NoDelay(TcpAcceptor);
+
+impl Acceptor for NoDelay {
+    type Io = tokio::net::TcpStream;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.0.local_addr()
+    }
+
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
+        let (stream, local, remote, scheme) = self.0.accept().await?;
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not turn Nagle's algorithm off");
+        }
+        Ok((stream, local, remote, scheme))
+    }
+}
+
 /// Serves until `shutdown` completes, then lets in-flight requests finish within the
 /// configured grace period.
 pub async fn serve(
@@ -93,7 +115,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
-    let acceptor = TcpAcceptor::from_tokio(listener).context("could not use the listener")?;
+    let acceptor =
+        NoDelay(TcpAcceptor::from_tokio(listener).context("could not use the listener")?);
     let address = acceptor
         .local_addr()
         .into_iter()

@@ -15,7 +15,7 @@ use futures_util::{SinkExt, StreamExt, stream};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::{
-    connect_async,
+    connect_async_with_config,
     tungstenite::{Message, client::IntoClientRequest},
 };
 
@@ -265,7 +265,7 @@ pub async fn open_socket(target: &str, token: &str) -> anyhow::Result<Socket> {
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
-    let (socket, _) = connect_async(request)
+    let (socket, _) = connect_async_with_config(request, None, true)
         .await
         .context("could not open a WebSocket")?;
     Ok(socket)

@@ -10,7 +10,7 @@ use std::sync::{
 };
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ use crate::db::{Attachment, Database, DatabaseError, NewMessage, SentMessage};
 /// How the writer batches.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchSettings {
-    /// Batches in flight at once (each on its own pooled connection).
+    /// Shards of rooms, each with its own worker: at most this many batches in flight.
     pub workers: usize,
     /// The most sends in one batch.
     pub max_batch: usize,
@@ -83,25 +83,57 @@ pub struct BatchStats {
     pub batched_items: AtomicU64,
 }
 
-/// The instance's message writer.
+/// The instance's message writer: one queue and worker per shard of rooms, so that
+/// one instance's batches never wait for each other's room locks and sends to one
+/// room are written in the order they were submitted.
 #[derive(Clone)]
 pub struct MessageWriter {
-    /// Sends waiting for a worker.
-    queue: mpsc::UnboundedSender<PendingSend>,
+    /// Sends waiting for their shard's worker.
+    shards: Arc<Vec<mpsc::UnboundedSender<PendingSend>>>,
     /// Counts of what was written how.
     pub stats: Arc<BatchStats>,
 }
 
 impl MessageWriter {
-    /// Starts the workers.
+    /// Starts one worker per shard.
     pub fn start(db: Database, settings: BatchSettings) -> Self {
-        let (queue, receiver) = mpsc::unbounded_channel();
-        let receiver = Arc::new(Mutex::new(receiver));
         let stats = Arc::new(BatchStats::default());
-        for _ in 0..settings.workers.max(1) {
-            tokio::spawn(work(db.clone(), receiver.clone(), settings, stats.clone()));
+        let shards = (0..settings.workers.max(1))
+            .map(|_| {
+                let (queue, receiver) = mpsc::unbounded_channel();
+                tokio::spawn(work(db.clone(), receiver, settings, stats.clone()));
+                queue
+            })
+            .collect();
+        Self {
+            shards: Arc::new(shards),
+            stats,
         }
-        Self { queue, stats }
+    }
+
+    /// Queues a message at once (so that sends submitted one after the other keep
+    /// their order) and answers a future of its result.
+    pub fn submit(
+        &self,
+        caller: &Caller,
+        room_id: Uuid,
+        message: NewMessage,
+    ) -> impl Future<Output = Result<SentMessage, DatabaseError>> + Send + use<> {
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingSend {
+            caller: caller.clone(),
+            room_id,
+            message,
+            reply,
+        };
+        let shard = (room_id.as_u128() % self.shards.len() as u128) as usize;
+        let queued = self.shards[shard].send(pending).is_ok();
+        async move {
+            if !queued {
+                return Err(DatabaseError::WriterStopped);
+            }
+            answer.await.map_err(|_| DatabaseError::WriterStopped)?
+        }
     }
 
     /// Sends a message, batched with whatever else is being sent at the moment.
@@ -111,17 +143,7 @@ impl MessageWriter {
         room_id: Uuid,
         message: NewMessage,
     ) -> Result<SentMessage, DatabaseError> {
-        let (reply, answer) = oneshot::channel();
-        let pending = PendingSend {
-            caller: caller.clone(),
-            room_id,
-            message,
-            reply,
-        };
-        self.queue
-            .send(pending)
-            .map_err(|_| DatabaseError::WriterStopped)?;
-        answer.await.map_err(|_| DatabaseError::WriterStopped)?
+        self.submit(caller, room_id, message).await
     }
 }
 
@@ -129,23 +151,20 @@ impl MessageWriter {
 /// writes them.
 async fn work(
     db: Database,
-    receiver: Arc<Mutex<mpsc::UnboundedReceiver<PendingSend>>>,
+    mut receiver: mpsc::UnboundedReceiver<PendingSend>,
     settings: BatchSettings,
     stats: Arc<BatchStats>,
 ) {
     loop {
         let mut batch = Vec::new();
-        {
-            let mut receiver = receiver.lock().await;
-            match receiver.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < settings.max_batch {
-                match receiver.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
+        match receiver.recv().await {
+            Some(first) => batch.push(first),
+            None => return,
+        }
+        while batch.len() < settings.max_batch {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
             }
         }
         if batch.len() == 1 {

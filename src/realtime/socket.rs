@@ -340,8 +340,18 @@ impl Connection {
                     reply_to_id,
                     client_id,
                 };
-                let sent = self.state.writer.send(caller, room_id, message).await?;
-                protocol::ack(reference.as_deref(), &sent.message.to_json())
+                // Queued now, in the connection's order, and answered when written,
+                // so that a client's pipelined sends share batches.
+                let written = self.state.writer.submit(caller, room_id, message);
+                let queue = self.queue.clone();
+                tokio::spawn(async move {
+                    let frame = match written.await {
+                        Ok(sent) => protocol::ack(reference.as_deref(), &sent.message.to_json()),
+                        Err(error) => protocol::error(reference.as_deref(), &ApiError::from(error)),
+                    };
+                    drop(queue.send(Outbound::Frame(frame.into())).await);
+                });
+                return Ok(None);
             }
             ClientFrame::Edit {
                 reference,
