@@ -33,10 +33,12 @@ $$;
 -- The current user's role in a room, or null when they are not a member.
 create function hark_api.member_role(p_room_id uuid)
 returns text
-language sql
+language plpgsql
 stable
 as $$
-    select role from hark.room_members where room_id = p_room_id and user_id = hark_api.current_user_id()
+begin
+    return (select role from hark.room_members where room_id = p_room_id and user_id = hark_api.current_user_id());
+end
 $$;
 
 -- Fails with 403 not_a_member unless the current user is a member; returns their role.
@@ -111,19 +113,23 @@ begin
 end
 $$;
 
--- A user as shown inside rooms, messages and events.
+-- A user as shown inside rooms, messages and events. PL/pgSQL so that its plan is
+-- cached: it runs for every message and event.
 create function hark_api.user_ref(p_user_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'id', u.id,
-        'username', u.username,
-        'display_name', u.display_name,
-        'avatar_url', u.avatar_url)
-    from hark.users u
-    where u.id = p_user_id
+begin
+    return (
+        select jsonb_build_object(
+            'id', u.id,
+            'username', u.username,
+            'display_name', u.display_name,
+            'avatar_url', u.avatar_url)
+        from hark.users u
+        where u.id = p_user_id);
+end
 $$;
 
 -- The shape of a room for the current user.

@@ -1,14 +1,15 @@
 -- Messages, their edit history, reactions, read markers and the room event log as
 -- clients read it.
 
--- The shape of a message. With a viewer, each reaction says whether the viewer made
--- it (`me`); events are shared by every viewer and carry no `me`.
-create function hark_api.message_json(p_message hark.messages, p_viewer_id uuid)
+-- The shape of a message, with the given reactions. PL/pgSQL rather than SQL so that
+-- its plans are cached across calls: it runs once per message sent.
+create function hark_api.message_json_with(p_message hark.messages, p_reactions jsonb)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
+begin
+    return jsonb_build_object(
         'id', p_message.id,
         'room_id', p_message.room_id,
         'seq', p_message.seq,
@@ -22,18 +23,31 @@ as $$
         'edited_at', p_message.edited_at,
         'deleted', p_message.deleted_at is not null,
         'deleted_at', p_message.deleted_at,
-        'reactions', coalesce((
-            select jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                       'emoji', r.emoji,
-                       'count', r.count,
-                       'me', case when p_viewer_id is not null then r.me end))
-                   order by r.first_at, r.emoji)
-            from (
-                select emoji, count(*) as count, bool_or(user_id = p_viewer_id) as me, min(created_at) as first_at
-                from hark.reactions
-                where message_id = p_message.id
-                group by emoji
-            ) r), '[]'::jsonb))
+        'reactions', p_reactions);
+end
+$$;
+
+-- The shape of a message. With a viewer, each reaction says whether the viewer made
+-- it (`me`); events are shared by every viewer and carry no `me`.
+create function hark_api.message_json(p_message hark.messages, p_viewer_id uuid)
+returns jsonb
+language plpgsql
+stable
+as $$
+begin
+    return hark_api.message_json_with(p_message, coalesce((
+        select jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                   'emoji', r.emoji,
+                   'count', r.count,
+                   'me', case when p_viewer_id is not null then r.me end))
+               order by r.first_at, r.emoji)
+        from (
+            select emoji, count(*) as count, bool_or(user_id = p_viewer_id) as me, min(created_at) as first_at
+            from hark.reactions
+            where message_id = p_message.id
+            group by emoji
+        ) r), '[]'::jsonb));
+end
 $$;
 
 create function hark_api.event_json(p_event hark.room_events)
@@ -53,15 +67,18 @@ $$;
 -- Messages of others after the read marker, tombstones excluded.
 create function hark_api.unread_count(p_room_id uuid, p_last_read_seq bigint)
 returns bigint
-language sql
+language plpgsql
 stable
 as $$
-    select count(*)
-    from hark.messages
-    where room_id = p_room_id
-      and seq > p_last_read_seq
-      and deleted_at is null
-      and sender_id is distinct from hark_api.current_user_id()
+begin
+    return (
+        select count(*)
+        from hark.messages
+        where room_id = p_room_id
+          and seq > p_last_read_seq
+          and deleted_at is null
+          and sender_id is distinct from hark_api.current_user_id());
+end
 $$;
 
 -- Checks a message's content: kind, body size, attachment metadata.
@@ -117,6 +134,7 @@ declare
     v_role text;
     v_message hark.messages;
     v_seq bigint;
+    v_json jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id);
@@ -144,11 +162,13 @@ begin
     values (p_tenant_id, p_message_id, p_room_id, v_room.last_seq + 1, p_user_id, p_kind, coalesce(p_body, ''),
             p_attachment, p_reply_to_id, p_client_id)
     returning * into v_message;
-    v_seq := hark_api.append_event(p_room_id, 'message.created', hark_api.message_json(v_message, null));
+    -- A new message has no reactions: its shape is built once, for the event and the answer.
+    v_json := hark_api.message_json_with(v_message, '[]'::jsonb);
+    v_seq := hark_api.append_event(p_room_id, 'message.created', v_json);
     if v_seq <> v_message.seq then
         raise exception 'seq mismatch: message % got % but its event %', v_message.id, v_message.seq, v_seq;
     end if;
-    return jsonb_build_object('created', true, 'message', hark_api.message_json(v_message, p_user_id));
+    return jsonb_build_object('created', true, 'message', v_json);
 end
 $$;
 

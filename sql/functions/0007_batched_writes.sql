@@ -16,7 +16,7 @@ declare
     v_item jsonb;
     v_room record;
     v_locked jsonb := '[]'::jsonb;
-    v_results jsonb := '[]'::jsonb;
+    v_results jsonb[] := '{}';
     v_result jsonb;
     v_state text;
     v_message text;
@@ -70,7 +70,7 @@ begin
                 'sqlstate', v_state, 'message', v_message, 'detail', v_detail,
                 'column', v_column, 'constraint', v_constraint));
         end;
-        v_results := v_results || jsonb_build_array(v_result);
+        v_results := array_append(v_results, v_result);
     end loop;
 
     perform set_config('hark.batch_notify', '', true);
@@ -94,6 +94,6 @@ begin
         end if;
         perform pg_notify(hark_api.room_channel(v_room.room_id), v_payload);
     end loop;
-    return v_results;
+    return to_jsonb(v_results);
 end
 $$;
