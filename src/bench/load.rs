@@ -188,6 +188,7 @@ pub async fn run(
             counters: counters.clone(),
             accepted_per_room: accepted_per_room.clone(),
             sender: index,
+            phase: index as f64 / fixture.senders.len().max(1) as f64,
         };
         senders.push(if args.rest {
             tokio::spawn(sending.over_rest())
@@ -359,6 +360,8 @@ struct Sending {
     counters: Arc<Counters>,
     accepted_per_room: Arc<Vec<AtomicU64>>,
     sender: usize,
+    /// Where in each period this sender's sends fall, from 0 to 1.
+    phase: f64,
 }
 
 impl Sending {
@@ -369,9 +372,14 @@ impl Sending {
         }
     }
 
+    /// A ticker at the sender's rate, its phase offset by the sender's place among all
+    /// senders, so that their sends arrive spread out as real clients' do, not in
+    /// bursts of one per sender.
     fn ticker(&self) -> Option<tokio::time::Interval> {
         self.rate.map(|rate| {
-            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(0.001)));
+            let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+            let phase = period.mul_f64(self.phase);
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             ticker
         })
