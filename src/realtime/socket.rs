@@ -31,6 +31,8 @@ use crate::startup::AppState;
 
 /// Malformed frames tolerated on one connection before it is closed with 4400.
 const MALFORMED_FRAMES_ALLOWED: u32 = 20;
+/// Queued items a writer takes before it flushes the socket.
+const WRITE_BURST: usize = 64;
 /// How long a connection without a token may take to send its `auth` frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The least time between two typing signals of one connection in one room.
@@ -560,7 +562,7 @@ async fn write(
     pings.tick().await;
     let dead_after = i64::try_from(settings.ping_interval.as_millis() * 3).unwrap_or(i64::MAX);
     loop {
-        let mut deliveries = Vec::new();
+        let mut texts = Vec::new();
         tokio::select! {
             biased;
             (code, reason) = control.closed() => {
@@ -569,11 +571,20 @@ async fn write(
             }
             message = outbound.recv() => {
                 let Some(message) = message else { break };
-                let outcome = handle_outbound(message, &mut rooms, &hub, &control, &subscriptions, &mut deliveries, &mut sink).await;
-                if let Err(error) = outcome {
-                    tracing::warn!(%error, "could not read the log for a subscriber");
-                    control.close(CloseCode::Error.into(), "could not read the room's log; reconnect and resume");
-                    continue;
+                // Take what else is already queued too, and write it all with one flush.
+                let mut next = Some(message);
+                let mut taken = 0;
+                while let Some(message) = next.take() {
+                    let outcome = handle_outbound(message, &mut rooms, &hub, &control, &subscriptions, &mut texts).await;
+                    if let Err(error) = outcome {
+                        tracing::warn!(%error, "could not read the log for a subscriber");
+                        control.close(CloseCode::Error.into(), "could not read the room's log; reconnect and resume");
+                        break;
+                    }
+                    taken += 1;
+                    if taken < WRITE_BURST {
+                        next = outbound.try_recv().ok();
+                    }
                 }
             }
             _ = pings.tick() => {
@@ -587,15 +598,18 @@ async fn write(
                 continue;
             }
         }
-        for delivery in deliveries {
-            let text = match delivery {
-                Delivery::Event(frame) => frame.text.to_string(),
-                Delivery::Reset { room_id, seq } => protocol::reset(room_id, seq),
-            };
-            if sink.send(Message::Text(text)).await.is_err() {
-                control.close(CloseCode::Away.into(), "gone");
+        if texts.is_empty() {
+            continue;
+        }
+        let mut written = true;
+        for text in texts {
+            if sink.feed(Message::Text(text)).await.is_err() {
+                written = false;
                 break;
             }
+        }
+        if !written || sink.flush().await.is_err() {
+            control.close(CloseCode::Away.into(), "gone");
         }
     }
     drop(sink.close().await);
@@ -607,14 +621,40 @@ async fn handle_outbound(
     hub: &Hub,
     control: &Control,
     subscriptions: &Subscriptions,
+    texts: &mut Vec<String>,
+) -> Result<(), crate::db::DatabaseError> {
+    let mut deliveries = Vec::new();
+    let outcome = apply_outbound(
+        message,
+        rooms,
+        hub,
+        control,
+        subscriptions,
+        texts,
+        &mut deliveries,
+    )
+    .await;
+    texts.extend(deliveries.into_iter().map(|delivery| match delivery {
+        Delivery::Event(frame) => frame.text.to_string(),
+        Delivery::Reset { room_id, seq } => protocol::reset(room_id, seq),
+    }));
+    outcome
+}
+
+/// Applies one queued item: frames it produces go to `texts`, events to `deliveries`
+/// (after the frames already in `texts`).
+async fn apply_outbound(
+    message: Outbound,
+    rooms: &mut HashMap<Uuid, RoomState>,
+    hub: &Hub,
+    control: &Control,
+    subscriptions: &Subscriptions,
+    texts: &mut Vec<String>,
     deliveries: &mut Vec<Delivery>,
-    sink: &mut SplitSink<WebSocketStream, Message>,
 ) -> Result<(), crate::db::DatabaseError> {
     let settings = hub.settings();
     match message {
-        Outbound::Frame(text) => {
-            drop(sink.send(Message::Text(text.to_string())).await);
-        }
+        Outbound::Frame(text) => texts.push(text.to_string()),
         Outbound::Event(frame) => match rooms.get_mut(&frame.room_id) {
             Some(RoomState::Pending(held)) => {
                 held.push(frame);
@@ -637,7 +677,7 @@ async fn handle_outbound(
             ack,
             catch_up_to,
         } => {
-            drop(sink.send(Message::Text(ack)).await);
+            texts.push(ack);
             let held = match rooms.remove(&cursor.room_id) {
                 Some(RoomState::Pending(held)) => held,
                 _ => Vec::new(),
@@ -660,7 +700,7 @@ async fn handle_outbound(
             rooms.remove(&room_id);
             subscriptions.remove(room_id);
             let frame = serde_json::json!({"op": "unsubscribed", "room_id": room_id, "reason": "not_a_member"});
-            drop(sink.send(Message::Text(frame.to_string())).await);
+            texts.push(frame.to_string());
         }
     }
     Ok(())
