@@ -106,10 +106,8 @@ pub struct Config {
     #[arg(long, env = "HARK_WRITE_WORKERS", default_value_t = 4)]
     pub write_workers: usize,
 
-    /// The most messages in one write batch. Each runs in a subtransaction, and past
-    /// 64 of them Postgres's snapshots overflow into pg_subtrans and slow down, so
-    /// the default stays below.
-    #[arg(long, env = "HARK_WRITE_BATCH_MAX", default_value_t = 60)]
+    /// The most messages in one write batch.
+    #[arg(long, env = "HARK_WRITE_BATCH_MAX", default_value_t = 200)]
     pub write_batch_max: usize,
 
     /// How many events a resuming client may be behind before it is told to reset.
