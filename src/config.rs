@@ -102,8 +102,10 @@ pub struct Config {
     #[arg(long, env = "HARK_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub max_message_bytes: i32,
 
-    /// Message batches in flight at once per instance.
-    #[arg(long, env = "HARK_WRITE_WORKERS", default_value_t = 4)]
+    /// Message batches in flight at once per instance (rooms are sharded over them).
+    /// Notifying commits serialise on Postgres's notification lock, so one batch at a
+    /// time, as large as the waiting sends make it, gives the most throughput.
+    #[arg(long, env = "HARK_WRITE_WORKERS", default_value_t = 1)]
     pub write_workers: usize,
 
     /// The most messages in one write batch.

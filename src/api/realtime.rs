@@ -80,7 +80,7 @@ impl RealtimeApi {
         config.max_frame_size = Some(max_frame * 2);
         // Most connections are idle: a small read buffer keeps them cheap, and it grows
         // for the frames that need more.
-        config.read_buffer_size = 4 * 1024;
+        config.read_buffer_size = 1024;
         let state = state.0.clone();
         Ok(websocket
             .config(config)

@@ -81,22 +81,27 @@ pub enum Outbound {
     Event(Arc<EventFrame>),
     /// A subscription is being set up: hold this room's events until `Subscribed`.
     Pending(Uuid),
-    /// The subscription is acknowledged: send `ack`, hand out events after the
-    /// cursor's position up to `catch_up_to` from the log, then the held and live ones.
-    Subscribed {
-        /// Where the subscriber is.
-        cursor: RoomCursor,
-        /// The ack frame.
-        ack: String,
-        /// The room's seq at the ack.
-        catch_up_to: i64,
-    },
+    /// The subscription is acknowledged.
+    Subscribed(Box<Subscribed>),
     /// The room's events stop.
     Unsubscribed(Uuid),
     /// Close the connection after the frames queued before this one.
     Close(u16, String),
     /// The subscriber left the room or was removed: its events stop here.
     Revoked(Uuid),
+}
+
+/// A subscription just acknowledged: send `ack`, hand out events after the cursor's
+/// position up to `catch_up_to` from the log, then the held and live ones. (Boxed in
+/// [`Outbound`] to keep every queue slot small.)
+#[derive(Debug)]
+pub struct Subscribed {
+    /// Where the subscriber is.
+    pub cursor: RoomCursor,
+    /// The ack frame.
+    pub ack: String,
+    /// The room's seq at the ack.
+    pub catch_up_to: i64,
 }
 
 /// How to stop a connection from elsewhere (the fan-out, shutdown).

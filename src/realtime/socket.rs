@@ -23,7 +23,8 @@ use crate::auth::Caller;
 use crate::db::{MessageKind, NewMessage};
 use crate::error::ApiError;
 use crate::realtime::{
-    CLOSE_MALFORMED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub, Outbound, Subscriber,
+    CLOSE_MALFORMED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub, Outbound, Subscribed,
+    Subscriber,
     cursor::{Delivery, RoomCursor},
     protocol::{self, CLIENT_OPS, ClientFrame, EventFrame},
 };
@@ -143,7 +144,9 @@ impl Connection {
                     };
                     last_seen.store(now_millis(), Ordering::Relaxed);
                     match message {
-                        Message::Text(text) => self.handle_text(&text, settings.max_frame_bytes).await,
+                        // Boxed: an idle connection's task then stays small, and the
+                        // space for handling a frame exists only while it is handled.
+                        Message::Text(text) => Box::pin(self.handle_text(&text, settings.max_frame_bytes)).await,
                         Message::Binary(_) => self.malformed(None, "invalid_frame", "Frames are JSON text").await,
                         Message::Close(_) => return,
                         Message::Ping(_) | Message::Pong(_) => {}
@@ -155,7 +158,7 @@ impl Connection {
                 }
                 _ = recheck.tick() => {
                     if let Some(identity) = &self.identity
-                        && let Err(error) = self.state.db.user_me(&identity.caller).await
+                        && let Err(error) = Box::pin(self.state.db.user_me(&identity.caller)).await
                     {
                         let error = ApiError::from(error);
                         if error.status == StatusCode::UNAUTHORIZED {
@@ -297,14 +300,14 @@ impl Connection {
                 let result = self.subscribe(caller, room_id, since).await?;
                 // The ack travels with the subscription, ahead of its events.
                 self.queue
-                    .send(Outbound::Subscribed {
+                    .send(Outbound::Subscribed(Box::new(Subscribed {
                         ack: protocol::ack(
                             reference.as_deref(),
                             &serde_json::json!({"room_id": room_id, "seq": result.catch_up_to}),
                         ),
                         cursor: result.cursor,
                         catch_up_to: result.catch_up_to,
-                    })
+                    })))
                     .await
                     .map_err(|_| closed())?;
                 return Ok(None);
@@ -425,7 +428,7 @@ impl Connection {
         caller: &Caller,
         room_id: Uuid,
         since: Option<i64>,
-    ) -> Result<Subscribed, ApiError> {
+    ) -> Result<Granted, ApiError> {
         if self.subscriptions.contains(room_id) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -479,7 +482,7 @@ impl Connection {
             }
         };
         hub.delivered_at_least(room_id, now);
-        Ok(Subscribed {
+        Ok(Granted {
             cursor: RoomCursor {
                 tenant_id: grant.tenant_id,
                 room_id,
@@ -490,7 +493,8 @@ impl Connection {
     }
 }
 
-struct Subscribed {
+/// A subscription set up, before its ack.
+struct Granted {
     cursor: RoomCursor,
     catch_up_to: i64,
 }
@@ -575,7 +579,7 @@ async fn write(
                 let mut next = Some(message);
                 let mut taken = 0;
                 while let Some(message) = next.take() {
-                    let outcome = handle_outbound(message, &mut rooms, &hub, &control, &subscriptions, &mut texts).await;
+                    let outcome = Box::pin(handle_outbound(message, &mut rooms, &hub, &control, &subscriptions, &mut texts)).await;
                     if let Err(error) = outcome {
                         tracing::warn!(%error, "could not read the log for a subscriber");
                         control.close(CloseCode::Error.into(), "could not read the room's log; reconnect and resume");
@@ -672,11 +676,12 @@ async fn apply_outbound(
         Outbound::Pending(room_id) => {
             rooms.insert(room_id, RoomState::Pending(Vec::new()));
         }
-        Outbound::Subscribed {
-            mut cursor,
-            ack,
-            catch_up_to,
-        } => {
+        Outbound::Subscribed(subscribed) => {
+            let Subscribed {
+                mut cursor,
+                ack,
+                catch_up_to,
+            } = *subscribed;
             texts.push(ack);
             let held = match rooms.remove(&cursor.room_id) {
                 Some(RoomState::Pending(held)) => held,
