@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 admin_url=postgres://postgres@127.0.0.1:5432/postgres
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    admin_url=postgres://postgres@127.0.0.1:55432/postgres
+    admin_url=postgres://postgres@127.0.0.1:25432/postgres
 fi
 database="hark_readme_$(date +%s)_$$"
 export DATABASE_URL="${admin_url%/postgres}/$database"

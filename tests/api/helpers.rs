@@ -23,8 +23,9 @@ use uuid::Uuid;
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256!";
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
-/// Port of the private cluster started when no server answers.
-const PRIVATE_CLUSTER_PORT: u16 = 55_432;
+/// Port of the private cluster started when no server answers: below the ephemeral
+/// range (32768 and up), so that no client socket can be holding it.
+const PRIVATE_CLUSTER_PORT: u16 = 25_432;
 
 /// The admin URL of the server tests run against, once it is known to answer.
 static SERVER: OnceCell<String> = OnceCell::const_new();
@@ -642,7 +643,8 @@ pub struct OwnCluster {
 }
 
 impl OwnCluster {
-    /// Initialises and starts a cluster on `port` under target/.
+    /// Initialises and starts a cluster on `port` (best below 32768, the ephemeral
+    /// range) under target/.
     pub fn start(port: u16) -> Self {
         let bin = postgres_bin_dir();
         let data =

@@ -250,7 +250,7 @@ async fn killing_the_listener_connections_loses_no_event() {
 
 #[tokio::test]
 async fn restarting_postgres_loses_no_acknowledged_message() {
-    let cluster = crate::helpers::OwnCluster::start(55_440);
+    let cluster = crate::helpers::OwnCluster::start(25_440);
     let database_url = cluster.url("hark_restart");
     let a = spawn_on(database_url.clone(), |_| {}).await;
     let b = spawn_on(database_url, |_| {}).await;
