@@ -617,6 +617,9 @@ async fn write(
         }
     }
     drop(sink.close().await);
+    // However the writer ended (a dead peer, a failed write), the reader stops too, so
+    // that the connection's subscriptions and presence end with it.
+    control.close(CloseCode::Away.into(), "connection ended");
 }
 
 async fn handle_outbound(

@@ -777,3 +777,34 @@ async fn a_removed_member_stops_receiving_the_room_at_once() {
         .await;
     assert_eq!(client.answer("again").await["code"], "not_a_member");
 }
+
+#[tokio::test]
+async fn a_connection_that_answers_no_ping_is_dropped() {
+    let app = spawn_app_with(|config| config.ws_ping_seconds = 1).await;
+    let (_owner, bob, room_id) = room_with_bob(&app).await;
+    let mut silent = WsClient::connect(&app, &bob.token).await;
+    silent.subscribe(&room_id, None).await;
+    // Not reading means not answering the server's pings.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ending = loop {
+        match silent.next(WAIT).await {
+            Ok(_) => {}
+            Err(ending) => break ending,
+        }
+    };
+    println!("a silent connection ended with {ending:?}");
+    assert!(matches!(ending, Ending::Closed(_) | Ending::Dropped));
+    // Its presence ends with it (the leave signal goes through Postgres).
+    let mut online = Value::Null;
+    for _ in 0..50 {
+        online = app
+            .get(&format!("/v1/rooms/{room_id}/presence"), &bob.token)
+            .await
+            .expect(200);
+        if online["items"].as_array().unwrap().is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the silent connection is still present: {online}");
+}
