@@ -14,6 +14,26 @@ as $$
     from generate_series(1, 6)
 $$;
 
+-- Gives a room a new invite code, drawing again on the rare collision with another
+-- room's code in the tenant.
+create function hark_api.draw_invite_code(p_room_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    for attempt in 1..10 loop
+        begin
+            update hark.rooms set invite_code = hark_api.new_invite_code(), updated_at = now() where id = p_room_id;
+            return;
+        exception when unique_violation then
+            if attempt = 10 then
+                raise;
+            end if;
+        end;
+    end loop;
+end
+$$;
+
 -- Locks a room of the current tenant for a change and returns it, or fails with 404.
 create function hark_api.lock_room(p_room_id uuid)
 returns hark.rooms
@@ -222,19 +242,9 @@ declare
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.validate_room_fields(p_name, p_topic, p_visibility);
-    for attempt in 1..10 loop
-        begin
-            insert into hark.rooms (tenant_id, id, kind, name, topic, visibility, invite_code, created_by)
-            values (p_tenant_id, p_room_id, 'group', p_name, p_topic, p_visibility, hark_api.new_invite_code(), p_user_id)
-            returning * into v_room;
-            exit;
-        exception when unique_violation then
-            -- An invite code collision: draw another.
-            if attempt = 10 then
-                raise;
-            end if;
-        end;
-    end loop;
+    insert into hark.rooms (tenant_id, id, kind, name, topic, visibility, created_by)
+    values (p_tenant_id, p_room_id, 'group', p_name, p_topic, p_visibility, p_user_id);
+    perform hark_api.draw_invite_code(p_room_id);
     perform hark_api.add_member(p_room_id, p_user_id, 'owner');
     select * into v_room from hark.rooms where id = p_room_id;
     return hark_api.room_json(v_room);
@@ -442,16 +452,7 @@ begin
     perform hark_api.require_room_admin(p_room_id);
     perform hark_api.require_group(v_room);
     perform hark_api.require_not_archived(v_room);
-    for attempt in 1..10 loop
-        begin
-            update hark.rooms set invite_code = hark_api.new_invite_code(), updated_at = now() where id = p_room_id;
-            exit;
-        exception when unique_violation then
-            if attempt = 10 then
-                raise;
-            end if;
-        end;
-    end loop;
+    perform hark_api.draw_invite_code(p_room_id);
     perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
         'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility,
         'changed', jsonb_build_array('invite_code')));

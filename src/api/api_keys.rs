@@ -59,6 +59,7 @@ pub enum ApiKeyRevoked {
 }
 
 /// API keys.
+#[derive(Default)]
 pub struct ApiKeysApi;
 
 #[OpenApi(tag = "ApiTags::ApiKeys")]

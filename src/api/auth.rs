@@ -171,6 +171,7 @@ pub enum LoggedOut {
 }
 
 /// Registration, login, refresh and logout.
+#[derive(Default)]
 pub struct AuthApi;
 
 #[OpenApi(tag = "ApiTags::Auth")]

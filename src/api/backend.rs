@@ -56,6 +56,7 @@ pub enum BackendSessionCreated {
 }
 
 /// Backend operations.
+#[derive(Default)]
 pub struct BackendApi;
 
 #[OpenApi(tag = "ApiTags::Backend")]

@@ -18,6 +18,7 @@ use crate::startup::AppState;
 const DEFAULT_PAGE_SIZE: i32 = 100;
 
 /// The event log.
+#[derive(Default)]
 pub struct EventsApi;
 
 #[OpenApi(tag = "ApiTags::Events")]

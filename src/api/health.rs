@@ -31,6 +31,7 @@ pub enum Readiness {
 }
 
 /// The probes.
+#[derive(Default)]
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Operations")]

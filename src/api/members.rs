@@ -57,6 +57,7 @@ pub enum MemberRemoved {
 }
 
 /// Room members.
+#[derive(Default)]
 pub struct MembersApi;
 
 #[OpenApi(tag = "ApiTags::Members")]

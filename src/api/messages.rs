@@ -119,6 +119,7 @@ pub enum MessageDeleted {
 }
 
 /// Messages.
+#[derive(Default)]
 pub struct MessagesApi;
 
 #[OpenApi(tag = "ApiTags::Messages")]

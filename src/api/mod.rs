@@ -64,19 +64,7 @@ pub type Api = (
 /// The OpenAPI service: the routes together with their description.
 pub fn service() -> OpenApiService<Api, ()> {
     OpenApiService::new(
-        (
-            health::HealthApi,
-            tenants::TenantsApi,
-            auth::AuthApi,
-            users::UsersApi,
-            rooms::RoomsApi,
-            members::MembersApi,
-            messages::MessagesApi,
-            events::EventsApi,
-            realtime::RealtimeApi,
-            api_keys::ApiKeysApi,
-            backend::BackendApi,
-        ),
+        Api::default(),
         "Hark",
         env!("CARGO_PKG_VERSION"),
     )

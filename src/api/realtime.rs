@@ -35,6 +35,7 @@ pub struct OnlineMembers {
 }
 
 /// Real-time operations.
+#[derive(Default)]
 pub struct RealtimeApi;
 
 #[OpenApi(tag = "ApiTags::Realtime")]

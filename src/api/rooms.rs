@@ -89,6 +89,7 @@ pub enum RoomGone {
 }
 
 /// Rooms.
+#[derive(Default)]
 pub struct RoomsApi;
 
 #[OpenApi(tag = "ApiTags::Rooms")]

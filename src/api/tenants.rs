@@ -103,6 +103,7 @@ pub async fn create_tenant_with_owner(
 }
 
 /// Tenants.
+#[derive(Default)]
 pub struct TenantsApi;
 
 #[OpenApi(tag = "ApiTags::Tenants")]

@@ -26,6 +26,7 @@ pub enum UserDeleted {
 }
 
 /// Users.
+#[derive(Default)]
 pub struct UsersApi;
 
 #[OpenApi(tag = "ApiTags::Users")]

@@ -722,3 +722,17 @@ impl Drop for OwnCluster {
         );
     }
 }
+
+/// A tenant `acme` with its owner and a member `bob` in one private room; answers
+/// (owner, bob, room id).
+pub async fn room_with_bob(app: &TestApp) -> (Session, Session, String) {
+    let tenant = app.create_tenant("acme").await;
+    let bob = app.register("acme", "bob").await;
+    let room_id = id_of(
+        &app.create_room(&tenant.owner.token, "lobby", "private")
+            .await,
+    );
+    app.add_member(&tenant.owner.token, &room_id, &bob.user_id)
+        .await;
+    (tenant.owner, bob, room_id)
+}

@@ -3,20 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Session, TestApp, id_of, spawn_app};
-
-/// A tenant with an owner and a member `bob` in one room; answers (owner, bob, room id).
-async fn room_with_bob(app: &TestApp) -> (Session, Session, String) {
-    let tenant = app.create_tenant("acme").await;
-    let bob = app.register("acme", "bob").await;
-    let room_id = id_of(
-        &app.create_room(&tenant.owner.token, "lobby", "private")
-            .await,
-    );
-    app.add_member(&tenant.owner.token, &room_id, &bob.user_id)
-        .await;
-    (tenant.owner, bob, room_id)
-}
+use crate::helpers::{TestApp, id_of, room_with_bob, spawn_app};
 
 fn seqs(page: &Value) -> Vec<i64> {
     page["items"]

@@ -7,21 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 
-use crate::helpers::{Session, TestApp, id_of, spawn_app, spawn_app_with, spawn_on};
+use crate::helpers::{id_of, room_with_bob, spawn_app, spawn_app_with, spawn_on};
 use crate::ws::{Ending, WAIT, WsClient, resilient_subscriber, seqs_of};
-
-/// A tenant with its owner and a member `bob` in one room; answers (owner, bob, room id).
-async fn room_with_bob(app: &TestApp) -> (Session, Session, String) {
-    let tenant = app.create_tenant("acme").await;
-    let bob = app.register("acme", "bob").await;
-    let room_id = id_of(
-        &app.create_room(&tenant.owner.token, "lobby", "private")
-            .await,
-    );
-    app.add_member(&tenant.owner.token, &room_id, &bob.user_id)
-        .await;
-    (tenant.owner, bob, room_id)
-}
 
 fn is_gapless_from(seqs: &[i64], first: i64) -> bool {
     seqs.iter()
