@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 
-use crate::helpers::{id_of, room_with_bob, spawn_app, spawn_app_with, spawn_on};
+use crate::helpers::{Session, TestApp, id_of, room_with_bob, spawn_app, spawn_app_with, spawn_on};
 use crate::ws::{Ending, WAIT, WsClient, resilient_subscriber, seqs_of};
 
 fn is_gapless_from(seqs: &[i64], first: i64) -> bool {
@@ -166,38 +166,103 @@ async fn send_steadily(
     acknowledged
 }
 
+/// Subscribers on the given instances that resume like real clients, and a sender
+/// of `total` messages on the first instance, started together.
+struct Flow {
+    start: i64,
+    total: usize,
+    subscribers: Vec<tokio::task::JoinHandle<Vec<i64>>>,
+    sender: tokio::task::JoinHandle<Vec<i64>>,
+}
+
+impl Flow {
+    async fn start(
+        apps: &[&TestApp],
+        owner: &Session,
+        bob: &Session,
+        room_id: &str,
+        total: usize,
+        pause: Duration,
+    ) -> Self {
+        let room = apps[0]
+            .get(&format!("/v1/rooms/{room_id}"), &owner.token)
+            .await
+            .expect(200);
+        let start = room["last_seq"].as_i64().unwrap();
+        let upto = start + total as i64;
+        let subscribers = apps
+            .iter()
+            .map(|app| {
+                tokio::spawn(resilient_subscriber(
+                    app.address.clone(),
+                    bob.token.clone(),
+                    room_id.to_owned(),
+                    upto,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sender = tokio::spawn(send_steadily(
+            apps[0].address.clone(),
+            owner.token.clone(),
+            room_id.to_owned(),
+            total,
+            pause,
+        ));
+        Self {
+            start,
+            total,
+            subscribers,
+            sender,
+        }
+    }
+
+    /// Checks that every message was acknowledged with its own seq and that every
+    /// subscriber holds exactly those, in order, once repeats are dropped; answers them.
+    async fn check(self) -> Vec<i64> {
+        let acknowledged = self.sender.await.unwrap();
+        assert_eq!(acknowledged.len(), self.total);
+        let mut expected = acknowledged;
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(
+            expected.len(),
+            self.total,
+            "every acknowledged message has its own seq"
+        );
+        for subscriber in self.subscribers {
+            let mut received = subscriber.await.unwrap();
+            let raw = received.len();
+            received.dedup();
+            println!(
+                "subscriber: {raw} events received, {} after dropping repeated seqs",
+                received.len()
+            );
+            let messages: Vec<i64> = received
+                .into_iter()
+                .filter(|seq| *seq > self.start)
+                .collect();
+            assert!(is_gapless_from(&messages, self.start + 1), "{messages:?}");
+            assert_eq!(messages, expected);
+        }
+        expected
+    }
+}
+
 #[tokio::test]
 async fn killing_the_listener_connections_loses_no_event() {
     let a = spawn_app().await;
     let b = a.spawn_peer().await;
     let (owner, bob, room_id) = room_with_bob(&a).await;
-    let start = a
-        .get(&format!("/v1/rooms/{room_id}"), &owner.token)
-        .await
-        .expect(200)["last_seq"]
-        .as_i64()
-        .unwrap();
-    let total = 150;
-    let upto = start + total as i64;
-    let subscribers: Vec<_> = [&a, &b, &a]
-        .iter()
-        .map(|app| {
-            tokio::spawn(resilient_subscriber(
-                app.address.clone(),
-                bob.token.clone(),
-                room_id.clone(),
-                upto,
-            ))
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let sender = tokio::spawn(send_steadily(
-        a.address.clone(),
-        owner.token.clone(),
-        room_id.clone(),
-        total,
+    let flow = Flow::start(
+        &[&a, &b, &a],
+        &owner,
+        &bob,
+        &room_id,
+        150,
         Duration::from_millis(5),
-    ));
+    )
+    .await;
 
     let (admin, connection) = tokio_postgres::connect(&a.database_url, NoTls)
         .await
@@ -219,20 +284,7 @@ async fn killing_the_listener_connections_loses_no_event() {
     }
     println!("terminated {killed} LISTEN backends while messages flowed");
     assert!(killed >= 2, "the listeners were found and killed");
-    let acknowledged = sender.await.unwrap();
-    assert_eq!(acknowledged.len(), total);
-    for subscriber in subscribers {
-        let mut received = subscriber.await.unwrap();
-        let raw = received.len();
-        received.dedup();
-        println!(
-            "subscriber: {raw} events received, {} after dropping repeated seqs",
-            received.len()
-        );
-        let messages: Vec<i64> = received.into_iter().filter(|seq| *seq > start).collect();
-        assert!(is_gapless_from(&messages, start + 1), "{messages:?}");
-        assert_eq!(messages.len(), total);
-    }
+    flow.check().await;
 }
 
 #[tokio::test]
@@ -242,58 +294,19 @@ async fn restarting_postgres_loses_no_acknowledged_message() {
     let a = spawn_on(database_url.clone(), |_| {}).await;
     let b = spawn_on(database_url, |_| {}).await;
     let (owner, bob, room_id) = room_with_bob(&a).await;
-    let start = a
-        .get(&format!("/v1/rooms/{room_id}"), &owner.token)
-        .await
-        .expect(200)["last_seq"]
-        .as_i64()
-        .unwrap();
-    let total = 100;
-    let upto = start + total as i64;
-    let subscribers: Vec<_> = [&a, &b]
-        .iter()
-        .map(|app| {
-            tokio::spawn(resilient_subscriber(
-                app.address.clone(),
-                bob.token.clone(),
-                room_id.clone(),
-                upto,
-            ))
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let sender = tokio::spawn(send_steadily(
-        a.address.clone(),
-        owner.token.clone(),
-        room_id.clone(),
-        total,
+    let flow = Flow::start(
+        &[&a, &b],
+        &owner,
+        &bob,
+        &room_id,
+        100,
         Duration::from_millis(20),
-    ));
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     cluster.restart();
     println!("PostgreSQL restarted while messages flowed");
-    let acknowledged = sender.await.unwrap();
-    assert_eq!(acknowledged.len(), total);
-    let mut expected = acknowledged.clone();
-    expected.sort_unstable();
-    expected.dedup();
-    assert_eq!(
-        expected.len(),
-        total,
-        "every acknowledged message has its own seq"
-    );
-    for subscriber in subscribers {
-        let mut received = subscriber.await.unwrap();
-        let raw = received.len();
-        received.dedup();
-        println!(
-            "subscriber: {raw} events received, {} after dropping repeated seqs",
-            received.len()
-        );
-        let messages: Vec<i64> = received.into_iter().filter(|seq| *seq > start).collect();
-        assert!(is_gapless_from(&messages, start + 1), "{messages:?}");
-        assert_eq!(messages, expected);
-    }
+    let total = flow.check().await.len();
     // The database holds every acknowledged message.
     let history = a
         .get(
