@@ -17,12 +17,20 @@ async fn healthz_answers_ok() {
 }
 
 #[tokio::test]
-async fn readyz_reports_the_database_up() {
+async fn readyz_reports_the_database_and_the_listener_up() {
     let app = spawn_app().await;
-    let body = app
-        .request(Method::GET, "/readyz", None, None)
-        .await
-        .expect(200);
+    // The LISTEN connection comes up just after start: until then the instance says
+    // it is not ready.
+    let mut answer = app.request(Method::GET, "/readyz", None, None).await;
+    for _ in 0..50 {
+        if answer.status == 200 {
+            break;
+        }
+        assert_eq!(answer.body["listener"], "down", "{}", answer.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        answer = app.request(Method::GET, "/readyz", None, None).await;
+    }
+    let body = answer.expect(200);
     assert_eq!(
         body,
         json!({"status": "ready", "database": "up", "listener": "up"})

@@ -808,3 +808,80 @@ async fn a_connection_that_answers_no_ping_is_dropped() {
     }
     panic!("the silent connection is still present: {online}");
 }
+
+#[tokio::test]
+async fn one_connection_receives_many_rooms() {
+    let app = spawn_app().await;
+    let (owner, bob, first) = room_with_bob(&app).await;
+    let second = id_of(&app.create_room(&owner.token, "second", "private").await);
+    app.add_member(&owner.token, &second, &bob.user_id).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    let first_start = client.subscribe(&first, None).await;
+    let second_start = client.subscribe(&second, None).await;
+    for index in 0..5 {
+        app.send(&owner.token, &first, &format!("first {index}"))
+            .await;
+        app.send(&owner.token, &second, &format!("second {index}"))
+            .await;
+    }
+    let from_first = client.events_until(&first, first_start + 5).await;
+    let from_second = client.events_until(&second, second_start + 5).await;
+    assert!(is_gapless_from(&seqs_of(&from_first), first_start + 1));
+    assert!(is_gapless_from(&seqs_of(&from_second), second_start + 1));
+    assert_eq!(from_second[4]["data"]["body"], "second 4");
+}
+
+#[tokio::test]
+async fn users_of_an_instance_that_goes_silent_drop_out_of_presence() {
+    let app = spawn_app_with(|config| config.presence_heartbeat_seconds = 1).await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut watcher = WsClient::connect(&app, &owner.token).await;
+    watcher.subscribe(&room_id, None).await;
+    // Another instance announces bob, then crashes: it never repeats him in a heartbeat.
+    let (client, connection) = tokio_postgres::connect(&app.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let signal = json!({
+        "kind": "join",
+        "instance": uuid::Uuid::new_v4(),
+        "room_id": room_id,
+        "user": {"id": bob.user_id, "username": "bob", "display_name": null, "avatar_url": null},
+    });
+    client
+        .execute(
+            "select hark_api.presence_publish($1)",
+            &[&signal.to_string()],
+        )
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    let started = std::time::Instant::now();
+    while statuses.len() < 2 {
+        let frame = watcher.next(WAIT).await.unwrap();
+        if frame["op"] == "presence" && frame["user"]["username"] == "bob" {
+            statuses.push((
+                frame["status"].as_str().unwrap().to_owned(),
+                started.elapsed(),
+            ));
+        }
+    }
+    println!("bob's presence from a silent instance: {statuses:?}");
+    assert_eq!(statuses[0].0, "online");
+    assert_eq!(statuses[1].0, "offline");
+    assert!(
+        statuses[1].1 < Duration::from_secs(6),
+        "dropped within three heartbeats and a bit"
+    );
+    let online = app
+        .get(&format!("/v1/rooms/{room_id}/presence"), &owner.token)
+        .await
+        .expect(200);
+    let names: Vec<&str> = online["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["owner"]);
+}

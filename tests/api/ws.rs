@@ -76,6 +76,11 @@ impl WsClient {
         if !self.backlog.is_empty() {
             return Ok(self.backlog.remove(0));
         }
+        self.read(wait).await
+    }
+
+    /// The next JSON frame from the socket itself, past the backlog.
+    async fn read(&mut self, wait: Duration) -> Result<Value, Ending> {
         loop {
             let message = tokio::time::timeout(wait, self.socket.next())
                 .await
@@ -134,24 +139,28 @@ impl WsClient {
         answer["result"]["seq"].as_i64().unwrap()
     }
 
-    /// Collects room events until one with seq `upto` arrived; answers them in order.
+    /// Collects one room's events until the one with seq `upto` arrived; answers them
+    /// in order.
     pub async fn events_until(&mut self, room_id: &str, upto: i64) -> Vec<Value> {
         let mut events = Vec::new();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if let Some(index) = self.backlog.iter().position(|frame| frame["op"] == "event") {
+            // Events of other rooms stay in the backlog for whoever waits for them.
+            if let Some(index) = self
+                .backlog
+                .iter()
+                .position(|frame| frame["op"] == "event" && frame["room_id"] == room_id)
+            {
                 let frame = self.backlog.remove(index);
-                if frame["room_id"] == room_id {
-                    let seq = frame["seq"].as_i64().unwrap();
-                    events.push(frame);
-                    if seq >= upto {
-                        return events;
-                    }
+                let seq = frame["seq"].as_i64().unwrap();
+                events.push(frame);
+                if seq >= upto {
+                    return events;
                 }
                 continue;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next(left).await {
+            match self.read(left).await {
                 Ok(frame) if frame["op"] == "event" => self.backlog.push(frame),
                 Ok(_) => {}
                 Err(ending) => panic!("connection ended before seq {upto}: {ending:?}"),
