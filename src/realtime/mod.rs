@@ -114,14 +114,15 @@ pub struct Control {
 }
 
 impl Control {
-    /// Asks the connection to close with a code; the first request wins.
+    /// Asks the connection to close with a code; the first request wins. Everyone
+    /// waiting in `closed` wakes up (the reader and the writer both do).
     pub fn close(&self, code: u16, reason: &str) {
         let mut close = self.close.lock().unwrap_or_else(PoisonError::into_inner);
         if close.is_none() {
             *close = Some((code, reason.to_owned()));
         }
         drop(close);
-        self.notify.notify_one();
+        self.notify.notify_waiters();
     }
 
     /// The close requested, if any.
@@ -135,10 +136,14 @@ impl Control {
     /// Waits for a close request.
     pub async fn closed(&self) -> (u16, String) {
         loop {
+            // Registered before the check, so that a request in between is not missed.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if let Some(close) = self.requested() {
                 return close;
             }
-            self.notify.notified().await;
+            notified.await;
         }
     }
 }

@@ -304,8 +304,9 @@ pub struct TestApp {
     pub database_url: String,
     /// An HTTP client.
     pub client: reqwest::Client,
-    /// The running instance's state, for looking inside (batch counts).
-    pub state: AppState,
+    /// The running instance's state, for looking inside (batch counts); `None` for an
+    /// instance running as its own process.
+    pub state: Option<AppState>,
 }
 
 /// A user with a session.
@@ -630,7 +631,7 @@ pub async fn spawn_on(database_url: String, change: impl FnOnce(&mut Config)) ->
         address,
         database_url,
         client: reqwest::Client::new(),
-        state,
+        state: Some(state),
     }
 }
 

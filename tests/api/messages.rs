@@ -690,7 +690,7 @@ async fn a_batch_with_one_invalid_message_commits_the_others_and_answers_each_se
         sends.push(async move { (index, app.post(&target, Some(token), body).await) });
     }
     let answers = futures_util::future::join_all(sends).await;
-    let stats = &app.state.writer.stats;
+    let stats = &app.state.as_ref().unwrap().writer.stats;
     let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
     let batched = stats
         .batched_items
@@ -753,6 +753,8 @@ async fn batched_messages_reach_subscribers_in_order() {
     assert_eq!(received, (start + 1..=start + 40).collect::<Vec<_>>());
     assert!(
         app.state
+            .as_ref()
+            .unwrap()
             .writer
             .stats
             .batches

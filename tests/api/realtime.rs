@@ -885,3 +885,87 @@ async fn users_of_an_instance_that_goes_silent_drop_out_of_presence() {
         .collect();
     assert_eq!(names, ["owner"]);
 }
+
+#[tokio::test]
+async fn sigterm_tells_websocket_clients_to_reconnect_finishes_in_flight_requests_and_exits_0() {
+    let database_url = crate::helpers::fresh_database().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    // An expensive password hash makes a login that is still running when SIGTERM comes.
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_hark"))
+        .arg("serve")
+        .env("DATABASE_URL", &database_url)
+        .env("HARK_BIND", format!("127.0.0.1:{port}"))
+        .env("HARK_JWT_SECRET", crate::helpers::TEST_JWT_SECRET)
+        .env("HARK_TENANT_CREATION", "open")
+        .env("HARK_PASSWORD_HASH_MEMORY_KIB", "262144")
+        .env("HARK_PASSWORD_HASH_ITERATIONS", "4")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        database_url,
+        client: reqwest::Client::new(),
+        state: None,
+    };
+    let mut ready = false;
+    for _ in 0..100 {
+        if reqwest::get(format!("{}/readyz", app.address))
+            .await
+            .is_ok_and(|response| response.status() == 200)
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the instance started");
+    let (_owner, bob, room_id) = room_with_bob(&app).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    client.subscribe(&room_id, None).await;
+
+    let login = tokio::spawn({
+        let client = app.client.clone();
+        let address = app.address.clone();
+        async move {
+            client
+                .post(format!("{address}/v1/auth/login"))
+                .json(&json!({"tenant": "acme", "login": "bob", "password": crate::helpers::PASSWORD}))
+                .send()
+                .await
+                .map(|response| response.status().as_u16())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let pid = server.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let ending = loop {
+        match client.next(WAIT).await {
+            Ok(_) => {}
+            Err(ending) => break ending,
+        }
+    };
+    assert_eq!(ending, Ending::Closed(1012));
+    assert_eq!(
+        login.await.unwrap().unwrap(),
+        200,
+        "the in-flight login completed"
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(20), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    println!(
+        "after SIGTERM: WebSocket closed with 1012, in-flight login answered 200, process exited with {exit}"
+    );
+    assert!(exit.success());
+}
