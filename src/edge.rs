@@ -9,10 +9,12 @@ use poem::{
     Body, Endpoint, IntoResponse, Middleware, Request, Response, Result,
     http::{HeaderValue, Method, StatusCode, header},
 };
+use poem_openapi::OperationId;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::metrics::METRICS;
 
 /// The header carrying the request id both ways.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -121,6 +123,11 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                     .map(IntoResponse::into_response),
                 Err(error) => Err(error.into()),
             };
+            let operation = match &outcome {
+                Ok(response) => response.data::<OperationId>().map(|id| id.0),
+                Err(error) => error.data::<OperationId>().map(|id| id.0),
+            }
+            .unwrap_or("unmatched");
             let mut response = match outcome {
                 Ok(response) => response,
                 Err(error) => ApiError::from_poem(error).to_response(&request_id),
@@ -129,7 +136,16 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
             }
             let status = response.status().as_u16();
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let elapsed = started.elapsed().as_secs_f64();
+            METRICS
+                .http_requests
+                .with_label_values(&[operation, response.status().as_str()])
+                .inc();
+            METRICS
+                .http_duration
+                .with_label_values(&[operation])
+                .observe(elapsed);
+            let elapsed_ms = elapsed * 1000.0;
             if status >= 500 {
                 tracing::error!(status, elapsed_ms, "request failed");
             } else {

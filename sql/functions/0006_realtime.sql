@@ -118,3 +118,10 @@ begin
         where m.room_id = p_room_id and m.user_id = any(p_user_ids)), '[]'::jsonb);
 end
 $$;
+
+-- How full Postgres's notification queue is (0 to 1), for /metrics: a listener that
+-- stops reading lets it fill, and a full queue makes notifying commits fail.
+create function hark_api.notification_queue_usage()
+returns double precision
+language sql
+as $$ select pg_notification_queue_usage() $$;

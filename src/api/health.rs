@@ -1,9 +1,13 @@
 //! Liveness and readiness probes.
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    payload::{Json, PlainText},
+};
 
 use crate::api::ApiTags;
+use crate::metrics::METRICS;
 use crate::startup::AppState;
 
 /// The state of the instance.
@@ -44,6 +48,23 @@ impl HealthApi {
             database: None,
             listener: None,
         })
+    }
+
+    /// Metrics in Prometheus's text format
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&AppState>) -> PlainText<String> {
+        let (in_use, idle, waiting) = state.db.pool_usage();
+        for (label, value) in [("in_use", in_use), ("idle", idle), ("waiting", waiting)] {
+            METRICS
+                .pool
+                .with_label_values(&[label])
+                .set(i64::try_from(value).unwrap_or(i64::MAX));
+        }
+        match state.db.notification_queue_usage().await {
+            Ok(usage) => METRICS.notification_queue_usage.set(usage),
+            Err(error) => tracing::warn!(%error, "could not read the notification queue usage"),
+        }
+        PlainText(METRICS.render())
     }
 
     /// Readiness: the database is reachable and the LISTEN connection is up

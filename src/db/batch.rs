@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::{Attachment, Database, DatabaseError, NewMessage, SentMessage};
+use crate::metrics::METRICS;
 
 /// How the writer batches.
 #[derive(Debug, Clone, Copy)]
@@ -167,6 +168,7 @@ async fn work(
                 Err(_) => break,
             }
         }
+        METRICS.write_batch_size.observe(batch.len() as f64);
         if batch.len() == 1 {
             stats.single_writes.fetch_add(1, Ordering::Relaxed);
             if let Some(single) = batch.pop() {

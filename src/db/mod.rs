@@ -129,6 +129,26 @@ impl Database {
         Ok(())
     }
 
+    /// The pool's connections: in use, idle, and requests waiting for one.
+    pub fn pool_usage(&self) -> (usize, usize, usize) {
+        let status = self.pool.status();
+        (
+            status.size.saturating_sub(status.available),
+            status.available,
+            status.waiting,
+        )
+    }
+
+    /// Postgres's notification queue usage, from 0 to 1.
+    pub async fn notification_queue_usage(&self) -> Result<f64, DatabaseError> {
+        self.call(
+            "notification_queue_usage",
+            "select to_jsonb(hark_api.notification_queue_usage())",
+            &[],
+        )
+        .await
+    }
+
     /// Runs `sql` (one call of a SQL function answering JSON) and decodes the answer.
     async fn call<T: DeserializeOwned>(
         &self,

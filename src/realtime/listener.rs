@@ -9,6 +9,8 @@ use futures_util::{StreamExt, stream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::metrics::METRICS;
+
 /// The channel of presence signals, which every instance LISTENs on.
 pub const PRESENCE_CHANNEL: &str = "hark_presence";
 
@@ -144,6 +146,9 @@ async fn run(
         }
         backoff = Duration::from_millis(100);
         up.send_replace(true);
+        METRICS.listener_up.set(1);
+        METRICS.listener_connects.inc();
+        METRICS.listen_channels.set(listening.len() as i64);
         tracing::info!(channels = listening.len(), "LISTEN connection up");
         for done in waiting.drain(..) {
             let _ = done.send(());
@@ -162,6 +167,7 @@ async fn run(
                             continue;
                         }
                         listening.insert(channel.clone());
+                        METRICS.listen_channels.set(listening.len() as i64);
                         match client.batch_execute(&format!("LISTEN {}", quote(&channel))).await {
                             Ok(()) => drop(done.send(())),
                             Err(error) => {
@@ -172,7 +178,9 @@ async fn run(
                         }
                     }
                     Some(Command::Unlisten { channel }) => {
-                        if listening.remove(&channel)
+                        let removed = listening.remove(&channel);
+                        METRICS.listen_channels.set(listening.len() as i64);
+                        if removed
                             && let Err(error) = client.batch_execute(&format!("UNLISTEN {}", quote(&channel))).await
                         {
                             tracing::warn!(%error, "UNLISTEN failed");
@@ -184,6 +192,7 @@ async fn run(
             }
         }
         up.send_replace(false);
+        METRICS.listener_up.set(0);
         drop(client);
     }
 }

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::db::{Database, RoomEvent, UserRef};
 use crate::error::ApiError;
+use crate::metrics::METRICS;
 use crate::realtime::cursor::RoomCursor;
 use crate::realtime::listener::{Command, ListenerHandle, Notice, PRESENCE_CHANNEL};
 use crate::realtime::presence::{Presence, Signal};
@@ -309,6 +310,7 @@ impl Hub {
                 "Real-time delivery is not available right now; retry shortly",
             ));
         }
+        METRICS.subscriptions.inc();
         if let Some(signal) = self.inner.presence.local_join(room_id, user) {
             self.publish_presence(signal);
         }
@@ -345,6 +347,7 @@ impl Hub {
         if entry.subscribers.remove(&id).is_none() {
             return;
         }
+        METRICS.subscriptions.dec();
         if entry.subscribers.is_empty() {
             rooms.remove(&room_id);
             drop(self.inner.listener.commands.send(Command::Unlisten {
@@ -572,7 +575,15 @@ fn fan_out_frames(inner: &HubInner, room_id: Uuid, frames: Vec<Arc<EventFrame>>)
             continue;
         }
         entry.delivered_seq = Some(frame.seq);
+        METRICS.events_received.inc();
+        let lag = chrono::Utc::now() - frame.event.at;
+        METRICS
+            .delivery_lag
+            .observe(lag.to_std().unwrap_or_default().as_secs_f64());
         fan_out(entry, || Outbound::Event(frame.clone()));
+        METRICS
+            .events_delivered
+            .inc_by(entry.subscribers.len() as u64);
         if let Some(user_id) = departed_member(&frame) {
             // A member who left or was removed stops receiving the room right after
             // the event that says so.
@@ -580,6 +591,7 @@ fn fan_out_frames(inner: &HubInner, room_id: Uuid, frames: Vec<Arc<EventFrame>>)
                 let stays = subscriber.user_id != user_id;
                 if !stays {
                     drop(subscriber.queue.try_send(Outbound::Revoked(room_id)));
+                    METRICS.subscriptions.dec();
                 }
                 stays
             });

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::db::{MessageKind, NewMessage};
 use crate::error::ApiError;
+use crate::metrics::METRICS;
 use crate::realtime::{
     CLOSE_MALFORMED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub, Outbound, Subscribed,
     Subscriber,
@@ -58,6 +59,7 @@ pub async fn serve(
     let control = Arc::new(Control::default());
     let connection_id = hub.next_id();
     hub.register_connection(connection_id, control.clone());
+    METRICS.websockets_open.inc();
     let last_seen = Arc::new(AtomicI64::new(now_millis()));
     let subscriptions = Subscriptions::default();
     let writer = tokio::spawn(write(
@@ -90,6 +92,7 @@ pub async fn serve(
     drop(connection);
     drop(writer.await);
     hub.unregister_connection(connection_id);
+    METRICS.websockets_open.dec();
 }
 
 fn now_millis() -> i64 {

@@ -224,3 +224,55 @@ async fn cors_allows_the_configured_origins_only() {
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+/// The value of a metric line, by name and labels as they appear in the text.
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|line| {
+            line.starts_with(name_and_labels) && line[name_and_labels.len()..].starts_with(' ')
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name_and_labels} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_the_traffic() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let mut client = crate::ws::WsClient::connect(&app, &bob.token).await;
+    let start = client.subscribe(&room_id, None).await;
+    app.send(&owner.token, &room_id, "counted").await;
+    client.events_until(&room_id, start + 1).await;
+    let response = reqwest::get(format!("{}/metrics", app.address))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for (name, at_least) in [
+        (
+            "hark_http_requests_total{operation=\"sendMessage\",status=\"201\"}",
+            1.0,
+        ),
+        (
+            "hark_http_request_duration_seconds_count{operation=\"sendMessage\"}",
+            1.0,
+        ),
+        ("hark_websockets_open", 1.0),
+        ("hark_subscriptions", 1.0),
+        ("hark_listen_channels", 2.0),
+        ("hark_listener_up", 1.0),
+        ("hark_listener_connects_total", 1.0),
+        ("hark_events_received_total", 1.0),
+        ("hark_events_delivered_total", 1.0),
+        ("hark_delivery_lag_seconds_count", 1.0),
+        ("hark_write_batch_size_count", 1.0),
+        ("hark_db_pool_connections{state=\"idle\"}", 1.0),
+    ] {
+        let value = metric(&text, name);
+        assert!(value >= at_least, "{name} = {value}");
+    }
+    let usage = metric(&text, "hark_notification_queue_usage");
+    assert!((0.0..=1.0).contains(&usage));
+    metric(&text, "hark_db_pool_connections{state=\"waiting\"}");
+}
