@@ -112,8 +112,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(config) => {
             crate::telemetry::init(config.log_format);
-            crate::db::ensure_database_exists(config.migration_url()).await?;
-            let report = crate::db::migrate(config.migration_url()).await?;
+            crate::db::ensure_database_exists(
+                config.migration_url(),
+                config.database_ca_file.as_deref(),
+            )
+            .await?;
+            let report =
+                crate::db::migrate(config.migration_url(), config.database_ca_file.as_deref())
+                    .await?;
             print_out(&format!(
                 "migrations applied: {}; functions re-created: {}",
                 if report.applied_migrations.is_empty() {

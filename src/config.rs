@@ -48,6 +48,12 @@ pub struct Config {
     #[arg(long, env = "HARK_LISTEN_DATABASE_URL")]
     pub listen_database_url: Option<String>,
 
+    /// A PEM file of root certificates for TLS to Postgres (else `sslrootcert` in the
+    /// URL, else the Mozilla roots built in). `sslmode` in the URLs says whether to
+    /// verify: disable, prefer (the default), require, verify-ca, verify-full.
+    #[arg(long, env = "HARK_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<String>,
+
     /// The most pooled connections this instance holds.
     #[arg(long, env = "HARK_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -161,6 +167,7 @@ impl Config {
             url: self.database_url.clone(),
             pool_size: self.db_pool_size,
             pool_timeout: Duration::from_millis(self.db_pool_timeout_ms),
+            ca_file: self.database_ca_file.clone(),
         }
     }
 
@@ -187,6 +194,7 @@ impl Config {
                 .listen_database_url
                 .clone()
                 .unwrap_or_else(|| self.database_url.clone()),
+            ca_file: self.database_ca_file.clone(),
             replay_window: self.replay_window,
             send_queue: self.ws_send_queue,
             max_frame_bytes: self.ws_max_frame_bytes,

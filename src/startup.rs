@@ -40,8 +40,10 @@ impl AppState {
     /// Migrates the database (creating it first if it does not exist) and builds the
     /// state of a server.
     pub async fn start(config: Config) -> anyhow::Result<Self> {
-        db::ensure_database_exists(config.migration_url()).await?;
-        let report = db::migrate(config.migration_url()).await?;
+        db::ensure_database_exists(config.migration_url(), config.database_ca_file.as_deref())
+            .await?;
+        let report =
+            db::migrate(config.migration_url(), config.database_ca_file.as_deref()).await?;
         tracing::info!(
             applied = ?report.applied_migrations,
             functions_replaced = report.functions_replaced,

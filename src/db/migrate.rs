@@ -9,7 +9,9 @@
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, NoTls, error::SqlState};
+use tokio_postgres::{Client, error::SqlState};
+
+use crate::db::tls::{Target, target};
 
 /// The advisory lock key that serialises schema changes ("HARK" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x4841_524b;
@@ -63,8 +65,8 @@ pub struct MigrationReport {
 }
 
 /// Brings the database at `url` up to date.
-pub async fn migrate(url: &str) -> anyhow::Result<MigrationReport> {
-    let mut client = connect(url).await?;
+pub async fn migrate(url: &str, ca_file: Option<&str>) -> anyhow::Result<MigrationReport> {
+    let mut client = connect(url, ca_file).await?;
     client
         .execute("select pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
@@ -169,11 +171,9 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
 
 /// Creates the database named in `url` when it does not exist yet, so that a fresh
 /// machine serves without setup. Other connection errors are left for the caller.
-pub async fn ensure_database_exists(url: &str) -> anyhow::Result<()> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    match config.connect(NoTls).await {
+pub async fn ensure_database_exists(url: &str, ca_file: Option<&str>) -> anyhow::Result<()> {
+    let Target { config, tls } = target(url, ca_file)?;
+    match config.connect(tls.clone()).await {
         Ok(_) => return Ok(()),
         Err(error) if error.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
         Err(error) => {
@@ -187,7 +187,7 @@ pub async fn ensure_database_exists(url: &str) -> anyhow::Result<()> {
     let mut maintenance = config.clone();
     maintenance.dbname("postgres");
     let (client, connection) = maintenance
-        .connect(NoTls)
+        .connect(tls)
         .await
         .context("could not connect to the `postgres` database to create the database")?;
     tokio::spawn(connection);
@@ -202,8 +202,10 @@ pub async fn ensure_database_exists(url: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+async fn connect(url: &str, ca_file: Option<&str>) -> anyhow::Result<Client> {
+    let Target { config, tls } = target(url, ca_file)?;
+    let (client, connection) = config
+        .connect(tls)
         .await
         .context("could not connect to PostgreSQL to migrate")?;
     tokio::spawn(async move {

@@ -15,14 +15,15 @@ mod realtime;
 mod rooms;
 mod sessions;
 mod tenants;
+pub mod tls;
 mod users;
 
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::de::DeserializeOwned;
-use tokio_postgres::{NoTls, types::Json, types::ToSql};
+use tokio_postgres::{types::Json, types::ToSql};
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use batch::{BatchSettings, BatchStats, ItemFailure, MessageWriter};
@@ -83,6 +84,8 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     /// How long a request waits for a pooled connection before failing with 503.
     pub pool_timeout: Duration,
+    /// A file of root certificates for TLS to Postgres, when not in the URL.
+    pub ca_file: Option<String>,
 }
 
 /// The pool of connections and the typed calls of the SQL API.
@@ -96,11 +99,10 @@ impl Database {
     /// Builds the pool. Connections are opened lazily, so this succeeds even when the
     /// database is down; `ping` tells whether it is up.
     pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
-        let pg_config = tokio_postgres::Config::from_str(&settings.url)
-            .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+        let tls::Target { config, tls } = tls::target(&settings.url, settings.ca_file.as_deref())?;
         let manager = Manager::from_config(
-            pg_config,
-            NoTls,
+            config,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

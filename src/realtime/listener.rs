@@ -7,7 +7,7 @@ use std::{collections::HashSet, time::Duration};
 
 use futures_util::{StreamExt, stream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::metrics::METRICS;
 
@@ -56,10 +56,14 @@ pub struct ListenerHandle {
 }
 
 /// Starts the listener task.
-pub fn spawn(url: String, notices: mpsc::UnboundedSender<Notice>) -> ListenerHandle {
+pub fn spawn(
+    url: String,
+    ca_file: Option<String>,
+    notices: mpsc::UnboundedSender<Notice>,
+) -> ListenerHandle {
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (up_tx, up_rx) = watch::channel(false);
-    tokio::spawn(run(url, commands_rx, notices, up_tx));
+    tokio::spawn(run(url, ca_file, commands_rx, notices, up_tx));
     ListenerHandle {
         commands: commands_tx,
         up: up_rx,
@@ -72,6 +76,7 @@ fn quote(channel: &str) -> String {
 
 async fn run(
     url: String,
+    ca_file: Option<String>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     notices: mpsc::UnboundedSender<Notice>,
     up: watch::Sender<bool>,
@@ -81,7 +86,15 @@ async fn run(
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let (client, mut connection) = match tokio_postgres::connect(&url, NoTls).await {
+        let connected = match crate::db::tls::target(&url, ca_file.as_deref()) {
+            Ok(target) => target
+                .config
+                .connect(target.tls)
+                .await
+                .map_err(anyhow::Error::from),
+            Err(error) => Err(error),
+        };
+        let (client, mut connection) = match connected {
             Ok(connected) => connected,
             Err(error) => {
                 tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed");

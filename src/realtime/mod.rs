@@ -55,6 +55,8 @@ pub const CLOSE_MALFORMED: u16 = 4400;
 pub struct RealtimeSettings {
     /// The URL of the LISTEN connection (a session, not a transaction pooler).
     pub listen_url: String,
+    /// Root certificates for TLS to Postgres, when not in the URL.
+    pub ca_file: Option<String>,
     /// How many events a resuming client may be behind before it is told to reset.
     pub replay_window: i64,
     /// Frames queued per subscriber before it is closed as too slow.
@@ -197,7 +199,11 @@ impl Hub {
     /// Starts the listener, the dispatcher and the presence heartbeat.
     pub fn start(db: Database, settings: RealtimeSettings) -> Self {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
-        let listener = listener::spawn(settings.listen_url.clone(), notices_tx);
+        let listener = listener::spawn(
+            settings.listen_url.clone(),
+            settings.ca_file.clone(),
+            notices_tx,
+        );
         let inner = Arc::new(HubInner {
             db,
             presence: Presence::new(settings.presence_heartbeat),

@@ -267,12 +267,14 @@ async fn metrics_count_the_traffic() {
         ("hark_events_delivered_total", 1.0),
         ("hark_delivery_lag_seconds_count", 1.0),
         ("hark_write_batch_size_count", 1.0),
-        ("hark_db_pool_connections{state=\"idle\"}", 1.0),
     ] {
         let value = metric(&text, name);
         assert!(value >= at_least, "{name} = {value}");
     }
     let usage = metric(&text, "hark_notification_queue_usage");
     assert!((0.0..=1.0).contains(&usage));
+    let pooled = metric(&text, "hark_db_pool_connections{state=\"in_use\"}")
+        + metric(&text, "hark_db_pool_connections{state=\"idle\"}");
+    assert!(pooled >= 1.0, "the pool holds connections");
     metric(&text, "hark_db_pool_connections{state=\"waiting\"}");
 }

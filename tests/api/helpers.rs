@@ -202,7 +202,7 @@ async fn template() -> &'static str {
                         .await
                         .expect("create the template");
                 }
-                hark::db::migrate(&with_database(server, &building))
+                hark::db::migrate(&with_database(server, &building), None)
                     .await
                     .expect("migrate the template");
                 let mut renamed = false;
@@ -672,6 +672,99 @@ impl OwnCluster {
         let cluster = Self { data, port };
         cluster.pg_ctl("start");
         cluster
+    }
+
+    /// Initialises a cluster on `port` that accepts TCP connections only over TLS, with a
+    /// server certificate for `localhost` signed by a CA made here; answers the cluster
+    /// and the CA certificate's path.
+    pub fn start_with_tls(port: u16) -> (Self, PathBuf) {
+        let cluster = Self::start(port);
+        cluster.pg_ctl("stop");
+        let data = cluster.data.to_str().expect("a UTF-8 path").to_owned();
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(&cluster.data)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=hark test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            cluster.data.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("write");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        let conf = cluster.data.join("postgresql.conf");
+        let mut settings = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        settings
+            .push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, settings).expect("write postgresql.conf");
+        let hba = cluster.data.join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(
+            &hba,
+            format!(
+                "hostnossl all all 0.0.0.0/0 reject\nhostssl all all 127.0.0.1/32 trust\n{rules}"
+            ),
+        )
+        .expect("write pg_hba.conf");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres", &data])
+            .status();
+        let _ = Command::new("chmod")
+            .args(["600", &format!("{data}/server.key")])
+            .status();
+        cluster.pg_ctl("start");
+        let ca = cluster.data.join("ca.crt");
+        (cluster, ca)
     }
 
     fn pg_ctl(&self, action: &str) {

@@ -15,5 +15,6 @@ mod realtime;
 mod rooms;
 mod row_level_security;
 mod tenants;
+mod tls;
 mod users;
 mod ws;
