@@ -294,6 +294,8 @@ impl Hub {
                 .subscribers
                 .insert(id, subscriber);
         }
+        // Counted from here: every way out (`unsubscribe`, a revocation) uncounts it.
+        METRICS.subscriptions.inc();
         let (done_tx, done_rx) = oneshot::channel();
         let listening = self
             .inner
@@ -316,7 +318,6 @@ impl Hub {
                 "Real-time delivery is not available right now; retry shortly",
             ));
         }
-        METRICS.subscriptions.inc();
         if let Some(signal) = self.inner.presence.local_join(room_id, user) {
             self.publish_presence(signal);
         }
