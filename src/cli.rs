@@ -102,16 +102,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => Command::Serve(Box::new(Config::default_from_env()?)),
     };
     match command {
-        Command::Serve(config) => {
+        Command::Serve(mut config) => {
             crate::telemetry::init(config.log_format);
+            crate::startup::resolve_database(&mut config).await?;
             let listener = tokio::net::TcpListener::bind(&config.bind)
                 .await
                 .with_context(|| format!("could not listen on {}", config.bind))?;
             let state = AppState::start(*config).await?;
             serve(listener, state, shutdown_signal()).await
         }
-        Command::Migrate(config) => {
+        Command::Migrate(mut config) => {
             crate::telemetry::init(config.log_format);
+            crate::startup::resolve_database(&mut config).await?;
             crate::db::ensure_database_exists(
                 config.migration_url(),
                 config.database_ca_file.as_deref(),
@@ -146,9 +148,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             owner_password,
             owner_email,
             owner_display_name,
-            config,
+            mut config,
         }) => {
             crate::telemetry::init(config.log_format);
+            crate::startup::resolve_database(&mut config).await?;
             let generated_password = owner_password.is_none();
             let password = owner_password.unwrap_or_else(random_password);
             let state = AppState::start(*config).await?;

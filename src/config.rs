@@ -34,9 +34,11 @@ pub enum LogFormat {
 /// Every setting of the server.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// PostgreSQL URL the server's pool connects with.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
-    pub database_url: String,
+    /// PostgreSQL URL the server's pool connects with. Without it, the local server
+    /// (`postgres://postgres@127.0.0.1:5432/hark`), or a private cluster under `.hark/`
+    /// when none answers there.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
 
     /// PostgreSQL URL for schema changes, when they need a more privileged role than
     /// the pool's (defaults to DATABASE_URL).
@@ -161,10 +163,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The URL of the database.
+    pub fn database_url(&self) -> &str {
+        self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL)
+    }
+
     /// The pool's settings.
     pub fn database(&self) -> DatabaseSettings {
         DatabaseSettings {
-            url: self.database_url.clone(),
+            url: self.database_url().to_owned(),
             pool_size: self.db_pool_size,
             pool_timeout: Duration::from_millis(self.db_pool_timeout_ms),
             ca_file: self.database_ca_file.clone(),
@@ -175,7 +182,7 @@ impl Config {
     pub fn migration_url(&self) -> &str {
         self.migration_database_url
             .as_deref()
-            .unwrap_or(&self.database_url)
+            .unwrap_or(self.database_url())
     }
 
     /// Batched message writes.
@@ -193,7 +200,7 @@ impl Config {
             listen_url: self
                 .listen_database_url
                 .clone()
-                .unwrap_or_else(|| self.database_url.clone()),
+                .unwrap_or_else(|| self.database_url().to_owned()),
             ca_file: self.database_ca_file.clone(),
             replay_window: self.replay_window,
             send_queue: self.ws_send_queue,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod local_postgres;
 pub mod metrics;
 pub mod realtime;
 pub mod startup;

@@ -65,6 +65,60 @@ impl AppState {
     }
 }
 
+/// Where the private cluster lives when no server answers (relative to the working
+/// directory) and its port, below the ephemeral range.
+const PRIVATE_CLUSTER_DIR: &str = ".hark/postgres";
+const PRIVATE_CLUSTER_PORT: u16 = 25_433;
+
+/// Makes sure there is a database to use when `DATABASE_URL` is not set: the local
+/// server if it answers, else a private cluster started from the installed server
+/// binaries, else an error that says how to get one.
+pub async fn resolve_database(config: &mut Config) -> anyhow::Result<()> {
+    if config.database_url.is_some() {
+        return Ok(());
+    }
+    let local = config.database_url().to_owned();
+    let server = local.replace("/hark", "/postgres");
+    if tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    if crate::local_postgres::bin_dir().is_none() {
+        anyhow::bail!(
+            "no PostgreSQL answers at 127.0.0.1:5432 and no server binaries are installed. \
+             Install them (`apt-get install postgresql`), start a server, or set DATABASE_URL."
+        );
+    }
+    let data = std::env::current_dir()?.join(PRIVATE_CLUSTER_DIR);
+    crate::local_postgres::start(&data, PRIVATE_CLUSTER_PORT, "")?;
+    let private = format!("postgres://postgres@127.0.0.1:{PRIVATE_CLUSTER_PORT}");
+    for _ in 0..100 {
+        if tokio_postgres::connect(&format!("{private}/postgres"), tokio_postgres::NoTls)
+            .await
+            .is_ok()
+        {
+            tracing::warn!(
+                directory = %data.display(),
+                port = PRIVATE_CLUSTER_PORT,
+                "no PostgreSQL answered at 127.0.0.1:5432: using a private cluster (started if it was not running)"
+            );
+            eprintln!(
+                "hark: no PostgreSQL at 127.0.0.1:5432; using a private cluster in {} on port {PRIVATE_CLUSTER_PORT}",
+                data.display()
+            );
+            config.database_url = Some(format!("{private}/hark"));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "the private PostgreSQL cluster in {} did not start; see its server.log",
+        data.display()
+    )
+}
+
 /// Every route of the server: the API, its description and its browsable UI.
 pub fn routes(state: AppState) -> impl Endpoint + 'static {
     let service = crate::api::service();

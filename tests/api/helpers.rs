@@ -73,80 +73,22 @@ async fn server() -> &'static str {
 }
 
 fn postgres_bin_dir() -> PathBuf {
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    candidates.sort();
-    candidates
-        .pop()
-        .filter(|dir| dir.join("initdb").exists())
-        .expect("no PostgreSQL server binaries under /usr/lib/postgresql: install the `postgresql` package")
+    hark::local_postgres::bin_dir().expect("PostgreSQL server binaries are installed")
 }
 
 /// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb refuses root).
 fn run_postgres_tool(tool: &Path, args: &[&str]) -> std::process::Output {
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut command = if is_root {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(tool);
-        command
-    } else {
-        Command::new(tool)
-    };
-    command
-        .args(args)
-        .output()
-        .expect("could not run a PostgreSQL tool")
+    hark::local_postgres::run_tool(tool, args).expect("could not run a PostgreSQL tool")
 }
 
 fn start_private_cluster() {
-    let bin = postgres_bin_dir();
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hark-test-postgres");
-    let data_str = data.to_str().expect("a UTF-8 path");
-    if !data.join("PG_VERSION").exists() {
-        std::fs::create_dir_all(&data).expect("could not create the cluster directory");
-        let _ = Command::new("chown")
-            .args(["-R", "postgres:postgres", data_str])
-            .status();
-        let output = run_postgres_tool(
-            &bin.join("initdb"),
-            &["-D", data_str, "-U", "postgres", "--auth=trust"],
-        );
-        // Another test process may have initialised it at the same moment.
-        assert!(
-            output.status.success() || data.join("PG_VERSION").exists(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let options = format!(
-        "-p {PRIVATE_CLUSTER_PORT} -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off"
-    );
-    let log = data.join("server.log");
-    // A failure here usually means another test process started it first; the caller
-    // waits for it to answer either way.
-    let _ = run_postgres_tool(
-        &bin.join("pg_ctl"),
-        &[
-            "-D",
-            data_str,
-            "-o",
-            &options,
-            "-l",
-            log.to_str().expect("a UTF-8 path"),
-            "-w",
-            "start",
-        ],
-    );
+    hark::local_postgres::start(
+        &data,
+        PRIVATE_CLUSTER_PORT,
+        "-c max_connections=300 -c fsync=off",
+    )
+    .expect("a private cluster starts");
 }
 
 fn sql_checksum() -> String {
@@ -281,7 +223,7 @@ pub async fn fresh_database() -> String {
 /// The configuration of a test server: fast password hashing, open tenant creation.
 pub fn test_config(database_url: &str) -> Config {
     let mut config = Config::default_from_env().expect("default configuration");
-    config.database_url = database_url.to_owned();
+    config.database_url = Some(database_url.to_owned());
     config.migration_database_url = None;
     config.db_pool_size = 8;
     config.jwt_secret = Some(TEST_JWT_SECRET.to_owned());
@@ -647,31 +589,17 @@ impl OwnCluster {
     /// Initialises and starts a cluster on `port` (best below 32768, the ephemeral
     /// range) under target/.
     pub fn start(port: u16) -> Self {
-        let bin = postgres_bin_dir();
         let data =
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("hark-own-postgres-{port}"));
         let data_str = data.to_str().expect("a UTF-8 path").to_owned();
         let _ = run_postgres_tool(
-            &bin.join("pg_ctl"),
+            &postgres_bin_dir().join("pg_ctl"),
             &["-D", &data_str, "-m", "immediate", "stop"],
         );
         let _ = std::fs::remove_dir_all(&data);
-        std::fs::create_dir_all(&data).expect("could not create the cluster directory");
-        let _ = Command::new("chown")
-            .args(["-R", "postgres:postgres", &data_str])
-            .status();
-        let output = run_postgres_tool(
-            &bin.join("initdb"),
-            &["-D", &data_str, "-U", "postgres", "--auth=trust"],
-        );
-        assert!(
-            output.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let cluster = Self { data, port };
-        cluster.pg_ctl("start");
-        cluster
+        hark::local_postgres::start(&data, port, "-c fsync=off")
+            .expect("a cluster of the test's own starts");
+        Self { data, port }
     }
 
     /// Initialises a cluster on `port` that accepts TCP connections only over TLS, with a
