@@ -67,9 +67,13 @@ struct BatchItem<'a> {
 
 /// A send waiting for its batch.
 struct PendingSend {
+    /// Who sends.
     caller: Caller,
+    /// Where.
     room_id: Uuid,
+    /// What.
     message: NewMessage,
+    /// Where the answer goes.
     reply: oneshot::Sender<Result<SentMessage, DatabaseError>>,
 }
 

@@ -181,12 +181,19 @@ pub struct Hub {
 }
 
 struct HubInner {
+    /// For reading rooms' logs and publishing presence.
     db: Database,
+    /// How delivery behaves.
     settings: RealtimeSettings,
+    /// Rooms with local subscribers.
     rooms: Mutex<HashMap<Uuid, RoomEntry>>,
+    /// The LISTEN connection's task.
     listener: ListenerHandle,
+    /// Open WebSocket connections, to close with 1012 at shutdown.
     connections: Mutex<HashMap<u64, Arc<Control>>>,
+    /// The next connection or subscriber id.
     next_id: AtomicU64,
+    /// Who is where.
     presence: Presence,
 }
 
@@ -405,17 +412,25 @@ fn fan_out(entry: &RoomEntry, outbound: impl Fn() -> Outbound) {
 /// A room notification's payload.
 #[derive(serde::Deserialize)]
 struct RoomNotification {
+    /// The room's tenant.
     tenant_id: Uuid,
+    /// One event (the row trigger).
     event: Option<RoomEvent>,
+    /// Several events (a write batch).
     events: Option<Vec<RoomEvent>>,
+    /// The room, when the events were too big for the payload.
     room_id: Option<Uuid>,
+    /// The newest seq, when the events were too big for the payload.
     seq: Option<i64>,
+    /// A typing signal instead of events.
     typing: Option<TypingSignal>,
 }
 
 #[derive(serde::Deserialize)]
 struct TypingSignal {
+    /// The room.
     room_id: Uuid,
+    /// Who is typing.
     user: serde_json::Value,
 }
 

@@ -42,7 +42,9 @@ const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The authenticated user of a connection.
 struct Identity {
+    /// The verified token's claims.
     caller: Caller,
+    /// When the token expires, and the connection with it (4001).
     expires_at: DateTime<Utc>,
 }
 
@@ -101,14 +103,20 @@ fn now_millis() -> i64 {
 
 /// The reading half's state.
 struct Connection {
+    /// The application.
     state: AppState,
+    /// The connection's bounded queue to its writer.
     queue: mpsc::Sender<Outbound>,
+    /// How the connection is closed.
     control: Arc<Control>,
+    /// The authenticated user, once known.
     identity: Option<Identity>,
     /// Subscribed rooms and the hub's subscriber ids, shared with the writer, which
     /// drops a room when the hub revokes it.
     subscriptions: Subscriptions,
+    /// When a typing signal last went out per room, for the rate limit.
     typing_sent: HashMap<Uuid, Instant>,
+    /// Bad frames so far.
     malformed: u32,
 }
 
@@ -498,7 +506,9 @@ impl Connection {
 
 /// A subscription set up, before its ack.
 struct Granted {
+    /// Where the subscriber starts.
     cursor: RoomCursor,
+    /// The room's seq once LISTEN was active: the ack's seq.
     catch_up_to: i64,
 }
 
