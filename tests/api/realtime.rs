@@ -608,12 +608,7 @@ async fn a_revoked_token_ends_the_connection_with_4001() {
     app.post("/v1/auth/logout", Some(&bob.token), json!({}))
         .await
         .expect(204);
-    let ending = loop {
-        match client.next(WAIT).await {
-            Ok(_) => {}
-            Err(ending) => break ending,
-        }
-    };
+    let ending = client.ending().await;
     assert_eq!(ending, Ending::Closed(4001));
 }
 
@@ -623,12 +618,7 @@ async fn an_expired_token_ends_the_connection_with_4001() {
     let (_owner, bob, room_id) = room_with_bob(&app).await;
     let mut client = WsClient::connect(&app, &bob.token).await;
     client.subscribe(&room_id, None).await;
-    let ending = loop {
-        match client.next(WAIT).await {
-            Ok(_) => {}
-            Err(ending) => break ending,
-        }
-    };
+    let ending = client.ending().await;
     assert_eq!(ending, Ending::Closed(4001));
 }
 
@@ -786,12 +776,7 @@ async fn a_connection_that_answers_no_ping_is_dropped() {
     silent.subscribe(&room_id, None).await;
     // Not reading means not answering the server's pings.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let ending = loop {
-        match silent.next(WAIT).await {
-            Ok(_) => {}
-            Err(ending) => break ending,
-        }
-    };
+    let ending = silent.ending().await;
     println!("a silent connection ended with {ending:?}");
     assert!(matches!(ending, Ending::Closed(_) | Ending::Dropped));
     // Its presence ends with it (the leave signal goes through Postgres).
@@ -948,12 +933,7 @@ async fn sigterm_tells_websocket_clients_to_reconnect_finishes_in_flight_request
         .unwrap();
     assert!(status.success());
 
-    let ending = loop {
-        match client.next(WAIT).await {
-            Ok(_) => {}
-            Err(ending) => break ending,
-        }
-    };
+    let ending = client.ending().await;
     assert_eq!(ending, Ending::Closed(1012));
     assert_eq!(
         login.await.unwrap().unwrap(),

@@ -168,6 +168,15 @@ impl WsClient {
         }
     }
 
+    /// Reads and drops frames until the connection ends; answers how it ended.
+    pub async fn ending(&mut self) -> Ending {
+        loop {
+            if let Err(ending) = self.next(WAIT).await {
+                return ending;
+            }
+        }
+    }
+
     /// Closes the connection.
     pub async fn close(mut self) {
         let _ = self
