@@ -103,16 +103,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match command {
         Command::Serve(mut config) => {
-            crate::telemetry::init(config.log_format);
+            let telemetry = crate::telemetry::init(config.log_format);
             crate::startup::resolve_database(&mut config).await?;
             let listener = tokio::net::TcpListener::bind(&config.bind)
                 .await
                 .with_context(|| format!("could not listen on {}", config.bind))?;
             let state = AppState::start(*config).await?;
-            serve(listener, state, shutdown_signal()).await
+            let served = serve(listener, state, shutdown_signal()).await;
+            // The spans of the last requests are exported before the process exits.
+            telemetry.shutdown().await;
+            served
         }
         Command::Migrate(mut config) => {
-            crate::telemetry::init(config.log_format);
+            let _telemetry = crate::telemetry::init(config.log_format);
             crate::startup::resolve_database(&mut config).await?;
             crate::db::ensure_database_exists(
                 config.migration_url(),
@@ -150,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             owner_display_name,
             mut config,
         }) => {
-            crate::telemetry::init(config.log_format);
+            let _telemetry = crate::telemetry::init(config.log_format);
             crate::startup::resolve_database(&mut config).await?;
             let generated_password = owner_password.is_none();
             let password = owner_password.unwrap_or_else(random_password);

@@ -3,6 +3,7 @@
 //! body, logs the request, and renders every error, ours or the framework's, as the
 //! JSON error body with that id.
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use poem::{
@@ -107,12 +108,22 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         request
             .extensions_mut()
             .insert(RequestId(request_id.clone()));
+        // Named and attributed as OpenTelemetry's HTTP server conventions say. The
+        // name is fixed when the span starts, so the route is found here rather than
+        // taken from the router.
+        let route = route_of(request.uri().path());
         let span = tracing::info_span!(
             "request",
+            otel.name = %SpanName(request.method(), route),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
             request_id = %request_id,
-            method = %request.method(),
-            path = %request.uri().path(),
+            http.request.method = %request.method(),
+            url.path = %request.uri().path(),
+            http.route = route,
+            http.response.status_code = tracing::field::Empty,
         );
+        crate::telemetry::parent_from_headers(&span, request.headers());
         async move {
             let started = Instant::now();
             let outcome = match self.bound_body(&mut request).await {
@@ -136,6 +147,11 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
             }
             let status = response.status().as_u16();
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
             let elapsed = started.elapsed().as_secs_f64();
             METRICS
                 .http_requests
@@ -155,5 +171,54 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// The API's path templates as the OpenAPI document writes them (`/v1/rooms/{room_id}`),
+/// split into segments, for naming request spans by route.
+static ROUTES: LazyLock<Vec<(&'static str, Vec<&'static str>)>> = LazyLock::new(|| {
+    let spec: serde_json::Value =
+        serde_json::from_str(&crate::api::service().spec()).unwrap_or_default();
+    let mut routes = Vec::new();
+    if let Some(paths) = spec.get("paths").and_then(serde_json::Value::as_object) {
+        for template in paths.keys() {
+            // Leaked once: the table lives as long as the process.
+            let template: &'static str = Box::leak(template.clone().into_boxed_str());
+            routes.push((template, template.split('/').collect()));
+        }
+    }
+    routes
+});
+
+/// The template of the API route `path` matches: of several, the one with the most
+/// literal segments (`/v1/rooms/direct` before `/v1/rooms/{room_id}`).
+fn route_of(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.split('/').collect();
+    ROUTES
+        .iter()
+        .filter(|(_, template)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(expected, actual)| {
+                    expected == actual || (expected.starts_with('{') && !actual.is_empty())
+                })
+        })
+        .max_by_key(|(_, template)| {
+            template
+                .iter()
+                .filter(|segment| !segment.starts_with('{'))
+                .count()
+        })
+        .map(|(route, _)| *route)
+}
+
+/// A request span's name: `{method} {route}`, or the method alone off the API.
+struct SpanName<'a>(&'a Method, Option<&'a str>);
+
+impl std::fmt::Display for SpanName<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.1 {
+            Some(route) => write!(formatter, "{} {route}", self.0),
+            None => write!(formatter, "{}", self.0),
+        }
     }
 }

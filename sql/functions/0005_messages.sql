@@ -125,7 +125,7 @@ $$;
 create function hark_api.message_send(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
     p_room_id uuid, p_message_id uuid, p_kind text, p_body text, p_attachment jsonb,
-    p_reply_to_id uuid, p_client_id text, p_max_body_bytes integer)
+    p_reply_to_id uuid, p_client_id text, p_max_body_bytes integer, p_traceparent text)
 returns jsonb
 language plpgsql
 as $$
@@ -137,6 +137,10 @@ declare
     v_json jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    -- The sender's trace context rides in the event's notification (notify_room_event).
+    if p_traceparent is not null then
+        perform set_config('hark.traceparent', p_traceparent, true);
+    end if;
     v_room := hark_api.lock_room(p_room_id);
     v_role := hark_api.require_member(p_room_id);
     perform hark_api.require_not_archived(v_room);

@@ -19,6 +19,7 @@ language plpgsql
 as $$
 declare
     v_payload text;
+    v_traceparent text := nullif(current_setting('hark.traceparent', true), '');
 begin
     -- A batch (hark_api.message_send_batch) sends one notification per room itself.
     if current_setting('hark.batch_notify', true) = 'deferred' then
@@ -27,6 +28,11 @@ begin
     v_payload := jsonb_build_object('tenant_id', new.tenant_id, 'event', hark_api.event_json(new))::text;
     if octet_length(v_payload) > 7000 then
         v_payload := jsonb_build_object('tenant_id', new.tenant_id, 'room_id', new.room_id, 'seq', new.seq)::text;
+    end if;
+    -- A send's trace context (set by hark_api.message_send when the sender is traced)
+    -- travels with its event, so that the fan-out on every instance joins its trace.
+    if v_traceparent is not null then
+        v_payload := (v_payload::jsonb || jsonb_build_object('traceparent', v_traceparent))::text;
     end if;
     perform pg_notify(hark_api.room_channel(new.room_id), v_payload);
     return null;

@@ -9,8 +9,9 @@
 -- hark_api.message_send (tenant_id, user_id, session_id, room_id, message_id, kind,
 -- body, attachment, reply_to_id, client_id). Answers an array of the same length:
 -- {"ok": <the answer of message_send>} or {"error": {sqlstate, message, detail,
--- column, constraint}} per item.
-create function hark_api.message_send_batch(p_items jsonb, p_max_body_bytes integer)
+-- column, constraint}} per item. p_traceparent, when the batch is traced, rides in
+-- its notifications.
+create function hark_api.message_send_batch(p_items jsonb, p_max_body_bytes integer, p_traceparent text)
 returns jsonb
 language plpgsql
 as $$
@@ -212,6 +213,10 @@ begin
         if octet_length(v_payload) > 7000 then
             v_payload := jsonb_build_object(
                 'tenant_id', v_room.tenant_id, 'room_id', v_room.room_id, 'seq', v_room.next_seq)::text;
+        end if;
+        -- The batch's trace context, when it is traced (see notify_room_event).
+        if p_traceparent is not null then
+            v_payload := (v_payload::jsonb || jsonb_build_object('traceparent', p_traceparent))::text;
         end if;
         perform pg_notify(hark_api.room_channel(v_room.room_id), v_payload);
     end loop;

@@ -9,9 +9,12 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
+use opentelemetry::trace::TraceContextExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::Json;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -75,6 +78,9 @@ struct PendingSend {
     message: NewMessage,
     /// Where the answer goes.
     reply: oneshot::Sender<Result<SentMessage, DatabaseError>>,
+    /// The span of the request or WebSocket operation that sent it, which the write
+    /// joins (the first of a batch as parent, the others as links).
+    span: tracing::Span,
 }
 
 /// How much batching happened, for metrics and tests.
@@ -130,6 +136,7 @@ impl MessageWriter {
             room_id,
             message,
             reply,
+            span: tracing::Span::current(),
         };
         let shard = (room_id.as_u128() % self.shards.len() as u128) as usize;
         let queued = self.shards[shard].send(pending).is_ok();
@@ -173,30 +180,66 @@ async fn work(
             }
         }
         METRICS.write_batch_size.observe(batch.len() as f64);
-        if batch.len() == 1 {
-            stats.single_writes.fetch_add(1, Ordering::Relaxed);
-            if let Some(single) = batch.pop() {
-                let result = db
-                    .message_send(
-                        &single.caller,
-                        single.room_id,
-                        &single.message,
-                        settings.max_body_bytes,
-                    )
-                    .await;
-                let _ = single.reply.send(result);
+        let span = batch_span(&batch);
+        async {
+            // The trace context of the write, carried by its notifications to the
+            // instances that fan its events out.
+            let traceparent = crate::telemetry::current_traceparent();
+            if batch.len() == 1 {
+                stats.single_writes.fetch_add(1, Ordering::Relaxed);
+                if let Some(single) = batch.pop() {
+                    let result = db
+                        .message_send(
+                            &single.caller,
+                            single.room_id,
+                            &single.message,
+                            settings.max_body_bytes,
+                            traceparent.as_deref(),
+                        )
+                        .await;
+                    let _ = single.reply.send(result);
+                }
+                return;
             }
-            continue;
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats
+                .batched_items
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            write_batch(&db, batch, settings.max_body_bytes, traceparent.as_deref()).await;
         }
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats
-            .batched_items
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        write_batch(&db, batch, settings.max_body_bytes).await;
+        .instrument(span)
+        .await;
     }
 }
 
-async fn write_batch(db: &Database, batch: Vec<PendingSend>, max_body_bytes: i32) {
+/// The span of one write: a child of the first sender's span, linked to the others'.
+fn batch_span(batch: &[PendingSend]) -> tracing::Span {
+    let Some(first) = batch.first() else {
+        return tracing::Span::none();
+    };
+    let span = tracing::debug_span!(
+        parent: &first.span,
+        "write batch",
+        otel.name = "write batch",
+        messaging.batch.message_count = batch.len() as i64,
+    );
+    if !span.is_disabled() {
+        for pending in &batch[1..] {
+            let linked = pending.span.context().span().span_context().clone();
+            if linked.is_valid() {
+                span.add_link(linked);
+            }
+        }
+    }
+    span
+}
+
+async fn write_batch(
+    db: &Database,
+    batch: Vec<PendingSend>,
+    max_body_bytes: i32,
+    traceparent: Option<&str>,
+) {
     let items: Vec<BatchItem<'_>> = batch
         .iter()
         .map(|pending| BatchItem {
@@ -215,8 +258,8 @@ async fn write_batch(db: &Database, batch: Vec<PendingSend>, max_body_bytes: i32
     let answer: Result<Vec<Outcome>, DatabaseError> = db
         .call(
             "message_send_batch",
-            "select hark_api.message_send_batch($1, $2)",
-            &[&Json(&items), &max_body_bytes],
+            "select hark_api.message_send_batch($1, $2, $3)",
+            &[&Json(&items), &max_body_bytes, &traceparent],
         )
         .await;
     drop(items);

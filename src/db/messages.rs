@@ -279,11 +279,12 @@ impl Database {
         room_id: Uuid,
         message: &NewMessage,
         max_body_bytes: i32,
+        traceparent: Option<&str>,
     ) -> Result<SentMessage, DatabaseError> {
         let attachment = message.attachment.as_ref().map(Json);
         self.call(
             "message_send",
-            "select hark_api.message_send($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "select hark_api.message_send($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -296,6 +297,7 @@ impl Database {
                 &message.reply_to_id,
                 &message.client_id,
                 &max_body_bytes,
+                &traceparent,
             ],
         )
         .await

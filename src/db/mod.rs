@@ -24,6 +24,7 @@ use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::de::DeserializeOwned;
 use tokio_postgres::{types::Json, types::ToSql};
+use tracing::Instrument;
 
 pub use api_keys::{ApiKey, NewApiKey};
 pub use batch::{BatchSettings, BatchStats, ItemFailure, MessageWriter};
@@ -159,14 +160,18 @@ impl Database {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<T, DatabaseError> {
         let query_error = |source| DatabaseError::Query { context, source };
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        let row = client
-            .query_one(&statement, params)
-            .await
-            .map_err(query_error)?;
-        let Json(value) = row.try_get::<_, Json<T>>(0).map_err(query_error)?;
-        Ok(value)
+        async {
+            let client = self.pool.get().await?;
+            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+            let row = client
+                .query_one(&statement, params)
+                .await
+                .map_err(query_error)?;
+            let Json(value) = row.try_get::<_, Json<T>>(0).map_err(query_error)?;
+            Ok(value)
+        }
+        .instrument(sql_span(context))
+        .await
     }
 
     /// Like `call`, for functions that may answer SQL null.
@@ -177,14 +182,18 @@ impl Database {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<T>, DatabaseError> {
         let query_error = |source| DatabaseError::Query { context, source };
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        let row = client
-            .query_one(&statement, params)
-            .await
-            .map_err(query_error)?;
-        let value = row.try_get::<_, Option<Json<T>>>(0).map_err(query_error)?;
-        Ok(value.map(|Json(value)| value))
+        async {
+            let client = self.pool.get().await?;
+            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+            let row = client
+                .query_one(&statement, params)
+                .await
+                .map_err(query_error)?;
+            let value = row.try_get::<_, Option<Json<T>>>(0).map_err(query_error)?;
+            Ok(value.map(|Json(value)| value))
+        }
+        .instrument(sql_span(context))
+        .await
     }
 
     /// Like `call`, for functions that answer nothing.
@@ -195,12 +204,30 @@ impl Database {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(), DatabaseError> {
         let query_error = |source| DatabaseError::Query { context, source };
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        client
-            .execute(&statement, params)
-            .await
-            .map_err(query_error)?;
-        Ok(())
+        async {
+            let client = self.pool.get().await?;
+            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+            client
+                .execute(&statement, params)
+                .await
+                .map_err(query_error)?;
+            Ok(())
+        }
+        .instrument(sql_span(context))
+        .await
     }
+}
+
+/// The span of one SQL function call, named and attributed as OpenTelemetry's
+/// database conventions say. At `debug` level, it exists only when traces are
+/// exported (see `telemetry`).
+fn sql_span(function: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        "sql",
+        otel.name = %format_args!("SELECT hark_api.{function}"),
+        otel.kind = "client",
+        db.system.name = "postgresql",
+        db.operation.name = "SELECT",
+        db.stored_procedure.name = %format_args!("hark_api.{function}"),
+    )
 }

@@ -27,6 +27,7 @@ use std::{
 
 use poem::http::StatusCode;
 use tokio::sync::{Notify, mpsc, mpsc::error::TrySendError, oneshot};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::{Database, RoomEvent, UserRef};
@@ -424,6 +425,8 @@ struct RoomNotification {
     seq: Option<i64>,
     /// A typing signal instead of events.
     typing: Option<TypingSignal>,
+    /// The W3C trace context of the write, when it was traced.
+    traceparent: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -464,7 +467,7 @@ async fn dispatch(hub: std::sync::Weak<HubInner>, mut notices: mpsc::UnboundedRe
                     Err(error) => tracing::warn!(%error, "unreadable presence signal"),
                 }
             }
-            Notice::Notification { payload, .. } => {
+            Notice::Notification { channel, payload } => {
                 let notification = match serde_json::from_str::<RoomNotification>(&payload) {
                     Ok(notification) => notification,
                     Err(error) => {
@@ -472,49 +475,60 @@ async fn dispatch(hub: std::sync::Weak<HubInner>, mut notices: mpsc::UnboundedRe
                         continue;
                     }
                 };
-                if let Some(typing) = notification.typing {
-                    let frame: Arc<str> = protocol::typing(
-                        typing.room_id,
-                        &typing.user,
-                        inner.settings.typing_ttl.as_millis() as u64,
-                    )
-                    .into();
-                    let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-                    if let Some(entry) = rooms.get(&typing.room_id) {
-                        fan_out(entry, || Outbound::Frame(frame.clone()));
-                    }
-                    continue;
+                let span = tracing::debug_span!(
+                    "notification",
+                    otel.name = %format_args!("receive {channel}"),
+                    otel.kind = "consumer",
+                    messaging.system = "postgresql",
+                    messaging.operation.type = "receive",
+                    messaging.destination.name = %channel,
+                );
+                if let Some(traceparent) = &notification.traceparent {
+                    crate::telemetry::parent_from_traceparent(&span, traceparent);
                 }
-                if let Some(events) = notification.events {
-                    // A batch: one notification with the room's events in seq order.
-                    for event in events {
-                        deliver_event(&inner, notification.tenant_id, event).await;
-                    }
-                    continue;
-                }
-                match (notification.event, notification.room_id, notification.seq) {
-                    (Some(event), _, _) => {
-                        deliver_event(&inner, notification.tenant_id, event).await
-                    }
-                    (None, Some(room_id), Some(seq)) => {
-                        // A room nobody here subscribes to any more (the
-                        // notification was in flight at UNLISTEN) is skipped.
-                        if let Some(delivered) = current_delivered(&inner, room_id) {
-                            let delivered = delivered.unwrap_or(seq - 1);
-                            deliver_from_log(
-                                &inner,
-                                notification.tenant_id,
-                                room_id,
-                                delivered,
-                                Some(seq),
-                            )
-                            .await;
-                        }
-                    }
-                    _ => tracing::warn!("room notification without an event"),
-                }
+                receive_room_notification(&inner, notification)
+                    .instrument(span)
+                    .await;
             }
         }
+    }
+}
+
+/// Delivers what one room notification says: a typing signal, events, or where to
+/// read them in the log.
+async fn receive_room_notification(inner: &HubInner, notification: RoomNotification) {
+    if let Some(typing) = notification.typing {
+        let frame: Arc<str> = protocol::typing(
+            typing.room_id,
+            &typing.user,
+            inner.settings.typing_ttl.as_millis() as u64,
+        )
+        .into();
+        let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = rooms.get(&typing.room_id) {
+            fan_out(entry, || Outbound::Frame(frame.clone()));
+        }
+        return;
+    }
+    if let Some(events) = notification.events {
+        // A batch: one notification with the room's events in seq order.
+        for event in events {
+            deliver_event(inner, notification.tenant_id, event).await;
+        }
+        return;
+    }
+    match (notification.event, notification.room_id, notification.seq) {
+        (Some(event), _, _) => deliver_event(inner, notification.tenant_id, event).await,
+        (None, Some(room_id), Some(seq)) => {
+            // A room nobody here subscribes to any more (the notification was in
+            // flight at UNLISTEN) is skipped.
+            if let Some(delivered) = current_delivered(inner, room_id) {
+                let delivered = delivered.unwrap_or(seq - 1);
+                deliver_from_log(inner, notification.tenant_id, room_id, delivered, Some(seq))
+                    .await;
+            }
+        }
+        _ => tracing::warn!("room notification without an event"),
     }
 }
 
@@ -584,10 +598,19 @@ async fn deliver_from_log(
 }
 
 fn fan_out_frames(inner: &HubInner, room_id: Uuid, frames: Vec<Arc<EventFrame>>) {
+    let span = tracing::debug_span!(
+        "fan-out",
+        otel.name = "fan-out",
+        room_id = %room_id,
+        events = frames.len() as i64,
+        subscribers = tracing::field::Empty,
+    );
+    let _entered = span.enter();
     let mut rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(entry) = rooms.get_mut(&room_id) else {
         return;
     };
+    span.record("subscribers", entry.subscribers.len() as i64);
     let mut departed = Vec::new();
     for frame in frames {
         if entry

@@ -17,6 +17,7 @@ use poem::http::StatusCode;
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use poem_openapi::types::ToJSON;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -242,6 +243,18 @@ impl Connection {
                     .await;
             }
         };
+        let span = tracing::debug_span!(
+            "websocket op",
+            otel.name = %format_args!("ws {op}"),
+            otel.kind = "server",
+            websocket.op = %op,
+        );
+        self.handle_frame(frame, reference).instrument(span).await;
+    }
+
+    /// Handles a well-formed frame: authentication, or an op of an authenticated
+    /// connection.
+    async fn handle_frame(&mut self, frame: ClientFrame, reference: Option<String>) {
         if let ClientFrame::Auth { reference, token } = frame {
             return self.authenticate(reference.as_deref(), &token).await;
         }

@@ -16,5 +16,6 @@ mod rooms;
 mod row_level_security;
 mod tenants;
 mod tls;
+mod traces;
 mod users;
 mod ws;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 
-use crate::helpers::{Session, TestApp, id_of, room_with_bob, spawn_app, spawn_app_with, spawn_on};
+use crate::helpers::{
+    Session, TestApp, id_of, room_with_bob, spawn_app, spawn_app_with, spawn_on, spawn_process,
+    terminate,
+};
 use crate::ws::{Ending, WAIT, WsClient, resilient_subscriber, seqs_of};
 
 fn is_gapless_from(seqs: &[i64], first: i64) -> bool {
@@ -874,41 +877,15 @@ async fn users_of_an_instance_that_goes_silent_drop_out_of_presence() {
 #[tokio::test]
 async fn sigterm_tells_websocket_clients_to_reconnect_finishes_in_flight_requests_and_exits_0() {
     let database_url = crate::helpers::fresh_database().await;
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
     // An expensive password hash makes a login that is still running when SIGTERM comes.
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_hark"))
-        .arg("serve")
-        .env("DATABASE_URL", &database_url)
-        .env("HARK_BIND", format!("127.0.0.1:{port}"))
-        .env("HARK_JWT_SECRET", crate::helpers::TEST_JWT_SECRET)
-        .env("HARK_TENANT_CREATION", "open")
-        .env("HARK_PASSWORD_HASH_MEMORY_KIB", "262144")
-        .env("HARK_PASSWORD_HASH_ITERATIONS", "4")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        database_url,
-        client: reqwest::Client::new(),
-        state: None,
-    };
-    let mut ready = false;
-    for _ in 0..100 {
-        if reqwest::get(format!("{}/readyz", app.address))
-            .await
-            .is_ok_and(|response| response.status() == 200)
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the instance started");
+    let (server, app) = spawn_process(
+        &database_url,
+        &[
+            ("HARK_PASSWORD_HASH_MEMORY_KIB", "262144".to_owned()),
+            ("HARK_PASSWORD_HASH_ITERATIONS", "4".to_owned()),
+        ],
+    )
+    .await;
     let (_owner, bob, room_id) = room_with_bob(&app).await;
     let mut client = WsClient::connect(&app, &bob.token).await;
     client.subscribe(&room_id, None).await;
@@ -926,12 +903,7 @@ async fn sigterm_tells_websocket_clients_to_reconnect_finishes_in_flight_request
         }
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let pid = server.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let exit = tokio::spawn(terminate(server));
 
     let ending = client.ending().await;
     assert_eq!(ending, Ending::Closed(1012));
@@ -940,10 +912,7 @@ async fn sigterm_tells_websocket_clients_to_reconnect_finishes_in_flight_request
         200,
         "the in-flight login completed"
     );
-    let exit = tokio::time::timeout(Duration::from_secs(20), server.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (exit, _) = exit.await.unwrap();
     println!(
         "after SIGTERM: WebSocket closed with 1012, in-flight login answered 200, process exited with {exit}"
     );
