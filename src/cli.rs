@@ -136,14 +136,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ))
         }
         Command::Bench(args) => crate::bench::run(*args).await,
-        Command::Openapi { json } => {
-            let service = crate::api::service();
-            print_out(&if json {
-                service.spec()
-            } else {
-                service.spec_yaml()
-            })
-        }
+        Command::Openapi { json } => print_out(&if json {
+            crate::api::document::json()
+        } else {
+            crate::api::document::yaml()
+        }),
         Command::Tenant(TenantCommand::Create {
             slug,
             name,

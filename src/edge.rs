@@ -177,13 +177,11 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
 /// The API's path templates as the OpenAPI document writes them (`/v1/rooms/{room_id}`),
 /// split into segments, for naming request spans by route.
 static ROUTES: LazyLock<Vec<(&'static str, Vec<&'static str>)>> = LazyLock::new(|| {
-    let spec: serde_json::Value =
-        serde_json::from_str(&crate::api::service().spec()).unwrap_or_default();
     let mut routes = Vec::new();
-    if let Some(paths) = spec.get("paths").and_then(serde_json::Value::as_object) {
+    let paths = crate::api::document::value().get("paths");
+    if let Some(paths) = paths.and_then(serde_json::Value::as_object) {
         for template in paths.keys() {
-            // Leaked once: the table lives as long as the process.
-            let template: &'static str = Box::leak(template.clone().into_boxed_str());
+            let template = template.as_str();
             routes.push((template, template.split('/').collect()));
         }
     }

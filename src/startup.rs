@@ -6,7 +6,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use poem::{
-    Endpoint, EndpointExt, Route, Server,
+    Endpoint, EndpointExt, Response, Route, Server,
+    endpoint::make_sync,
     http::uri::Scheme,
     listener::{Acceptor, TcpAcceptor},
     middleware::{Compression, Cors},
@@ -134,8 +135,22 @@ pub fn routes(state: AppState) -> impl Endpoint + 'static {
     let max_body_bytes = state.config.max_body_bytes;
     Route::new()
         .nest("/docs", service.swagger_ui())
-        .at("/openapi.json", service.spec_endpoint())
-        .at("/openapi.yaml", service.spec_endpoint_yaml())
+        .at(
+            "/openapi.json",
+            make_sync(|_| {
+                Response::builder()
+                    .content_type("application/json")
+                    .body(crate::api::document::json())
+            }),
+        )
+        .at(
+            "/openapi.yaml",
+            make_sync(|_| {
+                Response::builder()
+                    .content_type("application/yaml")
+                    .body(crate::api::document::yaml())
+            }),
+        )
         .nest("/", service)
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .with(Compression::new())

@@ -18,7 +18,7 @@ fn the_committed_openapi_document_is_what_the_code_generates() {
 
 #[test]
 fn every_operation_has_an_id_a_summary_a_tag_and_documented_errors() {
-    let spec: serde_json::Value = serde_json::from_str(&hark::api::service().spec()).unwrap();
+    let spec: serde_json::Value = hark::api::document::value().clone();
     let paths = spec["paths"].as_object().unwrap();
     let mut operations = 0;
     for (path, item) in paths {
@@ -85,7 +85,7 @@ async fn the_server_serves_the_document_and_a_browsable_ui() {
 
 #[test]
 fn every_request_body_has_an_example() {
-    let spec: serde_json::Value = serde_json::from_str(&hark::api::service().spec()).unwrap();
+    let spec: serde_json::Value = hark::api::document::value().clone();
     let schemas = &spec["components"]["schemas"];
     let mut missing = Vec::new();
     let mut bodies = 0;
@@ -113,4 +113,99 @@ fn every_request_body_has_an_example() {
         missing.is_empty(),
         "request bodies without an example: {missing:?}"
     );
+}
+
+#[test]
+fn optional_properties_are_nullable_and_references_are_not_wrapped_in_all_of() {
+    let spec = hark::api::document::value();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let message = &spec["components"]["schemas"]["Message"]["properties"];
+    assert_eq!(
+        message["edited_at"]["type"],
+        serde_json::json!(["string", "null"])
+    );
+    assert_eq!(
+        message["sender"]["anyOf"][1],
+        serde_json::json!({"type": "null"}),
+        "an optional reference may be null"
+    );
+    let text = serde_json::to_string(spec).unwrap();
+    assert!(!text.contains("allOf"), "no allOf wrappers are left");
+}
+
+/// The `op` of every frame the server writes, read from the code that writes them:
+/// `"op": "…"` literals and the event frame's `op: "…"`.
+fn server_frame_ops() -> std::collections::BTreeSet<String> {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/realtime");
+    let mut ops = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(directory).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for marker in ["\"op\": \"", "op: \""] {
+            for (index, _) in source.match_indices(marker) {
+                let rest = &source[index + marker.len()..];
+                let op = &rest[..rest.find('"').unwrap()];
+                ops.insert(op.to_owned());
+            }
+        }
+    }
+    ops
+}
+
+#[test]
+fn every_frame_the_server_sends_is_in_the_asyncapi_document() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/asyncapi.yaml");
+    let document: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(document["asyncapi"].as_str().unwrap().starts_with("3."));
+    let messages = &document["components"]["messages"];
+    let schemas = &document["components"]["schemas"];
+    // The ops of the messages the server sends, per the document's `send` operations.
+    let mut documented = std::collections::BTreeSet::new();
+    for operation in document["operations"].as_object().unwrap().values() {
+        let replies = operation["reply"]["messages"].as_array().cloned();
+        let sent = if operation["action"] == "send" {
+            operation["messages"].as_array().cloned()
+        } else {
+            None
+        };
+        for reference in sent.into_iter().chain(replies).flatten() {
+            let name = reference["$ref"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap();
+            let schema_ref = messages[name]["payload"]["$ref"].as_str().unwrap();
+            let schema = &schemas[schema_ref.rsplit('/').next().unwrap()];
+            documented.insert(
+                schema["properties"]["op"]["const"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    let sent = server_frame_ops();
+    println!("server frames in the code: {sent:?}; documented as sent: {documented:?}");
+    assert!(
+        sent.len() >= 8,
+        "found the server's frames in the code: {sent:?}"
+    );
+    let missing: Vec<_> = sent.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "frames missing from openapi/asyncapi.yaml: {missing:?}"
+    );
+    // And every client op the server accepts is documented as received.
+    for op in hark::realtime::protocol::CLIENT_OPS {
+        let documented = messages
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|message| message["name"] == *op);
+        assert!(
+            documented,
+            "client op {op} is missing from openapi/asyncapi.yaml"
+        );
+    }
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Generates the TypeScript and Python clients from openapi/openapi.yaml (no hand
+# edits), validates openapi/asyncapi.yaml with the AsyncAPI parser, and runs the
+# client tests and the demo page's browser test against a server started here on a
+# database of its own (dropped afterwards). Needs Node.js with npm, Python 3 and
+# Chromium (.ci/run installs what is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+admin_url=postgres://postgres@127.0.0.1:5432/postgres
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    admin_url=postgres://postgres@127.0.0.1:25432/postgres
+fi
+database="hark_clients_$(date +%s)_$$"
+port=${HARK_CLIENT_TEST_PORT:-18480}
+export HARK_URL="http://127.0.0.1:$port"
+
+step() { printf '\n--> %s\n' "$*"; }
+
+step "npm tools (tests/js)"
+(cd tests/js && npm ci --no-fund --no-audit --loglevel=error)
+
+step "Python tools (target/client-venv)"
+venv=target/client-venv
+[ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+step "AsyncAPI document validates with @asyncapi/parser"
+(cd tests/js && node asyncapi.mjs ../../openapi/asyncapi.yaml)
+
+step "Generate the TypeScript client (@hey-api/openapi-ts)"
+rm -rf target/clients/typescript
+(cd tests/js && npx --no-install openapi-ts --input ../../openapi/openapi.yaml --output ../../target/clients/typescript)
+
+step "Generate the Python client (openapi-python-client)"
+rm -rf target/clients/hark_client
+mkdir -p target/clients
+# ruff (from the same virtual environment) formats the generated code.
+PATH="$PWD/$venv/bin:$PATH" "$venv/bin/openapi-python-client" generate \
+    --path openapi/openapi.yaml --output-path target/clients/hark_client --meta none --overwrite
+
+step "Start a server on $HARK_URL"
+cargo build --quiet
+log=$(mktemp)
+DATABASE_URL="${admin_url%/postgres}/$database" HARK_BIND="127.0.0.1:$port" \
+    HARK_TENANT_CREATION=open HARK_LOG_FORMAT=text RUST_LOG=warn \
+    ./target/debug/hark serve >"$log" 2>&1 &
+server=$!
+cleanup() {
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    psql -q "$admin_url" -c "drop database if exists $database with (force)" >/dev/null 2>&1 || true
+    rm -f "$log"
+}
+trap cleanup EXIT
+for _ in $(seq 1 200); do
+    curl -s -o /dev/null "$HARK_URL/readyz" && break
+    sleep 0.1
+done
+curl -sf -o /dev/null "$HARK_URL/readyz" || { cat "$log"; exit 1; }
+
+step "TypeScript client test (type-checked strictly, then run)"
+(cd tests/js && npx --no-install tsc -p . && node --test --import tsx client.test.ts)
+
+step "Python client test"
+PYTHONPATH=target/clients "$venv/bin/python" -m pytest -q tests/python
+
+step "Demo page in Chromium (Playwright)"
+(cd tests/js && node --test demo.test.mjs)
+
+echo "client tests: OK"
