@@ -104,11 +104,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve(mut config) => {
             let telemetry = crate::telemetry::init(config.log_format);
+            let development = config.database_url.is_none();
             crate::startup::resolve_database(&mut config).await?;
             let listener = tokio::net::TcpListener::bind(&config.bind)
                 .await
                 .with_context(|| format!("could not listen on {}", config.bind))?;
+            let demo_tenant = match config.demo_tenant.as_deref() {
+                Some("off") | Some("") => None,
+                Some(slug) => Some(slug.to_owned()),
+                None => development.then(|| "demo".to_owned()),
+            };
+            let base_url = local_url(&listener)?;
             let state = AppState::start(*config).await?;
+            if let Some(slug) = &demo_tenant {
+                ensure_demo_tenant(&state, slug).await?;
+            }
+            eprintln!("hark: API docs at {base_url}/docs");
+            match &demo_tenant {
+                Some(slug) => eprintln!(
+                    "hark: demo chat at {base_url}/demo (tenant `{slug}`: register any name, in two tabs)"
+                ),
+                None => eprintln!("hark: demo chat at {base_url}/demo"),
+            }
             let served = serve(listener, state, shutdown_signal()).await;
             // The spans of the last requests are exported before the process exits.
             telemetry.shutdown().await;
@@ -174,6 +191,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             print_out(&serde_json::to_string_pretty(&output)?)
         }
+    }
+}
+
+/// The URL a local browser reaches the listener at.
+fn local_url(listener: &tokio::net::TcpListener) -> anyhow::Result<String> {
+    let address = listener
+        .local_addr()
+        .context("the listener has no address")?;
+    Ok(
+        if address.ip().is_unspecified() || address.ip().is_loopback() {
+            format!("http://localhost:{}", address.port())
+        } else {
+            format!("http://{address}")
+        },
+    )
+}
+
+/// Creates the demo tenant (open registration, an owner nobody logs in as) unless
+/// it exists.
+async fn ensure_demo_tenant(state: &AppState, slug: &str) -> anyhow::Result<()> {
+    let request = CreateTenantRequest {
+        name: "Hark demo".to_owned(),
+        slug: slug.to_owned(),
+        owner: crate::api::OwnerRequest {
+            username: "demo-owner".to_owned(),
+            password: random_password(),
+            email: None,
+            display_name: Some("Demo owner".to_owned()),
+        },
+    };
+    match create_tenant_with_owner(state, request).await {
+        Ok(_) => {
+            tracing::info!(tenant = slug, "created the demo tenant");
+            Ok(())
+        }
+        Err(error) if error.code == "slug_taken" => Ok(()),
+        Err(error) => Err(anyhow::anyhow!(
+            "could not create the demo tenant `{slug}`: {}: {}",
+            error.code,
+            error.message
+        )),
     }
 }
 

@@ -68,6 +68,12 @@ pub struct Config {
     #[arg(long, env = "HARK_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
 
+    /// A tenant that anyone may register in, for the demo page at `/demo`, created at
+    /// start-up when missing. `off` for none. Unset: `demo` when no `DATABASE_URL` is
+    /// configured (a development machine), none otherwise.
+    #[arg(long, env = "HARK_DEMO_TENANT")]
+    pub demo_tenant: Option<String>,
+
     /// The HMAC secret that signs access tokens (at least 32 bytes). Without it a
     /// development secret is used, with a loud warning.
     #[arg(long, env = "HARK_JWT_SECRET", hide_env_values = true)]

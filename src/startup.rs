@@ -135,6 +135,7 @@ pub fn routes(state: AppState) -> impl Endpoint + 'static {
     let max_body_bytes = state.config.max_body_bytes;
     Route::new()
         .nest("/docs", service.swagger_ui())
+        .at("/demo", crate::demo::page())
         .at(
             "/openapi.json",
             make_sync(|_| {
