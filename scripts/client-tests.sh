@@ -43,7 +43,7 @@ step "Start a server on $HARK_URL"
 cargo build --quiet
 log=$(mktemp)
 DATABASE_URL="${admin_url%/postgres}/$database" HARK_BIND="127.0.0.1:$port" \
-    HARK_TENANT_CREATION=open HARK_LOG_FORMAT=text RUST_LOG=warn \
+    HARK_TENANT_CREATION=open HARK_DEMO_TENANT=demo HARK_LOG_FORMAT=text RUST_LOG=warn \
     ./target/debug/hark serve >"$log" 2>&1 &
 server=$!
 cleanup() {
@@ -63,7 +63,7 @@ step "TypeScript client test (type-checked strictly, then run)"
 (cd tests/js && npx --no-install tsc -p . && node --test --import tsx client.test.ts)
 
 step "Python client test"
-PYTHONPATH=target/clients "$venv/bin/python" -m pytest -q tests/python
+PYTHONPATH=target/clients "$venv/bin/python" -m pytest -q -s tests/python
 
 step "Demo page in Chromium (Playwright)"
 (cd tests/js && node --test demo.test.mjs)
