@@ -138,6 +138,30 @@ pub struct Config {
     #[arg(long, env = "HARK_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub ws_max_frame_bytes: usize,
 
+    /// Messages a user may send at once (REST and WebSocket together), per instance.
+    #[arg(long, env = "HARK_SEND_BURST", default_value_t = 50)]
+    pub send_burst: u32,
+
+    /// Messages per second a user may send in the long run, per instance.
+    #[arg(long, env = "HARK_SEND_RATE_PER_SECOND", default_value_t = 10.0)]
+    pub send_rate_per_second: f64,
+
+    /// Failed logins allowed per account (tenant and login) before 429.
+    #[arg(long, env = "HARK_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    pub login_failures_per_account: u32,
+
+    /// Failed logins allowed per client address before 429.
+    #[arg(long, env = "HARK_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
+    pub login_failures_per_address: u32,
+
+    /// Seconds in which the allowed failed logins come back in full.
+    #[arg(long, env = "HARK_LOGIN_LOCKOUT_SECONDS", default_value_t = 300)]
+    pub login_lockout_seconds: u64,
+
+    /// WebSocket and event-stream connections one user may hold, per instance.
+    #[arg(long, env = "HARK_MAX_STREAMS_PER_USER", default_value_t = 32)]
+    pub max_streams_per_user: usize,
+
     /// How often idle WebSockets are pinged, in seconds; silent for three periods, they are dropped.
     #[arg(long, env = "HARK_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,

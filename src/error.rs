@@ -29,6 +29,8 @@ pub struct ApiError {
     pub message: String,
     /// The input field the error is about, when there is one.
     pub field: Option<String>,
+    /// Response headers that go with it (`Retry-After`, `X-RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// The JSON body of every error response.
@@ -53,7 +55,14 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             field: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// The same error, answered with these headers too.
+    pub fn with_headers(mut self, headers: Vec<(&'static str, String)>) -> Self {
+        self.headers = headers;
+        self
     }
 
     /// A 422 about one input field.
@@ -94,10 +103,13 @@ impl ApiError {
         if let Some(field) = &self.field {
             body["field"] = serde_json::Value::from(field.as_str());
         }
-        poem::Response::builder()
+        let mut response = poem::Response::builder()
             .status(self.status)
-            .content_type("application/json")
-            .body(body.to_string())
+            .content_type("application/json");
+        for (name, value) in &self.headers {
+            response = response.header(*name, value.as_str());
+        }
+        response.body(body.to_string())
     }
 
     /// Turns any error that reached the HTTP edge into an `ApiError`: ours pass
@@ -109,6 +121,7 @@ impl ApiError {
                 code: api_error.code.clone(),
                 message: api_error.message.clone(),
                 field: api_error.field.clone(),
+                headers: api_error.headers.clone(),
             };
         }
         let status = error.status();
@@ -312,6 +325,7 @@ fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
                 .column
                 .filter(|column| !column.is_empty())
                 .map(str::to_owned),
+            headers: Vec::new(),
         });
     }
     let constraint = error.constraint.unwrap_or_default();

@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo;
 pub mod edge;
 pub mod error;
+pub mod limits;
 pub mod local_postgres;
 pub mod metrics;
 pub mod realtime;

@@ -18,6 +18,7 @@ use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
 use crate::db::{self, Database, MessageWriter};
 use crate::edge::Edge;
+use crate::limits::Limits;
 use crate::realtime::Hub;
 
 /// What every request shares.
@@ -33,6 +34,8 @@ pub struct AppState {
     pub hub: Hub,
     /// Batches concurrent message sends into one transaction each.
     pub writer: MessageWriter,
+    /// Rate limits and connection counts.
+    pub limits: Arc<Limits>,
     /// The configuration the instance started with.
     pub config: Arc<Config>,
 }
@@ -61,6 +64,7 @@ impl AppState {
             passwords,
             hub,
             writer,
+            limits: Arc::new(Limits::from_config(&config)),
             config: Arc::new(config),
         })
     }

@@ -65,7 +65,8 @@ impl Telemetry {
 /// Installs the global subscriber and, when configured, the OTLP trace exporter.
 /// Calling it again (as tests do) changes nothing and answers an empty `Telemetry`.
 pub fn init(format: LogFormat) -> Telemetry {
-    let log_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
     let log_layer = match format {
         LogFormat::Json => subscriber_fmt::layer()
             .with_writer(std::io::stderr)

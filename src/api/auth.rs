@@ -2,7 +2,7 @@
 //! obtaining tokens shares.
 
 use chrono::{DateTime, Utc};
-use poem::web::Data;
+use poem::web::{Data, RemoteAddr};
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
 use uuid::Uuid;
 
@@ -10,6 +10,7 @@ use crate::api::ApiTags;
 use crate::auth::{BearerAuth, Caller, RefreshSecret};
 use crate::db::{NewRegistration, NewSession, User};
 use crate::error::ApiError;
+use crate::limits::too_many;
 use crate::startup::AppState;
 
 /// Tokens for one session, with the user they belong to.
@@ -207,13 +208,33 @@ impl AuthApi {
     /// Log in
     ///
     /// With the tenant's slug and a username or email. A wrong tenant, login or
-    /// password all answer 401 `invalid_credentials`, in the same time.
+    /// password all answer 401 `invalid_credentials`, in the same time. After
+    /// repeated failures for one login (`HARK_LOGIN_FAILURES_PER_ACCOUNT`) or from one
+    /// address (`HARK_LOGIN_FAILURES_PER_ADDRESS`), attempts answer 429
+    /// `login_throttled` with `Retry-After`, whether the account exists or not.
     #[oai(path = "/v1/auth/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
         state: Data<&AppState>,
+        remote: &RemoteAddr,
         body: Json<LoginRequest>,
     ) -> Result<Json<AuthSession>, ApiError> {
+        // Throttling is keyed by what the client typed, never by what exists, so a
+        // refusal says nothing about the account.
+        let account = (body.tenant.to_lowercase(), body.login.to_lowercase());
+        let address = remote.as_socket_addr().map(|address| address.ip());
+        let limits = &state.limits;
+        let throttled = std::iter::once(limits.login_accounts.peek(&account))
+            .chain(address.map(|address| limits.login_addresses.peek(&address)))
+            .filter(|allowance| allowance.retry_after.is_some())
+            .max_by_key(|allowance| allowance.retry_after);
+        if let Some(allowance) = throttled {
+            return Err(too_many(
+                &allowance,
+                "login_throttled",
+                "Too many failed logins; retry after the Retry-After seconds",
+            ));
+        }
         let candidate = state.db.login_lookup(&body.tenant, &body.login).await?;
         let verified = state
             .passwords
@@ -227,6 +248,10 @@ impl AuthApi {
         let candidate = match candidate {
             Some(candidate) if verified => candidate,
             _ => {
+                limits.login_accounts.acquire(&account);
+                if let Some(address) = address {
+                    limits.login_addresses.acquire(&address);
+                }
                 return Err(ApiError::unauthorized(
                     "invalid_credentials",
                     "The tenant, login or password is wrong",

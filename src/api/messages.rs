@@ -16,6 +16,7 @@ use crate::db::{
     ReadMarker, UnreadSummary,
 };
 use crate::error::ApiError;
+use crate::limits::too_many;
 use crate::startup::AppState;
 
 /// The page size when none is asked for.
@@ -104,10 +105,32 @@ impl Example for MarkReadRequest {
 pub enum MessageSent {
     /// The message was sent.
     #[oai(status = 201)]
-    Created(Json<Message>),
+    Created(
+        Json<Message>,
+        /// Messages the user may send at once.
+        #[oai(header = "X-RateLimit-Limit")]
+        u32,
+        /// Messages the user may still send right now.
+        #[oai(header = "X-RateLimit-Remaining")]
+        u32,
+        /// Seconds until the allowance is full again.
+        #[oai(header = "X-RateLimit-Reset")]
+        u64,
+    ),
     /// A message with this client id was sent before; this is it, and nothing new was written.
     #[oai(status = 200)]
-    Replayed(Json<Message>),
+    Replayed(
+        Json<Message>,
+        /// Messages the user may send at once.
+        #[oai(header = "X-RateLimit-Limit")]
+        u32,
+        /// Messages the user may still send right now.
+        #[oai(header = "X-RateLimit-Remaining")]
+        u32,
+        /// Seconds until the allowance is full again.
+        #[oai(header = "X-RateLimit-Reset")]
+        u64,
+    ),
 }
 
 /// No content.
@@ -139,6 +162,15 @@ impl MessagesApi {
         body: Json<SendMessageRequest>,
     ) -> Result<MessageSent, ApiError> {
         let body = body.0;
+        // REST and WebSocket sends of a user draw from one allowance.
+        let allowance = state.limits.sends.acquire(&auth.0.user_id);
+        if allowance.retry_after.is_some() {
+            return Err(too_many(
+                &allowance,
+                "rate_limited",
+                "Too many messages; retry after the Retry-After seconds",
+            ));
+        }
         let message = NewMessage {
             message_id: Uuid::now_v7(),
             kind: body.kind.unwrap_or(MessageKind::Text),
@@ -148,10 +180,15 @@ impl MessagesApi {
             client_id: body.client_id,
         };
         let sent = state.writer.send(&auth.0, room_id.0, message).await?;
+        let (limit, remaining, reset) = (
+            allowance.limit,
+            allowance.remaining,
+            allowance.reset_after.as_secs_f64().ceil() as u64,
+        );
         Ok(if sent.created {
-            MessageSent::Created(Json(sent.message))
+            MessageSent::Created(Json(sent.message), limit, remaining, reset)
         } else {
-            MessageSent::Replayed(Json(sent.message))
+            MessageSent::Replayed(Json(sent.message), limit, remaining, reset)
         })
     }
 

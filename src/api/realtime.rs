@@ -69,9 +69,12 @@ impl RealtimeApi {
             Some(token) => Some(state.tokens.verify_with_expiry(&token)?),
             None => None,
         };
+        let mut stream_slot = None;
         if let Some((caller, _)) = &identity {
-            // A revoked session is refused before the upgrade, with a plain 401.
+            // A revoked session is refused before the upgrade, with a plain 401, and a
+            // user over the connection limit with a 429.
             state.db.user_me(caller).await?;
+            stream_slot = Some(state.limits.streams.open(caller.user_id)?);
         }
         let max_frame = state.hub.settings().max_frame_bytes;
         let mut config = WebSocketConfig::default();
@@ -85,7 +88,7 @@ impl RealtimeApi {
         let state = state.0.clone();
         Ok(websocket
             .config(config)
-            .on_upgrade(move |stream| socket::serve(stream, state, identity))
+            .on_upgrade(move |stream| socket::serve(stream, state, identity, stream_slot))
             .boxed())
     }
 
@@ -129,8 +132,14 @@ impl RealtimeApi {
                 "A seq is never negative",
             ));
         }
+        let stream_slot = state.limits.streams.open(auth.caller().user_id)?;
         let grant = state.db.room_subscribe(auth.caller(), room_id.0).await?;
         let stream = sse::subscribe(state.hub.clone(), auth.caller(), grant, since).await?;
+        // The stream holds its slot in the user's count until the client goes away.
+        let stream = futures_util::StreamExt::map(stream, move |item| {
+            let _held = &stream_slot;
+            item
+        });
         Ok(EventStream::new(futures_util::StreamExt::boxed(stream))
             .keep_alive(SSE_KEEP_ALIVE)
             .to_event(sse::to_event))

@@ -83,6 +83,11 @@ impl Local {
             .env("HARK_JWT_SECRET", &self.secret)
             .env("HARK_PASSWORD_HASH_MEMORY_KIB", "1024")
             .env("HARK_PASSWORD_HASH_ITERATIONS", "1")
+            // The load generator sends and connects as fast as it can: the per-user
+            // limits would measure themselves instead of the server.
+            .env("HARK_SEND_BURST", "1000000")
+            .env("HARK_SEND_RATE_PER_SECOND", "1000000")
+            .env("HARK_MAX_STREAMS_PER_USER", "1000000")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

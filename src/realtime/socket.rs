@@ -23,10 +23,11 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::db::{MessageKind, NewMessage};
 use crate::error::ApiError;
+use crate::limits::StreamSlot;
 use crate::metrics::METRICS;
 use crate::realtime::{
-    CLOSE_MALFORMED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub, Outbound, Subscribed,
-    Subscriber,
+    CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub,
+    Outbound, Subscribed, Subscriber,
     cursor::{Delivery, RoomCursor},
     protocol::{self, CLIENT_OPS, ClientFrame, EventFrame},
 };
@@ -54,6 +55,7 @@ pub async fn serve(
     socket: WebSocketStream,
     state: AppState,
     identity: Option<(Caller, DateTime<Utc>)>,
+    stream_slot: Option<StreamSlot>,
 ) {
     let hub = state.hub.clone();
     let settings = hub.settings().clone();
@@ -82,6 +84,8 @@ pub async fn serve(
         subscriptions: subscriptions.clone(),
         typing_sent: HashMap::new(),
         malformed: 0,
+        stream_slot,
+        refused_sends: 0,
     };
     connection.read(&mut stream, &last_seen).await;
 
@@ -119,7 +123,16 @@ struct Connection {
     typing_sent: HashMap<Uuid, Instant>,
     /// Bad frames so far.
     malformed: u32,
+    /// This connection's place in its user's count of open streams, once known.
+    stream_slot: Option<StreamSlot>,
+    /// Sends refused by the rate limit in a row; at `REFUSED_SENDS_BEFORE_CLOSE` the
+    /// connection is closed with 4008.
+    refused_sends: u32,
 }
+
+/// Sends refused in a row (each answered with a `rate_limited` error) before the
+/// connection is closed with 4008.
+const REFUSED_SENDS_BEFORE_CLOSE: u32 = 5;
 
 impl Connection {
     async fn read(
@@ -188,6 +201,14 @@ impl Connection {
     }
 
     /// Closes the connection once the frames already queued are sent.
+    /// Counts the connection among its user's open streams, once.
+    fn count_stream(&mut self, user_id: Uuid) -> Result<(), ApiError> {
+        if self.stream_slot.is_none() {
+            self.stream_slot = Some(self.state.limits.streams.open(user_id)?);
+        }
+        Ok(())
+    }
+
     async fn close_after_queued(&self, code: u16, reason: &str) {
         drop(
             self.queue
@@ -282,10 +303,13 @@ impl Connection {
                             "A connection stays with the user it was opened for",
                         ))
                     }
-                    _ => {
-                        self.identity = Some(Identity { caller, expires_at });
-                        Ok(user)
-                    }
+                    _ => match self.count_stream(caller.user_id) {
+                        Ok(()) => {
+                            self.identity = Some(Identity { caller, expires_at });
+                            Ok(user)
+                        }
+                        Err(error) => Err(error),
+                    },
                 },
                 Err(error) => Err(ApiError::from(error)),
             },
@@ -299,8 +323,13 @@ impl Connection {
             Err(error) => {
                 self.send_frame(protocol::error(reference, &error)).await;
                 if self.identity.is_none() {
-                    self.close_after_queued(CLOSE_UNAUTHORIZED, "invalid token")
-                        .await;
+                    if error.code == "too_many_connections" {
+                        self.close_after_queued(CLOSE_RATE_LIMITED, "too many connections")
+                            .await;
+                    } else {
+                        self.close_after_queued(CLOSE_UNAUTHORIZED, "invalid token")
+                            .await;
+                    }
                 }
             }
         }
@@ -361,6 +390,24 @@ impl Connection {
                 reply_to_id,
                 client_id,
             } => {
+                let allowance = self.state.limits.sends.acquire(&caller.user_id);
+                if let Some(retry_after) = allowance.retry_after {
+                    let error = crate::limits::too_many(
+                        &allowance,
+                        "rate_limited",
+                        &format!("Too many messages; retry in {} ms", retry_after.as_millis()),
+                    );
+                    self.refused_sends += 1;
+                    if self.refused_sends < REFUSED_SENDS_BEFORE_CLOSE {
+                        return Err(error);
+                    }
+                    self.send_frame(protocol::error(reference.as_deref(), &error))
+                        .await;
+                    self.close_after_queued(CLOSE_RATE_LIMITED, "rate limit exceeded")
+                        .await;
+                    return Ok(None);
+                }
+                self.refused_sends = 0;
                 let message = NewMessage {
                     message_id: Uuid::now_v7(),
                     kind: kind.unwrap_or(MessageKind::Text),

@@ -49,6 +49,7 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
         db,
         tokens: std::sync::Arc::new(hark::auth::TokenIssuer::new(config.tokens()).unwrap()),
         passwords: hark::auth::PasswordHasher::new(config.passwords()).unwrap(),
+        limits: std::sync::Arc::new(hark::limits::Limits::from_config(&config)),
         config: std::sync::Arc::new(config),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

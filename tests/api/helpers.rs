@@ -235,6 +235,13 @@ pub fn test_config(database_url: &str) -> Config {
     config.max_body_bytes = 64 * 1024;
     config.password_hash_memory_kib = 1024;
     config.password_hash_iterations = 1;
+    // Tests that are not about limits send and connect far faster than a person;
+    // the limit tests set their own.
+    config.send_burst = 1_000_000;
+    config.send_rate_per_second = 1_000_000.0;
+    config.login_failures_per_account = 1_000;
+    config.login_failures_per_address = 1_000_000;
+    config.max_streams_per_user = 100_000;
     config
 }
 
@@ -270,6 +277,9 @@ pub async fn spawn_process(
         .env("HARK_TENANT_CREATION", "open")
         .env("HARK_PASSWORD_HASH_MEMORY_KIB", "1024")
         .env("HARK_PASSWORD_HASH_ITERATIONS", "1")
+        .env("HARK_SEND_BURST", "1000000")
+        .env("HARK_SEND_RATE_PER_SECOND", "1000000")
+        .env("HARK_MAX_STREAMS_PER_USER", "100000")
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);

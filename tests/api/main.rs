@@ -8,6 +8,7 @@ mod auth;
 mod health;
 mod helpers;
 mod isolation;
+mod limits;
 mod members;
 mod messages;
 mod openapi;

@@ -1,0 +1,235 @@
+//! Rate limits kept in the instance's memory: token buckets by key. Sends are limited
+//! per user (REST and WebSocket draw from the same bucket), failed logins per account
+//! and per client address, and open streams (WebSockets and SSE) are counted per user.
+//!
+//! The buckets are per instance: behind a load balancer spreading one user's
+//! requests over N instances, a user gets at most N times the configured rate. That
+//! bound is what protects the database; an exact global count would cost a database
+//! round trip on every send.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use poem::http::StatusCode;
+
+use crate::error::ApiError;
+
+/// Every limit of one instance.
+pub struct Limits {
+    /// Message sends, by user.
+    pub sends: RateLimiter<uuid::Uuid>,
+    /// Failed logins, by tenant slug and login (as typed, lowercased).
+    pub login_accounts: RateLimiter<(String, String)>,
+    /// Failed logins, by client address.
+    pub login_addresses: RateLimiter<std::net::IpAddr>,
+    /// Open WebSockets and event streams, by user.
+    pub streams: Arc<StreamCounter>,
+}
+
+impl Limits {
+    /// The limits a configuration asks for.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let lockout = config.login_lockout_seconds.max(1) as f64;
+        Self {
+            sends: RateLimiter::new(config.send_burst, config.send_rate_per_second),
+            login_accounts: RateLimiter::new(
+                config.login_failures_per_account,
+                f64::from(config.login_failures_per_account) / lockout,
+            ),
+            login_addresses: RateLimiter::new(
+                config.login_failures_per_address,
+                f64::from(config.login_failures_per_address) / lockout,
+            ),
+            streams: Arc::new(StreamCounter::new(config.max_streams_per_user)),
+        }
+    }
+}
+
+/// Buckets kept at most before the full ones are forgotten.
+const MAX_TRACKED_KEYS: usize = 100_000;
+
+/// A token bucket per key: `burst` tokens, refilled at `per_second`.
+pub struct RateLimiter<K> {
+    /// Tokens a key starts with and never exceeds.
+    burst: f64,
+    /// Tokens added per second.
+    per_second: f64,
+    /// The buckets that are not full, by key.
+    buckets: Mutex<HashMap<K, Bucket>>,
+}
+
+/// One key's bucket.
+#[derive(Clone, Copy)]
+struct Bucket {
+    /// Tokens left at `updated`.
+    tokens: f64,
+    /// When `tokens` was computed.
+    updated: Instant,
+}
+
+/// What a limit says about one more request.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowance {
+    /// The bucket's size.
+    pub limit: u32,
+    /// Whole tokens left after this request (0 when refused).
+    pub remaining: u32,
+    /// When refused: how long until one token is back.
+    pub retry_after: Option<Duration>,
+    /// How long until the bucket is full again.
+    pub reset_after: Duration,
+}
+
+impl Allowance {
+    /// The `X-RateLimit-*` (and, when refused, `Retry-After`) headers.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![
+            ("x-ratelimit-limit", self.limit.to_string()),
+            ("x-ratelimit-remaining", self.remaining.to_string()),
+            (
+                "x-ratelimit-reset",
+                whole_seconds(self.reset_after).to_string(),
+            ),
+        ];
+        if let Some(retry_after) = self.retry_after {
+            headers.push(("retry-after", whole_seconds(retry_after).to_string()));
+        }
+        headers
+    }
+}
+
+/// Seconds, rounded up, and at least 1 when anything is left to wait.
+fn whole_seconds(duration: Duration) -> u64 {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() > 0 {
+        seconds + 1
+    } else {
+        seconds
+    }
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    /// A limiter of `burst` requests at once and `per_second` sustained.
+    pub fn new(burst: u32, per_second: f64) -> Self {
+        Self {
+            burst: f64::from(burst.max(1)),
+            per_second: per_second.max(f64::MIN_POSITIVE),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `key` if one is left.
+    pub fn acquire(&self, key: &K) -> Allowance {
+        self.update(key, true)
+    }
+
+    /// Says whether `key` has a token left, without taking it.
+    pub fn peek(&self, key: &K) -> Allowance {
+        self.update(key, false)
+    }
+
+    fn update(&self, key: &K, take: bool) -> Allowance {
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= MAX_TRACKED_KEYS {
+            self.forget_full(&mut buckets, now);
+        }
+        let bucket = buckets.entry(key.clone()).or_insert(Bucket {
+            tokens: self.burst,
+            updated: now,
+        });
+        let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
+        bucket.updated = now;
+        let allowed = bucket.tokens >= 1.0;
+        if allowed && take {
+            bucket.tokens -= 1.0;
+        }
+        let tokens = bucket.tokens;
+        let missing = (1.0 - tokens).max(0.0);
+        Allowance {
+            limit: self.burst as u32,
+            remaining: tokens.floor() as u32,
+            retry_after: (!allowed).then(|| Duration::from_secs_f64(missing / self.per_second)),
+            reset_after: Duration::from_secs_f64((self.burst - tokens) / self.per_second),
+        }
+    }
+
+    /// Drops the buckets that have refilled: a missing bucket is a full one.
+    fn forget_full(&self, buckets: &mut HashMap<K, Bucket>, now: Instant) {
+        buckets.retain(|_, bucket| {
+            let elapsed = now.duration_since(bucket.updated).as_secs_f64();
+            bucket.tokens + elapsed * self.per_second < self.burst
+        });
+    }
+}
+
+/// The 429 answered when a limit refuses a request, with its headers.
+pub fn too_many(allowance: &Allowance, code: &str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_headers(allowance.headers())
+}
+
+/// Open streams (WebSockets and SSE) per user on this instance.
+pub struct StreamCounter {
+    /// The most streams one user may hold.
+    limit: usize,
+    /// Open streams by user.
+    open: Mutex<HashMap<uuid::Uuid, usize>>,
+}
+
+/// One counted stream; dropping it uncounts it.
+pub struct StreamSlot {
+    /// The counter it belongs to.
+    counter: Arc<StreamCounter>,
+    /// Whose stream it is.
+    user_id: uuid::Uuid,
+}
+
+impl StreamCounter {
+    /// A counter allowing `limit` streams per user.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a new stream of `user_id`, or refuses it (429 `too_many_connections`).
+    pub fn open(self: &Arc<Self>, user_id: uuid::Uuid) -> Result<StreamSlot, ApiError> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(user_id).or_insert(0);
+        if *count >= self.limit {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                format!(
+                    "A user may hold at most {} WebSocket and event-stream connections per instance",
+                    self.limit
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(StreamSlot {
+            counter: Arc::clone(self),
+            user_id,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .counter
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
