@@ -79,6 +79,22 @@ pub struct Config {
     #[arg(long, env = "HARK_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
+    /// The key id (`kid`) written into the header of tokens signed with
+    /// `HARK_JWT_SECRET`. Default: derived from the secret.
+    #[arg(long, env = "HARK_JWT_KEY_ID")]
+    pub jwt_key_id: Option<String>,
+
+    /// Earlier signing keys still accepted, as `kid:secret` pairs separated by commas:
+    /// after a rotation, tokens signed with them hold until they expire or the key is
+    /// removed from this list.
+    #[arg(
+        long,
+        env = "HARK_JWT_PREVIOUS_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_previous_keys: Vec<String>,
+
     /// The issuer written into and required of access tokens.
     #[arg(long, env = "HARK_JWT_ISSUER", default_value = "hark")]
     pub jwt_issuer: String,
@@ -255,8 +271,19 @@ impl Config {
                 tokens_development_secret().to_owned()
             }
         };
+        let previous_keys = self
+            .jwt_previous_keys
+            .iter()
+            .filter_map(|pair| pair.trim().split_once(':'))
+            .map(|(key_id, secret)| (key_id.to_owned(), secret.to_owned()))
+            .collect();
         TokenSettings {
+            key_id: self
+                .jwt_key_id
+                .clone()
+                .unwrap_or_else(|| crate::auth::default_key_id(&secret)),
             secret,
+            previous_keys,
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             access_ttl: Duration::from_secs(self.access_token_ttl_seconds),

@@ -22,7 +22,7 @@ use crate::startup::AppState;
 
 pub use password::{PasswordHasher, PasswordSettings};
 pub use secrets::{ApiKeySecret, RefreshSecret};
-pub use tokens::{AccessToken, TokenIssuer, TokenSettings};
+pub use tokens::{AccessToken, TokenIssuer, TokenSettings, default_key_id};
 
 /// The publicly known secret used when `HARK_JWT_SECRET` is not set.
 pub fn tokens_development_secret() -> &'static str {

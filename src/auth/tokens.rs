@@ -1,7 +1,12 @@
 //! Access tokens: HS256 JWTs naming the user, tenant, role and session, with issuer,
-//! audience, issue, not-before and expiry times and a unique token id.
+//! audience, issue, not-before and expiry times and a unique token id. The header's
+//! `kid` names the signing key, so that keys rotate without logging anyone out: the
+//! new key signs, earlier keys listed in `HARK_JWT_PREVIOUS_KEYS` still verify.
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
@@ -17,8 +22,12 @@ pub const DEVELOPMENT_SECRET: &str = "hark-development-secret-do-not-use-in-prod
 /// How tokens are signed and for how long they hold.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
-    /// The HMAC secret (at least 32 bytes).
+    /// The HMAC secret that signs (at least 32 bytes).
     pub secret: String,
+    /// The signing key's id, written as the header's `kid`.
+    pub key_id: String,
+    /// Earlier keys that still verify: `(kid, secret)`.
+    pub previous_keys: Vec<(String, String)>,
     /// The `iss` claim written and required.
     pub issuer: String,
     /// The `aud` claim written and required.
@@ -58,8 +67,10 @@ pub struct TokenIssuer {
     settings: TokenSettings,
     /// The key that signs.
     encoding_key: EncodingKey,
-    /// The key that verifies.
-    decoding_key: DecodingKey,
+    /// The keys that verify, by `kid`: the signing key and the earlier ones.
+    decoding_keys: HashMap<String, DecodingKey>,
+    /// The signing key, for tokens without a `kid` (signed before keys had ids).
+    current_decoding_key: DecodingKey,
     /// What a token must satisfy: HS256 only, issuer, audience, times.
     validation: Validation,
 }
@@ -70,6 +81,22 @@ impl TokenIssuer {
         if settings.secret.len() < 32 {
             anyhow::bail!("HARK_JWT_SECRET must be at least 32 bytes long");
         }
+        if let Some((key_id, _)) = settings
+            .previous_keys
+            .iter()
+            .find(|(_, secret)| secret.len() < 32)
+        {
+            anyhow::bail!("the previous key `{key_id}` must be at least 32 bytes long");
+        }
+        let mut decoding_keys: HashMap<String, DecodingKey> = settings
+            .previous_keys
+            .iter()
+            .map(|(key_id, secret)| (key_id.clone(), DecodingKey::from_secret(secret.as_bytes())))
+            .collect();
+        decoding_keys.insert(
+            settings.key_id.clone(),
+            DecodingKey::from_secret(settings.secret.as_bytes()),
+        );
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
@@ -78,7 +105,8 @@ impl TokenIssuer {
         validation.leeway = 5;
         Ok(Self {
             encoding_key: EncodingKey::from_secret(settings.secret.as_bytes()),
-            decoding_key: DecodingKey::from_secret(settings.secret.as_bytes()),
+            decoding_keys,
+            current_decoding_key: DecodingKey::from_secret(settings.secret.as_bytes()),
             validation,
             settings,
         })
@@ -112,9 +140,10 @@ impl TokenIssuer {
             nbf: now.timestamp(),
             exp: expires_at.timestamp(),
         };
-        let token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding_key)
-                .map_err(|error| ApiError::internal("could not sign a token", &error))?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.settings.key_id.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding_key)
+            .map_err(|error| ApiError::internal("could not sign a token", &error))?;
         Ok(AccessToken { token, expires_at })
     }
 
@@ -125,17 +154,25 @@ impl TokenIssuer {
 
     /// Like `verify`, also answering when the token expires.
     pub fn verify_with_expiry(&self, token: &str) -> Result<(Caller, DateTime<Utc>), ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation)
-            .map_err(|error| match error.kind() {
-                ErrorKind::ExpiredSignature => ApiError::unauthorized(
-                    "token_expired",
-                    "The access token has expired; refresh it",
-                ),
-                ErrorKind::ImmatureSignature => ApiError::unauthorized(
-                    "token_not_yet_valid",
-                    "The access token is not valid yet",
-                ),
-                _ => ApiError::unauthorized("invalid_token", "The access token is invalid"),
+        let invalid = || ApiError::unauthorized("invalid_token", "The access token is invalid");
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
+        let key = match &header.kid {
+            Some(key_id) => self.decoding_keys.get(key_id).ok_or_else(invalid)?,
+            None => &self.current_decoding_key,
+        };
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|error| {
+                match error.kind() {
+                    ErrorKind::ExpiredSignature => ApiError::unauthorized(
+                        "token_expired",
+                        "The access token has expired; refresh it",
+                    ),
+                    ErrorKind::ImmatureSignature => ApiError::unauthorized(
+                        "token_not_yet_valid",
+                        "The access token is not valid yet",
+                    ),
+                    _ => invalid(),
+                }
             })?;
         let claims = data.claims;
         let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
@@ -147,4 +184,12 @@ impl TokenIssuer {
         };
         Ok((caller, expires_at))
     }
+}
+
+/// The key id of a secret when none is configured: the first 8 hex digits of its
+/// SHA-256, so that every instance with the same secret writes the same `kid` and the
+/// secret itself cannot be recovered from it.
+pub fn default_key_id(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    hex::encode(&digest[..4])
 }

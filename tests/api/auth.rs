@@ -283,6 +283,16 @@ async fn bad_tokens_are_refused_with_their_codes() {
         ),
         (unsigned_token(&good), "invalid_token"),
         (format!("{}x", tenant.owner.token), "invalid_token"),
+        // Another algorithm, with the right secret.
+        (
+            signed_with(jsonwebtoken::Algorithm::HS512, None, &good),
+            "invalid_token",
+        ),
+        // A key id the server does not know, with the right secret.
+        (
+            signed_with(jsonwebtoken::Algorithm::HS256, Some("retired"), &good),
+            "invalid_token",
+        ),
     ];
     for (token, code) in cases {
         app.get("/v1/users/me", &token)
@@ -297,6 +307,22 @@ async fn bad_tokens_are_refused_with_their_codes() {
     app.get("/v1/users/me", &unknown_session)
         .await
         .expect_error(401, "token_revoked");
+}
+
+/// A token signed with the test secret, by another algorithm or with a key id.
+fn signed_with(
+    algorithm: jsonwebtoken::Algorithm,
+    key_id: Option<&str>,
+    claims: &serde_json::Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(algorithm);
+    header.kid = key_id.map(str::to_owned);
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 /// A token with `alg: none` and no signature.
@@ -381,4 +407,79 @@ async fn the_tenant_create_command_prints_tokens_that_the_server_accepts() {
     )
     .await
     .expect(200);
+}
+
+/// The `kid` in a token's header.
+fn key_id_of(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn signing_keys_rotate_without_logging_anyone_out() {
+    const OLD_SECRET: &str = "the-old-signing-secret-of-at-least-32-bytes";
+    const NEW_SECRET: &str = "the-new-signing-secret-of-at-least-32-bytes";
+    let before = crate::helpers::spawn_app_with(|config| {
+        config.jwt_secret = Some(OLD_SECRET.to_owned());
+        config.jwt_key_id = Some("2026-01".to_owned());
+    })
+    .await;
+    before.create_tenant("acme").await;
+    let bob = before.register("acme", "bob").await;
+    assert_eq!(key_id_of(&bob.token).as_deref(), Some("2026-01"));
+
+    // The rotation: a new key signs, the old one still verifies.
+    let rotated = before
+        .spawn_peer_with(|config| {
+            config.jwt_secret = Some(NEW_SECRET.to_owned());
+            config.jwt_key_id = Some("2026-02".to_owned());
+            config.jwt_previous_keys = vec![format!("2026-01:{OLD_SECRET}")];
+        })
+        .await;
+    rotated.get("/v1/users/me", &bob.token).await.expect(200);
+    let refreshed = rotated
+        .post(
+            "/v1/auth/refresh",
+            None,
+            serde_json::json!({"refresh_token": bob.refresh_token}),
+        )
+        .await
+        .expect(200);
+    let new_token = refreshed["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(key_id_of(&new_token).as_deref(), Some("2026-02"));
+    rotated.get("/v1/users/me", &new_token).await.expect(200);
+    // An instance that does not know the new key yet refuses what it signed.
+    before
+        .get("/v1/users/me", &new_token)
+        .await
+        .expect_error(401, "invalid_token");
+
+    // Once the old key is removed, its tokens are refused; sessions go on through
+    // their refresh tokens.
+    let retired = before
+        .spawn_peer_with(|config| {
+            config.jwt_secret = Some(NEW_SECRET.to_owned());
+            config.jwt_key_id = Some("2026-02".to_owned());
+            config.jwt_previous_keys = Vec::new();
+        })
+        .await;
+    retired
+        .get("/v1/users/me", &bob.token)
+        .await
+        .expect_error(401, "invalid_token");
+    retired.get("/v1/users/me", &new_token).await.expect(200);
+    let next_refresh = refreshed["refresh_token"].as_str().unwrap();
+    retired
+        .post(
+            "/v1/auth/refresh",
+            None,
+            serde_json::json!({"refresh_token": next_refresh}),
+        )
+        .await
+        .expect(200);
 }
