@@ -219,10 +219,13 @@ enum ErrorResponses {
     /// The request body is larger than the configured limit (`payload_too_large`).
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
+    /// The request body is not JSON (`unsupported_media_type`).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// A field is out of bounds or malformed; `field` names it.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// Too many requests (`rate_limited`).
+    /// Too many requests (`rate_limited`, `login_throttled`, `too_many_connections`), with `Retry-After` when waiting helps.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>),
     /// The server failed; the error has been logged under the request id (`internal_error`).
@@ -261,7 +264,10 @@ impl From<DatabaseError> for ApiError {
                         constraint: db_error.constraint(),
                     },
                 )
-                .unwrap_or_else(|| Self::internal(context, &source)),
+                .unwrap_or_else(|| {
+                    let described = format!("{}: {}", db_error.code().code(), db_error.message());
+                    Self::internal(context, &described)
+                }),
                 None => {
                     tracing::error!(error = %source, context, "database connection failed");
                     unavailable()
@@ -343,6 +349,14 @@ fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "value_too_long",
                 "A value is too long",
+            ))
+        }
+        // Postgres text cannot hold U+0000, as a parameter or inside JSON.
+        SqlState::UNTRANSLATABLE_CHARACTER | SqlState::CHARACTER_NOT_IN_REPERTOIRE => {
+            Some(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_text",
+                "Text may not contain the NUL character (U+0000)",
             ))
         }
         SqlState::INVALID_TEXT_REPRESENTATION | SqlState::INVALID_PARAMETER_VALUE => {

@@ -131,6 +131,21 @@ impl MessageWriter {
         message: NewMessage,
     ) -> impl Future<Output = Result<SentMessage, DatabaseError>> + Send + use<> {
         let (reply, answer) = oneshot::channel();
+        // A NUL character would make Postgres refuse the whole batch's JSON, failing
+        // the other senders' messages with it: it is refused here, alone.
+        let refused = nul_field(&message).map(|field| DatabaseError::Item {
+            context: "message_send",
+            failure: ItemFailure {
+                sqlstate: "HK422".to_owned(),
+                message: "invalid_text".to_owned(),
+                detail: Some("Text may not contain the NUL character (U+0000)".to_owned()),
+                column: Some(field.to_owned()),
+                constraint: None,
+            },
+        });
+        if let Some(refused) = refused {
+            return futures_util::future::Either::Left(std::future::ready(Err(refused)));
+        }
         let pending = PendingSend {
             caller: caller.clone(),
             room_id,
@@ -140,12 +155,12 @@ impl MessageWriter {
         };
         let shard = (room_id.as_u128() % self.shards.len() as u128) as usize;
         let queued = self.shards[shard].send(pending).is_ok();
-        async move {
+        futures_util::future::Either::Right(async move {
             if !queued {
                 return Err(DatabaseError::WriterStopped);
             }
             answer.await.map_err(|_| DatabaseError::WriterStopped)?
-        }
+        })
     }
 
     /// Sends a message, batched with whatever else is being sent at the moment.
@@ -210,6 +225,28 @@ async fn work(
         .instrument(span)
         .await;
     }
+}
+
+/// The first field of a message holding a NUL character, which Postgres text cannot.
+fn nul_field(message: &NewMessage) -> Option<&'static str> {
+    let has_nul = |text: &str| text.contains('\0');
+    if has_nul(&message.body) {
+        return Some("body");
+    }
+    if message.client_id.as_deref().is_some_and(has_nul) {
+        return Some("client_id");
+    }
+    let attachment = message.attachment.as_ref()?;
+    let texts = [
+        Some(attachment.url.as_str()),
+        attachment.mime_type.as_deref(),
+        attachment.name.as_deref(),
+    ];
+    texts
+        .into_iter()
+        .flatten()
+        .any(has_nul)
+        .then_some("attachment")
 }
 
 /// The span of one write: a child of the first sender's span, linked to the others'.

@@ -5,10 +5,12 @@
 
 mod api_keys;
 mod auth;
+mod fuzz;
 mod health;
 mod helpers;
 mod isolation;
 mod limits;
+mod matrix;
 mod members;
 mod messages;
 mod openapi;

@@ -762,3 +762,49 @@ async fn batched_messages_reach_subscribers_in_order() {
             >= 1
     );
 }
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_refused_with_422_and_other_sends_of_its_batch_go_through() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let path = format!("/v1/rooms/{room_id}/messages");
+    // Sent together, so that they can share a write batch.
+    let sends = (0..20).map(|index| {
+        let (token, body) = if index % 4 == 0 {
+            (&bob.token, format!("bad \u{0} {index}"))
+        } else {
+            (&owner.token, format!("good {index}"))
+        };
+        let app = &app;
+        let path = &path;
+        async move {
+            (
+                index,
+                app.post(path, Some(token), json!({"body": body})).await,
+            )
+        }
+    });
+    for (index, answer) in futures_util::future::join_all(sends).await {
+        if index % 4 == 0 {
+            let error = answer.expect_error(422, "invalid_text");
+            assert_eq!(error["field"], "body");
+        } else {
+            answer.expect(201);
+        }
+    }
+    assert_eq!(app.count_rows("messages").await, 15);
+    app.post(
+        "/v1/auth/register",
+        None,
+        json!({"tenant": "acme", "username": "nul\u{0}user", "password": crate::helpers::PASSWORD}),
+    )
+    .await
+    .expect_error(422, "invalid_text");
+    app.patch(
+        &format!("/v1/users/{}", bob.user_id),
+        &bob.token,
+        json!({"display_name": "Bob\u{0}"}),
+    )
+    .await
+    .expect_error(422, "invalid_text");
+}

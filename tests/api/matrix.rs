@@ -1,0 +1,476 @@
+//! The authorization matrix: every operation of the OpenAPI document and every
+//! WebSocket op, called by every kind of caller (the tenant's and the room's owner, an
+//! admin of both, a member of the room, a member of the tenant outside the room, and
+//! nobody) and by another tenant's owner with this tenant's ids, each against a fresh
+//! tenant. Each answer is classified (A: passed authorization, with 2xx or a rule's
+//! 409/422; U: 401; F: 403; N: 404) and compared with the table below. An operation or
+//! op missing from the table fails the test, so a new route cannot go unchecked.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Session, TestApp, id_of, spawn_app};
+use crate::ws::WsClient;
+
+/// Callers, in the order of the expectation strings.
+const CALLERS: [&str; 6] = ["owner", "admin", "member", "outsider", "nobody", "foreign"];
+
+/// What each caller gets, per operation: one letter per caller of `CALLERS`.
+/// Tenant-level operations treat the room caller roles as tenant roles (the owner
+/// owns the tenant, the admin is a tenant admin, the others are plain members).
+/// Paths name this tenant's room, message and member; operations without ids act on
+/// the caller's own tenant, so `foreign` passes them (on its own tenant). A member of
+/// the tenant outside the private room gets 403 `not_a_member`; another tenant's
+/// caller gets 404, as for an id that does not exist.
+const REST: &[(&str, &str)] = &[
+    ("healthz", "AAAAAA"),
+    ("readyz", "AAAAAA"),
+    ("metrics", "AAAAAA"),
+    ("createTenant", "AAAAAA"),
+    ("getTenant", "AAAAUA"),
+    ("updateTenant", "AAFFUA"),
+    ("deleteTenant", "AFFFUA"),
+    ("register", "AAAAAA"),
+    ("login", "AAAAAA"),
+    ("refresh", "AAAAAA"),
+    ("logout", "AAAAUA"),
+    ("getMe", "AAAAUA"),
+    ("listUsers", "AAAAUA"),
+    ("getUser", "AAAAUN"),
+    ("getUserByUsername", "AAAAUN"),
+    ("updateUser", "AAAFUN"),
+    ("deleteUser", "AAAFUN"),
+    ("createApiKey", "AAFFUA"),
+    ("listApiKeys", "AAFFUA"),
+    ("revokeApiKey", "AAFFUN"),
+    ("backendCreateUser", "UUUUUU"),
+    ("backendCreateSession", "UUUUUU"),
+    ("listRooms", "AAAAUA"),
+    ("createRoom", "AAAAUA"),
+    ("getOrCreateDirectRoom", "AAAAUN"),
+    ("joinRoomByCode", "AAAAUN"),
+    ("getRoom", "AAAFUN"),
+    ("updateRoom", "AAFFUN"),
+    ("deleteRoom", "AFFFUN"),
+    ("archiveRoom", "AAFFUN"),
+    ("rotateInviteCode", "AAFFUN"),
+    ("joinRoom", "AAAFUN"),
+    ("leaveRoom", "AAAFUN"),
+    ("listMembers", "AAAFUN"),
+    ("addMember", "AAFFUN"),
+    ("removeMember", "AAAFUN"),
+    ("setMemberRole", "AFFFUN"),
+    ("checkRoomAccess", "AAAFUN"),
+    ("listMessages", "AAAFUN"),
+    ("sendMessage", "AAAFUN"),
+    ("getMessage", "AAAFUN"),
+    ("editMessage", "FFAFUN"),
+    ("deleteMessage", "AAAFUN"),
+    ("listMessageVersions", "AAAFUN"),
+    ("addReaction", "AAAFUN"),
+    ("removeReaction", "AAAFUN"),
+    ("markRead", "AAAFUN"),
+    ("getUnreadCounts", "AAAAUA"),
+    ("listRoomEvents", "AAAFUN"),
+    ("streamRoomEvents", "AAAFUN"),
+    ("listOnlineMembers", "AAAFUN"),
+    ("connectWebSocket", "AAAAAA"),
+];
+
+/// The same for the WebSocket ops. `nobody` sends the op without authenticating and
+/// is closed with 4001 (U), except `auth`, which authenticates it; the `auth` frame
+/// carries the member's token, which any other user's connection refuses (403
+/// `other_user`: a connection stays with its user).
+const WEBSOCKET: &[(&str, &str)] = &[
+    ("auth", "FFAFAF"),
+    ("subscribe", "AAAFUN"),
+    ("unsubscribe", "AAAAUA"),
+    ("send", "AAAFUN"),
+    ("edit", "FFAFUN"),
+    ("delete", "AAAFUN"),
+    ("react", "AAAFUN"),
+    ("read", "AAAFUN"),
+    ("typing", "AAAFUN"),
+    ("ping", "AAAAUA"),
+];
+
+/// One tenant with every kind of caller, a private room, a message and an API key.
+struct Fixture {
+    slug: String,
+    owner: Session,
+    admin: Session,
+    member: Session,
+    outsider: Session,
+    room_id: String,
+    invite_code: String,
+    message_id: String,
+    key_id: String,
+}
+
+async fn fixture(app: &TestApp, slug: &str) -> Fixture {
+    let owner = app.create_tenant(slug).await.owner;
+    let admin = app.register(slug, "admin").await;
+    let member = app.register(slug, "member").await;
+    let outsider = app.register(slug, "outsider").await;
+    app.patch(
+        &format!("/v1/users/{}", admin.user_id),
+        &owner.token,
+        json!({"role": "admin"}),
+    )
+    .await
+    .expect(200);
+    let room = app.create_room(&owner.token, "matrix", "private").await;
+    let room_id = id_of(&room);
+    for user in [&admin, &member] {
+        app.add_member(&owner.token, &room_id, &user.user_id).await;
+    }
+    app.patch(
+        &format!("/v1/rooms/{room_id}/members/{}", admin.user_id),
+        &owner.token,
+        json!({"role": "admin"}),
+    )
+    .await
+    .expect(200);
+    let message = app.send(&member.token, &room_id, "hello").await;
+    let message_id = id_of(&message);
+    app.post(
+        &format!("/v1/rooms/{room_id}/messages/{message_id}/reactions"),
+        Some(&member.token),
+        json!({"emoji": "👍"}),
+    )
+    .await
+    .expect(200);
+    let key = app
+        .post(
+            "/v1/api-keys",
+            Some(&owner.token),
+            json!({"name": "matrix"}),
+        )
+        .await
+        .expect(201);
+    Fixture {
+        slug: slug.to_owned(),
+        invite_code: room["invite_code"].as_str().unwrap().to_owned(),
+        key_id: key["api_key"]["id"].as_str().unwrap().to_owned(),
+        owner,
+        admin,
+        member,
+        outsider,
+        room_id,
+        message_id,
+    }
+}
+
+impl Fixture {
+    fn caller(&self, name: &str) -> Option<&Session> {
+        match name {
+            "owner" => Some(&self.owner),
+            "admin" => Some(&self.admin),
+            "member" => Some(&self.member),
+            "outsider" => Some(&self.outsider),
+            _ => None,
+        }
+    }
+
+    /// The operation's path with this tenant's ids; user ids name the member.
+    fn path(&self, template: &str) -> String {
+        template
+            .replace("{room_id}", &self.room_id)
+            .replace("{message_id}", &self.message_id)
+            .replace("{user_id}", &self.member.user_id)
+            .replace("{key_id}", &self.key_id)
+            .replace("{emoji}", "%F0%9F%91%8D")
+            .replace("{username}", "member")
+    }
+
+    /// A body that the rules would accept from an allowed caller.
+    fn body(&self, operation_id: &str, example: Option<&Value>) -> Value {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        match operation_id {
+            "createTenant" => json!({"slug": format!("t{}", &unique[..12]), "name": "T",
+                "owner": {"username": "o", "password": crate::helpers::PASSWORD}}),
+            "register" => json!({"tenant": self.slug, "username": format!("u{}", &unique[..12]),
+                "password": crate::helpers::PASSWORD}),
+            "login" => {
+                json!({"tenant": self.slug, "login": "member", "password": crate::helpers::PASSWORD})
+            }
+            "refresh" => json!({"refresh_token": self.member.refresh_token}),
+            "updateUser" => json!({"display_name": "Renamed"}),
+            "getOrCreateDirectRoom" => json!({"user_id": self.outsider.user_id}),
+            "joinRoomByCode" => json!({"code": self.invite_code}),
+            "addMember" => json!({"user_id": self.outsider.user_id}),
+            "setMemberRole" => json!({"role": "admin"}),
+            "updateRoom" => json!({"name": "renamed"}),
+            "sendMessage" | "editMessage" => json!({"body": "matrix"}),
+            "addReaction" => json!({"emoji": "🎉"}),
+            "markRead" => json!({"seq": 1}),
+            _ => example.cloned().unwrap_or_else(|| json!({})),
+        }
+    }
+
+    /// A WebSocket frame of `op` about this tenant's room and message.
+    fn frame(&self, op: &str) -> Value {
+        let (room, message) = (&self.room_id, &self.message_id);
+        match op {
+            "auth" => json!({"op": op, "ref": "matrix", "token": self.member.token}),
+            "ping" => json!({"op": op, "ref": "matrix"}),
+            "send" => json!({"op": op, "ref": "matrix", "room_id": room, "body": "matrix"}),
+            "edit" => json!({"op": op, "ref": "matrix", "room_id": room, "message_id": message,
+                "body": "matrix"}),
+            "delete" => json!({"op": op, "ref": "matrix", "room_id": room, "message_id": message}),
+            "react" => json!({"op": op, "ref": "matrix", "room_id": room, "message_id": message,
+                "emoji": "🎉"}),
+            "read" => json!({"op": op, "ref": "matrix", "room_id": room, "seq": 1}),
+            _ => json!({"op": op, "ref": "matrix", "room_id": room}),
+        }
+    }
+}
+
+fn classify(status: u16) -> char {
+    match status {
+        // A malformed request says nothing about authorization: the test's requests
+        // must be well-formed, and this letter is in no expectation.
+        400 => 'B',
+        401 => 'U',
+        403 => 'F',
+        404 => 'N',
+        500..=599 => panic!("a server error is never an answer: {status}"),
+        _ => 'A',
+    }
+}
+
+fn classify_frame(frame: &Value) -> char {
+    match (frame["op"].as_str(), frame["code"].as_str()) {
+        (Some("ack" | "pong"), _) => 'A',
+        (Some("error"), Some("invalid_frame")) => 'B',
+        (Some("error"), Some(code)) if code.ends_with("_not_found") => 'N',
+        // The codes the REST API answers with 403.
+        (Some("error"), Some("forbidden" | "not_a_member" | "not_the_author" | "other_user")) => {
+            'F'
+        }
+        (Some("error"), Some(code)) if code.starts_with("invalid_token") => 'U',
+        (Some("error"), _) => 'A',
+        _ => panic!("unexpected answer {frame}"),
+    }
+}
+
+/// For the `foreign` caller, the owner of another tenant, with a session of its own
+/// (a `logout` case ends it).
+async fn foreign_owner(app: &TestApp, caller: &str, number: usize) -> Option<Session> {
+    if caller != "foreign" {
+        return None;
+    }
+    Some(app.create_tenant(&format!("foreign-{number}")).await.owner)
+}
+
+/// One REST case: a fresh tenant, the operation called by `caller`; answers the
+/// letter and what was seen.
+async fn rest_case(
+    app: &TestApp,
+    template: &str,
+    method: &str,
+    operation: &Value,
+    caller: &str,
+    number: usize,
+    example: Option<&Value>,
+) -> (char, String) {
+    let operation_id = operation["operationId"].as_str().unwrap();
+    let fixture = fixture(app, &format!("matrix-{number}")).await;
+    let foreign = foreign_owner(app, caller, number).await;
+    let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+    let url = format!("{}{}", app.address, fixture.path(template));
+    let mut request = app.client.request(method, &url);
+    if operation.get("requestBody").is_some() {
+        request = request.json(&fixture.body(operation_id, example));
+    }
+    let token = match &foreign {
+        Some(foreign) => Some(&foreign.token),
+        None => fixture.caller(caller).map(|session| &session.token),
+    };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    match operation_id {
+        "streamRoomEvents" => {
+            // The stream's status is known as soon as its headers arrive.
+            let status = request.send().await.unwrap().status().as_u16();
+            (classify(status), status.to_string())
+        }
+        "connectWebSocket" => {
+            let status = request
+                .header("connection", "Upgrade")
+                .header("upgrade", "websocket")
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            let letter = if status == 101 { 'A' } else { classify(status) };
+            (letter, status.to_string())
+        }
+        _ => {
+            let answer = TestApp::answer(request.send().await.unwrap()).await;
+            let seen = format!("{} {}", answer.status.as_u16(), answer.body["code"]);
+            (classify(answer.status.as_u16()), seen)
+        }
+    }
+}
+
+/// One WebSocket case: a fresh tenant, the op sent by `caller`.
+async fn websocket_case(app: &TestApp, op: &str, caller: &str, number: usize) -> (char, String) {
+    let fixture = fixture(app, &format!("matrix-{number}")).await;
+    let foreign = foreign_owner(app, caller, number).await;
+    let token = match &foreign {
+        Some(foreign) => Some(foreign.token.as_str()),
+        None => fixture.caller(caller).map(|session| session.token.as_str()),
+    };
+    let mut client = match token {
+        Some(token) => WsClient::connect(app, token).await,
+        None => WsClient::connect_path(app, "/v1/ws").await,
+    };
+    if op == "unsubscribe" && matches!(caller, "owner" | "admin" | "member") {
+        client.subscribe(&fixture.room_id, None).await;
+    }
+    client.send(fixture.frame(op)).await;
+    if token.is_none() && op != "auth" {
+        assert_eq!(client.ending().await, crate::ws::Ending::Closed(4001));
+        ('U', "close 4001".to_owned())
+    } else {
+        let answer = client.answer("matrix").await;
+        (
+            classify_frame(&answer),
+            format!("{} {}", answer["op"], answer["code"]),
+        )
+    }
+}
+
+#[tokio::test]
+async fn every_operation_and_websocket_op_answers_every_kind_of_caller_as_the_table_says() {
+    let app = spawn_app().await;
+    let spec = hark::api::document::value();
+    let expected: BTreeMap<&str, &str> = REST.iter().copied().collect();
+    let mut actual = BTreeMap::new();
+    let mut cases = 0;
+    let mut counter = 0;
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let operation_id = operation["operationId"].as_str().unwrap().to_owned();
+            let api_key_only = operation["security"][0]["apiKeyAuth"].is_array();
+            let example = operation["requestBody"]["content"]
+                .as_object()
+                .and_then(|content| content.values().next())
+                .and_then(|media| media["schema"]["$ref"].as_str())
+                .and_then(|reference| reference.rsplit('/').next())
+                .map(|name| &spec["components"]["schemas"][name]["example"]);
+            let base = counter;
+            counter += CALLERS.len();
+            let answers = futures_util::future::join_all(CALLERS.iter().enumerate().map(
+                |(index, caller)| {
+                    rest_case(
+                        &app,
+                        template,
+                        method,
+                        operation,
+                        caller,
+                        base + index,
+                        example,
+                    )
+                },
+            ))
+            .await;
+            let row: String = answers.iter().map(|(letter, _)| *letter).collect();
+            let seen: Vec<String> = answers.into_iter().map(|(_, seen)| seen).collect();
+            cases += CALLERS.len();
+            if api_key_only {
+                // The tenant's backend, with its key, passes.
+                let fixture = fixture(&app, &format!("matrix-{counter}-key")).await;
+                let key = app
+                    .post(
+                        "/v1/api-keys",
+                        Some(&fixture.owner.token),
+                        json!({"name": "b"}),
+                    )
+                    .await
+                    .expect(201)["key"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let answer = TestApp::answer(
+                    app.client
+                        .request(method, format!("{}{}", app.address, fixture.path(template)))
+                        .header("x-api-key", key)
+                        .json(&fixture.body(&operation_id, example))
+                        .send()
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                assert_eq!(
+                    classify(answer.status.as_u16()),
+                    'A',
+                    "{operation_id} with the tenant's API key: {}",
+                    answer.body
+                );
+                cases += 1;
+            }
+            actual.insert(operation_id, (row, seen));
+        }
+    }
+
+    let ops: BTreeMap<&str, &str> = WEBSOCKET.iter().copied().collect();
+    let mut actual_ops = BTreeMap::new();
+    for op in hark::realtime::protocol::CLIENT_OPS {
+        let base = counter;
+        counter += CALLERS.len();
+        let answers = futures_util::future::join_all(
+            CALLERS
+                .iter()
+                .enumerate()
+                .map(|(index, caller)| websocket_case(&app, op, caller, base + index)),
+        )
+        .await;
+        let row: String = answers.iter().map(|(letter, _)| *letter).collect();
+        let seen: Vec<String> = answers.into_iter().map(|(_, seen)| seen).collect();
+        cases += CALLERS.len();
+        actual_ops.insert(op.to_string(), (row, seen));
+    }
+
+    let mut mismatches = Vec::new();
+    for (operation, (row, seen)) in &actual {
+        if expected.get(operation.as_str()) != Some(&row.as_str()) {
+            mismatches.push(format!(
+                "(\"{operation}\", \"{row}\"), expected {:?}; answers {seen:?}",
+                expected.get(operation.as_str())
+            ));
+        }
+    }
+    for operation in expected.keys() {
+        if !actual.contains_key(*operation) {
+            mismatches.push(format!(
+                "{operation} is in the table but not in the document"
+            ));
+        }
+    }
+    for (op, (row, seen)) in &actual_ops {
+        if ops.get(op.as_str()) != Some(&row.as_str()) {
+            mismatches.push(format!(
+                "ws (\"{op}\", \"{row}\"), expected {:?}; answers {seen:?}",
+                ops.get(op.as_str())
+            ));
+        }
+    }
+    println!(
+        "authorization matrix: {} operations and {} WebSocket ops, {cases} cases",
+        actual.len(),
+        actual_ops.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "differences from the table:\n{}",
+        mismatches.join("\n")
+    );
+}
