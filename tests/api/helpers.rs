@@ -268,6 +268,15 @@ pub async fn spawn_process(
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
+    spawn_process_on(port, database_url, env).await
+}
+
+/// Like [`spawn_process`], on a given port (to restart an instance where it was).
+pub async fn spawn_process_on(
+    port: u16,
+    database_url: &str,
+    env: &[(&str, String)],
+) -> (tokio::process::Child, TestApp) {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hark"));
     command
         .arg("serve")

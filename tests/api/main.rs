@@ -17,6 +17,7 @@ mod openapi;
 mod realtime;
 mod rooms;
 mod row_level_security;
+mod soak;
 mod tenants;
 mod tls;
 mod traces;
