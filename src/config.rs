@@ -170,6 +170,12 @@ pub struct Config {
     #[arg(long, env = "HARK_LOGIN_FAILURES_PER_ADDRESS", default_value_t = 50)]
     pub login_failures_per_address: u32,
 
+    /// Take the client's address from the last entry of `X-Forwarded-For` (the one
+    /// the load balancer in front of Hark appended) instead of the TCP peer, for the
+    /// per-address login limit. Only behind a proxy that sets the header.
+    #[arg(long, env = "HARK_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
     /// Seconds in which the allowed failed logins come back in full.
     #[arg(long, env = "HARK_LOGIN_LOCKOUT_SECONDS", default_value_t = 300)]
     pub login_lockout_seconds: u64,

@@ -2,7 +2,7 @@
 //! obtaining tokens shares.
 
 use chrono::{DateTime, Utc};
-use poem::web::{Data, RemoteAddr};
+use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
 use uuid::Uuid;
 
@@ -216,13 +216,13 @@ impl AuthApi {
     async fn login(
         &self,
         state: Data<&AppState>,
-        remote: &RemoteAddr,
+        request: &Request,
         body: Json<LoginRequest>,
     ) -> Result<Json<AuthSession>, ApiError> {
         // Throttling is keyed by what the client typed, never by what exists, so a
         // refusal says nothing about the account.
         let account = (body.tenant.to_lowercase(), body.login.to_lowercase());
-        let address = remote.as_socket_addr().map(|address| address.ip());
+        let address = client_address(request, state.config.trust_forwarded_for);
         let limits = &state.limits;
         let throttled = std::iter::once(limits.login_accounts.peek(&account))
             .chain(address.map(|address| limits.login_addresses.peek(&address)))
@@ -296,4 +296,21 @@ impl AuthApi {
         state.db.logout(&auth.0).await?;
         Ok(LoggedOut::LoggedOut)
     }
+}
+
+/// The client's address: the TCP peer, or behind a trusted proxy the last entry of
+/// `X-Forwarded-For` (entries before it come from the client and can be forged).
+fn client_address(request: &Request, trust_forwarded_for: bool) -> Option<std::net::IpAddr> {
+    let forwarded = trust_forwarded_for
+        .then(|| request.headers().get("x-forwarded-for"))
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok());
+    forwarded.or_else(|| {
+        request
+            .remote_addr()
+            .as_socket_addr()
+            .map(|address| address.ip())
+    })
 }

@@ -206,3 +206,43 @@ async fn repeated_failed_logins_from_one_address_are_throttled_across_accounts()
     assert_eq!(throttled.body["code"], "login_throttled");
     assert!(throttled.headers.contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_failed_logins_count_by_the_forwarded_address() {
+    let app = spawn_app_with(|config| {
+        config.login_failures_per_address = 2;
+        config.login_lockout_seconds = 600;
+        config.trust_forwarded_for = true;
+    })
+    .await;
+    let (_owner, _bob, _room) = room_with_bob(&app).await;
+    let attempt = |forwarded: &'static str, login: &'static str| {
+        let app = &app;
+        async move {
+            TestApp::answer(
+                app.client
+                    .post(format!("{}/v1/auth/login", app.address))
+                    .header("x-forwarded-for", forwarded)
+                    .json(&json!({"tenant": "acme", "login": login, "password": "wrong"}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    // The client's own entries before the proxy's are ignored.
+    attempt("9.9.9.9, 203.0.113.7", "a")
+        .await
+        .expect_error(401, "invalid_credentials");
+    attempt("8.8.8.8, 203.0.113.7", "b")
+        .await
+        .expect_error(401, "invalid_credentials");
+    attempt("7.7.7.7, 203.0.113.7", "c")
+        .await
+        .expect_error(429, "login_throttled");
+    // Another client behind the same proxy is not affected.
+    attempt("203.0.113.8", "d")
+        .await
+        .expect_error(401, "invalid_credentials");
+}
