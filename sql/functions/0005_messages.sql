@@ -418,17 +418,29 @@ language plpgsql
 as $$
 declare
     v_last_read bigint;
+    v_before bigint;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
     if p_seq is null or p_seq < 0 then
         perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'seq');
     end if;
+    select last_read_seq into v_before from hark.room_members
+    where room_id = p_room_id and user_id = p_user_id
+    for update;
     update hark.room_members m
     set last_read_seq = greatest(m.last_read_seq, least(p_seq, r.last_seq))
     from hark.rooms r
     where r.id = m.room_id and m.room_id = p_room_id and m.user_id = p_user_id
     returning m.last_read_seq into v_last_read;
+    -- A read marker that moved is a signal for the room's subscribers (read
+    -- receipts, the reader's other devices), like typing: by NOTIFY, not in the log.
+    if v_last_read > coalesce(v_before, 0) then
+        perform pg_notify(hark_api.room_channel(p_room_id), jsonb_build_object(
+            'tenant_id', p_tenant_id,
+            'read', jsonb_build_object('room_id', p_room_id, 'user', hark_api.user_ref(p_user_id),
+                                       'seq', v_last_read))::text);
+    end if;
     return jsonb_build_object(
         'room_id', p_room_id,
         'last_read_seq', v_last_read,

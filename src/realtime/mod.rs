@@ -425,8 +425,20 @@ struct RoomNotification {
     seq: Option<i64>,
     /// A typing signal instead of events.
     typing: Option<TypingSignal>,
+    /// A moved read marker instead of events.
+    read: Option<ReadSignal>,
     /// The W3C trace context of the write, when it was traced.
     traceparent: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReadSignal {
+    /// The room.
+    room_id: Uuid,
+    /// Who read.
+    user: serde_json::Value,
+    /// Up to which seq.
+    seq: i64,
 }
 
 #[derive(serde::Deserialize)]
@@ -494,8 +506,8 @@ async fn dispatch(hub: std::sync::Weak<HubInner>, mut notices: mpsc::UnboundedRe
     }
 }
 
-/// Delivers what one room notification says: a typing signal, events, or where to
-/// read them in the log.
+/// Delivers what one room notification says: a typing signal, a read marker, events,
+/// or where to read them in the log.
 async fn receive_room_notification(inner: &HubInner, notification: RoomNotification) {
     if let Some(typing) = notification.typing {
         let frame: Arc<str> = protocol::typing(
@@ -506,6 +518,14 @@ async fn receive_room_notification(inner: &HubInner, notification: RoomNotificat
         .into();
         let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = rooms.get(&typing.room_id) {
+            fan_out(entry, || Outbound::Frame(frame.clone()));
+        }
+        return;
+    }
+    if let Some(read) = notification.read {
+        let frame: Arc<str> = protocol::read(read.room_id, &read.user, read.seq).into();
+        let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = rooms.get(&read.room_id) {
             fan_out(entry, || Outbound::Frame(frame.clone()));
         }
         return;

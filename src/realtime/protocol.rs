@@ -209,6 +209,11 @@ pub fn typing(room_id: Uuid, user: &serde_json::Value, expires_in_ms: u64) -> St
         .to_string()
 }
 
+/// `{"op":"read","room_id":…,"user":…,"seq":…}`: a member's read marker moved.
+pub fn read(room_id: Uuid, user: &serde_json::Value, seq: i64) -> String {
+    serde_json::json!({"op": "read", "room_id": room_id, "user": user, "seq": seq}).to_string()
+}
+
 /// `{"op":"presence","room_id":…,"user":…,"status":"online"|"offline"}`.
 pub fn presence(room_id: Uuid, user: &UserRef, online: bool) -> String {
     serde_json::json!({

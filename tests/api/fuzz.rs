@@ -174,7 +174,7 @@ async fn thousands_of_random_and_malformed_frames_leave_the_server_healthy() {
                     let op = frame["op"].as_str().expect("every server frame has an op");
                     assert!(
                         [
-                            "ack", "error", "pong", "event", "typing", "presence", "reset"
+                            "ack", "error", "pong", "event", "typing", "read", "presence", "reset"
                         ]
                         .contains(&op),
                         "unexpected server frame {frame}"

@@ -687,6 +687,62 @@ async fn typing_and_presence_reach_other_instances() {
 }
 
 #[tokio::test]
+async fn a_read_marker_that_moves_reaches_the_rooms_subscribers_on_every_instance() {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let (owner, bob, room_id) = room_with_bob(&a).await;
+    let first = a.send(&owner.token, &room_id, "one").await;
+    let second = a.send(&owner.token, &room_id, "two").await;
+    let mut owner_on_a = WsClient::connect(&a, &owner.token).await;
+    owner_on_a.subscribe(&room_id, None).await;
+
+    // Bob reads over REST on instance B, then over his own WebSocket on B.
+    b.post(
+        &format!("/v1/rooms/{room_id}/read"),
+        Some(&bob.token),
+        json!({"seq": first["seq"]}),
+    )
+    .await
+    .expect(200);
+    let mut bob_on_b = WsClient::connect(&b, &bob.token).await;
+    bob_on_b
+        .send(json!({"op": "read", "ref": "r", "room_id": room_id, "seq": second["seq"]}))
+        .await;
+    bob_on_b.answer("r").await;
+    // Reading again up to where he already is moves nothing, and tells nobody.
+    b.post(
+        &format!("/v1/rooms/{room_id}/read"),
+        Some(&bob.token),
+        json!({"seq": first["seq"]}),
+    )
+    .await
+    .expect(200);
+    // A message sent afterwards: notifications arrive in commit order, so every read
+    // marker signalled before it arrives before its event.
+    let after = a.send(&owner.token, &room_id, "three").await;
+    let mut markers = Vec::new();
+    loop {
+        let frame = owner_on_a.next(WAIT).await.unwrap();
+        if frame["op"] == "read" {
+            assert_eq!(frame["user"]["username"], "bob");
+            assert_eq!(frame["room_id"], room_id.as_str());
+            markers.push(frame["seq"].as_i64().unwrap());
+        }
+        if frame["op"] == "event" && frame["seq"] == after["seq"] {
+            break;
+        }
+    }
+    println!("read markers seen by the owner on instance A: {markers:?}");
+    assert_eq!(
+        markers,
+        [
+            first["seq"].as_i64().unwrap(),
+            second["seq"].as_i64().unwrap()
+        ]
+    );
+}
+
+#[tokio::test]
 async fn the_other_ops_answer_like_their_rest_routes() {
     let app = spawn_app().await;
     let (owner, bob, room_id) = room_with_bob(&app).await;
