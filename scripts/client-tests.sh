@@ -7,11 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-admin_url=postgres://postgres@127.0.0.1:5432/postgres
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    admin_url=postgres://postgres@127.0.0.1:25432/postgres
-fi
-database="hark_clients_$(date +%s)_$$"
+source scripts/lib/server.sh
+
 port=${HARK_CLIENT_TEST_PORT:-18480}
 export HARK_URL="http://127.0.0.1:$port"
 
@@ -40,24 +37,8 @@ PATH="$PWD/$venv/bin:$PATH" "$venv/bin/openapi-python-client" generate \
     --path openapi/openapi.yaml --output-path target/clients/hark_client --meta none --overwrite
 
 step "Start a server on $HARK_URL"
-cargo build --quiet
-log=$(mktemp)
-DATABASE_URL="${admin_url%/postgres}/$database" HARK_BIND="127.0.0.1:$port" \
-    HARK_TENANT_CREATION=open HARK_DEMO_TENANT=demo HARK_LOG_FORMAT=text RUST_LOG=warn \
-    ./target/debug/hark serve >"$log" 2>&1 &
-server=$!
-cleanup() {
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    psql -q "$admin_url" -c "drop database if exists $database with (force)" >/dev/null 2>&1 || true
-    rm -f "$log"
-}
-trap cleanup EXIT
-for _ in $(seq 1 200); do
-    curl -s -o /dev/null "$HARK_URL/readyz" && break
-    sleep 0.1
-done
-curl -sf -o /dev/null "$HARK_URL/readyz" || { cat "$log"; exit 1; }
+start_server clients "$port" HARK_TENANT_CREATION=open HARK_DEMO_TENANT=demo \
+    HARK_LOG_FORMAT=text RUST_LOG=warn
 
 step "TypeScript client test (type-checked strictly, then run)"
 (cd tests/js && npx --no-install tsc -p . && node --test --import tsx client.test.ts)

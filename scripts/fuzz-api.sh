@@ -8,11 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-admin_url=postgres://postgres@127.0.0.1:5432/postgres
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    admin_url=postgres://postgres@127.0.0.1:25432/postgres
-fi
-database="hark_fuzz_$(date +%s)_$$"
+source scripts/lib/server.sh
+
 port=${HARK_FUZZ_PORT:-18490}
 url="http://127.0.0.1:$port"
 examples=${HARK_FUZZ_EXAMPLES:-40}
@@ -21,25 +18,9 @@ venv=target/fuzz-venv
 [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/fuzz-requirements.txt
 
-cargo build --quiet
-log=$(mktemp)
-DATABASE_URL="${admin_url%/postgres}/$database" HARK_BIND="127.0.0.1:$port" \
-    HARK_TENANT_CREATION=open HARK_LOG_FORMAT=text RUST_LOG=warn \
+start_server fuzz "$port" HARK_TENANT_CREATION=open HARK_LOG_FORMAT=text RUST_LOG=warn \
     HARK_SEND_BURST=1000000 HARK_SEND_RATE_PER_SECOND=1000000 \
-    HARK_LOGIN_FAILURES_PER_ACCOUNT=1000000 HARK_LOGIN_FAILURES_PER_ADDRESS=1000000 \
-    ./target/debug/hark serve >"$log" 2>&1 &
-server=$!
-cleanup() {
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    psql -q "$admin_url" -c "drop database if exists $database with (force)" >/dev/null 2>&1 || true
-    rm -f "$log"
-}
-trap cleanup EXIT
-for _ in $(seq 1 200); do
-    curl -s -o /dev/null "$url/readyz" && break
-    sleep 0.1
-done
+    HARK_LOGIN_FAILURES_PER_ACCOUNT=1000000 HARK_LOGIN_FAILURES_PER_ADDRESS=1000000
 
 token=$(curl -sf -X POST "$url/v1/tenants" -H 'content-type: application/json' \
     -d '{"slug":"fuzz","name":"Fuzz","owner":{"username":"owner","password":"correct horse battery staple"}}' \
@@ -57,12 +38,12 @@ status=0
     --exclude-operation-id connectWebSocket --exclude-operation-id streamRoomEvents \
     --max-examples "$examples" --workers 2 --seed 20261121 --warnings off \
     || status=$?
-if grep -q "ERROR" "$log"; then
+if grep -q "ERROR" "$server_log"; then
     echo "the server logged errors while fuzzed:" >&2
-    grep "ERROR" "$log" >&2
+    grep "ERROR" "$server_log" >&2
     status=1
 fi
-if ! kill -0 "$server" 2>/dev/null; then
+if ! kill -0 "$server_pid" 2>/dev/null; then
     echo "the server died while fuzzed" >&2
     status=1
 fi

@@ -4,35 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-admin_url=postgres://postgres@127.0.0.1:5432/postgres
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    admin_url=postgres://postgres@127.0.0.1:25432/postgres
-fi
-database="hark_readme_$(date +%s)_$$"
-export DATABASE_URL="${admin_url%/postgres}/$database"
+source scripts/lib/server.sh
 
 if curl -s -o /dev/null localhost:8080/healthz; then
     echo "something already listens on port 8080; stop it to run the walk-through" >&2
     exit 1
 fi
 
-cargo build --quiet
-log=$(mktemp)
-HARK_OPERATOR_KEY=local-operator-key ./target/debug/hark serve >"$log" 2>&1 &
-server=$!
-cleanup() {
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
-    psql -q "$admin_url" -c "drop database if exists $database with (force)" >/dev/null 2>&1 || true
-    rm -f "$log"
-}
-trap cleanup EXIT
-
-for _ in $(seq 1 100); do
-    curl -s -o /dev/null localhost:8080/healthz && break
-    sleep 0.1
-done
-curl -sf localhost:8080/healthz >/dev/null || { cat "$log"; exit 1; }
+# As the README says: the default port, an operator key.
+start_server readme 8080 HARK_OPERATOR_KEY=local-operator-key
 
 # The walk-through is the shell block between the markers in README.md.
 walkthrough=$(sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md | sed '/^```/d; /^<!--/d')

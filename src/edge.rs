@@ -174,39 +174,55 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
     }
 }
 
-/// The API's path templates as the OpenAPI document writes them (`/v1/rooms/{room_id}`),
-/// split into segments, for naming request spans by route.
-static ROUTES: LazyLock<Vec<(&'static str, Vec<&'static str>)>> = LazyLock::new(|| {
-    let mut routes = Vec::new();
+/// An API path template as the OpenAPI document writes it (`/v1/rooms/{room_id}`),
+/// for naming request spans by route.
+struct RouteTemplate {
+    /// The template.
+    route: &'static str,
+    /// Its segments between slashes.
+    segments: Vec<&'static str>,
+    /// How many of them are literal (not parameters).
+    literals: usize,
+}
+
+static ROUTES: LazyLock<Vec<RouteTemplate>> = LazyLock::new(|| {
     let paths = crate::api::document::value().get("paths");
-    if let Some(paths) = paths.and_then(serde_json::Value::as_object) {
-        for template in paths.keys() {
-            let template = template.as_str();
-            routes.push((template, template.split('/').collect()));
-        }
-    }
-    routes
+    paths
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flat_map(|paths| paths.keys())
+        .map(|route| {
+            let segments: Vec<&'static str> = route.split('/').collect();
+            let literals = segments
+                .iter()
+                .filter(|segment| !segment.starts_with('{'))
+                .count();
+            RouteTemplate {
+                route,
+                segments,
+                literals,
+            }
+        })
+        .collect()
 });
 
 /// The template of the API route `path` matches: of several, the one with the most
-/// literal segments (`/v1/rooms/direct` before `/v1/rooms/{room_id}`).
+/// literal segments (`/v1/rooms/direct` before `/v1/rooms/{room_id}`). It runs for
+/// every request, so it compares segments in place, without allocating.
 fn route_of(path: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = path.split('/').collect();
     ROUTES
         .iter()
-        .filter(|(_, template)| {
-            template.len() == segments.len()
-                && template.iter().zip(&segments).all(|(expected, actual)| {
-                    expected == actual || (expected.starts_with('{') && !actual.is_empty())
+        .filter(|template| {
+            let mut actual = path.split('/');
+            let all_match = template.segments.iter().all(|expected| {
+                actual.next().is_some_and(|segment| {
+                    *expected == segment || (expected.starts_with('{') && !segment.is_empty())
                 })
+            });
+            all_match && actual.next().is_none()
         })
-        .max_by_key(|(_, template)| {
-            template
-                .iter()
-                .filter(|segment| !segment.starts_with('{'))
-                .count()
-        })
-        .map(|(route, _)| *route)
+        .max_by_key(|template| template.literals)
+        .map(|template| template.route)
 }
 
 /// A request span's name: `{method} {route}`, or the method alone off the API.
@@ -218,5 +234,23 @@ impl std::fmt::Display for SpanName<'_> {
             Some(route) => write!(formatter, "{} {route}", self.0),
             None => write!(formatter, "{}", self.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_of;
+
+    #[test]
+    fn requests_are_named_by_the_most_literal_route_they_match() {
+        assert_eq!(route_of("/v1/rooms/direct"), Some("/v1/rooms/direct"));
+        assert_eq!(
+            route_of("/v1/rooms/01a20072-1280-71e6-9b7d-dcfae2dc3619/messages"),
+            Some("/v1/rooms/{room_id}/messages")
+        );
+        assert_eq!(route_of("/v1/rooms"), Some("/v1/rooms"));
+        assert_eq!(route_of("/v1/rooms/"), None, "a parameter is never empty");
+        assert_eq!(route_of("/v1/rooms/x/messages/y/z"), None);
+        assert_eq!(route_of("/demo"), None);
     }
 }

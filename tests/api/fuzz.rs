@@ -17,22 +17,8 @@ use crate::ws::WsClient;
 /// Frames sent in all.
 const FRAMES: usize = 4_000;
 
-const OPS: &[&str] = &[
-    "auth",
-    "subscribe",
-    "unsubscribe",
-    "send",
-    "edit",
-    "delete",
-    "react",
-    "read",
-    "typing",
-    "ping",
-    "",
-    "SEND",
-    "event",
-    "ack",
-];
+/// Op names besides the client ops: empty, in the wrong case, the server's own.
+const NOT_OPS: &[&str] = &["", "SEND", "event", "ack"];
 
 const FIELDS: &[&str] = &[
     "ref",
@@ -93,7 +79,10 @@ fn random_frame(rng: &mut StdRng, room_id: &str) -> Message {
     match rng.random_range(0..20) {
         0..=11 => {
             let mut frame = serde_json::Map::new();
-            frame.insert("op".to_owned(), json!(OPS[rng.random_range(0..OPS.len())]));
+            let ops = hark::realtime::protocol::CLIENT_OPS;
+            let pick = rng.random_range(0..ops.len() + NOT_OPS.len());
+            let op = ops.get(pick).unwrap_or_else(|| &NOT_OPS[pick - ops.len()]);
+            frame.insert("op".to_owned(), json!(op));
             for _ in 0..rng.random_range(0..5) {
                 let key = FIELDS[rng.random_range(0..FIELDS.len())].to_owned();
                 frame.insert(key, random_value(rng, 1, room_id));

@@ -241,8 +241,15 @@ async fn behind_a_trusted_proxy_failed_logins_count_by_the_forwarded_address() {
     attempt("7.7.7.7, 203.0.113.7", "c")
         .await
         .expect_error(429, "login_throttled");
-    // Another client behind the same proxy is not affected.
+    // Another client behind the same proxy is not affected, and a header that names
+    // no address counts for the connection's own address instead.
     attempt("203.0.113.8", "d")
+        .await
+        .expect_error(401, "invalid_credentials");
+    attempt("not an address", "e")
+        .await
+        .expect_error(401, "invalid_credentials");
+    attempt("203.0.113.8", "f")
         .await
         .expect_error(401, "invalid_credentials");
 }
