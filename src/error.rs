@@ -294,6 +294,7 @@ impl From<DatabaseError> for ApiError {
                 unavailable()
             }
             DatabaseError::WriterStopped => unavailable(),
+            DatabaseError::NoRow { context } => Self::internal(context, &"no row answered"),
         }
     }
 }

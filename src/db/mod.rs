@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde::de::DeserializeOwned;
-use tokio_postgres::{types::Json, types::ToSql};
+use tokio_postgres::types::{Json, ToSql, Type};
 use tracing::Instrument;
 
 pub use api_keys::{ApiKey, NewApiKey};
@@ -70,6 +70,12 @@ pub enum DatabaseError {
     Batch {
         /// What went wrong.
         message: String,
+    },
+    /// A statement that always answers one row answered none.
+    #[error("{context}: the statement answered no row")]
+    NoRow {
+        /// Which call failed.
+        context: &'static str,
     },
     /// The message writer is gone (the instance is stopping).
     #[error("the message writer has stopped")]
@@ -157,17 +163,13 @@ impl Database {
         &self,
         context: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<T, DatabaseError> {
-        let query_error = |source| DatabaseError::Query { context, source };
         async {
-            let client = self.pool.get().await?;
-            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-            let row = client
-                .query_one(&statement, params)
-                .await
-                .map_err(query_error)?;
-            let Json(value) = row.try_get::<_, Json<T>>(0).map_err(query_error)?;
+            let row = self.query_one(context, sql, params).await?;
+            let Json(value) = row
+                .try_get::<_, Json<T>>(0)
+                .map_err(|source| DatabaseError::Query { context, source })?;
             Ok(value)
         }
         .instrument(sql_span(context))
@@ -179,17 +181,13 @@ impl Database {
         &self,
         context: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<Option<T>, DatabaseError> {
-        let query_error = |source| DatabaseError::Query { context, source };
         async {
-            let client = self.pool.get().await?;
-            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-            let row = client
-                .query_one(&statement, params)
-                .await
-                .map_err(query_error)?;
-            let value = row.try_get::<_, Option<Json<T>>>(0).map_err(query_error)?;
+            let row = self.query_one(context, sql, params).await?;
+            let value = row
+                .try_get::<_, Option<Json<T>>>(0)
+                .map_err(|source| DatabaseError::Query { context, source })?;
             Ok(value.map(|Json(value)| value))
         }
         .instrument(sql_span(context))
@@ -201,21 +199,99 @@ impl Database {
         &self,
         context: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[&dyn Param],
     ) -> Result<(), DatabaseError> {
-        let query_error = |source| DatabaseError::Query { context, source };
-        async {
-            let client = self.pool.get().await?;
-            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-            client
-                .execute(&statement, params)
-                .await
-                .map_err(query_error)?;
-            Ok(())
-        }
-        .instrument(sql_span(context))
-        .await
+        self.query_one(context, sql, params)
+            .instrument(sql_span(context))
+            .await
+            .map(drop)
     }
+
+    /// Runs one statement answering one row, as an unnamed statement: parse, bind and
+    /// execute in one round trip (`query_typed`), with the parameter types given by
+    /// the Rust values. A named prepared statement would be session state, and a
+    /// transaction-mode pooler hands the next statement to another server
+    /// connection, where the name does not exist (SQLSTATE 26000).
+    async fn query_one(
+        &self,
+        context: &'static str,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<tokio_postgres::Row, DatabaseError> {
+        let client = self.pool.get().await?;
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+            .iter()
+            .map(|param| (param.as_sql(), param.sql_type()))
+            .collect();
+        let rows = client
+            .query_typed(sql, &typed)
+            .await
+            .map_err(|source| DatabaseError::Query { context, source })?;
+        rows.into_iter()
+            .next()
+            .ok_or(DatabaseError::NoRow { context })
+    }
+}
+
+/// A parameter of a SQL call: a value together with the PostgreSQL type it is sent
+/// as, since unnamed statements run without a round trip that would ask the server.
+pub trait Param: Sync {
+    /// The value, for the driver.
+    fn as_sql(&self) -> &(dyn ToSql + Sync);
+    /// The type the statement declares for it.
+    fn sql_type(&self) -> Type;
+}
+
+/// Rust types with one PostgreSQL type.
+trait SqlType {
+    /// That type.
+    const TYPE: Type;
+}
+
+impl<T: ToSql + Sync + SqlType> Param for T {
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        self
+    }
+
+    fn sql_type(&self) -> Type {
+        T::TYPE
+    }
+}
+
+impl<T: SqlType + ?Sized> SqlType for &T {
+    const TYPE: Type = T::TYPE;
+}
+
+impl<T: SqlType> SqlType for Option<T> {
+    const TYPE: Type = T::TYPE;
+}
+
+impl<T: serde::Serialize> SqlType for Json<T> {
+    const TYPE: Type = Type::JSONB;
+}
+
+/// Declares the PostgreSQL type of Rust types.
+macro_rules! sql_types {
+    ($($rust:ty => $sql:ident),* $(,)?) => {
+        $(impl SqlType for $rust {
+            const TYPE: Type = Type::$sql;
+        })*
+    };
+}
+
+sql_types! {
+    bool => BOOL,
+    i32 => INT4,
+    i64 => INT8,
+    str => TEXT,
+    String => TEXT,
+    uuid::Uuid => UUID,
+    [u8] => BYTEA,
+    Vec<u8> => BYTEA,
+    [uuid::Uuid] => UUID_ARRAY,
+    Vec<uuid::Uuid> => UUID_ARRAY,
+    serde_json::Value => JSONB,
+    chrono::DateTime<chrono::Utc> => TIMESTAMPTZ,
 }
 
 /// The span of one SQL function call, named and attributed as OpenTelemetry's

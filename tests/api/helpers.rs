@@ -638,6 +638,9 @@ impl TestApp {
 /// Starts an instance on an existing database.
 pub async fn spawn_on(database_url: String, change: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&database_url);
+    if crate::pgbouncer::requested() {
+        crate::pgbouncer::behind_pgbouncer(&database_url).await(&mut config);
+    }
     change(&mut config);
     let state = AppState::start(config)
         .await

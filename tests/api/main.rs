@@ -14,6 +14,8 @@ mod matrix;
 mod members;
 mod messages;
 mod openapi;
+mod pgbouncer;
+mod pooler;
 mod realtime;
 mod rooms;
 mod row_level_security;
