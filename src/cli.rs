@@ -61,6 +61,9 @@ enum TenantCommand {
         /// The owner's display name.
         #[arg(long)]
         owner_display_name: Option<String>,
+        /// Open self-registration at once (new tenants start closed).
+        #[arg(long)]
+        registration_open: bool,
         /// Database and token settings.
         #[command(flatten)]
         config: Box<Config>,
@@ -104,8 +107,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Serve(mut config) => {
             let telemetry = crate::telemetry::init(config.log_format);
-            let development = config.database_url.is_none();
             crate::startup::resolve_database(&mut config).await?;
+            let development = config.development;
             let listener = tokio::net::TcpListener::bind(&config.bind)
                 .await
                 .with_context(|| format!("could not listen on {}", config.bind))?;
@@ -165,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             owner_password,
             owner_email,
             owner_display_name,
+            registration_open,
             mut config,
         }) => {
             let _telemetry = crate::telemetry::init(config.log_format);
@@ -181,6 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     email: owner_email,
                     display_name: owner_display_name,
                 },
+                registration_open: Some(registration_open),
             };
             let created = create_tenant_with_owner(&state, request)
                 .await
@@ -220,6 +225,7 @@ async fn ensure_demo_tenant(state: &AppState, slug: &str) -> anyhow::Result<()> 
             email: None,
             display_name: Some("Demo owner".to_owned()),
         },
+        registration_open: Some(true),
     };
     match create_tenant_with_owner(state, request).await {
         Ok(_) => {

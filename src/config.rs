@@ -40,6 +40,12 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Whether this is the zero-configuration development run: `DATABASE_URL` was not
+    /// set when the process started (`resolve_database` fills it in later). Set from
+    /// that, never by a flag.
+    #[arg(skip)]
+    pub development: bool,
+
     /// PostgreSQL URL for schema changes, when they need a more privileged role than
     /// the pool's (defaults to DATABASE_URL).
     #[arg(long, env = "HARK_MIGRATION_DATABASE_URL")]
@@ -74,8 +80,9 @@ pub struct Config {
     #[arg(long, env = "HARK_DEMO_TENANT")]
     pub demo_tenant: Option<String>,
 
-    /// The HMAC secret that signs access tokens (at least 32 bytes). Without it a
-    /// development secret is used, with a loud warning.
+    /// The HMAC secret that signs access tokens (at least 32 bytes). Required, except
+    /// in the zero-configuration development run (no `DATABASE_URL`), which signs
+    /// with a development secret and says so.
     #[arg(long, env = "HARK_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 
@@ -265,17 +272,22 @@ impl Config {
         }
     }
 
-    /// Token settings, falling back to the development secret with a warning.
-    pub fn tokens(&self) -> TokenSettings {
+    /// Token settings. Without a secret, only the zero-configuration development run
+    /// (no `DATABASE_URL`) starts, signing with the development secret; anything else
+    /// refuses to start, since a publicly known secret lets anyone forge tokens.
+    pub fn tokens(&self) -> anyhow::Result<TokenSettings> {
         let secret = match &self.jwt_secret {
             Some(secret) => secret.clone(),
-            None => {
+            None if self.development => {
                 tracing::warn!(
-                    "HARK_JWT_SECRET is not set: signing tokens with a publicly known development secret. \
-                     Anyone can forge tokens for this server. Set HARK_JWT_SECRET before exposing it."
+                    "HARK_JWT_SECRET is not set: this development run signs tokens with a publicly known secret"
                 );
                 tokens_development_secret().to_owned()
             }
+            None => anyhow::bail!(
+                "HARK_JWT_SECRET is not set: set it to a random secret of at least 32 bytes \
+                 (for example `openssl rand -base64 48`), the same on every instance"
+            ),
         };
         let previous_keys = self
             .jwt_previous_keys
@@ -283,7 +295,7 @@ impl Config {
             .filter_map(|pair| pair.trim().split_once(':'))
             .map(|(key_id, secret)| (key_id.to_owned(), secret.to_owned()))
             .collect();
-        TokenSettings {
+        Ok(TokenSettings {
             key_id: self
                 .jwt_key_id
                 .clone()
@@ -294,7 +306,7 @@ impl Config {
             audience: self.jwt_audience.clone(),
             access_ttl: Duration::from_secs(self.access_token_ttl_seconds),
             refresh_ttl: Duration::from_secs(self.refresh_token_ttl_seconds),
-        }
+        })
     }
 
     /// Password hashing cost.

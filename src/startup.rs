@@ -54,7 +54,7 @@ impl AppState {
             "database schema is up to date"
         );
         let db = Database::connect(&config.database())?;
-        let tokens = Arc::new(TokenIssuer::new(config.tokens())?);
+        let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
         let passwords = PasswordHasher::new(config.passwords())?;
         let hub = Hub::start(db.clone(), config.realtime());
         let writer = MessageWriter::start(db.clone(), config.batches());
@@ -78,7 +78,10 @@ const PRIVATE_CLUSTER_PORT: u16 = 25_433;
 /// Makes sure there is a database to use when `DATABASE_URL` is not set: the local
 /// server if it answers, else a private cluster started from the installed server
 /// binaries, else an error that says how to get one.
+/// It also marks the configuration as the zero-configuration development run when
+/// `DATABASE_URL` was not set.
 pub async fn resolve_database(config: &mut Config) -> anyhow::Result<()> {
+    config.development = config.database_url.is_none();
     if config.database_url.is_some() {
         return Ok(());
     }

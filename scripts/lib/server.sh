@@ -16,7 +16,7 @@ start_server() {
     cargo build --quiet
     server_log=$(mktemp)
     env DATABASE_URL="${server_admin_url%/postgres}/$server_database" \
-        HARK_BIND="127.0.0.1:$port" "$@" \
+        HARK_BIND="127.0.0.1:$port" HARK_JWT_SECRET="$(head -c 32 /dev/urandom | base64)" "$@" \
         ./target/debug/hark serve >"$server_log" 2>&1 &
     server_pid=$!
     trap stop_server EXIT

@@ -36,6 +36,7 @@ begin
     perform set_config('hark.tenant_id', coalesce(p_tenant_id::text, ''), true);
     perform set_config('hark.user_id', coalesce(p_user_id::text, ''), true);
     perform set_config('hark.tenant_slug', '', true);
+    perform set_config('hark.key_role', '', true);
 end
 $$;
 
@@ -81,21 +82,30 @@ $$;
 
 -- Enters the context of a tenant's API key, identified by the SHA-256 digest of the
 -- whole key. No user is set: the key acts for the tenant's own backend.
+-- A key acts with its creator's current role at most (an admin's key cannot open an
+-- owner's session), and stops working when its creator is no longer an owner or an
+-- admin of the tenant. The role is kept transaction-locally in hark.key_role.
 create function hark_api.enter_api_key(p_tenant_id uuid, p_secret_hash bytea)
 returns uuid
 language plpgsql
 as $$
 declare
     v_key_id uuid;
+    v_role text;
 begin
     perform hark_api.enter(p_tenant_id, null);
-    select k.id into v_key_id
+    select k.id, u.role into v_key_id, v_role
     from hark.api_keys k
     join hark.tenants t on t.id = k.tenant_id
-    where k.secret_hash = p_secret_hash and k.revoked_at is null and t.deleted_at is null;
+    join hark.users u on u.tenant_id = k.tenant_id and u.id = k.created_by
+    where k.tenant_id = p_tenant_id and k.secret_hash = p_secret_hash
+      and k.revoked_at is null and t.deleted_at is null
+      and u.deleted_at is null and u.role in ('owner', 'admin');
     if v_key_id is null then
-        perform hark_api.fail(401, 'invalid_api_key', 'The API key is unknown or revoked');
+        perform hark_api.fail(401, 'invalid_api_key',
+            'The API key is unknown or revoked, or its creator is no longer an owner or admin');
     end if;
+    perform set_config('hark.key_role', v_role, true);
     -- Recording every use would turn each read into a write; a minute's precision is enough.
     update hark.api_keys
     set last_used_at = now()
@@ -116,6 +126,7 @@ begin
     perform set_config('hark.tenant_slug', coalesce(lower(p_slug), ''), true);
     select id into v_tenant_id from hark.tenants where slug = lower(p_slug) and deleted_at is null;
     perform set_config('hark.tenant_slug', '', true);
+    perform set_config('hark.key_role', '', true);
     if v_tenant_id is null then
         perform hark_api.fail(404, 'tenant_not_found', 'No tenant has this slug', 'tenant');
     end if;
@@ -139,6 +150,15 @@ begin
     end if;
     return v_role;
 end
+$$;
+
+-- Roles in order: a caller never gives or acts with a role ranked above its own.
+create function hark_api.role_rank(p_role text)
+returns integer
+language sql
+immutable
+as $$
+    select case p_role when 'owner' then 3 when 'admin' then 2 when 'member' then 1 else 0 end
 $$;
 
 create function hark_api.require_admin(p_role text)

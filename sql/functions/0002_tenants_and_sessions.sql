@@ -23,7 +23,8 @@ $$;
 create function hark_api.tenant_create(
     p_tenant_id uuid, p_slug text, p_name text,
     p_user_id uuid, p_username text, p_email text, p_display_name text, p_password_hash text,
-    p_session_id uuid, p_refresh_hash bytea, p_session_expires_at timestamptz)
+    p_session_id uuid, p_refresh_hash bytea, p_session_expires_at timestamptz,
+    p_registration_open boolean)
 returns jsonb
 language plpgsql
 as $$
@@ -32,8 +33,8 @@ declare
     v_user jsonb;
 begin
     perform hark_api.enter(p_tenant_id, p_user_id);
-    insert into hark.tenants (id, slug, name)
-    values (p_tenant_id, lower(p_slug), p_name)
+    insert into hark.tenants (id, slug, name, registration_open)
+    values (p_tenant_id, lower(p_slug), p_name, p_registration_open)
     returning * into v_tenant;
     insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
     values (p_tenant_id, p_user_id, p_username, p_email, p_display_name, 'owner', p_password_hash);
@@ -302,6 +303,11 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
+    if hark_api.role_rank((select role from hark.users where tenant_id = p_tenant_id and id = p_user_id))
+       > hark_api.role_rank(current_setting('hark.key_role')) then
+        perform hark_api.fail(403, 'role_above_key',
+            'This API key was created by an admin: it cannot open sessions of owners');
+    end if;
     perform set_config('hark.user_id', p_user_id::text, true);
     return hark_api.session_open(p_user_id, p_session_id, 'api_key', p_refresh_hash, p_session_expires_at);
 end

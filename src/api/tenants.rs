@@ -21,6 +21,9 @@ pub struct CreateTenantRequest {
     pub name: String,
     /// The first owner.
     pub owner: OwnerRequest,
+    /// Whether anyone may register in the tenant. New tenants start closed (the
+    /// default): users join when the owner opens registration, or through API keys.
+    pub registration_open: Option<bool>,
 }
 
 /// The first owner of a new tenant.
@@ -47,6 +50,7 @@ impl Example for CreateTenantRequest {
                 email: Some("alice@acme.example".to_owned()),
                 display_name: Some("Alice".to_owned()),
             },
+            registration_open: Some(false),
         }
     }
 }
@@ -92,6 +96,7 @@ pub async fn create_tenant_with_owner(
         email: request.owner.email,
         display_name: request.owner.display_name,
         password_hash,
+        registration_open: request.registration_open.unwrap_or(false),
     };
     let session = PendingSession::new(state)?;
     let created = state.db.tenant_create(&tenant, &session.record).await?;

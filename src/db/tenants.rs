@@ -74,6 +74,8 @@ pub struct NewTenant {
     pub display_name: Option<String>,
     /// The argon2id hash of the owner's password.
     pub password_hash: String,
+    /// Whether anyone may register in it.
+    pub registration_open: bool,
 }
 
 impl Database {
@@ -85,7 +87,7 @@ impl Database {
     ) -> Result<TenantWithOwner, DatabaseError> {
         self.call(
             "tenant_create",
-            "select hark_api.tenant_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "select hark_api.tenant_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &tenant.tenant_id,
                 &tenant.slug,
@@ -98,6 +100,7 @@ impl Database {
                 &session.session_id,
                 &session.refresh_hash,
                 &session.expires_at,
+                &tenant.registration_open,
             ],
         )
         .await

@@ -228,3 +228,62 @@ async fn backend_operations_refuse_missing_and_malformed_keys() {
     .await
     .expect_error(401, "invalid_api_key");
 }
+
+#[tokio::test]
+async fn a_key_never_acts_above_the_role_of_whoever_created_it() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    let admin = app.admin(&tenant, "adele").await;
+    let bob = app.register("acme", "bob").await;
+    let key_of = |token: String| {
+        let app = &app;
+        async move {
+            app.post("/v1/api-keys", Some(&token), json!({"name": "backend"}))
+                .await
+                .expect(201)["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let admins_key = key_of(admin.token.clone()).await;
+    let owners_key = key_of(tenant.owner.token.clone()).await;
+    let mint = |key: String, user_id: String| {
+        let app = &app;
+        async move {
+            backend_post(
+                app,
+                &format!("/v1/backend/users/{user_id}/sessions"),
+                &key,
+                json!({}),
+            )
+            .await
+        }
+    };
+    let sessions_before = app.count_rows("sessions").await;
+    mint(admins_key.clone(), tenant.owner.user_id.clone())
+        .await
+        .expect_error(403, "role_above_key");
+    assert_eq!(app.count_rows("sessions").await, sessions_before);
+    let minted = mint(admins_key.clone(), bob.user_id.clone()).await.expect(201);
+    assert_eq!(minted["user"]["role"], "member");
+    mint(admins_key.clone(), admin.user_id.clone())
+        .await
+        .expect(201);
+    mint(owners_key.clone(), tenant.owner.user_id.clone())
+        .await
+        .expect(201);
+
+    // Demoted, the admin's key stops working altogether.
+    app.patch(
+        &format!("/v1/users/{}", admin.user_id),
+        &tenant.owner.token,
+        json!({"role": "member"}),
+    )
+    .await
+    .expect(200);
+    mint(admins_key, bob.user_id.clone())
+        .await
+        .expect_error(401, "invalid_api_key");
+    mint(owners_key, bob.user_id).await.expect(201);
+}

@@ -47,7 +47,7 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
         hub: hark::realtime::Hub::start(db.clone(), config.realtime()),
         writer: hark::db::MessageWriter::start(db.clone(), config.batches()),
         db,
-        tokens: std::sync::Arc::new(hark::auth::TokenIssuer::new(config.tokens()).unwrap()),
+        tokens: std::sync::Arc::new(hark::auth::TokenIssuer::new(config.tokens().unwrap()).unwrap()),
         passwords: hark::auth::PasswordHasher::new(config.passwords()).unwrap(),
         limits: std::sync::Arc::new(hark::limits::Limits::from_config(&config)),
         config: std::sync::Arc::new(config),

@@ -492,7 +492,7 @@ impl TestApp {
             .post(
                 "/v1/tenants",
                 None,
-                json!({"slug": slug, "name": format!("Tenant {slug}"), "owner": {"username": "owner", "password": PASSWORD, "email": format!("owner@{slug}.example")}}),
+                json!({"slug": slug, "name": format!("Tenant {slug}"), "registration_open": true, "owner": {"username": "owner", "password": PASSWORD, "email": format!("owner@{slug}.example")}}),
             )
             .await
             .expect(201);

@@ -18,6 +18,7 @@ mod pgbouncer;
 mod pooler;
 mod realtime;
 mod rooms;
+mod secure_defaults;
 mod row_level_security;
 mod soak;
 mod tenants;

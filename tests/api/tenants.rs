@@ -17,7 +17,10 @@ async fn creating_a_tenant_answers_its_owner_with_working_tokens() {
         .await
         .expect(201);
     assert_eq!(body["tenant"]["slug"], "acme");
-    assert_eq!(body["tenant"]["registration_open"], true);
+    assert_eq!(
+        body["tenant"]["registration_open"], false,
+        "new tenants start with registration closed"
+    );
     assert_eq!(body["session"]["user"]["role"], "owner");
     assert_eq!(body["session"]["token_type"], "Bearer");
     assert_eq!(body["session"]["tenant_id"], body["tenant"]["id"]);
@@ -166,24 +169,35 @@ async fn owners_and_admins_update_the_tenant_and_members_may_not() {
 }
 
 #[tokio::test]
-async fn a_closed_tenant_refuses_registrations() {
+async fn a_new_tenant_refuses_registrations_until_its_owner_opens_them() {
     let app = spawn_app().await;
-    let tenant = app.create_tenant("acme").await;
-    app.patch(
-        "/v1/tenant",
-        &tenant.owner.token,
-        json!({"registration_open": false}),
-    )
-    .await
-    .expect(200);
+    let created = app
+        .post("/v1/tenants", None, tenant_body("acme"))
+        .await
+        .expect(201);
+    let owner = created["session"]["access_token"].as_str().unwrap();
+    let registration = json!({"tenant": "acme", "username": "bob", "password": PASSWORD});
+    app.post("/v1/auth/register", None, registration.clone())
+        .await
+        .expect_error(403, "registration_closed");
+    assert_eq!(app.count_rows("users").await, 1);
+    app.patch("/v1/tenant", owner, json!({"registration_open": true}))
+        .await
+        .expect(200);
+    app.post("/v1/auth/register", None, registration.clone())
+        .await
+        .expect(201);
+    app.patch("/v1/tenant", owner, json!({"registration_open": false}))
+        .await
+        .expect(200);
     app.post(
         "/v1/auth/register",
         None,
-        json!({"tenant": "acme", "username": "bob", "password": PASSWORD}),
+        json!({"tenant": "acme", "username": "carol", "password": PASSWORD}),
     )
     .await
     .expect_error(403, "registration_closed");
-    assert_eq!(app.count_rows("users").await, 1);
+    assert_eq!(app.count_rows("users").await, 2);
 }
 
 #[tokio::test]

@@ -85,7 +85,7 @@ test('a customer builds a conversation with the generated TypeScript client and 
 
   const created = await hark.createTenant({
     client: anonymous,
-    body: { slug, name: 'TypeScript client test', owner: { username: 'owner', password } },
+    body: { slug, name: 'TypeScript client test', registration_open: true, owner: { username: 'owner', password } },
     throwOnError: true,
   });
   assert.equal(created.data.tenant.slug, slug);

@@ -98,7 +98,10 @@ async def conversation():
     created = create_tenant.sync(
         client=anonymous,
         body=CreateTenantRequest(
-            slug=slug, name="Python client test", owner=OwnerRequest(username="owner", password=PASSWORD)
+            slug=slug,
+            name="Python client test",
+            owner=OwnerRequest(username="owner", password=PASSWORD),
+            registration_open=True,
         ),
     )
     assert created.tenant.slug == slug
