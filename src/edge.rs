@@ -64,16 +64,58 @@ fn request_id_of(request: &Request) -> String {
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned)
 }
 
+/// A request body's `Content-Encoding`, as far as the edge decodes it.
+enum Encoding {
+    /// None, or `identity`.
+    Identity,
+    /// `gzip`, `deflate`, `br` or `zstd`.
+    Compressed(&'static str),
+    /// Anything else: refused with 415.
+    Unsupported,
+}
+
+fn encoding_of(request: &Request) -> Encoding {
+    let Some(value) = request.headers().get(header::CONTENT_ENCODING) else {
+        return Encoding::Identity;
+    };
+    match value
+        .to_str()
+        .map(|value| value.trim().to_ascii_lowercase())
+    {
+        Ok(value) if value.is_empty() || value == "identity" => Encoding::Identity,
+        Ok(value) => ["gzip", "deflate", "br", "zstd"]
+            .into_iter()
+            .find(|known| *known == value)
+            .map_or(Encoding::Unsupported, Encoding::Compressed),
+        Err(_) => Encoding::Unsupported,
+    }
+}
+
+/// Reads at most `limit` bytes of `reader` (one more tells that it had more).
+async fn read_at_most(
+    reader: impl tokio::io::AsyncRead + Unpin,
+    limit: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    reader.take(cap).read_to_end(&mut bytes).await?;
+    Ok((bytes.len() <= limit).then_some(bytes))
+}
+
 impl<E: Endpoint> EdgeEndpoint<E> {
-    /// Refuses bodies over the limit: by their declared length at once, and chunked
-    /// bodies by reading at most the limit.
+    /// Refuses bodies over the limit: by their declared length at once, chunked bodies
+    /// by reading at most the limit, and compressed bodies by what they decompress to,
+    /// counted while decompressing, so that nothing past the limit is ever held in
+    /// memory. A decompressed body goes on without its `Content-Encoding`, so nothing
+    /// after the edge decompresses it again.
     async fn bound_body(&self, request: &mut Request) -> Result<(), ApiError> {
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!(
-                    "The request body must be at most {} bytes",
+                    "The request body must be at most {} bytes (after decompression)",
                     self.max_body_bytes
                 ),
             )
@@ -83,20 +125,55 @@ impl<E: Endpoint> EdgeEndpoint<E> {
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<usize>().ok());
-        match declared {
-            Some(length) if length > self.max_body_bytes => Err(too_large()),
-            Some(_) => Ok(()),
-            None if request.method() == Method::GET || request.method() == Method::HEAD => Ok(()),
-            None => {
-                let bytes = request
-                    .take_body()
-                    .into_bytes_limit(self.max_body_bytes)
-                    .await
-                    .map_err(|_| too_large())?;
-                request.set_body(Body::from_bytes(bytes));
-                Ok(())
-            }
+        if declared.is_some_and(|length| length > self.max_body_bytes) {
+            return Err(too_large());
         }
+        let encoding = encoding_of(request);
+        let limit = self.max_body_bytes;
+        let bytes = match encoding {
+            Encoding::Unsupported => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_content_encoding",
+                    "Request bodies may be sent as gzip, deflate, br or zstd, or uncompressed",
+                ));
+            }
+            Encoding::Identity if declared.is_some() => return Ok(()),
+            Encoding::Identity
+                if request.method() == Method::GET || request.method() == Method::HEAD =>
+            {
+                return Ok(());
+            }
+            Encoding::Identity => read_at_most(request.take_body().into_async_read(), limit).await,
+            Encoding::Compressed(coding) => {
+                use async_compression::tokio::bufread::{
+                    BrotliDecoder, DeflateDecoder, GzipDecoder, ZstdDecoder,
+                };
+                let compressed = tokio::io::BufReader::new(request.take_body().into_async_read());
+                match coding {
+                    "gzip" => read_at_most(GzipDecoder::new(compressed), limit).await,
+                    "deflate" => read_at_most(DeflateDecoder::new(compressed), limit).await,
+                    "br" => read_at_most(BrotliDecoder::new(compressed), limit).await,
+                    _ => read_at_most(ZstdDecoder::new(compressed), limit).await,
+                }
+            }
+        };
+        let bytes = match bytes {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(too_large()),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    "The request body could not be read or decompressed",
+                ));
+            }
+        };
+        let headers = request.headers_mut();
+        headers.remove(header::CONTENT_ENCODING);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        request.set_body(Body::from_vec(bytes));
+        Ok(())
     }
 }
 

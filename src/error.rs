@@ -147,6 +147,20 @@ impl ApiError {
             );
         }
         if let Some(parse) = error.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
+            // A bound the document states (`maxLength`, `minimum`, …), checked by the
+            // framework: named like the same bound's error from SQL, `invalid_<field>`.
+            if let Some(field) = parse
+                .reason
+                .split_once("field `")
+                .and_then(|(_, rest)| rest.split_once("` verification failed"))
+                .map(|(field, _)| field)
+            {
+                return Self::invalid(
+                    field,
+                    format!("invalid_{field}"),
+                    format!("The field `{field}` is out of bounds: {}", parse.reason),
+                );
+            }
             return Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",

@@ -20,8 +20,9 @@ use crate::error::ApiError;
 pub struct Limits {
     /// Message sends, by user.
     pub sends: RateLimiter<uuid::Uuid>,
-    /// Failed logins, by tenant slug and login (as typed, lowercased).
-    pub login_accounts: RateLimiter<(String, String)>,
+    /// Failed logins, by tenant slug and login (as typed, lowercased), kept as their
+    /// SHA-256 digest ([`account_key`]) so that a key's size never depends on input.
+    pub login_accounts: RateLimiter<AccountKey>,
     /// Failed logins, by client address.
     pub login_addresses: RateLimiter<std::net::IpAddr>,
     /// Open WebSockets and event streams, by user.
@@ -45,6 +46,19 @@ impl Limits {
             streams: Arc::new(StreamCounter::new(config.max_streams_per_user)),
         }
     }
+}
+
+/// The key of an account's failed logins: a digest of the tenant and login as typed.
+pub type AccountKey = [u8; 32];
+
+/// The key of the failed logins of `login` at `tenant`, whatever their length.
+pub fn account_key(tenant: &str, login: &str) -> AccountKey {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(tenant.to_lowercase().as_bytes());
+    hasher.update([0]);
+    hasher.update(login.to_lowercase().as_bytes());
+    hasher.finalize().into()
 }
 
 /// Buckets kept at most before the full ones are forgotten.

@@ -10,7 +10,7 @@ use crate::api::ApiTags;
 use crate::auth::{BearerAuth, Caller, RefreshSecret};
 use crate::db::{NewRegistration, NewSession, User};
 use crate::error::ApiError;
-use crate::limits::too_many;
+use crate::limits::{account_key, too_many};
 use crate::startup::AppState;
 
 /// Tokens for one session, with the user they belong to.
@@ -122,10 +122,13 @@ impl Example for RegisterRequest {
 #[oai(example)]
 pub struct LoginRequest {
     /// The slug of the user's tenant.
+    #[oai(validator(min_length = 1, max_length = 40))]
     pub tenant: String,
     /// The username or the email address.
+    #[oai(validator(min_length = 1, max_length = 254))]
     pub login: String,
     /// The password.
+    #[oai(validator(min_length = 1, max_length = 256))]
     pub password: String,
 }
 
@@ -221,7 +224,7 @@ impl AuthApi {
     ) -> Result<Json<AuthSession>, ApiError> {
         // Throttling is keyed by what the client typed, never by what exists, so a
         // refusal says nothing about the account.
-        let account = (body.tenant.to_lowercase(), body.login.to_lowercase());
+        let account = account_key(&body.tenant, &body.login);
         let address = client_address(request, state.config.trust_forwarded_for);
         let limits = &state.limits;
         let throttled = std::iter::once(limits.login_accounts.peek(&account))

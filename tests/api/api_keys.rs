@@ -265,7 +265,9 @@ async fn a_key_never_acts_above_the_role_of_whoever_created_it() {
         .await
         .expect_error(403, "role_above_key");
     assert_eq!(app.count_rows("sessions").await, sessions_before);
-    let minted = mint(admins_key.clone(), bob.user_id.clone()).await.expect(201);
+    let minted = mint(admins_key.clone(), bob.user_id.clone())
+        .await
+        .expect(201);
     assert_eq!(minted["user"]["role"], "member");
     mint(admins_key.clone(), admin.user_id.clone())
         .await

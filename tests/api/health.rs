@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Answer, PASSWORD, TestApp, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_answers_ok() {
@@ -47,7 +47,9 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
         hub: hark::realtime::Hub::start(db.clone(), config.realtime()),
         writer: hark::db::MessageWriter::start(db.clone(), config.batches()),
         db,
-        tokens: std::sync::Arc::new(hark::auth::TokenIssuer::new(config.tokens().unwrap()).unwrap()),
+        tokens: std::sync::Arc::new(
+            hark::auth::TokenIssuer::new(config.tokens().unwrap()).unwrap(),
+        ),
         passwords: hark::auth::PasswordHasher::new(config.passwords()).unwrap(),
         limits: std::sync::Arc::new(hark::limits::Limits::from_config(&config)),
         config: std::sync::Arc::new(config),
@@ -147,6 +149,86 @@ async fn a_body_over_the_limit_is_refused_with_413_and_nothing_is_created() {
         .await
         .expect_error(413, "payload_too_large");
     assert_eq!(app.count_rows("tenants").await, 0);
+}
+
+/// `bytes` compressed with gzip.
+async fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut compressed = Vec::new();
+    async_compression::tokio::bufread::GzipEncoder::new(bytes)
+        .read_to_end(&mut compressed)
+        .await
+        .unwrap();
+    compressed
+}
+
+async fn post_encoded(app: &TestApp, path: &str, encoding: &str, body: Vec<u8>) -> Answer {
+    let response = app
+        .client
+        .post(format!("{}{path}", app.address))
+        .header("content-type", "application/json")
+        .header("content-encoding", encoding)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    TestApp::answer(response).await
+}
+
+#[tokio::test]
+async fn a_compressed_body_is_held_to_the_limit_by_what_it_decompresses_to() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    // 5 MB of login compresses to a few kilobytes, far under the limit.
+    let huge = json!({"tenant": "acme", "login": "x".repeat(5 << 20), "password": PASSWORD});
+    let compressed = gzip(&serde_json::to_vec(&huge).unwrap()).await;
+    assert!(compressed.len() < 64 * 1024);
+    post_encoded(&app, "/v1/auth/login", "gzip", compressed)
+        .await
+        .expect_error(413, "payload_too_large");
+
+    // A compressed body under the limit is read as usual.
+    let login = json!({"tenant": "acme", "login": "owner", "password": PASSWORD});
+    let compressed = gzip(&serde_json::to_vec(&login).unwrap()).await;
+    let session = post_encoded(&app, "/v1/auth/login", "gzip", compressed)
+        .await
+        .expect(200);
+    assert_eq!(session["user"]["id"], tenant.owner.user_id.as_str());
+    post_encoded(
+        &app,
+        "/v1/auth/login",
+        "compress",
+        serde_json::to_vec(&login).unwrap(),
+    )
+    .await
+    .expect_error(415, "unsupported_content_encoding");
+    post_encoded(&app, "/v1/auth/login", "gzip", b"not gzip at all".to_vec())
+        .await
+        .expect_error(400, "invalid_body");
+}
+
+#[tokio::test]
+async fn login_fields_longer_than_any_account_are_refused_before_they_are_counted() {
+    let app = spawn_app_with(|config| config.login_failures_per_account = 2).await;
+    app.create_tenant("acme").await;
+    for _ in 0..4 {
+        let answer = app
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"tenant": "acme", "login": "y".repeat(40_000), "password": "wrong password"}),
+            )
+            .await;
+        let error = answer.expect_error(422, "invalid_login");
+        assert_eq!(error["field"], "login");
+    }
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({"tenant": "acme", "login": "owner", "password": PASSWORD}),
+    )
+    .await
+    .expect(200);
 }
 
 #[tokio::test]
