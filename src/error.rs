@@ -437,10 +437,10 @@ fn check_violation(constraint: &str) -> ApiError {
             "display_name",
             "The display name must be 1 to 100 characters",
         ),
-        "users_avatar_url_length" => (
-            "invalid_avatar_url",
+        "users_avatar_url_valid" => (
+            "invalid_url",
             "avatar_url",
-            "The avatar URL must be at most 2048 characters",
+            "The avatar URL must be an http or https URL of at most 2048 bytes",
         ),
         "users_bio_length" => (
             "invalid_bio",

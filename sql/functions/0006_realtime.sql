@@ -88,16 +88,24 @@ $$;
 
 -- Tells the room's listeners that the caller is typing (members only). Nothing is
 -- stored: the signal expires on the clients.
+-- A profile too big for the payload (only rows from before profile URLs were bounded
+-- by bytes can be) travels as the user's id and username.
 create function hark_api.typing(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
 returns void
 language plpgsql
 as $$
+declare
+    v_user jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
+    v_user := hark_api.user_ref(p_user_id);
+    if octet_length(v_user::text) > 3000 then
+        v_user := jsonb_build_object('id', v_user -> 'id', 'username', v_user -> 'username');
+    end if;
     perform pg_notify(hark_api.room_channel(p_room_id), jsonb_build_object(
         'tenant_id', p_tenant_id,
-        'typing', jsonb_build_object('room_id', p_room_id, 'user', hark_api.user_ref(p_user_id)))::text);
+        'typing', jsonb_build_object('room_id', p_room_id, 'user', v_user))::text);
 end
 $$;
 

@@ -122,13 +122,13 @@ impl Example for RegisterRequest {
 #[oai(example)]
 pub struct LoginRequest {
     /// The slug of the user's tenant.
-    #[oai(validator(min_length = 1, max_length = 40))]
+    #[oai(validator(max_length = 40))]
     pub tenant: String,
     /// The username or the email address.
-    #[oai(validator(min_length = 1, max_length = 254))]
+    #[oai(validator(max_length = 254))]
     pub login: String,
     /// The password.
-    #[oai(validator(min_length = 1, max_length = 256))]
+    #[oai(validator(max_length = 256))]
     pub password: String,
 }
 

@@ -17,11 +17,18 @@ use crate::db::tls::{Target, target};
 const MIGRATION_LOCK_KEY: i64 = 0x4841_524b;
 
 /// The numbered migrations, in order. Never edit one that has been released; add a new one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_core_model",
-    include_str!("../../sql/migrations/0001_core_model.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_core_model",
+        include_str!("../../sql/migrations/0001_core_model.sql"),
+    ),
+    (
+        2,
+        "0002_safe_defaults",
+        include_str!("../../sql/migrations/0002_safe_defaults.sql"),
+    ),
+];
 
 /// The replaceable functions, procedures and triggers, applied in this order.
 const FUNCTIONS: &[(&str, &str)] = &[

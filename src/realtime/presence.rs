@@ -15,9 +15,14 @@ use uuid::Uuid;
 
 use crate::db::UserRef;
 
-/// Heartbeats are cut into notifications of at most this many entries, to stay well
-/// under NOTIFY's payload limit.
-const ENTRIES_PER_HEARTBEAT: usize = 30;
+/// The most bytes a presence signal takes on the wire: NOTIFY refuses payloads of
+/// 8,000 bytes and more. Heartbeats are cut by bytes to stay under it.
+pub const MAX_SIGNAL_BYTES: usize = 7_000;
+
+/// The most bytes of JSON a user takes in a signal: a profile bigger than this (only
+/// rows written before profile URLs were bounded by bytes can be) travels without its
+/// profile fields, so that a join, a leave or a heartbeat entry always fits.
+const MAX_USER_BYTES: usize = 3_000;
 
 /// A presence signal on the presence channel.
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,6 +62,24 @@ pub struct Entry {
     pub room_id: Uuid,
     /// The user.
     pub user: UserRef,
+}
+
+/// The length of a value's JSON.
+fn json_length(value: &impl Serialize) -> usize {
+    serde_json::to_string(value).map_or(0, |json| json.len())
+}
+
+/// `user` as it fits in [`MAX_USER_BYTES`] of JSON: whole, or without the profile
+/// fields when they would not fit (an id and a username always do).
+fn bounded(user: &UserRef) -> UserRef {
+    if json_length(user) <= MAX_USER_BYTES {
+        return user.clone();
+    }
+    UserRef {
+        display_name: None,
+        avatar_url: None,
+        ..user.clone()
+    }
 }
 
 /// A change of a user's presence in a room, to tell that room's subscribers.
@@ -105,12 +128,12 @@ impl Presence {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = local
             .entry((room_id, user.id))
-            .or_insert_with(|| (user.clone(), 0));
+            .or_insert_with(|| (bounded(user), 0));
         entry.1 += 1;
         (entry.1 == 1).then(|| Signal::Join {
             instance: self.instance_id,
             room_id,
-            user: user.clone(),
+            user: entry.0.clone(),
         })
     }
 
@@ -153,24 +176,43 @@ impl Presence {
         })
     }
 
-    /// This instance's heartbeat, in parts small enough for NOTIFY.
+    /// This instance's heartbeat, in parts of at most [`MAX_SIGNAL_BYTES`] each, so
+    /// that no user's profile can make a part too big for NOTIFY.
     pub fn heartbeats(&self) -> Vec<Signal> {
         let local = self
             .local
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entries: Vec<Entry> = local
-            .iter()
-            .map(|((room_id, _), (user, _))| Entry {
+        let empty = Signal::Heartbeat {
+            instance: self.instance_id,
+            entries: Vec::new(),
+        };
+        let envelope = json_length(&empty);
+        let mut parts = Vec::new();
+        let mut entries = Vec::new();
+        let mut bytes = envelope;
+        for ((room_id, _), (user, _)) in local.iter() {
+            let entry = Entry {
                 room_id: *room_id,
                 user: user.clone(),
-            })
-            .collect();
-        entries
-            .chunks(ENTRIES_PER_HEARTBEAT)
-            .map(|chunk| Signal::Heartbeat {
+            };
+            // One more byte for the comma between entries.
+            let length = json_length(&entry) + 1;
+            if bytes + length > MAX_SIGNAL_BYTES && !entries.is_empty() {
+                parts.push(std::mem::take(&mut entries));
+                bytes = envelope;
+            }
+            bytes += length;
+            entries.push(entry);
+        }
+        if !entries.is_empty() {
+            parts.push(entries);
+        }
+        parts
+            .into_iter()
+            .map(|entries| Signal::Heartbeat {
                 instance: self.instance_id,
-                entries: chunk.to_vec(),
+                entries,
             })
             .collect()
     }

@@ -974,3 +974,54 @@ async fn sigterm_tells_websocket_clients_to_reconnect_finishes_in_flight_request
     );
     assert!(exit.success());
 }
+
+#[tokio::test]
+async fn users_with_the_largest_profiles_stay_present_and_can_type() {
+    let a = spawn_app_with(|config| config.presence_heartbeat_seconds = 1).await;
+    let b = a
+        .spawn_peer_with(|config| config.presence_heartbeat_seconds = 1)
+        .await;
+    let (owner, _bob, room_id) = room_with_bob(&a).await;
+    // The largest profile there is: a 2,048-byte avatar URL and a display name of 100
+    // four-byte characters, about 2.5 KB of JSON a user.
+    let avatar_url = format!("https://x.example/{}", "a".repeat(2048 - 18));
+    let mut sockets = Vec::new();
+    for index in 0..40 {
+        let user = a.register("acme", &format!("big{index}")).await;
+        a.patch(
+            &format!("/v1/users/{}", user.user_id),
+            &user.token,
+            json!({"avatar_url": avatar_url, "display_name": "😀".repeat(100)}),
+        )
+        .await
+        .expect(200);
+        a.add_member(&owner.token, &room_id, &user.user_id).await;
+        let mut socket = WsClient::connect(&b, &user.token).await;
+        socket.subscribe(&room_id, None).await;
+        sockets.push(socket);
+    }
+    // Entries expire after three silent heartbeats: after five, everyone is still
+    // there only if every heartbeat part reached instance A.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let online = a
+        .get(&format!("/v1/rooms/{room_id}/presence"), &owner.token)
+        .await
+        .expect(200);
+    assert_eq!(
+        online["items"].as_array().unwrap().len(),
+        40,
+        "every subscriber on instance B is online, seen from A"
+    );
+    let mut watcher = WsClient::connect(&a, &owner.token).await;
+    watcher.subscribe(&room_id, None).await;
+    sockets[0]
+        .send(json!({"op": "typing", "ref": "t", "room_id": room_id}))
+        .await;
+    let typing = loop {
+        let frame = watcher.next(WAIT).await.unwrap();
+        if frame["op"] == "typing" {
+            break frame;
+        }
+    };
+    assert_eq!(typing["user"]["username"], "big0");
+}

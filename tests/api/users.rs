@@ -162,8 +162,24 @@ async fn invalid_profile_changes_answer_422_and_change_nothing() {
         ),
         (json!({"bio": "b".repeat(1001)}), "invalid_bio", "bio"),
         (
-            json!({"avatar_url": "a".repeat(2049)}),
-            "invalid_avatar_url",
+            json!({"avatar_url": format!("https://x.example/{}", "a".repeat(2049))}),
+            "invalid_url",
+            "avatar_url",
+        ),
+        // 700 characters, but 2,100 bytes: URLs are bounded by bytes.
+        (
+            json!({"avatar_url": format!("https://x.example/{}", "€".repeat(700))}),
+            "invalid_url",
+            "avatar_url",
+        ),
+        (
+            json!({"avatar_url": "javascript:alert(1)"}),
+            "invalid_url",
+            "avatar_url",
+        ),
+        (
+            json!({"avatar_url": "data:image/png;base64,AAAA"}),
+            "invalid_url",
             "avatar_url",
         ),
         (json!({"email": "nope"}), "invalid_email", "email"),
