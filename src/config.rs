@@ -191,6 +191,51 @@ pub struct Config {
     #[arg(long, env = "HARK_MAX_STREAMS_PER_USER", default_value_t = 32)]
     pub max_streams_per_user: usize,
 
+    /// Failed joins by invite code allowed per user before 429 `too_many_attempts`.
+    #[arg(long, env = "HARK_JOIN_CODE_FAILURES_PER_USER", default_value_t = 10)]
+    pub join_code_failures_per_user: u32,
+
+    /// Failed joins by invite code allowed per client address before 429.
+    #[arg(
+        long,
+        env = "HARK_JOIN_CODE_FAILURES_PER_ADDRESS",
+        default_value_t = 50
+    )]
+    pub join_code_failures_per_address: u32,
+
+    /// Seconds in which the allowed failed joins by code come back in full.
+    #[arg(long, env = "HARK_JOIN_CODE_LOCKOUT_SECONDS", default_value_t = 600)]
+    pub join_code_lockout_seconds: u64,
+
+    /// Group rooms one user may create per hour (429 `too_many_rooms`).
+    #[arg(long, env = "HARK_ROOMS_PER_USER_PER_HOUR", default_value_t = 60)]
+    pub rooms_per_user_per_hour: u32,
+
+    /// Rooms one WebSocket may be subscribed to at once (`too_many_subscriptions`).
+    #[arg(
+        long,
+        env = "HARK_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+        default_value_t = 200
+    )]
+    pub max_subscriptions_per_connection: usize,
+
+    /// WebSockets one client address may hold open before they authenticate (429
+    /// `too_many_connections` on the upgrade).
+    #[arg(
+        long,
+        env = "HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS",
+        default_value_t = 16
+    )]
+    pub max_unauthenticated_sockets_per_address: usize,
+
+    /// Distinct reactions one user may put on one message (422 `too_many_reactions`).
+    #[arg(
+        long,
+        env = "HARK_MAX_REACTIONS_PER_USER_PER_MESSAGE",
+        default_value_t = 20
+    )]
+    pub max_reactions_per_user_per_message: i32,
+
     /// How often idle WebSockets are pinged, in seconds; silent for three periods, they are dropped.
     #[arg(long, env = "HARK_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,
@@ -234,6 +279,7 @@ impl Config {
             pool_size: self.db_pool_size,
             pool_timeout: Duration::from_millis(self.db_pool_timeout_ms),
             ca_file: self.database_ca_file.clone(),
+            max_reactions_per_user: self.max_reactions_per_user_per_message,
         }
     }
 
@@ -269,6 +315,7 @@ impl Config {
             typing_ttl: Duration::from_secs(5),
             presence_heartbeat: Duration::from_secs(self.presence_heartbeat_seconds.max(1)),
             listen_timeout: Duration::from_secs(10),
+            max_subscriptions: self.max_subscriptions_per_connection,
         }
     }
 

@@ -26,13 +26,22 @@ pub struct Limits {
     /// Failed logins, by client address.
     pub login_addresses: RateLimiter<std::net::IpAddr>,
     /// Open WebSockets and event streams, by user.
-    pub streams: Arc<StreamCounter>,
+    pub streams: Arc<StreamCounter<uuid::Uuid>>,
+    /// Failed joins by invite code, by user.
+    pub join_code_users: RateLimiter<uuid::Uuid>,
+    /// Failed joins by invite code, by client address.
+    pub join_code_addresses: RateLimiter<std::net::IpAddr>,
+    /// Group rooms created, by user.
+    pub room_creations: RateLimiter<uuid::Uuid>,
+    /// WebSockets not yet authenticated, by client address.
+    pub unauthenticated_sockets: Arc<StreamCounter<std::net::IpAddr>>,
 }
 
 impl Limits {
     /// The limits a configuration asks for.
     pub fn from_config(config: &crate::config::Config) -> Self {
         let lockout = config.login_lockout_seconds.max(1) as f64;
+        let join_lockout = config.join_code_lockout_seconds.max(1) as f64;
         Self {
             sends: RateLimiter::new(config.send_burst, config.send_rate_per_second),
             login_accounts: RateLimiter::new(
@@ -43,7 +52,26 @@ impl Limits {
                 config.login_failures_per_address,
                 f64::from(config.login_failures_per_address) / lockout,
             ),
-            streams: Arc::new(StreamCounter::new(config.max_streams_per_user)),
+            streams: Arc::new(StreamCounter::new(
+                config.max_streams_per_user,
+                "WebSocket and event-stream connections per user",
+            )),
+            join_code_users: RateLimiter::new(
+                config.join_code_failures_per_user,
+                f64::from(config.join_code_failures_per_user) / join_lockout,
+            ),
+            join_code_addresses: RateLimiter::new(
+                config.join_code_failures_per_address,
+                f64::from(config.join_code_failures_per_address) / join_lockout,
+            ),
+            room_creations: RateLimiter::new(
+                config.rooms_per_user_per_hour,
+                f64::from(config.rooms_per_user_per_hour) / 3600.0,
+            ),
+            unauthenticated_sockets: Arc::new(StreamCounter::new(
+                config.max_unauthenticated_sockets_per_address,
+                "WebSockets that have not authenticated yet per client address",
+            )),
         }
     }
 }
@@ -139,9 +167,14 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         self.update(key, true)
     }
 
-    /// Says whether `key` has a token left, without taking it.
-    pub fn peek(&self, key: &K) -> Allowance {
-        self.update(key, false)
+    /// Gives back a token taken for an attempt that turned out to succeed: attempts
+    /// are counted before their outcome is known, so that concurrent ones cannot all
+    /// get past the limit, and only failures stay counted.
+    pub fn refund(&self, key: &K) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
     }
 
     fn update(&self, key: &K, take: bool) -> Allowance {
@@ -180,69 +213,114 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// One attempt at something that may fail (a login, a join by invite code), counted
+/// against several limits before its outcome is known, so that concurrent attempts
+/// cannot all get past a limit while the first ones are still being checked. Only
+/// failures stay counted: [`Attempt::succeeded`] gives the tokens back.
+#[derive(Default)]
+pub struct Attempt<'a> {
+    /// Gives back each token taken so far.
+    refunds: Vec<Box<dyn FnOnce() + Send + 'a>>,
+}
+
+impl<'a> Attempt<'a> {
+    /// Counts the attempt against `limiter` under `key`. When the limit refuses it,
+    /// the tokens taken from other limits are given back (the attempt never happens)
+    /// and the refusal is answered.
+    pub fn count<K: Hash + Eq + Clone + Send + 'a>(
+        &mut self,
+        limiter: &'a RateLimiter<K>,
+        key: K,
+    ) -> Result<(), Allowance> {
+        let allowance = limiter.acquire(&key);
+        if allowance.retry_after.is_some() {
+            self.give_back();
+            return Err(allowance);
+        }
+        self.refunds.push(Box::new(move || limiter.refund(&key)));
+        Ok(())
+    }
+
+    /// The attempt succeeded: it does not count against any limit.
+    pub fn succeeded(mut self) {
+        self.give_back();
+    }
+
+    fn give_back(&mut self) {
+        for refund in self.refunds.drain(..) {
+            refund();
+        }
+    }
+}
+
 /// The 429 answered when a limit refuses a request, with its headers.
 pub fn too_many(allowance: &Allowance, code: &str, message: &str) -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_headers(allowance.headers())
 }
 
-/// Open streams (WebSockets and SSE) per user on this instance.
-pub struct StreamCounter {
-    /// The most streams one user may hold.
+/// Open streams on this instance, by key: WebSockets and SSE per user, WebSockets
+/// that have not authenticated yet per client address.
+pub struct StreamCounter<K> {
+    /// The most streams one key may hold.
     limit: usize,
-    /// Open streams by user.
-    open: Mutex<HashMap<uuid::Uuid, usize>>,
+    /// What is counted, for the refusal's message ("WebSocket and event-stream
+    /// connections per user").
+    counted: &'static str,
+    /// Open streams by key.
+    open: Mutex<HashMap<K, usize>>,
 }
 
 /// One counted stream; dropping it uncounts it.
-pub struct StreamSlot {
+pub struct StreamSlot<K: Hash + Eq = uuid::Uuid> {
     /// The counter it belongs to.
-    counter: Arc<StreamCounter>,
+    counter: Arc<StreamCounter<K>>,
     /// Whose stream it is.
-    user_id: uuid::Uuid,
+    key: K,
 }
 
-impl StreamCounter {
-    /// A counter allowing `limit` streams per user.
-    pub fn new(limit: usize) -> Self {
+impl<K: Hash + Eq + Clone> StreamCounter<K> {
+    /// A counter allowing `limit` streams per key.
+    pub fn new(limit: usize, counted: &'static str) -> Self {
         Self {
             limit,
+            counted,
             open: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts a new stream of `user_id`, or refuses it (429 `too_many_connections`).
-    pub fn open(self: &Arc<Self>, user_id: uuid::Uuid) -> Result<StreamSlot, ApiError> {
+    /// Counts a new stream of `key`, or refuses it (429 `too_many_connections`).
+    pub fn open(self: &Arc<Self>, key: K) -> Result<StreamSlot<K>, ApiError> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(user_id).or_insert(0);
+        let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.limit {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_connections",
                 format!(
-                    "A user may hold at most {} WebSocket and event-stream connections per instance",
-                    self.limit
+                    "At most {} {} are allowed at once on each instance",
+                    self.limit, self.counted
                 ),
             ));
         }
         *count += 1;
         Ok(StreamSlot {
             counter: Arc::clone(self),
-            user_id,
+            key,
         })
     }
 }
 
-impl Drop for StreamSlot {
+impl<K: Hash + Eq> Drop for StreamSlot<K> {
     fn drop(&mut self) {
         let mut open = self
             .counter
             .open
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.user_id) {
+        if let Some(count) = open.get_mut(&self.key) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                open.remove(&self.user_id);
+                open.remove(&self.key);
             }
         }
     }

@@ -370,7 +370,7 @@ $$;
 -- Adds (p_add) or removes a reaction of the caller; doing either twice changes nothing.
 create function hark_api.reaction_set(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid,
-    p_emoji text, p_add boolean)
+    p_emoji text, p_add boolean, p_max_per_user integer)
 returns jsonb
 language plpgsql
 as $$
@@ -389,6 +389,13 @@ begin
     end if;
     if p_emoji is null or char_length(p_emoji) not between 1 and 32 or p_emoji ~ '\s' then
         perform hark_api.fail(422, 'invalid_emoji', 'The emoji must be 1 to 32 characters without spaces', 'emoji');
+    end if;
+    -- Counted under the room lock, so concurrent reactions cannot get past the bound.
+    if p_add and (select count(*) from hark.reactions
+                  where message_id = p_message_id and user_id = p_user_id and emoji <> p_emoji)
+                 >= p_max_per_user then
+        perform hark_api.fail(422, 'too_many_reactions',
+            format('A user may put at most %s different reactions on one message', p_max_per_user), 'emoji');
     end if;
     if p_add then
         insert into hark.reactions (tenant_id, message_id, user_id, emoji)

@@ -10,7 +10,7 @@ use crate::api::ApiTags;
 use crate::auth::{BearerAuth, Caller, RefreshSecret};
 use crate::db::{NewRegistration, NewSession, User};
 use crate::error::ApiError;
-use crate::limits::{account_key, too_many};
+use crate::limits::{Attempt, account_key, too_many};
 use crate::startup::AppState;
 
 /// Tokens for one session, with the user they belong to.
@@ -225,13 +225,17 @@ impl AuthApi {
         // Throttling is keyed by what the client typed, never by what exists, so a
         // refusal says nothing about the account.
         let account = account_key(&body.tenant, &body.login);
-        let address = client_address(request, state.config.trust_forwarded_for);
+        let address = crate::api::client_address(request, state.config.trust_forwarded_for);
         let limits = &state.limits;
-        let throttled = std::iter::once(limits.login_accounts.peek(&account))
-            .chain(address.map(|address| limits.login_addresses.peek(&address)))
-            .filter(|allowance| allowance.retry_after.is_some())
-            .max_by_key(|allowance| allowance.retry_after);
-        if let Some(allowance) = throttled {
+        let mut attempt = Attempt::default();
+        let counted = attempt
+            .count(&limits.login_accounts, account)
+            .and_then(|()| {
+                address.map_or(Ok(()), |address| {
+                    attempt.count(&limits.login_addresses, address)
+                })
+            });
+        if let Err(allowance) = counted {
             return Err(too_many(
                 &allowance,
                 "login_throttled",
@@ -249,12 +253,11 @@ impl AuthApi {
             )
             .await?;
         let candidate = match candidate {
-            Some(candidate) if verified => candidate,
+            Some(candidate) if verified => {
+                attempt.succeeded();
+                candidate
+            }
             _ => {
-                limits.login_accounts.acquire(&account);
-                if let Some(address) = address {
-                    limits.login_addresses.acquire(&address);
-                }
                 return Err(ApiError::unauthorized(
                     "invalid_credentials",
                     "The tenant, login or password is wrong",
@@ -299,21 +302,4 @@ impl AuthApi {
         state.db.logout(&auth.0).await?;
         Ok(LoggedOut::LoggedOut)
     }
-}
-
-/// The client's address: the TCP peer, or behind a trusted proxy the last entry of
-/// `X-Forwarded-For` (entries before it come from the client and can be forged).
-fn client_address(request: &Request, trust_forwarded_for: bool) -> Option<std::net::IpAddr> {
-    let forwarded = trust_forwarded_for
-        .then(|| request.headers().get("x-forwarded-for"))
-        .flatten()
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok());
-    forwarded.or_else(|| {
-        request
-            .remote_addr()
-            .as_socket_addr()
-            .map(|address| address.ip())
-    })
 }

@@ -81,3 +81,23 @@ pub fn service() -> OpenApiService<Api, ()> {
 pub fn spec_yaml() -> String {
     document::yaml()
 }
+
+/// The client's address: the TCP peer, or behind a trusted proxy the last entry of
+/// `X-Forwarded-For` (entries before it come from the client and can be forged).
+pub(crate) fn client_address(
+    request: &poem::Request,
+    trust_forwarded_for: bool,
+) -> Option<std::net::IpAddr> {
+    let forwarded = trust_forwarded_for
+        .then(|| request.headers().get("x-forwarded-for"))
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok());
+    forwarded.or_else(|| {
+        request
+            .remote_addr()
+            .as_socket_addr()
+            .map(|address| address.ip())
+    })
+}

@@ -69,13 +69,30 @@ impl RealtimeApi {
             Some(token) => Some(state.tokens.verify_with_expiry(&token)?),
             None => None,
         };
-        let mut stream_slot = None;
-        if let Some((caller, _)) = &identity {
-            // A revoked session is refused before the upgrade, with a plain 401, and a
-            // user over the connection limit with a 429.
-            state.db.user_me(caller).await?;
-            stream_slot = Some(state.limits.streams.open(caller.user_id)?);
+        let mut admission = socket::Admission {
+            identity: None,
+            stream_slot: None,
+            unauthenticated_slot: None,
+        };
+        match &identity {
+            Some((caller, _)) => {
+                // A revoked session is refused before the upgrade, with a plain 401,
+                // and a user over the connection limit with a 429.
+                state.db.user_me(caller).await?;
+                admission.stream_slot = Some(state.limits.streams.open(caller.user_id)?);
+            }
+            None => {
+                // Connections that authenticate by a first frame are bounded per
+                // address until they do, so that anonymous sockets cannot pile up.
+                if let Some(address) =
+                    crate::api::client_address(request, state.config.trust_forwarded_for)
+                {
+                    admission.unauthenticated_slot =
+                        Some(state.limits.unauthenticated_sockets.open(address)?);
+                }
+            }
         }
+        admission.identity = identity;
         let max_frame = state.hub.settings().max_frame_bytes;
         let mut config = WebSocketConfig::default();
         // The socket reads frames up to twice the limit, so that a frame just over it
@@ -88,7 +105,7 @@ impl RealtimeApi {
         let state = state.0.clone();
         Ok(websocket
             .config(config)
-            .on_upgrade(move |stream| socket::serve(stream, state, identity, stream_slot))
+            .on_upgrade(move |stream| socket::serve(stream, state, admission))
             .boxed())
     }
 

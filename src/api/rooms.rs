@@ -1,6 +1,6 @@
 //! Rooms: group and direct rooms, their settings, invite codes, joining and leaving.
 
-use poem::web::Data;
+use poem::{Request, web::Data};
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
@@ -13,6 +13,7 @@ use crate::api::ApiTags;
 use crate::auth::BearerAuth;
 use crate::db::{NewRoom, Room, RoomPage, RoomPatch, Visibility};
 use crate::error::ApiError;
+use crate::limits::{Attempt, too_many};
 use crate::startup::AppState;
 
 /// The page size when none is asked for.
@@ -104,15 +105,27 @@ impl RoomsApi {
         auth: BearerAuth,
         body: Json<CreateRoomRequest>,
     ) -> Result<RoomCreated, ApiError> {
+        let creations = &state.limits.room_creations;
+        let allowance = creations.acquire(&auth.0.user_id);
+        if allowance.retry_after.is_some() {
+            return Err(too_many(
+                &allowance,
+                "too_many_rooms",
+                "Too many rooms created in the last hour; retry after the Retry-After seconds",
+            ));
+        }
         let room = NewRoom {
             room_id: Uuid::now_v7(),
             name: body.0.name,
             topic: body.0.topic,
             visibility: body.0.visibility.unwrap_or(Visibility::Private),
         };
-        Ok(RoomCreated::Created(Json(
-            state.db.room_create(&auth.0, &room).await?,
-        )))
+        let created = state.db.room_create(&auth.0, &room).await;
+        if created.is_err() {
+            // Only rooms that exist count against the hourly limit.
+            creations.refund(&auth.0.user_id);
+        }
+        Ok(RoomCreated::Created(Json(created?)))
     }
 
     /// Get or create the direct room with a user
@@ -168,12 +181,32 @@ impl RoomsApi {
     async fn join_by_code(
         &self,
         state: Data<&AppState>,
+        request: &Request,
         auth: BearerAuth,
         body: Json<JoinByCodeRequest>,
     ) -> Result<Json<Room>, ApiError> {
-        Ok(Json(
-            state.db.room_join_by_code(&auth.0, &body.0.code).await?,
-        ))
+        // Codes are short: failed guesses are counted per user and per address before
+        // the lookup, so that concurrent guesses cannot get past the limit either.
+        let limits = &state.limits;
+        let address = crate::api::client_address(request, state.config.trust_forwarded_for);
+        let mut attempt = Attempt::default();
+        let counted = attempt
+            .count(&limits.join_code_users, auth.0.user_id)
+            .and_then(|()| {
+                address.map_or(Ok(()), |address| {
+                    attempt.count(&limits.join_code_addresses, address)
+                })
+            });
+        if let Err(allowance) = counted {
+            return Err(too_many(
+                &allowance,
+                "too_many_attempts",
+                "Too many failed joins by invite code; retry after the Retry-After seconds",
+            ));
+        }
+        let room = state.db.room_join_by_code(&auth.0, &body.0.code).await?;
+        attempt.succeeded();
+        Ok(Json(room))
     }
 
     /// Get a room

@@ -433,7 +433,7 @@ impl Database {
     ) -> Result<Message, DatabaseError> {
         self.call(
             "reaction_set",
-            "select hark_api.reaction_set($1, $2, $3, $4, $5, $6, $7)",
+            "select hark_api.reaction_set($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -442,6 +442,7 @@ impl Database {
                 &message_id,
                 &emoji,
                 &add,
+                &self.max_reactions_per_user,
             ],
         )
         .await

@@ -93,6 +93,9 @@ pub struct DatabaseSettings {
     pub pool_timeout: Duration,
     /// A file of root certificates for TLS to Postgres, when not in the URL.
     pub ca_file: Option<String>,
+    /// Distinct reactions one user may put on one message, which `reaction_set`
+    /// enforces.
+    pub max_reactions_per_user: i32,
 }
 
 /// The pool of connections and the typed calls of the SQL API.
@@ -100,6 +103,8 @@ pub struct DatabaseSettings {
 pub struct Database {
     /// Connections shared by every request of this instance.
     pool: Pool,
+    /// Distinct reactions one user may put on one message.
+    max_reactions_per_user: i32,
 }
 
 impl Database {
@@ -122,7 +127,10 @@ impl Database {
             .runtime(Runtime::Tokio1)
             .build()
             .context("could not build the connection pool")?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            max_reactions_per_user: settings.max_reactions_per_user,
+        })
     }
 
     /// Checks that the database answers.

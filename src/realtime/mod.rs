@@ -74,6 +74,8 @@ pub struct RealtimeSettings {
     pub presence_heartbeat: Duration,
     /// How long a subscribe waits for the LISTEN to be active.
     pub listen_timeout: Duration,
+    /// Rooms one WebSocket may be subscribed to at once.
+    pub max_subscriptions: usize,
 }
 
 /// What a subscriber's writer receives, in order.

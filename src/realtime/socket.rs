@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicI64, Ordering},
@@ -50,13 +51,24 @@ struct Identity {
     expires_at: DateTime<Utc>,
 }
 
+/// How a connection was let in at the upgrade.
+pub struct Admission {
+    /// The verified token's claims and expiry, when the upgrade carried a token.
+    pub identity: Option<(Caller, DateTime<Utc>)>,
+    /// The connection's place in its user's count of open streams, when known.
+    pub stream_slot: Option<StreamSlot>,
+    /// Without a token: the connection's place in its address's count of
+    /// connections that have not authenticated yet, freed by the `auth` frame.
+    pub unauthenticated_slot: Option<StreamSlot<IpAddr>>,
+}
+
 /// Serves one upgraded connection until it closes.
-pub async fn serve(
-    socket: WebSocketStream,
-    state: AppState,
-    identity: Option<(Caller, DateTime<Utc>)>,
-    stream_slot: Option<StreamSlot>,
-) {
+pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admission) {
+    let Admission {
+        identity,
+        stream_slot,
+        unauthenticated_slot,
+    } = admission;
     let hub = state.hub.clone();
     let settings = hub.settings().clone();
     let (sink, mut stream) = socket.split();
@@ -85,6 +97,7 @@ pub async fn serve(
         typing_sent: HashMap::new(),
         malformed: 0,
         stream_slot,
+        unauthenticated_slot,
         refused_sends: 0,
     };
     connection.read(&mut stream, &last_seen).await;
@@ -125,6 +138,9 @@ struct Connection {
     malformed: u32,
     /// This connection's place in its user's count of open streams, once known.
     stream_slot: Option<StreamSlot>,
+    /// Until it authenticates: its place in its address's count of unauthenticated
+    /// connections.
+    unauthenticated_slot: Option<StreamSlot<IpAddr>>,
     /// Sends refused by the rate limit in a row; at `REFUSED_SENDS_BEFORE_CLOSE` the
     /// connection is closed with 4008.
     refused_sends: u32,
@@ -206,6 +222,7 @@ impl Connection {
         if self.stream_slot.is_none() {
             self.stream_slot = Some(self.state.limits.streams.open(user_id)?);
         }
+        self.unauthenticated_slot = None;
         Ok(())
     }
 
@@ -514,6 +531,14 @@ impl Connection {
                 "A seq is never negative",
             ));
         }
+        let most = self.state.hub.settings().max_subscriptions;
+        if self.subscriptions.len() >= most {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_subscriptions",
+                format!("A connection may subscribe to at most {most} rooms at once"),
+            ));
+        }
         let db = &self.state.db;
         let grant = db.room_subscribe(caller, room_id).await?;
         let hub = &self.state.hub;
@@ -597,6 +622,10 @@ impl Subscriptions {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 
     fn contains(&self, room_id: Uuid) -> bool {

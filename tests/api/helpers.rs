@@ -242,6 +242,10 @@ pub fn test_config(database_url: &str) -> Config {
     config.login_failures_per_account = 1_000;
     config.login_failures_per_address = 1_000_000;
     config.max_streams_per_user = 100_000;
+    config.join_code_failures_per_user = 1_000_000;
+    config.join_code_failures_per_address = 1_000_000;
+    config.rooms_per_user_per_hour = 1_000_000;
+    config.max_unauthenticated_sockets_per_address = 100_000;
     config
 }
 
@@ -289,6 +293,8 @@ pub async fn spawn_process_on(
         .env("HARK_SEND_BURST", "1000000")
         .env("HARK_SEND_RATE_PER_SECOND", "1000000")
         .env("HARK_MAX_STREAMS_PER_USER", "100000")
+        .env("HARK_ROOMS_PER_USER_PER_HOUR", "1000000")
+        .env("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "100000")
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);

@@ -253,3 +253,197 @@ async fn behind_a_trusted_proxy_failed_logins_count_by_the_forwarded_address() {
         .await
         .expect_error(401, "invalid_credentials");
 }
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_for_one_account_get_no_more_tries_than_the_limit() {
+    let app = spawn_app_with(|config| {
+        config.login_failures_per_account = 5;
+        config.login_lockout_seconds = 600;
+    })
+    .await;
+    let (_owner, _bob, _room) = room_with_bob(&app).await;
+    let attempts = (0..25).map(|_| {
+        app.post(
+            "/v1/auth/login",
+            None,
+            json!({"tenant": "acme", "login": "bob", "password": "wrong password"}),
+        )
+    });
+    let answers = futures_util::future::join_all(attempts).await;
+    let refused = answers
+        .iter()
+        .filter(|answer| answer.status == 429 && answer.body["code"] == "login_throttled")
+        .count();
+    let wrong = answers
+        .iter()
+        .filter(|answer| answer.status == 401 && answer.body["code"] == "invalid_credentials")
+        .count();
+    println!("25 concurrent wrong passwords: {wrong} answered 401, {refused} answered 429");
+    assert_eq!((wrong, refused), (5, 20));
+}
+
+#[tokio::test]
+async fn guessing_invite_codes_is_throttled_per_user_and_per_address() {
+    let app = spawn_app_with(|config| {
+        config.join_code_failures_per_user = 3;
+        config.join_code_failures_per_address = 5;
+    })
+    .await;
+    let tenant = app.create_tenant("acme").await;
+    let room = app
+        .create_room(&tenant.owner.token, "secret", "private")
+        .await;
+    let code = room["invite_code"].as_str().unwrap().to_owned();
+    let bob = app.register("acme", "bob").await;
+    let carol = app.register("acme", "carol").await;
+    let join = |token: String, code: String| {
+        let app = &app;
+        async move {
+            app.post("/v1/rooms/join", Some(&token), json!({"code": code}))
+                .await
+        }
+    };
+    // Concurrent guesses are counted before any is looked up.
+    let guesses = (0..6).map(|index| join(bob.token.clone(), format!("ZZZZZ{index}")));
+    let answers = futures_util::future::join_all(guesses).await;
+    let not_found = answers.iter().filter(|answer| answer.status == 404).count();
+    let throttled: Vec<_> = answers
+        .iter()
+        .filter(|answer| answer.status == 429)
+        .collect();
+    assert_eq!((not_found, throttled.len()), (3, 3));
+    assert_eq!(throttled[0].body["code"], "too_many_attempts");
+    assert!(throttled[0].headers.contains_key("retry-after"));
+    // The right code waits too; the address has two failures left, for carol.
+    join(bob.token.clone(), code.clone())
+        .await
+        .expect_error(429, "too_many_attempts");
+    join(carol.token.clone(), "YYYYYY".to_owned())
+        .await
+        .expect_error(404, "invite_not_found");
+    join(carol.token.clone(), code.clone()).await.expect(200);
+    join(carol.token.clone(), "YYYYYY".to_owned())
+        .await
+        .expect_error(404, "invite_not_found");
+    join(carol.token.clone(), "XXXXXX".to_owned())
+        .await
+        .expect_error(429, "too_many_attempts");
+    assert_eq!(app.count_rows("room_members").await, 2);
+}
+
+#[tokio::test]
+async fn a_user_creates_at_most_the_configured_number_of_rooms_an_hour() {
+    let app = spawn_app_with(|config| config.rooms_per_user_per_hour = 3).await;
+    let tenant = app.create_tenant("acme").await;
+    let owner = &tenant.owner.token;
+    // A refused creation does not count.
+    app.post("/v1/rooms", Some(owner), json!({"name": ""}))
+        .await
+        .expect_error(422, "invalid_name");
+    for index in 0..3 {
+        app.create_room(owner, &format!("room {index}"), "private")
+            .await;
+    }
+    let refused = app
+        .post("/v1/rooms", Some(owner), json!({"name": "one too many"}))
+        .await
+        .expect_error(429, "too_many_rooms");
+    assert!(refused.is_object());
+    let bob = app.register("acme", "bob").await;
+    app.create_room(&bob.token, "bob's", "private").await;
+    assert_eq!(app.count_rows("rooms").await, 4);
+}
+
+#[tokio::test]
+async fn a_connection_subscribes_to_at_most_the_configured_number_of_rooms() {
+    let app = spawn_app_with(|config| config.max_subscriptions_per_connection = 2).await;
+    let tenant = app.create_tenant("acme").await;
+    let owner = &tenant.owner.token;
+    let mut rooms = Vec::new();
+    for index in 0..3 {
+        rooms.push(crate::helpers::id_of(
+            &app.create_room(owner, &format!("room {index}"), "private")
+                .await,
+        ));
+    }
+    let mut client = WsClient::connect(&app, owner).await;
+    client.subscribe(&rooms[0], None).await;
+    client.subscribe(&rooms[1], None).await;
+    client
+        .send(json!({"op": "subscribe", "ref": "third", "room_id": rooms[2]}))
+        .await;
+    let refused = client.answer("third").await;
+    assert_eq!(refused["code"], "too_many_subscriptions", "{refused}");
+    client
+        .send(json!({"op": "unsubscribe", "ref": "u", "room_id": rooms[0]}))
+        .await;
+    assert_eq!(client.answer("u").await["op"], "ack");
+    client.subscribe(&rooms[2], None).await;
+}
+
+#[tokio::test]
+async fn sockets_that_have_not_authenticated_are_bounded_per_address() {
+    let app = spawn_app_with(|config| config.max_unauthenticated_sockets_per_address = 2).await;
+    let tenant = app.create_tenant("acme").await;
+    let url = app.address.replace("http://", "ws://") + "/v1/ws";
+    let mut first = WsClient::connect_path(&app, "/v1/ws").await;
+    let _second = WsClient::connect_path(&app, "/v1/ws").await;
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        other => panic!("a third anonymous socket is refused, got {other:?}"),
+    }
+    // A token in the upgrade does not count against the address.
+    assert_eq!(upgrade_status(&app, &tenant.owner.token).await, Ok(()));
+    // One that authenticates by its first frame frees its place.
+    first
+        .send(json!({"op": "auth", "ref": "a", "token": tenant.owner.token}))
+        .await;
+    assert_eq!(first.answer("a").await["op"], "ack");
+    let mut accepted = false;
+    for _ in 0..50 {
+        if tokio_tungstenite::connect_async(url.as_str()).await.is_ok() {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(accepted, "an authenticated socket no longer counts");
+}
+
+#[tokio::test]
+async fn a_user_puts_at_most_the_configured_number_of_different_reactions_on_a_message() {
+    let app = spawn_app_with(|config| config.max_reactions_per_user_per_message = 3).await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let message = app.send(&owner.token, &room_id, "react to me").await;
+    let path = format!(
+        "/v1/rooms/{room_id}/messages/{}/reactions",
+        message["id"].as_str().unwrap()
+    );
+    for emoji in ["👍", "🎉", "❤️"] {
+        app.post(&path, Some(&bob.token), json!({"emoji": emoji}))
+            .await
+            .expect(200);
+    }
+    let events_before = app.count_rows("room_events").await;
+    let error = app
+        .post(&path, Some(&bob.token), json!({"emoji": "🚀"}))
+        .await
+        .expect_error(422, "too_many_reactions");
+    assert_eq!(error["field"], "emoji");
+    assert_eq!(app.count_rows("room_events").await, events_before);
+    // Repeating one already there, or another user's, is fine; removing makes room.
+    app.post(&path, Some(&bob.token), json!({"emoji": "👍"}))
+        .await
+        .expect(200);
+    app.post(&path, Some(&owner.token), json!({"emoji": "🚀"}))
+        .await
+        .expect(200);
+    app.delete(&format!("{path}/🎉"), &bob.token)
+        .await
+        .expect(200);
+    app.post(&path, Some(&bob.token), json!({"emoji": "🚀"}))
+        .await
+        .expect(200);
+}
