@@ -152,6 +152,18 @@ begin
 end
 $$;
 
+-- Tells every instance that a session (p_session_id), every session of a user
+-- (p_user_id alone) or a whole tenant (both null) is revoked: each closes the matching
+-- WebSockets and event streams at once (4001) when the transaction commits. The
+-- payload is three ids, far under NOTIFY's limit.
+create function hark_api.announce_revocation(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
+returns void
+language sql
+as $$
+    select pg_notify('hark_revocations', jsonb_build_object(
+        'tenant_id', p_tenant_id, 'user_id', p_user_id, 'session_id', p_session_id)::text)
+$$;
+
 -- Roles in order: a caller never gives or acts with a role ranked above its own.
 create function hark_api.role_rank(p_role text)
 returns integer

@@ -93,6 +93,7 @@ begin
     update hark.tenants set deleted_at = now(), updated_at = now() where id = p_tenant_id;
     update hark.sessions set revoked_at = now() where revoked_at is null;
     update hark.api_keys set revoked_at = now() where revoked_at is null;
+    perform hark_api.announce_revocation(p_tenant_id, null, null);
 end
 $$;
 
@@ -189,6 +190,20 @@ begin
       and t.deleted_at is null
     for update of s;
     if v_session.id is null then
+        -- A spent token presented again: someone holds a copy. The session ends (and
+        -- its streams with it); the caller learns it from the answer, not an error,
+        -- since an error would roll the revocation back.
+        update hark.sessions s
+        set revoked_at = now()
+        from hark.spent_refresh_tokens spent
+        where spent.tenant_id = p_tenant_id and spent.refresh_hash = p_refresh_hash
+          and s.tenant_id = p_tenant_id and s.id = spent.session_id and s.id = p_session_id
+          and s.revoked_at is null
+        returning s.* into v_session;
+        if v_session.id is not null then
+            perform hark_api.announce_revocation(p_tenant_id, v_session.user_id, v_session.id);
+            return jsonb_build_object('outcome', 'reused');
+        end if;
         perform hark_api.fail(401, 'invalid_refresh_token', 'The refresh token is unknown, used, expired or revoked');
     end if;
     select * into v_user from hark.users where id = v_session.user_id and deleted_at is null;
@@ -196,10 +211,12 @@ begin
         perform hark_api.fail(401, 'invalid_refresh_token', 'The user of this refresh token no longer exists');
     end if;
     perform set_config('hark.user_id', v_user.id::text, true);
+    insert into hark.spent_refresh_tokens (tenant_id, refresh_hash, session_id)
+    values (p_tenant_id, p_refresh_hash, p_session_id);
     update hark.sessions
     set refresh_hash = p_new_refresh_hash, refreshed_at = now(), expires_at = p_expires_at
     where id = p_session_id;
-    return hark_api.user_json(v_user, true);
+    return jsonb_build_object('outcome', 'rotated', 'user', hark_api.user_json(v_user, true));
 end
 $$;
 
@@ -210,6 +227,7 @@ as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     update hark.sessions set revoked_at = now() where id = p_session_id;
+    perform hark_api.announce_revocation(p_tenant_id, p_user_id, p_session_id);
 end
 $$;
 
@@ -310,5 +328,28 @@ begin
     end if;
     perform set_config('hark.user_id', p_user_id::text, true);
     return hark_api.session_open(p_user_id, p_session_id, 'api_key', p_refresh_hash, p_session_expires_at);
+end
+$$;
+
+-- With an API key: ends every session of one of the tenant's users (a customer's
+-- backend logging a user out everywhere). Their tokens are refused from then on and
+-- their streams end on every instance.
+create function hark_api.backend_sessions_revoke(p_tenant_id uuid, p_secret_hash bytea, p_user_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
+    if not exists (select from hark.users where tenant_id = p_tenant_id and id = p_user_id and deleted_at is null) then
+        perform hark_api.fail(404, 'user_not_found', 'No such user');
+    end if;
+    if hark_api.role_rank((select role from hark.users where tenant_id = p_tenant_id and id = p_user_id))
+       > hark_api.role_rank(current_setting('hark.key_role')) then
+        perform hark_api.fail(403, 'role_above_key',
+            'This API key was created by an admin: it cannot end sessions of owners');
+    end if;
+    update hark.sessions set revoked_at = now()
+    where tenant_id = p_tenant_id and user_id = p_user_id and revoked_at is null;
+    perform hark_api.announce_revocation(p_tenant_id, p_user_id, null);
 end
 $$;

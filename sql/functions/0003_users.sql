@@ -185,6 +185,7 @@ begin
     set deleted_at = now(), updated_at = now(), password_hash = null, email = null, external_id = null
     where id = p_target_id;
     update hark.sessions set revoked_at = now() where user_id = p_target_id and revoked_at is null;
+    perform hark_api.announce_revocation(p_tenant_id, p_target_id, null);
 end
 $$;
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::auth::{BearerAuth, Caller, RefreshSecret};
-use crate::db::{NewRegistration, NewSession, User};
+use crate::db::{NewRegistration, NewSession, Refreshed, User};
 use crate::error::ApiError;
 use crate::limits::{Attempt, account_key, too_many};
 use crate::startup::AppState;
@@ -75,6 +75,7 @@ impl PendingSession {
             user_id: user.id,
             session_id: self.record.session_id,
             role: user.role,
+            expires_at: state.tokens.expiry_from_now()?,
         })?;
         Ok(AuthSession {
             tenant_id,
@@ -274,7 +275,9 @@ impl AuthApi {
 
     /// Exchange a refresh token for new tokens
     ///
-    /// The refresh token works once: the answer carries its successor.
+    /// The refresh token works once: the answer carries its successor. A spent refresh
+    /// token presented again ends the whole session (401 `refresh_token_reused`):
+    /// someone holds a copy of it.
     #[oai(path = "/v1/auth/refresh", method = "post", operation_id = "refresh")]
     async fn refresh(
         &self,
@@ -283,11 +286,17 @@ impl AuthApi {
     ) -> Result<Json<AuthSession>, ApiError> {
         let (tenant_id, presented) = RefreshSecret::parse(&body.refresh_token)?;
         let next = PendingSession::for_session(&state, presented.session_id)?;
-        let user = state
+        let refreshed = state
             .db
             .session_refresh(tenant_id, &presented.hash(), &next.record)
             .await?;
-        Ok(Json(next.finish(&state, tenant_id, user)?))
+        match refreshed {
+            Refreshed::Rotated { user } => Ok(Json(next.finish(&state, tenant_id, *user)?)),
+            Refreshed::Reused => Err(ApiError::unauthorized(
+                "refresh_token_reused",
+                "This refresh token was already used: the session has been ended everywhere; log in again",
+            )),
+        }
     }
 
     /// Log out

@@ -55,6 +55,14 @@ pub enum BackendSessionCreated {
     Created(Json<AuthSession>),
 }
 
+/// The answer to a revocation.
+#[derive(ApiResponse)]
+pub enum BackendSessionsRevoked {
+    /// Every session of the user is closed, and their streams end on every instance.
+    #[oai(status = 204)]
+    Revoked,
+}
+
 /// Backend operations.
 #[derive(Default)]
 pub struct BackendApi;
@@ -117,5 +125,29 @@ impl BackendApi {
             auth.0.tenant_id,
             user,
         )?)))
+    }
+
+    /// End every session of a user (API key)
+    ///
+    /// Logs the user out everywhere: their access and refresh tokens are refused from
+    /// then on, and their WebSockets and event streams end (4001) on every instance
+    /// within a second. A key created by an admin cannot end an owner's sessions.
+    #[oai(
+        path = "/v1/backend/users/:user_id/sessions",
+        method = "delete",
+        operation_id = "backendRevokeSessions"
+    )]
+    async fn revoke_sessions(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<BackendSessionsRevoked, ApiError> {
+        state
+            .db
+            .backend_sessions_revoke(auth.0.tenant_id, &auth.0.hash(), user_id.0)
+            .await?;
+        Ok(BackendSessionsRevoked::Revoked)
     }
 }

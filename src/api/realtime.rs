@@ -66,7 +66,7 @@ impl RealtimeApi {
             })
             .map(str::to_owned);
         let identity = match header_token.or(token.0) {
-            Some(token) => Some(state.tokens.verify_with_expiry(&token)?),
+            Some(token) => Some(state.tokens.verify(&token)?),
             None => None,
         };
         let mut admission = socket::Admission {
@@ -75,7 +75,7 @@ impl RealtimeApi {
             unauthenticated_slot: None,
         };
         match &identity {
-            Some((caller, _)) => {
+            Some(caller) => {
                 // A revoked session is refused before the upgrade, with a plain 401,
                 // and a user over the connection limit with a 429.
                 state.db.user_me(caller).await?;

@@ -42,6 +42,9 @@ pub struct Caller {
     pub session_id: Uuid,
     /// The user's role when the token was issued; SQL checks the current one.
     pub role: Role,
+    /// When the access token expires: WebSockets and event streams opened with it
+    /// end then (4001), unless the client authenticates again with a fresh one.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A user's access token: `Authorization: Bearer <JWT>`.

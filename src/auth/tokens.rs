@@ -122,12 +122,17 @@ impl TokenIssuer {
         self.settings.access_ttl
     }
 
-    /// Signs an access token for a user of a session.
-    pub fn issue(&self, caller: &Caller) -> Result<AccessToken, ApiError> {
-        let now = Utc::now();
+    /// When a token issued now expires.
+    pub fn expiry_from_now(&self) -> Result<DateTime<Utc>, ApiError> {
         let ttl = chrono::Duration::from_std(self.settings.access_ttl)
             .map_err(|error| ApiError::internal("token lifetime out of range", &error))?;
-        let expires_at = now + ttl;
+        Ok(Utc::now() + ttl)
+    }
+
+    /// Signs an access token for a user of a session, expiring at `caller.expires_at`.
+    pub fn issue(&self, caller: &Caller) -> Result<AccessToken, ApiError> {
+        let now = Utc::now();
+        let expires_at = caller.expires_at;
         let claims = Claims {
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
@@ -149,11 +154,6 @@ impl TokenIssuer {
 
     /// Verifies a token's signature, algorithm, issuer, audience and times.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        self.verify_with_expiry(token).map(|(caller, _)| caller)
-    }
-
-    /// Like `verify`, also answering when the token expires.
-    pub fn verify_with_expiry(&self, token: &str) -> Result<(Caller, DateTime<Utc>), ApiError> {
         let invalid = || ApiError::unauthorized("invalid_token", "The access token is invalid");
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid())?;
         let key = match &header.kid {
@@ -175,14 +175,13 @@ impl TokenIssuer {
                 }
             })?;
         let claims = data.claims;
-        let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_default();
-        let caller = Caller {
+        Ok(Caller {
             tenant_id: claims.tid,
             user_id: claims.sub,
             session_id: claims.sid,
             role: claims.role,
-        };
-        Ok((caller, expires_at))
+            expires_at: DateTime::from_timestamp(claims.exp, 0).unwrap_or_default(),
+        })
     }
 }
 

@@ -39,7 +39,7 @@ pub use rooms::{
     Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomSummary,
     UserRef, Visibility,
 };
-pub use sessions::{LoginCandidate, NewRegistration, NewSession, Registered};
+pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
 pub use users::{NewBackendUser, Role, User, UserPage, UserPatch};
 

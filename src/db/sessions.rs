@@ -117,13 +117,13 @@ impl Database {
     }
 
     /// Swaps a session's refresh secret for a new one; `next.session_id` must be the
-    /// session being refreshed.
+    /// session being refreshed. A spent secret presented again ends the session.
     pub async fn session_refresh(
         &self,
         tenant_id: Uuid,
         refresh_hash: &[u8],
         next: &NewSession,
-    ) -> Result<User, DatabaseError> {
+    ) -> Result<Refreshed, DatabaseError> {
         self.call(
             "session_refresh",
             "select hark_api.session_refresh($1, $2, $3, $4, $5)",
@@ -144,6 +144,21 @@ impl Database {
             "logout",
             "select hark_api.logout($1, $2, $3)",
             &[&caller.tenant_id, &caller.user_id, &caller.session_id],
+        )
+        .await
+    }
+
+    /// With an API key: ends every session of a user of the key's tenant.
+    pub async fn backend_sessions_revoke(
+        &self,
+        tenant_id: Uuid,
+        key_hash: &[u8],
+        user_id: Uuid,
+    ) -> Result<(), DatabaseError> {
+        self.call_void(
+            "backend_sessions_revoke",
+            "select hark_api.backend_sessions_revoke($1, $2, $3)",
+            &[&tenant_id, &key_hash, &user_id],
         )
         .await
     }
@@ -170,4 +185,18 @@ impl Database {
         )
         .await
     }
+}
+
+/// What a refresh did.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Refreshed {
+    /// The session goes on with the next secret.
+    Rotated {
+        /// The session's user.
+        user: Box<User>,
+    },
+    /// The secret had been spent before: someone holds a copy, so the session was
+    /// ended.
+    Reused,
 }

@@ -14,6 +14,10 @@ use crate::metrics::METRICS;
 /// The channel of presence signals, which every instance LISTENs on.
 pub const PRESENCE_CHANNEL: &str = "hark_presence";
 
+/// The channel of revoked sessions, users and tenants (`hark_api.announce_revocation`),
+/// which every instance LISTENs on.
+pub const REVOCATION_CHANNEL: &str = "hark_revocations";
+
 /// What the listener tells the dispatcher.
 #[derive(Debug)]
 pub enum Notice {
@@ -81,7 +85,8 @@ async fn run(
     notices: mpsc::UnboundedSender<Notice>,
     up: watch::Sender<bool>,
 ) {
-    let mut listening: HashSet<String> = HashSet::from([PRESENCE_CHANNEL.to_owned()]);
+    let mut listening: HashSet<String> =
+        HashSet::from([PRESENCE_CHANNEL.to_owned(), REVOCATION_CHANNEL.to_owned()]);
     // Listen commands that arrived while the connection was down, answered once it is up.
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = Duration::from_millis(100);

@@ -30,11 +30,14 @@ use tokio::sync::{Notify, mpsc, mpsc::error::TrySendError, oneshot};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::db::{Database, RoomEvent, UserRef};
 use crate::error::ApiError;
 use crate::metrics::METRICS;
 use crate::realtime::cursor::RoomCursor;
-use crate::realtime::listener::{Command, ListenerHandle, Notice, PRESENCE_CHANNEL};
+use crate::realtime::listener::{
+    Command, ListenerHandle, Notice, PRESENCE_CHANNEL, REVOCATION_CHANNEL,
+};
 use crate::realtime::presence::{Presence, Signal};
 use crate::realtime::protocol::EventFrame;
 
@@ -192,12 +195,80 @@ struct HubInner {
     rooms: Mutex<HashMap<Uuid, RoomEntry>>,
     /// The LISTEN connection's task.
     listener: ListenerHandle,
-    /// Open WebSocket connections, to close with 1012 at shutdown.
-    connections: Mutex<HashMap<u64, Arc<Control>>>,
+    /// Open WebSockets and event streams: closed with 1012 at shutdown, and with 4001
+    /// when their session, user or tenant is revoked on any instance.
+    connections: Mutex<HashMap<u64, Stream>>,
     /// The next connection or subscriber id.
     next_id: AtomicU64,
     /// Who is where.
     presence: Presence,
+}
+
+/// One open WebSocket or event stream, as the hub knows it.
+struct Stream {
+    /// How to close it.
+    control: Arc<Control>,
+    /// Whose it is, once authenticated: the tenant, user and session a revocation
+    /// is matched against.
+    owner: Option<Caller>,
+}
+
+/// A revocation announced by `hark_api.announce_revocation` on the revocation
+/// channel: a session, every session of a user, or a whole tenant.
+#[derive(Debug, serde::Deserialize)]
+struct Revocation {
+    /// The tenant.
+    tenant_id: Uuid,
+    /// The user, unless the whole tenant is revoked.
+    user_id: Option<Uuid>,
+    /// The session, unless every session of the user (or tenant) is.
+    session_id: Option<Uuid>,
+}
+
+impl Revocation {
+    fn covers(&self, owner: &Caller) -> bool {
+        owner.tenant_id == self.tenant_id
+            && self.user_id.is_none_or(|user_id| user_id == owner.user_id)
+            && self
+                .session_id
+                .is_none_or(|session_id| session_id == owner.session_id)
+    }
+}
+
+/// A stream's place in the hub's registry; dropping it forgets the stream.
+pub struct Registration {
+    /// The hub.
+    hub: Hub,
+    /// The stream's id.
+    id: u64,
+}
+
+impl Registration {
+    /// Records whose stream it is, once authenticated, so that revoking that session
+    /// (or user, or tenant) anywhere closes it.
+    pub fn identify(&self, owner: &Caller) {
+        if let Some(stream) = self
+            .hub
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&self.id)
+        {
+            stream.owner = Some(owner.clone());
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 /// The channel of a room, as `hark_api.room_channel` names it.
@@ -248,22 +319,25 @@ impl Hub {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Registers a connection, so that shutdown can tell it to reconnect elsewhere.
-    pub fn register_connection(&self, id: u64, control: Arc<Control>) {
+    /// Registers a WebSocket or event stream (with its owner when already known), so
+    /// that shutdown and revocations reach it, until the registration is dropped.
+    pub fn register(&self, control: Arc<Control>, owner: Option<&Caller>) -> Registration {
+        let id = self.next_id();
         self.inner
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, control);
-    }
-
-    /// Forgets a connection.
-    pub fn unregister_connection(&self, id: u64) {
-        self.inner
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+            .insert(
+                id,
+                Stream {
+                    control,
+                    owner: owner.cloned(),
+                },
+            );
+        Registration {
+            hub: self.clone(),
+            id,
+        }
     }
 
     /// Tells every connection to close with 1012 (server restarting).
@@ -273,8 +347,10 @@ impl Hub {
             .connections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for control in connections.values() {
-            control.close(CLOSE_RESTARTING, "server restarting; reconnect");
+        for stream in connections.values() {
+            stream
+                .control
+                .close(CLOSE_RESTARTING, "server restarting; reconnect");
         }
     }
 
@@ -400,6 +476,26 @@ fn publish(db: Database, signal: Signal) {
     });
 }
 
+/// Closes every local stream the revocation covers with 4001: their subscriptions end
+/// with them, and their users leave presence at once.
+fn revoke(inner: &HubInner, revocation: &Revocation) {
+    let connections = inner
+        .connections
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for stream in connections.values() {
+        if stream
+            .owner
+            .as_ref()
+            .is_some_and(|owner| revocation.covers(owner))
+        {
+            stream
+                .control
+                .close(CLOSE_UNAUTHORIZED, "session revoked; log in again");
+        }
+    }
+}
+
 /// Pushes a frame to every local subscriber of a room; a full queue closes its
 /// subscriber with 4009 instead of waiting or growing.
 fn fan_out(entry: &RoomEntry, outbound: impl Fn() -> Outbound) {
@@ -470,6 +566,12 @@ async fn dispatch(hub: std::sync::Weak<HubInner>, mut notices: mpsc::UnboundedRe
                     if let Some(delivered) = delivered {
                         deliver_from_log(&inner, tenant_id, room_id, delivered, None).await;
                     }
+                }
+            }
+            Notice::Notification { channel, payload } if channel == REVOCATION_CHANNEL => {
+                match serde_json::from_str::<Revocation>(&payload) {
+                    Ok(revocation) => revoke(&inner, &revocation),
+                    Err(error) => tracing::warn!(%error, "unreadable revocation"),
                 }
             }
             Notice::Notification { channel, payload } if channel == PRESENCE_CHANNEL => {

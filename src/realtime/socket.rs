@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use poem::http::StatusCode;
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
@@ -28,7 +28,7 @@ use crate::limits::StreamSlot;
 use crate::metrics::METRICS;
 use crate::realtime::{
     CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub,
-    Outbound, Subscribed, Subscriber,
+    Outbound, Registration, Subscribed, Subscriber,
     cursor::{Delivery, RoomCursor},
     protocol::{self, CLIENT_OPS, ClientFrame, EventFrame},
 };
@@ -43,18 +43,10 @@ const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The least time between two typing signals of one connection in one room.
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The authenticated user of a connection.
-struct Identity {
-    /// The verified token's claims.
-    caller: Caller,
-    /// When the token expires, and the connection with it (4001).
-    expires_at: DateTime<Utc>,
-}
-
 /// How a connection was let in at the upgrade.
 pub struct Admission {
     /// The verified token's claims and expiry, when the upgrade carried a token.
-    pub identity: Option<(Caller, DateTime<Utc>)>,
+    pub identity: Option<Caller>,
     /// The connection's place in its user's count of open streams, when known.
     pub stream_slot: Option<StreamSlot>,
     /// Without a token: the connection's place in its address's count of
@@ -74,8 +66,7 @@ pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admissio
     let (sink, mut stream) = socket.split();
     let (queue, outbound) = mpsc::channel(settings.send_queue);
     let control = Arc::new(Control::default());
-    let connection_id = hub.next_id();
-    hub.register_connection(connection_id, control.clone());
+    let registration = hub.register(control.clone(), identity.as_ref());
     METRICS.websockets_open.inc();
     let last_seen = Arc::new(AtomicI64::new(now_millis()));
     let subscriptions = Subscriptions::default();
@@ -92,12 +83,13 @@ pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admissio
         state,
         queue,
         control: control.clone(),
-        identity: identity.map(|(caller, expires_at)| Identity { caller, expires_at }),
+        identity,
         subscriptions: subscriptions.clone(),
         typing_sent: HashMap::new(),
         malformed: 0,
         stream_slot,
         unauthenticated_slot,
+        registration,
         refused_sends: 0,
     };
     connection.read(&mut stream, &last_seen).await;
@@ -105,13 +97,12 @@ pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admissio
     let user_id = connection
         .identity
         .as_ref()
-        .map(|identity| identity.caller.user_id);
+        .map(|identity| identity.user_id);
     for (room_id, subscription_id) in connection.subscriptions.drain() {
         hub.unsubscribe(subscription_id, room_id, user_id);
     }
     drop(connection);
     drop(writer.await);
-    hub.unregister_connection(connection_id);
     METRICS.websockets_open.dec();
 }
 
@@ -128,7 +119,7 @@ struct Connection {
     /// How the connection is closed.
     control: Arc<Control>,
     /// The authenticated user, once known.
-    identity: Option<Identity>,
+    identity: Option<Caller>,
     /// Subscribed rooms and the hub's subscriber ids, shared with the writer, which
     /// drops a room when the hub revokes it.
     subscriptions: Subscriptions,
@@ -141,6 +132,9 @@ struct Connection {
     /// Until it authenticates: its place in its address's count of unauthenticated
     /// connections.
     unauthenticated_slot: Option<StreamSlot<IpAddr>>,
+    /// The connection's place in the hub's registry of streams, which shutdown and
+    /// revocations reach; it leaves the registry with the connection.
+    registration: Registration,
     /// Sends refused by the rate limit in a row; at `REFUSED_SENDS_BEFORE_CLOSE` the
     /// connection is closed with 4008.
     refused_sends: u32,
@@ -199,7 +193,7 @@ impl Connection {
                 }
                 _ = recheck.tick() => {
                     if let Some(identity) = &self.identity
-                        && let Err(error) = Box::pin(self.state.db.user_me(&identity.caller)).await
+                        && let Err(error) = Box::pin(self.state.db.user_me(identity)).await
                     {
                         let error = ApiError::from(error);
                         if error.status == StatusCode::UNAUTHORIZED {
@@ -300,7 +294,7 @@ impl Connection {
             self.control.close(CLOSE_UNAUTHORIZED, "authenticate first");
             return;
         };
-        let caller = identity.caller.clone();
+        let caller = identity.clone();
         let reply = match self.handle_op(&caller, frame).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
@@ -310,11 +304,11 @@ impl Connection {
     }
 
     async fn authenticate(&mut self, reference: Option<&str>, token: &str) {
-        let verified = self.state.tokens.verify_with_expiry(token);
+        let verified = self.state.tokens.verify(token);
         let outcome = match verified {
-            Ok((caller, expires_at)) => match self.state.db.user_me(&caller).await {
+            Ok(caller) => match self.state.db.user_me(&caller).await {
                 Ok(user) => match &self.identity {
-                    Some(identity) if identity.caller.user_id != caller.user_id => {
+                    Some(identity) if identity.user_id != caller.user_id => {
                         Err(ApiError::forbidden(
                             "other_user",
                             "A connection stays with the user it was opened for",
@@ -322,7 +316,8 @@ impl Connection {
                     }
                     _ => match self.count_stream(caller.user_id) {
                         Ok(()) => {
-                            self.identity = Some(Identity { caller, expires_at });
+                            self.registration.identify(&caller);
+                            self.identity = Some(caller);
                             Ok(user)
                         }
                         Err(error) => Err(error),

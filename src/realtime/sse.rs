@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::db::SubscriptionGrant;
 use crate::error::ApiError;
 use crate::realtime::{
-    Control, Hub, Outbound, Subscriber,
+    Control, Hub, Outbound, Registration, Subscriber,
     cursor::{Delivery, RoomCursor},
 };
 
@@ -58,10 +58,20 @@ pub async fn subscribe(
         last_sent: since.map_or(now, |since| since.min(now)),
     };
     let (items_tx, items_rx) = mpsc::channel(settings.send_queue);
+    // Registered with its owner, the stream ends when the session, user or tenant is
+    // revoked on any instance; and it ends when its token expires.
+    let registration = hub.register(control.clone(), Some(caller));
+    let expires_in = (caller.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
     tokio::spawn(feed(
-        hub,
-        subscription_id,
-        grant.user.id,
+        Feed {
+            hub,
+            subscription_id,
+            user_id: grant.user.id,
+            expires_at: tokio::time::Instant::now() + expires_in,
+            _registration: registration,
+        },
         cursor,
         now,
         outbound,
@@ -73,11 +83,28 @@ pub async fn subscribe(
     }))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn feed(
+/// Who a stream's feed works for, and until when.
+struct Feed {
+    /// The hub.
     hub: Hub,
+    /// The subscriber's id in the hub.
     subscription_id: u64,
+    /// The subscribed user.
     user_id: Uuid,
+    /// When the token expires, and the stream with it.
+    expires_at: tokio::time::Instant,
+    /// The stream's place in the hub's registry, held for the feed's life.
+    _registration: Registration,
+}
+
+async fn feed(
+    Feed {
+        hub,
+        subscription_id,
+        user_id,
+        expires_at,
+        _registration,
+    }: Feed,
     mut cursor: RoomCursor,
     catch_up_to: i64,
     mut outbound: mpsc::Receiver<Outbound>,
@@ -125,6 +152,7 @@ async fn feed(
                 None => break,
             },
             _ = control.closed() => break,
+            () = tokio::time::sleep_until(expires_at) => break,
             () = items.closed() => break,
         }
     }

@@ -123,7 +123,7 @@ async fn registration_refuses_taken_and_invalid_names_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn a_refresh_token_gives_new_tokens_once() {
+async fn a_refresh_token_gives_new_tokens_once_and_its_reuse_ends_the_session() {
     let app = spawn_app().await;
     app.create_tenant("acme").await;
     let bob = app.register("acme", "bob").await;
@@ -140,19 +140,41 @@ async fn a_refresh_token_gives_new_tokens_once() {
     app.get("/v1/users/me", refreshed["access_token"].as_str().unwrap())
         .await
         .expect(200);
-    // The used refresh token is spent.
+    // Its successor works, once.
+    let next = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refreshed["refresh_token"]}),
+        )
+        .await
+        .expect(200);
+    let access = next["access_token"].as_str().unwrap();
+    app.get("/v1/users/me", access).await.expect(200);
+    // A spent token presented again (a thief's copy, or the owner's after a theft)
+    // ends the whole session: its newest tokens stop working too.
     app.post(
         "/v1/auth/refresh",
         None,
         json!({"refresh_token": bob.refresh_token}),
     )
     .await
-    .expect_error(401, "invalid_refresh_token");
-    // Its successor works.
+    .expect_error(401, "refresh_token_reused");
+    app.get("/v1/users/me", access)
+        .await
+        .expect_error(401, "token_revoked");
     app.post(
         "/v1/auth/refresh",
         None,
-        json!({"refresh_token": refreshed["refresh_token"]}),
+        json!({"refresh_token": next["refresh_token"]}),
+    )
+    .await
+    .expect_error(401, "invalid_refresh_token");
+    // Other sessions of the user are not affected.
+    app.post(
+        "/v1/auth/login",
+        None,
+        json!({"tenant": "acme", "login": "bob", "password": crate::helpers::PASSWORD}),
     )
     .await
     .expect(200);

@@ -17,6 +17,7 @@ mod openapi;
 mod pgbouncer;
 mod pooler;
 mod realtime;
+mod revocation;
 mod rooms;
 mod row_level_security;
 mod secure_defaults;

@@ -46,6 +46,7 @@ const REST: &[(&str, &str)] = &[
     ("revokeApiKey", "AAFFUN"),
     ("backendCreateUser", "UUUUUU"),
     ("backendCreateSession", "UUUUUU"),
+    ("backendRevokeSessions", "UUUUUU"),
     ("listRooms", "AAAAUA"),
     ("createRoom", "AAAAUA"),
     ("getOrCreateDirectRoom", "AAAAUN"),
