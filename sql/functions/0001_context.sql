@@ -186,6 +186,9 @@ $$;
 
 -- The public shape of a user. Email is private: only the user and the tenant's
 -- admins see it.
+-- p_show_private: the caller is the user, an owner or admin of the tenant, or the
+-- tenant's backend (an API key). Only they see the email, the external id and the
+-- metadata, which other members have no business reading.
 create function hark_api.user_json(p_user hark.users, p_show_private boolean)
 returns jsonb
 language sql
@@ -199,8 +202,8 @@ as $$
         'avatar_url', p_user.avatar_url,
         'bio', p_user.bio,
         'role', p_user.role,
-        'external_id', p_user.external_id,
-        'metadata', p_user.metadata,
+        'external_id', case when p_show_private then p_user.external_id end,
+        'metadata', case when p_show_private then p_user.metadata end,
         'created_at', p_user.created_at,
         'updated_at', p_user.updated_at)
 $$;

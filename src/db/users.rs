@@ -51,9 +51,11 @@ pub struct User {
     /// The user's role in the tenant.
     pub role: Role,
     /// The id of this user in the tenant's own system, when created with an API key.
+    /// Only shown to the user, to the tenant's owners and admins, and to API keys.
     pub external_id: Option<String>,
-    /// Free-form JSON object for the tenant's own use.
-    pub metadata: serde_json::Value,
+    /// Free-form JSON object for the tenant's own use. Only shown to the user, to the
+    /// tenant's owners and admins, and to API keys (absent for others).
+    pub metadata: Option<serde_json::Value>,
     /// When the user was created.
     pub created_at: DateTime<Utc>,
     /// When the user was last changed.

@@ -155,6 +155,17 @@ async fn a_backend_creates_users_and_mints_their_tokens_with_a_key() {
         .await
         .expect(200);
     assert_eq!(me["username"], "carol");
+    assert_eq!(me["external_id"], "cust-1");
+    // Other members do not see the backend's id of a user; admins do.
+    let bob = app.register("acme", "bob").await;
+    let path = format!("/v1/users/{user_id}");
+    assert!(
+        app.get(&path, &bob.token).await.expect(200)["external_id"].is_null()
+    );
+    assert_eq!(
+        app.get(&path, &tenant.owner.token).await.expect(200)["external_id"],
+        "cust-1"
+    );
     // The minted session refreshes like any other.
     app.post(
         "/v1/auth/refresh",
@@ -191,7 +202,7 @@ async fn a_backend_creates_users_and_mints_their_tokens_with_a_key() {
     )
     .await
     .expect_error(404, "user_not_found");
-    assert_eq!(app.count_rows("users").await, 2);
+    assert_eq!(app.count_rows("users").await, 3, "owner, carol and bob");
 }
 
 #[tokio::test]

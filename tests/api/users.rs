@@ -31,29 +31,38 @@ async fn users_are_read_by_id_and_by_username_case_insensitively() {
 }
 
 #[tokio::test]
-async fn email_is_shown_to_the_user_and_to_admins_only() {
+async fn email_external_id_and_metadata_are_shown_to_the_user_and_to_admins_only() {
     let app = spawn_app().await;
     let tenant = app.create_tenant("acme").await;
     let bob = app.register("acme", "bob").await;
     let carol = app.register("acme", "carol").await;
     let path = format!("/v1/users/{}", bob.user_id);
-    assert_eq!(
-        app.get(&path, &bob.token).await.expect(200)["email"],
-        "bob@acme.example"
-    );
-    assert_eq!(
-        app.get(&path, &tenant.owner.token).await.expect(200)["email"],
-        "bob@acme.example"
-    );
-    assert!(app.get(&path, &carol.token).await.expect(200)["email"].is_null());
+    app.patch(&path, &bob.token, json!({"metadata": {"plan": "gold"}}))
+        .await
+        .expect(200);
+    for token in [&bob.token, &tenant.owner.token] {
+        let seen = app.get(&path, token).await.expect(200);
+        assert_eq!(seen["email"], "bob@acme.example");
+        assert_eq!(seen["metadata"]["plan"], "gold");
+    }
+    let by_carol = app.get(&path, &carol.token).await.expect(200);
+    let by_username = app
+        .get("/v1/users/by-username/bob", &carol.token)
+        .await
+        .expect(200);
     let page = app.get("/v1/users", &carol.token).await.expect(200);
     let bob_listed = page["items"]
         .as_array()
         .unwrap()
         .iter()
         .find(|user| user["username"] == "bob")
-        .unwrap();
-    assert!(bob_listed["email"].is_null());
+        .unwrap()
+        .clone();
+    for seen in [by_carol, by_username, bob_listed] {
+        assert!(seen["email"].is_null(), "{seen}");
+        assert!(seen["external_id"].is_null(), "{seen}");
+        assert!(seen["metadata"].is_null(), "{seen}");
+    }
 }
 
 #[tokio::test]
