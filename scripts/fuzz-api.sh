@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes the REST API with schemathesis (from PyPI) against a server started here on
 # a database of its own (dropped afterwards), authenticated as a tenant owner and
-# with an API key: no answer may be a server error or fall outside the documented
-# statuses, content types, headers and schemas. Operations that end the run's own
-# credentials (deleting the tenant or a user, logging out, revoking keys) and the two
-# streaming routes (fuzzed by tests/api/fuzz.rs and the realtime tests) are left out.
+# with an API key, with every check and every phase (examples, coverage, fuzzing,
+# stateful), valid and invalid data: no answer may be a server error or fall outside
+# the documented statuses, content types, headers and schemas; every request the
+# document allows is accepted and every one it forbids refused. Operations that end
+# the run's own credentials (deleting the tenant or a user, logging out, revoking keys
+# or sessions) and the two streaming routes (fuzzed by tests/api/fuzz.rs and the
+# realtime tests) are left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +23,9 @@ venv=target/fuzz-venv
 
 start_server fuzz "$port" HARK_TENANT_CREATION=open HARK_LOG_FORMAT=text RUST_LOG=warn \
     HARK_SEND_BURST=1000000 HARK_SEND_RATE_PER_SECOND=1000000 \
-    HARK_LOGIN_FAILURES_PER_ACCOUNT=1000000 HARK_LOGIN_FAILURES_PER_ADDRESS=1000000
+    HARK_LOGIN_FAILURES_PER_ACCOUNT=1000000 HARK_LOGIN_FAILURES_PER_ADDRESS=1000000 \
+    HARK_JOIN_CODE_FAILURES_PER_USER=1000000 HARK_JOIN_CODE_FAILURES_PER_ADDRESS=1000000 \
+    HARK_ROOMS_PER_USER_PER_HOUR=1000000
 
 token=$(curl -sf -X POST "$url/v1/tenants" -H 'content-type: application/json' \
     -d '{"slug":"fuzz","name":"Fuzz","owner":{"username":"owner","password":"correct horse battery staple"}}' \
@@ -32,9 +37,10 @@ status=0
 "$venv/bin/schemathesis" run "$url/openapi.json" \
     --header "Authorization: Bearer $token" \
     --header "X-Api-Key: $api_key" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+    --checks all --mode all --phases examples,coverage,fuzzing,stateful \
     --exclude-operation-id deleteTenant --exclude-operation-id deleteUser \
     --exclude-operation-id logout --exclude-operation-id revokeApiKey \
+    --exclude-operation-id backendRevokeSessions \
     --exclude-operation-id connectWebSocket --exclude-operation-id streamRoomEvents \
     --max-examples "$examples" --workers 2 --seed 20261121 --warnings off \
     || status=$?

@@ -208,7 +208,7 @@ pub struct Config {
     pub join_code_lockout_seconds: u64,
 
     /// Group rooms one user may create per hour (429 `too_many_rooms`).
-    #[arg(long, env = "HARK_ROOMS_PER_USER_PER_HOUR", default_value_t = 60)]
+    #[arg(long, env = "HARK_ROOMS_PER_USER_PER_HOUR", default_value_t = 120)]
     pub rooms_per_user_per_hour: u32,
 
     /// Rooms one WebSocket may be subscribed to at once (`too_many_subscriptions`).

@@ -203,7 +203,11 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         crate::telemetry::parent_from_headers(&span, request.headers());
         async move {
             let started = Instant::now();
-            let outcome = match self.bound_body(&mut request).await {
+            let checked = match self.bound_body(&mut request).await {
+                Ok(()) => conform_body(&mut request, route).await,
+                Err(error) => Err(error),
+            };
+            let outcome = match checked {
                 Ok(()) => self
                     .inner
                     .call(request)
@@ -222,6 +226,12 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
             };
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            // RFC 9110: a 405 says which methods the resource does allow.
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED
+                && let Some(allow) = route.and_then(allowed_methods)
+            {
+                response.headers_mut().insert(header::ALLOW, allow);
             }
             let status = response.status().as_u16();
             let span = tracing::Span::current();
@@ -249,6 +259,36 @@ impl<E: Endpoint> Endpoint for EdgeEndpoint<E> {
         .instrument(span)
         .await
     }
+}
+
+/// Holds a JSON body to the types its operation's schema declares (see `schema`),
+/// passing on the body as rewritten when integers came written as floats.
+async fn conform_body(request: &mut Request, route: Option<&str>) -> Result<(), ApiError> {
+    let Some(route) = route else {
+        return Ok(());
+    };
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("json"));
+    if !is_json || !crate::schema::has_body_schema(request.method(), route) {
+        return Ok(());
+    }
+    // The edge has bounded the body already, so reading it whole is safe.
+    let bytes = request.take_body().into_vec().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "The request body could not be read",
+        )
+    })?;
+    let bytes = crate::schema::check_body(request.method(), route, &bytes)?.unwrap_or(bytes);
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    request.set_body(Body::from_vec(bytes));
+    Ok(())
 }
 
 /// An API path template as the OpenAPI document writes it (`/v1/rooms/{room_id}`),
@@ -282,6 +322,19 @@ static ROUTES: LazyLock<Vec<RouteTemplate>> = LazyLock::new(|| {
         })
         .collect()
 });
+
+/// The methods the document gives a route, as an `Allow` header.
+fn allowed_methods(route: &str) -> Option<HeaderValue> {
+    let operations = crate::api::document::value()
+        .get("paths")?
+        .get(route)?
+        .as_object()?;
+    let methods: Vec<String> = operations
+        .keys()
+        .map(|method| method.to_ascii_uppercase())
+        .collect();
+    HeaderValue::from_str(&methods.join(", ")).ok()
+}
 
 /// The template of the API route `path` matches: of several, the one with the most
 /// literal segments (`/v1/rooms/direct` before `/v1/rooms/{room_id}`). It runs for

@@ -126,6 +126,22 @@ impl ApiError {
         }
         let status = error.status();
         if let Some(parse) = error.downcast_ref::<poem_openapi::error::ParseParamError>() {
+            // A bound the document states, checked by the framework: named like the
+            // same bound's error from SQL.
+            if parse.reason.contains("verification failed") {
+                let code = match parse.name {
+                    "before" | "after" | "around" | "since" | "seq" => "invalid_seq".to_owned(),
+                    name => format!("invalid_{name}"),
+                };
+                return Self::invalid(
+                    parse.name,
+                    code,
+                    format!(
+                        "The parameter `{}` is out of bounds: {}",
+                        parse.name, parse.reason
+                    ),
+                );
+            }
             return Self {
                 field: Some(parse.name.to_owned()),
                 ..Self::new(

@@ -17,5 +17,6 @@ pub mod limits;
 pub mod local_postgres;
 pub mod metrics;
 pub mod realtime;
+pub mod schema;
 pub mod startup;
 pub mod telemetry;

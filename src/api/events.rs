@@ -39,8 +39,10 @@ impl EventsApi {
         /// The room's id.
         room_id: Path<Uuid>,
         /// Events with a greater seq (default 0: from the start).
+        #[oai(validator(minimum(value = "0")))]
         after: Query<Option<i64>>,
         /// Events per page, 1 to 1000.
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<Option<i32>>,
     ) -> Result<Json<EventPage>, ApiError> {
         let page = state

@@ -77,6 +77,7 @@ impl MembersApi {
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Members per page, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i32>>,
     ) -> Result<Json<MemberPage>, ApiError> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);

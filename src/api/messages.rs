@@ -210,12 +210,16 @@ impl MessagesApi {
         /// The room's id.
         room_id: Path<Uuid>,
         /// Messages with a smaller seq.
+        #[oai(validator(minimum(value = "0")))]
         before: Query<Option<i64>>,
         /// Messages with a greater seq.
+        #[oai(validator(minimum(value = "0")))]
         after: Query<Option<i64>>,
         /// Messages around this seq (it included).
+        #[oai(validator(minimum(value = "0")))]
         around: Query<Option<i64>>,
         /// Messages per page, 1 to 200.
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i32>>,
     ) -> Result<Json<MessagePage>, ApiError> {
         let cursor = HistoryCursor {

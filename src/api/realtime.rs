@@ -127,6 +127,7 @@ impl RealtimeApi {
         /// The room's id.
         room_id: Path<Uuid>,
         /// The last seq the client has.
+        #[oai(validator(minimum(value = "0")))]
         since: Query<Option<i64>>,
         /// Sent by a reconnecting EventSource: the last seq it received.
         #[oai(name = "Last-Event-ID")]

@@ -161,6 +161,7 @@ impl RoomsApi {
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Rooms per page, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i32>>,
     ) -> Result<Json<RoomPage>, ApiError> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);

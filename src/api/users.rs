@@ -55,6 +55,7 @@ impl UsersApi {
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Users per page, 1 to 200.
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i32>>,
     ) -> Result<Json<UserPage>, ApiError> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);

@@ -159,9 +159,7 @@ async fn a_backend_creates_users_and_mints_their_tokens_with_a_key() {
     // Other members do not see the backend's id of a user; admins do.
     let bob = app.register("acme", "bob").await;
     let path = format!("/v1/users/{user_id}");
-    assert!(
-        app.get(&path, &bob.token).await.expect(200)["external_id"].is_null()
-    );
+    assert!(app.get(&path, &bob.token).await.expect(200)["external_id"].is_null());
     assert_eq!(
         app.get(&path, &tenant.owner.token).await.expect(200)["external_id"],
         "cust-1"

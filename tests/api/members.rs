@@ -200,7 +200,7 @@ async fn owners_change_roles_and_nobody_removes_the_last_owner() {
         .expect_error(403, "forbidden");
     app.patch(&bob_path, &tenant.owner.token, json!({"role": "king"}))
         .await
-        .expect_error(400, "invalid_body");
+        .expect_error(422, "invalid_role");
     assert_eq!(app.snapshot().await, before);
     let admin = app
         .patch(&bob_path, &tenant.owner.token, json!({"role": "admin"}))

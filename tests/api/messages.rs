@@ -191,10 +191,12 @@ async fn bad_messages_answer_4xx_with_their_codes_and_change_nothing() {
         json!({"kind": "video", "body": "x"}),
     )
     .await
-    .expect_error(400, "invalid_body");
-    app.post(&path, Some(&bob.token), json!({"body": ["not", "text"]}))
+    .expect_error(422, "invalid_kind");
+    let error = app
+        .post(&path, Some(&bob.token), json!({"body": ["not", "text"]}))
         .await
-        .expect_error(400, "invalid_body");
+        .expect_error(422, "invalid_type");
+    assert_eq!(error["field"], "body");
     app.post(
         &format!("/v1/rooms/{}/messages", uuid::Uuid::now_v7()),
         Some(&bob.token),

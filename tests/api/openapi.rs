@@ -1,7 +1,10 @@
 //! The OpenAPI document: the committed file is what the code generates, every
-//! operation is fully described, and the server serves the document and its UI.
+//! operation is fully described, the server serves the document and its UI, and
+//! requests are held to the types the document declares.
 
 use std::path::Path;
+
+use serde_json::json;
 
 use crate::helpers::spawn_app;
 
@@ -208,4 +211,149 @@ fn every_frame_the_server_sends_is_in_the_asyncapi_document() {
             "client op {op} is missing from openapi/asyncapi.yaml"
         );
     }
+}
+
+#[tokio::test]
+async fn a_json_value_of_the_wrong_type_answers_422_invalid_type_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let message = app.send(&bob.token, &room_id, "as sent").await;
+    let message_path = format!(
+        "/v1/rooms/{room_id}/messages/{}",
+        message["id"].as_str().unwrap()
+    );
+    let room_path = format!("/v1/rooms/{room_id}");
+    let cases = [
+        (
+            reqwest::Method::POST,
+            "/v1/rooms".to_owned(),
+            json!({"name": "r", "topic": false}),
+            "topic",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/rooms".to_owned(),
+            json!({"name": 123}),
+            "name",
+        ),
+        (
+            reqwest::Method::PATCH,
+            room_path.clone(),
+            json!({"topic": false}),
+            "topic",
+        ),
+        (
+            reqwest::Method::PATCH,
+            message_path.clone(),
+            json!({"body": false}),
+            "body",
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/v1/tenant".to_owned(),
+            json!({"name": false}),
+            "name",
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/v1/users/{}", owner.user_id),
+            json!({"display_name": false}),
+            "display_name",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/rooms/{room_id}/messages"),
+            json!({"kind": "image", "attachment": {"url": "https://x.example/a.png", "size": "big"}}),
+            "attachment.size",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/v1/rooms/{room_id}/read"),
+            json!({"seq": "1"}),
+            "seq",
+        ),
+    ];
+    let events_before = app.count_rows("room_events").await;
+    for (method, path, body, field) in cases {
+        let error = app
+            .request(
+                method.clone(),
+                &path,
+                Some(&owner.token),
+                Some(body.clone()),
+            )
+            .await
+            .expect_error(422, "invalid_type");
+        assert_eq!(error["field"], field, "{method} {path} {body}");
+    }
+    assert_eq!(app.count_rows("room_events").await, events_before);
+    assert_eq!(app.count_rows("rooms").await, 1);
+    let room = app.get(&room_path, &owner.token).await.expect(200);
+    assert!(room["topic"].is_null());
+    let tenant = app.get("/v1/tenant", &owner.token).await.expect(200);
+    assert_eq!(tenant["name"], "Tenant acme");
+    app.post(
+        "/v1/rooms",
+        Some(&owner.token),
+        json!({"name": "r", "visibility": "secret"}),
+    )
+    .await
+    .expect_error(422, "invalid_visibility");
+}
+
+#[tokio::test]
+async fn integers_written_with_a_zero_fraction_are_accepted_as_the_document_allows() {
+    let app = spawn_app().await;
+    let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let sent = app
+        .post(
+            &format!("/v1/rooms/{room_id}/messages"),
+            Some(&bob.token),
+            json!({"kind": "file", "attachment": {"url": "https://x.example/a.pdf", "size": 1452.0}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(sent["attachment"]["size"], 1452);
+    app.post(
+        &format!("/v1/rooms/{room_id}/read"),
+        Some(&bob.token),
+        json!({"seq": 1.0}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        &format!("/v1/rooms/{room_id}/read"),
+        Some(&bob.token),
+        json!({"seq": 1.5}),
+    )
+    .await
+    .expect_error(422, "invalid_type");
+}
+
+#[tokio::test]
+async fn an_undeclared_method_answers_405_with_the_allowed_methods() {
+    let app = spawn_app().await;
+    let answer = app
+        .request(reqwest::Method::PUT, "/v1/auth/login", None, None)
+        .await;
+    assert_eq!(answer.headers.get("allow").unwrap(), "POST");
+    answer.expect_error(405, "method_not_allowed");
+    let answer = app
+        .request(
+            reqwest::Method::PUT,
+            "/v1/rooms/01a2352e-f743-7207-8aac-3175c41d1fc5",
+            None,
+            None,
+        )
+        .await;
+    let allow = answer
+        .headers
+        .get("allow")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut methods: Vec<&str> = allow.split(", ").collect();
+    methods.sort_unstable();
+    assert_eq!(methods, ["DELETE", "GET", "PATCH"]);
 }

@@ -73,7 +73,7 @@ async fn invalid_room_fields_answer_422_and_create_nothing() {
         json!({"name": "ok", "visibility": "hidden"}),
     )
     .await
-    .expect_error(400, "invalid_body");
+    .expect_error(422, "invalid_visibility");
     assert_eq!(app.snapshot().await, before);
 }
 

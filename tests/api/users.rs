@@ -277,7 +277,7 @@ async fn admins_change_roles_but_only_owners_make_or_unmake_owners() {
     .expect_error(403, "forbidden");
     app.patch(&bob_path, &admin.token, json!({"role": "emperor"}))
         .await
-        .expect_error(400, "invalid_body");
+        .expect_error(422, "invalid_role");
     assert_eq!(
         app.patch(&bob_path, &tenant.owner.token, json!({"role": "owner"}))
             .await
