@@ -1,11 +1,13 @@
-//! Request bodies held to the JSON types the OpenAPI document declares, before any
-//! handler sees them. The framework would otherwise take `false` or `12` for a
-//! string (and store `"false"`), and refuse `1452.0` for an integer that the
-//! document, as JSON Schema, allows. So the edge checks every JSON body of a
-//! documented operation against its schema: a value of another type answers 422
-//! `invalid_type` with the field, a value outside an enumeration 422
-//! `invalid_<field>`, and an integer written with a zero fraction is rewritten as an
-//! integer. Bounds (lengths, ranges, patterns) are the framework's and SQL's to check.
+//! Request bodies held to the OpenAPI document, before any handler sees them. The
+//! framework would otherwise take `false` or `12` for a string (and store `"false"`),
+//! refuse `1452.0` for an integer that the document, as JSON Schema, allows, and name
+//! a nested field without its parent. So the edge checks every JSON body of a
+//! documented operation against its schema, the one statement of the bounds that
+//! clients and fuzzers also read: a value of another type answers 422 `invalid_type`,
+//! a value outside an enumeration, a length, a range or a pattern 422
+//! `invalid_<field>` (`invalid_url` for URLs, `invalid_text` for U+0000), each with
+//! the field's path; an integer written with a zero fraction is rewritten as one.
+//! The SQL functions check the same bounds again, as data rules.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -74,8 +76,10 @@ pub fn check_body(method: &Method, route: &str, body: &[u8]) -> Result<Option<Ve
 enum Mismatch {
     /// A value of another JSON type: the field and the types allowed.
     Type { field: String, expected: String },
-    /// A string outside an enumeration: the field and the values allowed.
-    Enumeration { field: String, allowed: String },
+    /// A value out of the schema's bounds: the field and what it must be.
+    Bound { field: String, rule: String },
+    /// A string with U+0000, which no text field can hold.
+    Nul { field: String },
 }
 
 impl Mismatch {
@@ -86,20 +90,95 @@ impl Mismatch {
                 "invalid_type",
                 format!("`{field}` must be {expected}"),
             ),
-            Self::Enumeration { field, allowed } => {
-                let name = field.rsplit('.').next().unwrap_or(&field).to_owned();
-                ApiError::invalid(
-                    &field,
-                    format!("invalid_{name}"),
-                    format!("`{field}` must be one of {allowed}"),
-                )
+            Self::Bound { field, rule } => {
+                let name = field
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(&field)
+                    .split('[')
+                    .next()
+                    .unwrap_or_default();
+                let code = if name == "url" || name.ends_with("_url") {
+                    "invalid_url".to_owned()
+                } else {
+                    format!("invalid_{name}")
+                };
+                ApiError::invalid(&field, code, format!("`{field}` must be {rule}"))
             }
+            Self::Nul { field } => ApiError::invalid(
+                &field,
+                "invalid_text",
+                "Text may not contain the NUL character (U+0000)",
+            ),
         }
     }
 }
 
+/// The pattern the document gives every free text field (see `api::document`).
+const NO_NUL: &str = "^[^\\u0000]*$";
+
+/// Whether `text` matches a pattern of the document (compiled once per pattern). The
+/// document's patterns use explicit classes and `\uXXXX` escapes only, which mean
+/// the same to ECMAScript (JSON Schema's dialect), Python and Rust.
+fn matches(pattern: &'static str, text: &str) -> bool {
+    static COMPILED: LazyLock<std::sync::Mutex<HashMap<&'static str, Option<regex::Regex>>>> =
+        LazyLock::new(Default::default);
+    let mut compiled = COMPILED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    compiled
+        .entry(pattern)
+        .or_insert_with(|| regex::Regex::new(pattern).ok())
+        .as_ref()
+        .is_none_or(|regex| regex.is_match(text))
+}
+
+/// Checks a string or a number against the bounds of its schema.
+fn within_bounds(value: &Value, schema: &'static Value, field: &str) -> Result<(), Mismatch> {
+    let bound = |rule: String| Mismatch::Bound {
+        field: field_name(field),
+        rule,
+    };
+    if let Value::String(text) = value {
+        let length = text.chars().count();
+        if let Some(most) = schema.get("maxLength").and_then(Value::as_u64)
+            && length as u64 > most
+        {
+            return Err(bound(format!("at most {most} characters")));
+        }
+        if let Some(least) = schema.get("minLength").and_then(Value::as_u64)
+            && (length as u64) < least
+        {
+            return Err(bound(format!("at least {least} characters")));
+        }
+        if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+            if text.contains('\0') {
+                return Err(Mismatch::Nul {
+                    field: field_name(field),
+                });
+            }
+            if pattern != NO_NUL && !matches(pattern, text) {
+                return Err(bound(format!("of the form {pattern}")));
+            }
+        }
+    }
+    if let Some(number) = value.as_f64() {
+        if let Some(least) = schema.get("minimum").and_then(Value::as_f64)
+            && number < least
+        {
+            return Err(bound(format!("at least {least}")));
+        }
+        if let Some(most) = schema.get("maximum").and_then(Value::as_f64)
+            && number > most
+        {
+            return Err(bound(format!("at most {most}")));
+        }
+    }
+    Ok(())
+}
+
 /// A schema with its `$ref` followed (to `#/components/schemas/…`).
-fn resolve(schema: &Value) -> &Value {
+fn resolve(schema: &'static Value) -> &'static Value {
     let mut schema = schema;
     for _ in 0..8 {
         let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
@@ -118,7 +197,7 @@ fn resolve(schema: &Value) -> &Value {
 /// the value's path from the body's top (`owner.username`).
 fn conform(
     value: &mut Value,
-    schema: &Value,
+    schema: &'static Value,
     field: &str,
     changed: &mut bool,
 ) -> Result<(), Mismatch> {
@@ -161,11 +240,12 @@ fn conform(
         && !allowed.contains(value)
     {
         let names: Vec<String> = allowed.iter().map(Value::to_string).collect();
-        return Err(Mismatch::Enumeration {
+        return Err(Mismatch::Bound {
             field: field_name(field),
-            allowed: names.join(", "),
+            rule: format!("one of {}", names.join(", ")),
         });
     }
+    within_bounds(value, schema, field)?;
     match value {
         Value::Object(object) => {
             if let Some(Value::Object(properties)) = schema.get("properties") {

@@ -103,8 +103,8 @@ begin
     end if;
     if p_attachment is not null then
         v_url := p_attachment ->> 'url';
-        if jsonb_typeof(p_attachment) <> 'object' or v_url is null or char_length(v_url) > 2048
-           or v_url !~* '^https?://[^\s]+$' then
+        if jsonb_typeof(p_attachment) <> 'object' or v_url is null or octet_length(v_url) > 2048
+           or v_url !~ '^https?://[!-~]+$' then
             perform hark_api.fail(422, 'invalid_attachment', 'The attachment needs an http(s) URL of at most 2048 characters', 'attachment.url');
         end if;
         if char_length(coalesce(p_attachment ->> 'mime_type', '')) > 255 then

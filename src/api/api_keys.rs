@@ -15,6 +15,7 @@ use crate::startup::AppState;
 #[oai(example)]
 pub struct CreateApiKeyRequest {
     /// What the key is for (1 to 100 characters).
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
 }
 

@@ -95,14 +95,19 @@ impl PendingSession {
 #[oai(example)]
 pub struct RegisterRequest {
     /// The slug of the tenant to join.
+    #[oai(validator(pattern = r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$"))]
     pub tenant: String,
     /// 2 to 32 letters, digits, `.`, `-` or `_`, unique in the tenant.
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$"))]
     pub username: String,
     /// 8 to 256 characters.
+    #[oai(validator(min_length = 8, max_length = 256))]
     pub password: String,
     /// Optional; unique in the tenant.
+    #[oai(validator(max_length = 254))]
     pub email: Option<String>,
     /// The name shown to others (1 to 100 characters).
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub display_name: Option<String>,
 }
 

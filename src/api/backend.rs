@@ -16,15 +16,38 @@ use crate::startup::AppState;
 #[oai(example)]
 pub struct BackendCreateUserRequest {
     /// 2 to 32 letters, digits, `.`, `-` or `_`, unique in the tenant.
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$"))]
     pub username: String,
     /// Optional email address.
+    #[oai(validator(max_length = 254))]
     pub email: Option<String>,
     /// The name shown to others (1 to 100 characters).
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub display_name: Option<String>,
     /// The backend's own id for the user (1 to 200 characters), unique in the tenant.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub external_id: Option<String>,
-    /// `member` (the default) or `admin`.
-    pub role: Option<Role>,
+    /// `member` (the default) or `admin`: a key never makes owners.
+    pub role: Option<BackendRole>,
+}
+
+/// The roles a tenant's backend may give the users it creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum BackendRole {
+    /// An ordinary user.
+    Member,
+    /// Manages users and API keys.
+    Admin,
+}
+
+impl From<BackendRole> for Role {
+    fn from(role: BackendRole) -> Self {
+        match role {
+            BackendRole::Member => Self::Member,
+            BackendRole::Admin => Self::Admin,
+        }
+    }
 }
 
 impl Example for BackendCreateUserRequest {
@@ -34,7 +57,7 @@ impl Example for BackendCreateUserRequest {
             email: None,
             display_name: Some("Carol".to_owned()),
             external_id: Some("customer-4711".to_owned()),
-            role: Some(Role::Member),
+            role: Some(BackendRole::Member),
         }
     }
 }
@@ -90,7 +113,7 @@ impl BackendApi {
             email: body.email,
             display_name: body.display_name,
             external_id: body.external_id,
-            role: body.role.unwrap_or(Role::Member),
+            role: body.role.map_or(Role::Member, Role::from),
         };
         let created = state
             .db

@@ -9,6 +9,11 @@
 //! - optional properties are answered as `null` when absent (and `null` clears a
 //!   field in patches), but nothing said they may be `null`; in 3.1 they become
 //!   `type: [T, "null"]`, or `anyOf: [{$ref}, {type: "null"}]` for references.
+//!
+//! It also states two rules of text fields: an `email` property is an email address
+//! ([`EMAIL_PATTERN`], which the edge enforces, as the SQL constraint behind it does);
+//! and PostgreSQL text cannot hold U+0000, so strings without a pattern of their own
+//! get one that excludes it (the server answers 422 `invalid_text` to such a string).
 
 use std::sync::LazyLock;
 
@@ -55,8 +60,10 @@ fn visit(value: &mut Value) {
             }
             unwrap_described_reference(object);
             if object.contains_key("properties") {
+                give_emails_their_pattern(object);
                 make_optional_properties_nullable(object);
             }
+            exclude_nul_from_free_text(object);
         }
         Value::Array(items) => items.iter_mut().for_each(visit),
         _ => {}
@@ -80,6 +87,36 @@ fn unwrap_described_reference(object: &mut Map<String, Value>) {
     if let (Some(reference), true) = (reference, only_reference_and_description) {
         object.remove("allOf");
         object.insert("$ref".to_owned(), reference);
+    }
+}
+
+/// An email address: something, `@`, something with a dot, none of it spaces or
+/// control characters. The classes are explicit, so the pattern means the same in
+/// every regex dialect, and they exclude every character that PostgreSQL's `\s`
+/// (the `users_email_format` constraint) takes for a space.
+pub const EMAIL_PATTERN: &str = r"^[^@\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+@[^@\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+\.[^@\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+$";
+
+/// Every property named `email` gets [`EMAIL_PATTERN`].
+fn give_emails_their_pattern(object: &mut Map<String, Value>) {
+    if let Some(Value::Object(properties)) = object.get_mut("properties")
+        && let Some(Value::Object(email)) = properties.get_mut("email")
+    {
+        email.insert("pattern".to_owned(), json!(EMAIL_PATTERN));
+    }
+}
+
+/// A string schema without a format, an enumeration or a pattern excludes U+0000.
+fn exclude_nul_from_free_text(object: &mut Map<String, Value>) {
+    let is_string = match object.get("type") {
+        Some(Value::String(kind)) => kind == "string",
+        Some(Value::Array(kinds)) => kinds.iter().any(|kind| kind == "string"),
+        _ => false,
+    };
+    let constrained = ["format", "enum", "pattern"]
+        .iter()
+        .any(|key| object.contains_key(*key));
+    if is_string && !constrained {
+        object.insert("pattern".to_owned(), json!("^[^\\u0000]*$"));
     }
 }
 

@@ -36,6 +36,7 @@ pub struct SendMessageRequest {
     pub reply_to_id: Option<Uuid>,
     /// An idempotency key (1 to 100 characters): sending again with it answers the
     /// first message instead of writing a copy.
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub client_id: Option<String>,
 }
 
@@ -74,7 +75,12 @@ impl Example for EditMessageRequest {
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct ReactionRequest {
-    /// The emoji (1 to 32 characters, no spaces).
+    /// The emoji (1 to 32 characters, no spaces or control characters). The same
+    /// pattern bounds the emoji of `removeReaction`'s path; the explicit class means
+    /// the same in every regex dialect (clients', fuzzers', the server's).
+    #[oai(validator(
+        pattern = r"^[^\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]{1,32}$"
+    ))]
     pub emoji: String,
 }
 
@@ -91,6 +97,7 @@ impl Example for ReactionRequest {
 #[oai(example)]
 pub struct MarkReadRequest {
     /// Everything up to this seq is read; the marker never moves back.
+    #[oai(validator(minimum(value = "0")))]
     pub seq: i64,
 }
 
@@ -383,6 +390,9 @@ impl MessagesApi {
         /// The message's id.
         message_id: Path<Uuid>,
         /// The emoji, URL-encoded.
+        #[oai(validator(
+            pattern = r"^[^\u0000-\u0020\u007f\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]{1,32}$"
+        ))]
         emoji: Path<String>,
     ) -> Result<Json<Message>, ApiError> {
         let message = state

@@ -24,8 +24,10 @@ const DEFAULT_PAGE_SIZE: i32 = 50;
 #[oai(example)]
 pub struct CreateRoomRequest {
     /// 1 to 100 characters.
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
     /// At most 1000 characters.
+    #[oai(validator(max_length = 1000))]
     pub topic: Option<String>,
     /// `private` (the default) or `public`.
     pub visibility: Option<Visibility>,
@@ -62,6 +64,7 @@ impl Example for DirectRoomRequest {
 #[oai(example)]
 pub struct JoinByCodeRequest {
     /// The room's 6-character invite code (case-insensitive).
+    #[oai(validator(max_length = 64))]
     pub code: String,
 }
 

@@ -16,8 +16,10 @@ use crate::startup::AppState;
 #[oai(example)]
 pub struct CreateTenantRequest {
     /// 3 to 40 lowercase letters, digits or dashes; users give it at login.
+    #[oai(validator(pattern = r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$"))]
     pub slug: String,
     /// The display name (1 to 100 characters).
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
     /// The first owner.
     pub owner: OwnerRequest,
@@ -30,12 +32,16 @@ pub struct CreateTenantRequest {
 #[derive(Debug, Clone, Object)]
 pub struct OwnerRequest {
     /// 2 to 32 letters, digits, `.`, `-` or `_`.
+    #[oai(validator(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,31}$"))]
     pub username: String,
     /// 8 to 256 characters.
+    #[oai(validator(min_length = 8, max_length = 256))]
     pub password: String,
     /// Optional email address.
+    #[oai(validator(max_length = 254))]
     pub email: Option<String>,
     /// The name shown to others (1 to 100 characters).
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub display_name: Option<String>,
 }
 

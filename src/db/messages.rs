@@ -41,15 +41,19 @@ impl MessageKind {
 #[derive(Debug, Clone, Deserialize, Serialize, Object)]
 pub struct Attachment {
     /// Where the file is: an http(s) URL of at most 2048 characters.
+    #[oai(validator(max_length = 2048, pattern = r"^https?://[!-~]+$"))]
     pub url: String,
     /// Its MIME type, such as `image/png`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(max_length = 255))]
     pub mime_type: Option<String>,
     /// Its size in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(minimum(value = "0")))]
     pub size: Option<i64>,
     /// Its file name.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(max_length = 255))]
     pub name: Option<String>,
 }
 

@@ -120,9 +120,11 @@ pub struct RoomPage {
 pub struct RoomPatch {
     /// A new name (1 to 100 characters).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: Option<String>,
     /// A new topic (at most 1000 characters), or null to clear it.
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    #[oai(validator(max_length = 1000))]
     pub topic: MaybeUndefined<String>,
     /// Public or private.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -40,6 +40,7 @@ pub struct TenantWithOwner {
 pub struct TenantPatch {
     /// A new display name (1 to 100 characters).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: Option<String>,
     /// Opens or closes self-registration.
     #[serde(skip_serializing_if = "Option::is_none")]

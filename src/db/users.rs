@@ -55,7 +55,7 @@ pub struct User {
     pub external_id: Option<String>,
     /// Free-form JSON object for the tenant's own use. Only shown to the user, to the
     /// tenant's owners and admins, and to API keys (absent for others).
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     /// When the user was created.
     pub created_at: DateTime<Utc>,
     /// When the user was last changed.
@@ -77,19 +77,23 @@ pub struct UserPage {
 pub struct UserPatch {
     /// The name shown to others (1 to 100 characters), or null to clear it.
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub display_name: MaybeUndefined<String>,
     /// The email address, or null to clear it.
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    #[oai(validator(max_length = 254))]
     pub email: MaybeUndefined<String>,
     /// A picture URL (at most 2048 characters), or null to clear it.
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    #[oai(validator(max_length = 2048, pattern = r"^https?://[!-~]+$"))]
     pub avatar_url: MaybeUndefined<String>,
     /// A few words (at most 1000 characters), or null to clear them.
     #[serde(skip_serializing_if = "MaybeUndefined::is_undefined")]
+    #[oai(validator(max_length = 1000))]
     pub bio: MaybeUndefined<String>,
     /// Replaces the metadata, a JSON object of at most 8 KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
     /// A new role (owners and admins only; only owners make or unmake owners).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,

@@ -357,3 +357,30 @@ async fn an_undeclared_method_answers_405_with_the_allowed_methods() {
     methods.sort_unstable();
     assert_eq!(methods, ["DELETE", "GET", "PATCH"]);
 }
+
+#[test]
+fn every_pattern_of_the_document_compiles_for_the_edges_checks() {
+    fn patterns<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                if let Some(pattern) = object.get("pattern").and_then(|value| value.as_str()) {
+                    found.push(pattern);
+                }
+                object.values().for_each(|child| patterns(child, found));
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|child| patterns(child, found))
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    patterns(hark::api::document::value(), &mut found);
+    assert!(found.len() > 10, "the document states patterns");
+    for pattern in found {
+        assert!(
+            regex::Regex::new(pattern).is_ok(),
+            "the edge cannot check {pattern}"
+        );
+    }
+}

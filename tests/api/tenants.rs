@@ -74,17 +74,17 @@ async fn invalid_tenant_fields_answer_422_with_the_field_and_create_nothing() {
         (
             json!({"slug": "good", "name": "x", "owner": {"username": "a b", "password": PASSWORD}}),
             "invalid_username",
-            "username",
+            "owner.username",
         ),
         (
             json!({"slug": "good", "name": "x", "owner": {"username": "alice", "password": "short"}}),
             "invalid_password",
-            "password",
+            "owner.password",
         ),
         (
             json!({"slug": "good", "name": "x", "owner": {"username": "alice", "password": PASSWORD, "email": "not-an-email"}}),
             "invalid_email",
-            "email",
+            "owner.email",
         ),
     ];
     for (body, code, field) in cases {
