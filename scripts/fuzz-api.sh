@@ -43,7 +43,7 @@ status=0
     --exclude-operation-id logout --exclude-operation-id revokeApiKey \
     --exclude-operation-id backendRevokeSessions \
     --exclude-operation-id connectWebSocket --exclude-operation-id streamRoomEvents \
-    --max-examples "$examples" --workers 2 --seed 20261121 --warnings off \
+    --max-examples "$examples" --workers 2 --seed "${HARK_FUZZ_SEED:-20261121}" --warnings off \
     || status=$?
 if grep -q "ERROR" "$server_log"; then
     echo "the server logged errors while fuzzed:" >&2
