@@ -224,10 +224,27 @@ pub struct Attempt<'a> {
 }
 
 impl<'a> Attempt<'a> {
+    /// Counts an attempt by `subject` (an account, a user) and, when it is known, from
+    /// `address`, each against its own limit; answers the refusal of the first limit
+    /// that refuses.
+    pub fn by<K: Hash + Eq + Clone + Send + 'a>(
+        subjects: &'a RateLimiter<K>,
+        subject: K,
+        addresses: &'a RateLimiter<std::net::IpAddr>,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Self, Allowance> {
+        let mut attempt = Self::default();
+        attempt.count(subjects, subject)?;
+        if let Some(address) = address {
+            attempt.count(addresses, address)?;
+        }
+        Ok(attempt)
+    }
+
     /// Counts the attempt against `limiter` under `key`. When the limit refuses it,
     /// the tokens taken from other limits are given back (the attempt never happens)
     /// and the refusal is answered.
-    pub fn count<K: Hash + Eq + Clone + Send + 'a>(
+    fn count<K: Hash + Eq + Clone + Send + 'a>(
         &mut self,
         limiter: &'a RateLimiter<K>,
         key: K,

@@ -233,21 +233,19 @@ impl AuthApi {
         let account = account_key(&body.tenant, &body.login);
         let address = crate::api::client_address(request, state.config.trust_forwarded_for);
         let limits = &state.limits;
-        let mut attempt = Attempt::default();
-        let counted = attempt
-            .count(&limits.login_accounts, account)
-            .and_then(|()| {
-                address.map_or(Ok(()), |address| {
-                    attempt.count(&limits.login_addresses, address)
-                })
-            });
-        if let Err(allowance) = counted {
-            return Err(too_many(
+        let attempt = Attempt::by(
+            &limits.login_accounts,
+            account,
+            &limits.login_addresses,
+            address,
+        )
+        .map_err(|allowance| {
+            too_many(
                 &allowance,
                 "login_throttled",
                 "Too many failed logins; retry after the Retry-After seconds",
-            ));
-        }
+            )
+        })?;
         let candidate = state.db.login_lookup(&body.tenant, &body.login).await?;
         let verified = state
             .passwords

@@ -193,21 +193,19 @@ impl RoomsApi {
         // the lookup, so that concurrent guesses cannot get past the limit either.
         let limits = &state.limits;
         let address = crate::api::client_address(request, state.config.trust_forwarded_for);
-        let mut attempt = Attempt::default();
-        let counted = attempt
-            .count(&limits.join_code_users, auth.0.user_id)
-            .and_then(|()| {
-                address.map_or(Ok(()), |address| {
-                    attempt.count(&limits.join_code_addresses, address)
-                })
-            });
-        if let Err(allowance) = counted {
-            return Err(too_many(
+        let attempt = Attempt::by(
+            &limits.join_code_users,
+            auth.0.user_id,
+            &limits.join_code_addresses,
+            address,
+        )
+        .map_err(|allowance| {
+            too_many(
                 &allowance,
                 "too_many_attempts",
                 "Too many failed joins by invite code; retry after the Retry-After seconds",
-            ));
-        }
+            )
+        })?;
         let room = state.db.room_join_by_code(&auth.0, &body.0.code).await?;
         attempt.succeeded();
         Ok(Json(room))
