@@ -25,7 +25,7 @@ start_server fuzz "$port" HARK_TENANT_CREATION=open HARK_LOG_FORMAT=text RUST_LO
     HARK_SEND_BURST=1000000 HARK_SEND_RATE_PER_SECOND=1000000 \
     HARK_LOGIN_FAILURES_PER_ACCOUNT=1000000 HARK_LOGIN_FAILURES_PER_ADDRESS=1000000 \
     HARK_JOIN_CODE_FAILURES_PER_USER=1000000 HARK_JOIN_CODE_FAILURES_PER_ADDRESS=1000000 \
-    HARK_ROOMS_PER_USER_PER_HOUR=1000000
+    HARK_ROOMS_PER_USER_PER_HOUR=1000000 HARK_SIGNUPS_PER_ADDRESS_PER_HOUR=1000000
 
 token=$(curl -sf -X POST "$url/v1/tenants" -H 'content-type: application/json' \
     -d '{"slug":"fuzz","name":"Fuzz","owner":{"username":"owner","password":"correct horse battery staple"}}' \

@@ -257,6 +257,20 @@ pub struct Config {
     #[arg(long, env = "HARK_PASSWORD_HASH_ITERATIONS", default_value_t = 2)]
     pub password_hash_iterations: u32,
 
+    /// Password hashes (registrations, logins) running at once at most; each takes
+    /// `HARK_PASSWORD_HASH_MEMORY_KIB` of memory.
+    #[arg(long, env = "HARK_PASSWORD_HASH_CONCURRENCY", default_value_t = 4)]
+    pub password_hash_concurrency: usize,
+
+    /// How long a password hash waits for its turn before 503 `busy`, in milliseconds.
+    #[arg(long, env = "HARK_PASSWORD_HASH_QUEUE_MS", default_value_t = 2_000)]
+    pub password_hash_queue_ms: u64,
+
+    /// Registrations and tenant creations allowed per client address per hour (429
+    /// `too_many_signups`).
+    #[arg(long, env = "HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", default_value_t = 20)]
+    pub signups_per_address_per_hour: u32,
+
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
     #[arg(long, env = "HARK_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -361,6 +375,8 @@ impl Config {
         PasswordSettings {
             memory_kib: self.password_hash_memory_kib,
             iterations: self.password_hash_iterations,
+            concurrency: self.password_hash_concurrency,
+            queue_wait: Duration::from_millis(self.password_hash_queue_ms),
         }
     }
 }

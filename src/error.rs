@@ -261,7 +261,8 @@ enum ErrorResponses {
     /// The server failed; the error has been logged under the request id (`internal_error`).
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// The database is unreachable (`unavailable`).
+    /// The database is unreachable (`unavailable`), or too many passwords are being
+    /// hashed at once (`busy`, with `Retry-After`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }

@@ -33,6 +33,8 @@ pub struct Limits {
     pub join_code_addresses: RateLimiter<std::net::IpAddr>,
     /// Group rooms created, by user.
     pub room_creations: RateLimiter<uuid::Uuid>,
+    /// Registrations and tenant creations, by client address.
+    pub signups: RateLimiter<std::net::IpAddr>,
     /// WebSockets not yet authenticated, by client address.
     pub unauthenticated_sockets: Arc<StreamCounter<std::net::IpAddr>>,
 }
@@ -63,6 +65,10 @@ impl Limits {
             join_code_addresses: RateLimiter::new(
                 config.join_code_failures_per_address,
                 f64::from(config.join_code_failures_per_address) / join_lockout,
+            ),
+            signups: RateLimiter::new(
+                config.signups_per_address_per_hour,
+                f64::from(config.signups_per_address_per_hour) / 3600.0,
             ),
             room_creations: RateLimiter::new(
                 config.rooms_per_user_per_hour,

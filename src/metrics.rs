@@ -38,6 +38,10 @@ pub struct Metrics {
     pub pool: IntGaugeVec,
     /// Postgres's notification queue usage, from 0 to 1, read at each scrape.
     pub notification_queue_usage: prometheus::Gauge,
+    /// Password hashes and verifications computed.
+    pub password_hashes: IntCounter,
+    /// Password hashes refused because every turn was taken (503 `busy`).
+    pub password_hashes_refused: IntCounter,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -131,10 +135,22 @@ impl Metrics {
                 "Postgres's notification queue usage (0 to 1)",
             )
             .expect("a valid metric"),
+            password_hashes: IntCounter::new(
+                "hark_password_hashes_total",
+                "Password hashes and verifications computed",
+            )
+            .expect("a valid metric"),
+            password_hashes_refused: IntCounter::new(
+                "hark_password_hashes_refused_total",
+                "Password hashes refused with 503 busy: every turn was taken",
+            )
+            .expect("a valid metric"),
             registry,
         };
         let registry = &metrics.registry;
         register(registry, metrics.http_requests.clone());
+        register(registry, metrics.password_hashes.clone());
+        register(registry, metrics.password_hashes_refused.clone());
         register(registry, metrics.http_duration.clone());
         register(registry, metrics.websockets_open.clone());
         register(registry, metrics.subscriptions.clone());

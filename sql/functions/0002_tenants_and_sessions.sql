@@ -99,6 +99,57 @@ $$;
 
 -- Self-registration as a member of the tenant with this slug, unless the tenant has
 -- closed it. Returns the tenant id and the new user.
+-- Enters the live tenant with this slug if it accepts registrations (404 or 403
+-- otherwise); returns its id.
+create function hark_api.enter_open_tenant(p_tenant_slug text)
+returns uuid
+language plpgsql
+as $$
+declare
+    v_tenant_id uuid;
+begin
+    v_tenant_id := hark_api.enter_tenant_by_slug(p_tenant_slug);
+    if not (select registration_open from hark.tenants where id = v_tenant_id) then
+        perform hark_api.fail(403, 'registration_closed', 'This tenant does not accept registrations');
+    end if;
+    return v_tenant_id;
+end
+$$;
+
+-- The cheap checks of a registration, made before its password is hashed (which is
+-- slow and takes memory on purpose): the tenant exists and is open, the username is
+-- free. hark_api.register checks them again.
+create function hark_api.registration_check(p_tenant_slug text, p_username text)
+returns void
+language plpgsql
+as $$
+declare
+    v_tenant_id uuid;
+begin
+    v_tenant_id := hark_api.enter_open_tenant(p_tenant_slug);
+    if exists (select from hark.users
+               where tenant_id = v_tenant_id and lower(username) = lower(p_username) and deleted_at is null) then
+        perform hark_api.fail(409, 'username_taken', 'This username is taken', 'username');
+    end if;
+end
+$$;
+
+-- The cheap check of a tenant creation, made before the owner's password is hashed:
+-- the slug is free (a deleted tenant keeps its slug). hark_api.tenant_create's
+-- unique constraint decides races.
+create function hark_api.tenant_slug_check(p_slug text)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter(null, null);
+    perform set_config('hark.tenant_slug', coalesce(lower(p_slug), ''), true);
+    if exists (select from hark.tenants where slug = lower(p_slug)) then
+        perform hark_api.fail(409, 'slug_taken', 'This tenant slug is taken', 'slug');
+    end if;
+end
+$$;
+
 create function hark_api.register(
     p_tenant_slug text, p_user_id uuid, p_username text, p_email text, p_display_name text,
     p_password_hash text, p_session_id uuid, p_refresh_hash bytea, p_session_expires_at timestamptz)
@@ -108,11 +159,8 @@ as $$
 declare
     v_tenant_id uuid;
 begin
-    v_tenant_id := hark_api.enter_tenant_by_slug(p_tenant_slug);
+    v_tenant_id := hark_api.enter_open_tenant(p_tenant_slug);
     perform set_config('hark.user_id', p_user_id::text, true);
-    if not (select registration_open from hark.tenants where id = v_tenant_id) then
-        perform hark_api.fail(403, 'registration_closed', 'This tenant does not accept registrations');
-    end if;
     insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
     values (v_tenant_id, p_user_id, p_username, p_email, p_display_name, 'member', p_password_hash);
     return jsonb_build_object(

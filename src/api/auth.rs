@@ -188,14 +188,24 @@ pub struct AuthApi;
 impl AuthApi {
     /// Register as a member of a tenant
     ///
-    /// Fails with 403 `registration_closed` when the tenant has closed registration.
+    /// Fails with 403 `registration_closed` when the tenant has closed registration,
+    /// 429 `too_many_signups` after `HARK_SIGNUPS_PER_ADDRESS_PER_HOUR` registrations
+    /// and tenant creations from one address, and 503 `busy` when too many passwords
+    /// are being hashed at once.
     #[oai(path = "/v1/auth/register", method = "post", operation_id = "register")]
     async fn register(
         &self,
         state: Data<&AppState>,
+        request: &Request,
         body: Json<RegisterRequest>,
     ) -> Result<Created, ApiError> {
         let body = body.0;
+        crate::api::count_signup(&state, request)?;
+        // Everything cheap first: the password hash is slow and takes memory on purpose.
+        state
+            .db
+            .registration_check(&body.tenant, &body.username)
+            .await?;
         let password_hash = state.passwords.hash(&body.password).await?;
         let registration = NewRegistration {
             tenant_slug: body.tenant,

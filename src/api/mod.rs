@@ -101,3 +101,24 @@ pub(crate) fn client_address(
             .map(|address| address.ip())
     })
 }
+
+/// Counts a registration or tenant creation from the request's address, refusing it
+/// (429 `too_many_signups`) past `HARK_SIGNUPS_PER_ADDRESS_PER_HOUR`: each costs a
+/// password hash and leaves rows behind.
+pub(crate) fn count_signup(
+    state: &crate::startup::AppState,
+    request: &poem::Request,
+) -> Result<(), crate::error::ApiError> {
+    let Some(address) = client_address(request, state.config.trust_forwarded_for) else {
+        return Ok(());
+    };
+    let allowance = state.limits.signups.acquire(&address);
+    if allowance.retry_after.is_some() {
+        return Err(crate::limits::too_many(
+            &allowance,
+            "too_many_signups",
+            "Too many registrations from this address; retry after the Retry-After seconds",
+        ));
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! Tenants: creation together with the first owner, and the caller's own tenant.
 
-use poem::web::Data;
+use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, payload::Json, types::Example};
 use uuid::Uuid;
 
@@ -92,6 +92,8 @@ pub async fn create_tenant_with_owner(
     state: &AppState,
     request: CreateTenantRequest,
 ) -> Result<TenantCreated, ApiError> {
+    // Everything cheap first: the password hash is slow and takes memory on purpose.
+    state.db.tenant_slug_check(&request.slug).await?;
     let password_hash = state.passwords.hash(&request.owner.password).await?;
     let tenant = NewTenant {
         tenant_id: Uuid::now_v7(),
@@ -127,6 +129,7 @@ impl TenantsApi {
     async fn create_tenant(
         &self,
         state: Data<&AppState>,
+        request: &Request,
         body: Json<CreateTenantRequest>,
         /// The operator key, when tenant creation is restricted to operators.
         #[oai(name = "X-Operator-Key")]
@@ -147,6 +150,7 @@ impl TenantsApi {
                 ));
             }
         }
+        crate::api::count_signup(&state, request)?;
         let created = create_tenant_with_owner(&state, body.0).await?;
         Ok(TenantCreatedResponse::Created(Json(created)))
     }

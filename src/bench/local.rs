@@ -90,6 +90,7 @@ impl Local {
             .env("HARK_MAX_STREAMS_PER_USER", "1000000")
             .env("HARK_ROOMS_PER_USER_PER_HOUR", "1000000")
             .env("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "1000000")
+            .env("HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

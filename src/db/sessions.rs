@@ -81,6 +81,21 @@ impl Database {
         .await
     }
 
+    /// The cheap checks of a registration, before its password is hashed: the tenant
+    /// exists and is open, the username is free.
+    pub async fn registration_check(
+        &self,
+        tenant_slug: &str,
+        username: &str,
+    ) -> Result<(), DatabaseError> {
+        self.call_void(
+            "registration_check",
+            "select hark_api.registration_check($1, $2)",
+            &[&tenant_slug, &username],
+        )
+        .await
+    }
+
     /// The user a login names, with their password hash, if there is one.
     pub async fn login_lookup(
         &self,

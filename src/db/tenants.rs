@@ -80,6 +80,17 @@ pub struct NewTenant {
 }
 
 impl Database {
+    /// The cheap check of a tenant creation, before the owner's password is hashed:
+    /// the slug is free.
+    pub async fn tenant_slug_check(&self, slug: &str) -> Result<(), DatabaseError> {
+        self.call_void(
+            "tenant_slug_check",
+            "select hark_api.tenant_slug_check($1)",
+            &[&slug],
+        )
+        .await
+    }
+
     /// Creates a tenant with its owner and opens the owner's first session.
     pub async fn tenant_create(
         &self,

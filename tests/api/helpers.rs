@@ -246,6 +246,7 @@ pub fn test_config(database_url: &str) -> Config {
     config.join_code_failures_per_address = 1_000_000;
     config.rooms_per_user_per_hour = 1_000_000;
     config.max_unauthenticated_sockets_per_address = 100_000;
+    config.signups_per_address_per_hour = 1_000_000;
     config
 }
 
@@ -295,6 +296,7 @@ pub async fn spawn_process_on(
         .env("HARK_MAX_STREAMS_PER_USER", "100000")
         .env("HARK_ROOMS_PER_USER_PER_HOUR", "1000000")
         .env("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "100000")
+        .env("HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000")
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);

@@ -13,6 +13,7 @@ mod limits;
 mod matrix;
 mod members;
 mod messages;
+mod neighbours;
 mod openapi;
 mod pgbouncer;
 mod pooler;

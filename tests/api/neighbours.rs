@@ -1,0 +1,132 @@
+//! No noisy neighbours: what anyone on the internet can make the server do is bounded,
+//! so that it cannot degrade the service for the other tenants.
+
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, TestApp, spawn_app, spawn_app_with};
+
+fn hashes(app: &TestApp) -> u64 {
+    app.state.as_ref().unwrap().passwords.computed()
+}
+
+#[tokio::test]
+async fn registrations_and_tenant_creations_that_cannot_succeed_hash_no_password() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    app.register("acme", "bob").await;
+    app.patch(
+        "/v1/tenant",
+        &tenant.owner.token,
+        json!({"registration_open": false}),
+    )
+    .await
+    .expect(200);
+    app.create_tenant("open").await;
+    let before = hashes(&app);
+    let register = |tenant: &'static str, username: &'static str| {
+        let app = &app;
+        async move {
+            app.post(
+                "/v1/auth/register",
+                None,
+                json!({"tenant": tenant, "username": username, "password": PASSWORD}),
+            )
+            .await
+        }
+    };
+    let missing =
+        futures_util::future::join_all((0..40).map(|_| register("nowhere", "mallory"))).await;
+    for answer in missing {
+        answer.expect_error(404, "tenant_not_found");
+    }
+    register("acme", "mallory")
+        .await
+        .expect_error(403, "registration_closed");
+    register("open", "owner")
+        .await
+        .expect_error(409, "username_taken");
+    app.post(
+        "/v1/tenants",
+        None,
+        json!({"slug": "acme", "name": "Again", "owner": {"username": "eve", "password": PASSWORD}}),
+    )
+    .await
+    .expect_error(409, "slug_taken");
+    assert_eq!(hashes(&app), before, "no password was hashed for them");
+}
+
+#[tokio::test]
+async fn password_hashes_beyond_the_concurrency_bound_answer_503_busy() {
+    let app = spawn_app_with(|config| {
+        config.password_hash_concurrency = 1;
+        config.password_hash_queue_ms = 0;
+        // Slow enough that concurrent logins overlap.
+        config.password_hash_memory_kib = 32 * 1024;
+        config.password_hash_iterations = 3;
+    })
+    .await;
+    // The hasher makes its dummy hash at start: wait for that turn to pass.
+    let mut created = false;
+    for _ in 0..100 {
+        let answer = app
+            .post(
+                "/v1/tenants",
+                None,
+                json!({"slug": "acme", "name": "Acme", "owner": {"username": "owner", "password": PASSWORD}}),
+            )
+            .await;
+        if answer.status == 201 {
+            created = true;
+            break;
+        }
+        answer.expect_error(503, "busy");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(created);
+    let logins = (0..8).map(|_| {
+        app.post(
+            "/v1/auth/login",
+            None,
+            json!({"tenant": "acme", "login": "owner", "password": PASSWORD}),
+        )
+    });
+    let answers = futures_util::future::join_all(logins).await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|answer| answer.status == 503)
+        .collect();
+    let served = answers.iter().filter(|answer| answer.status == 200).count();
+    println!(
+        "8 concurrent logins, one hash at a time: {served} served, {} busy",
+        busy.len()
+    );
+    assert!(!busy.is_empty() && served >= 1);
+    assert_eq!(busy.len() + served, 8, "only 200 or 503");
+    assert_eq!(busy[0].body["code"], "busy");
+    assert_eq!(busy[0].headers.get("retry-after").unwrap(), "1");
+}
+
+#[tokio::test]
+async fn registrations_and_tenant_creations_from_one_address_are_throttled() {
+    let app = spawn_app_with(|config| config.signups_per_address_per_hour = 3).await;
+    app.create_tenant("acme").await;
+    app.register("acme", "bob").await;
+    app.register("acme", "carol").await;
+    let refused = app
+        .post(
+            "/v1/auth/register",
+            None,
+            json!({"tenant": "acme", "username": "dave", "password": PASSWORD}),
+        )
+        .await;
+    assert!(refused.headers.contains_key("retry-after"));
+    refused.expect_error(429, "too_many_signups");
+    app.post(
+        "/v1/tenants",
+        None,
+        json!({"slug": "other", "name": "Other", "owner": {"username": "eve", "password": PASSWORD}}),
+    )
+    .await
+    .expect_error(429, "too_many_signups");
+    assert_eq!(app.count_rows("users").await, 3);
+}
