@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0002_safe_defaults",
         include_str!("../../sql/migrations/0002_safe_defaults.sql"),
     ),
+    (
+        3,
+        "0003_foreign_key_indexes",
+        include_str!("../../sql/migrations/0003_foreign_key_indexes.sql"),
+    ),
 ];
 
 /// The replaceable functions, procedures and triggers, applied in this order.

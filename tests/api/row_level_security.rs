@@ -119,3 +119,44 @@ async fn the_application_role_sees_no_row_without_a_tenant_and_only_its_tenants_
     );
     assert_eq!(count, 0);
 }
+
+#[tokio::test]
+async fn every_foreign_key_has_an_index_behind_it() {
+    let app = spawn_app().await;
+    let (client, connection) = tokio_postgres::connect(&app.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // An index serves a foreign key when its leading columns are the key's columns,
+    // or the key's columns but tenant_id (ids are unique across tenants).
+    let unindexed = client
+        .query(
+            "with keys as (
+                 select c.conrelid, c.conname,
+                        array(select unnest(c.conkey) order by 1) as columns,
+                        array(select k from unnest(c.conkey) k
+                              where k <> (select attnum from pg_attribute
+                                          where attrelid = c.conrelid and attname = 'tenant_id')
+                              order by 1) as without_tenant
+                 from pg_constraint c
+                 where c.contype = 'f' and c.connamespace = 'hark'::regnamespace)
+             select keys.conrelid::regclass::text || '.' || keys.conname
+             from keys
+             where not exists (
+                 select from pg_index i
+                 where i.indrelid = keys.conrelid
+                   and (array(select unnest((i.indkey::int2[])[0:cardinality(keys.columns) - 1]) order by 1)
+                            = keys.columns
+                        or array(select unnest((i.indkey::int2[])[0:cardinality(keys.without_tenant) - 1]) order by 1)
+                            = keys.without_tenant))
+             order by 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let unindexed: Vec<String> = unindexed.iter().map(|row| row.get(0)).collect();
+    assert!(
+        unindexed.is_empty(),
+        "foreign keys without an index: {unindexed:?}"
+    );
+}
