@@ -131,19 +131,18 @@ async fn start(host: &str, server_port: u16) -> u16 {
     panic!("PgBouncer does not answer on port {port}");
 }
 
-/// Stops the daemon when the test process ends (it outlives the process otherwise).
+/// Stops the daemon when the test process ends (it outlives the process otherwise),
+/// from a shell that watches the test process.
 fn stop_at_exit(pid_file: PathBuf) {
-    std::thread::spawn(move || {
-        let parent = std::process::id().to_string();
-        let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill {}",
-                pid.trim()
-            ))
-            .spawn();
-    });
+    let parent = std::process::id();
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill {}",
+            pid.trim()
+        ))
+        .spawn();
 }
 
 /// A change of configuration that points an instance's pool at PgBouncer, and its
