@@ -135,6 +135,12 @@ pub struct Config {
     #[arg(long, env = "HARK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// The most bytes of JSON one page of history or of the event log carries: a page
+    /// ends before the item that would pass it (it always holds at least one), and
+    /// the client pages on from there.
+    #[arg(long, env = "HARK_MAX_PAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_page_bytes: i32,
+
     /// The largest message body accepted, in bytes (UTF-8).
     #[arg(long, env = "HARK_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024)]
     pub max_message_bytes: i32,
@@ -294,6 +300,7 @@ impl Config {
             pool_timeout: Duration::from_millis(self.db_pool_timeout_ms),
             ca_file: self.database_ca_file.clone(),
             max_reactions_per_user: self.max_reactions_per_user_per_message,
+            max_page_bytes: self.max_page_bytes,
         }
     }
 

@@ -211,9 +211,11 @@ $$;
 
 -- A page of a room's history in seq order: the newest page, or the page before, after
 -- or around a seq. Tombstones are included, so that seqs show no holes.
+-- A page of history: p_limit messages at most, and p_max_bytes of JSON at most (always
+-- one): the messages nearest the cursor are kept, so the client pages on from there.
 create function hark_api.message_list(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid,
-    p_before bigint, p_after bigint, p_around bigint, p_limit integer)
+    p_before bigint, p_after bigint, p_around bigint, p_limit integer, p_max_bytes integer)
 returns jsonb
 language plpgsql
 as $$
@@ -250,11 +252,24 @@ begin
         (select m.* from hark.messages m
          where m.room_id = p_room_id and p_around is not null and m.seq > p_around
          order by m.seq limit p_limit / 2)
+    ), items as (
+        select page.seq, hark_api.message_json(page, p_user_id) as item,
+               case when p_after is not null then page.seq - p_after
+                    when p_before is not null then p_before - page.seq
+                    when p_around is not null then abs(page.seq - p_around)
+                    else -page.seq end as distance
+        from page
+    ), sized as (
+        select items.seq, items.item,
+               sum(octet_length(items.item::text)) over (order by items.distance, items.seq) as running,
+               row_number() over (order by items.distance, items.seq) as n
+        from items
     )
-    select coalesce(jsonb_agg(hark_api.message_json(page, p_user_id) order by page.seq), '[]'::jsonb),
-           min(page.seq), max(page.seq)
+    select coalesce(jsonb_agg(sized.item order by sized.seq), '[]'::jsonb),
+           min(sized.seq), max(sized.seq)
     into v_items, v_first, v_last
-    from page;
+    from sized
+    where sized.n = 1 or sized.running <= p_max_bytes;
     return jsonb_build_object(
         'items', v_items,
         'has_more_before', v_first is not null and exists (
@@ -479,8 +494,10 @@ end
 $$;
 
 -- A room's events after p_after_seq, in seq order (members).
+-- A page of p_limit events at most, and of p_max_bytes of JSON at most (always one).
 create function hark_api.event_list(
-    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_after_seq bigint, p_limit integer)
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_after_seq bigint, p_limit integer,
+    p_max_bytes integer)
 returns jsonb
 language plpgsql
 as $$
@@ -495,13 +512,19 @@ begin
     end if;
     return jsonb_build_object(
         'items', coalesce((
-            select jsonb_agg(hark_api.event_json(page) order by page.seq)
+            select jsonb_agg(sized.item order by sized.seq)
             from (
-                select * from hark.room_events
-                where room_id = p_room_id and seq > p_after_seq
-                order by seq
-                limit p_limit
-            ) page), '[]'::jsonb),
+                select page.seq, page.item,
+                       sum(octet_length(page.item::text)) over (order by page.seq) as running,
+                       row_number() over (order by page.seq) as n
+                from (
+                    select e.seq, hark_api.event_json(e) as item from hark.room_events e
+                    where e.room_id = p_room_id and e.seq > p_after_seq
+                    order by e.seq
+                    limit p_limit
+                ) page
+            ) sized
+            where sized.n = 1 or sized.running <= p_max_bytes), '[]'::jsonb),
         'last_seq', (select last_seq from hark.rooms where id = p_room_id));
 end
 $$;

@@ -317,7 +317,7 @@ impl Database {
     ) -> Result<MessagePage, DatabaseError> {
         self.call(
             "message_list",
-            "select hark_api.message_list($1, $2, $3, $4, $5, $6, $7, $8)",
+            "select hark_api.message_list($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -327,6 +327,7 @@ impl Database {
                 &cursor.after,
                 &cursor.around,
                 &limit,
+                &self.max_page_bytes,
             ],
         )
         .await
@@ -493,7 +494,7 @@ impl Database {
     ) -> Result<EventPage, DatabaseError> {
         self.call(
             "event_list",
-            "select hark_api.event_list($1, $2, $3, $4, $5, $6)",
+            "select hark_api.event_list($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -501,6 +502,7 @@ impl Database {
                 &room_id,
                 &after_seq,
                 &limit,
+                &self.max_page_bytes,
             ],
         )
         .await

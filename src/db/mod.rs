@@ -96,6 +96,8 @@ pub struct DatabaseSettings {
     /// Distinct reactions one user may put on one message, which `reaction_set`
     /// enforces.
     pub max_reactions_per_user: i32,
+    /// The most bytes of JSON one page of history or of the event log carries.
+    pub max_page_bytes: i32,
 }
 
 /// The pool of connections and the typed calls of the SQL API.
@@ -105,6 +107,8 @@ pub struct Database {
     pool: Pool,
     /// Distinct reactions one user may put on one message.
     max_reactions_per_user: i32,
+    /// The most bytes of JSON one page carries, which the listing functions enforce.
+    max_page_bytes: i32,
 }
 
 impl Database {
@@ -130,6 +134,7 @@ impl Database {
         Ok(Self {
             pool,
             max_reactions_per_user: settings.max_reactions_per_user,
+            max_page_bytes: settings.max_page_bytes,
         })
     }
 

@@ -130,3 +130,77 @@ async fn registrations_and_tenant_creations_from_one_address_are_throttled() {
     .expect_error(429, "too_many_signups");
     assert_eq!(app.count_rows("users").await, 3);
 }
+
+#[tokio::test]
+async fn pages_of_history_and_of_the_event_log_are_bounded_by_bytes_and_page_on() {
+    let app = spawn_app_with(|config| {
+        config.max_page_bytes = 300_000;
+        config.max_body_bytes = 1024 * 1024;
+    })
+    .await;
+    let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    // 16 KiB of U+0001 is 16 KiB of UTF-8 but about 98 KB of escaped JSON.
+    let heavy = "\u{1}".repeat(16 * 1024);
+    for _ in 0..8 {
+        app.send(&bob.token, &room_id, &heavy).await;
+    }
+    let get = |path: String| {
+        let app = &app;
+        let token = bob.token.clone();
+        async move {
+            let response = app
+                .client
+                .get(format!("{}{path}", app.address))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let bytes = response.bytes().await.unwrap();
+            (
+                bytes.len(),
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap(),
+            )
+        }
+    };
+    let (size, latest) = get(format!("/v1/rooms/{room_id}/messages?limit=200")).await;
+    let items = latest["items"].as_array().unwrap();
+    println!("history page: {} messages in {size} bytes", items.len());
+    assert!(size <= 300_000 + 1024, "{size} bytes");
+    assert!(!items.is_empty() && items.len() < 8);
+    assert_eq!(latest["has_more_before"], true);
+    // Paging back from the oldest message of the page reaches every message.
+    let mut seen = items.len();
+    let mut before = items[0]["seq"].as_i64().unwrap();
+    while seen < 8 {
+        let (size, page) = get(format!(
+            "/v1/rooms/{room_id}/messages?before={before}&limit=200"
+        ))
+        .await;
+        assert!(size <= 300_000 + 1024, "{size} bytes");
+        let items = page["items"].as_array().unwrap();
+        assert!(!items.is_empty());
+        seen += items.len();
+        before = items[0]["seq"].as_i64().unwrap();
+    }
+    assert_eq!(seen, 8);
+
+    let mut after = 0;
+    let mut events = 0;
+    loop {
+        let (size, page) = get(format!(
+            "/v1/rooms/{room_id}/event-log?after={after}&limit=1000"
+        ))
+        .await;
+        assert!(size <= 300_000 + 1024, "{size} bytes");
+        let items = page["items"].as_array().unwrap();
+        events += items.len();
+        after = items.last().unwrap()["seq"].as_i64().unwrap();
+        if after == page["last_seq"].as_i64().unwrap() {
+            break;
+        }
+    }
+    assert_eq!(
+        events as i64, after,
+        "every event, in pages under the bound"
+    );
+}
