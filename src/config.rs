@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "HARK_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
 
+    /// How long one SQL statement may run before it is cancelled (503
+    /// `statement_timeout`), in milliseconds.
+    #[arg(long, env = "HARK_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub statement_timeout_ms: u64,
+
     /// How long a request waits for a pooled connection, in milliseconds.
     #[arg(long, env = "HARK_DB_POOL_TIMEOUT_MS", default_value_t = 5_000)]
     pub db_pool_timeout_ms: u64,
@@ -301,6 +306,7 @@ impl Config {
             ca_file: self.database_ca_file.clone(),
             max_reactions_per_user: self.max_reactions_per_user_per_message,
             max_page_bytes: self.max_page_bytes,
+            statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(1)),
         }
     }
 

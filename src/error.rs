@@ -326,8 +326,23 @@ impl From<DatabaseError> for ApiError {
             }
             DatabaseError::WriterStopped => unavailable(),
             DatabaseError::NoRow { context } => Self::internal(context, &"no row answered"),
+            DatabaseError::Timeout { context } => {
+                tracing::warn!(context, "a statement ran too long and was cancelled");
+                statement_timeout()
+            }
         }
     }
+}
+
+/// A statement that ran longer than the statement timeout (cancelled here or by the
+/// server).
+fn statement_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "statement_timeout",
+        "The request took too long in the database and was cancelled; retry shortly",
+    )
+    .with_headers(vec![("retry-after", "1".to_owned())])
 }
 
 fn unavailable() -> ApiError {
@@ -398,6 +413,7 @@ fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
                 "A value is malformed",
             ))
         }
+        SqlState::QUERY_CANCELED => Some(statement_timeout()),
         SqlState::T_R_SERIALIZATION_FAILURE | SqlState::T_R_DEADLOCK_DETECTED => {
             tracing::warn!(context, "transaction conflict: {}", error.message);
             Some(ApiError::new(

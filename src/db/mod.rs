@@ -71,6 +71,12 @@ pub enum DatabaseError {
         /// What went wrong.
         message: String,
     },
+    /// A statement ran longer than the statement timeout and was cancelled.
+    #[error("{context}: the statement ran too long and was cancelled")]
+    Timeout {
+        /// Which call failed.
+        context: &'static str,
+    },
     /// A statement that always answers one row answered none.
     #[error("{context}: the statement answered no row")]
     NoRow {
@@ -98,6 +104,8 @@ pub struct DatabaseSettings {
     pub max_reactions_per_user: i32,
     /// The most bytes of JSON one page of history or of the event log carries.
     pub max_page_bytes: i32,
+    /// How long one statement may run before it is cancelled.
+    pub statement_timeout: Duration,
 }
 
 /// The pool of connections and the typed calls of the SQL API.
@@ -109,6 +117,12 @@ pub struct Database {
     max_reactions_per_user: i32,
     /// The most bytes of JSON one page carries, which the listing functions enforce.
     max_page_bytes: i32,
+    /// How long one statement may run: then it is cancelled on the server (a cancel
+    /// request, which poolers pass on) and the call fails with 503, so that no request
+    /// holds a pooled connection for long whatever it waits for.
+    statement_timeout: Duration,
+    /// The TLS setup the cancel requests connect with, the same as the pool's.
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 impl Database {
@@ -118,7 +132,7 @@ impl Database {
         let tls::Target { config, tls } = tls::target(&settings.url, settings.ca_file.as_deref())?;
         let manager = Manager::from_config(
             config,
-            tls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -135,6 +149,8 @@ impl Database {
             pool,
             max_reactions_per_user: settings.max_reactions_per_user,
             max_page_bytes: settings.max_page_bytes,
+            statement_timeout: settings.statement_timeout,
+            tls,
         })
     }
 
@@ -236,10 +252,31 @@ impl Database {
             .iter()
             .map(|param| (param.as_sql(), param.sql_type()))
             .collect();
-        let rows = client
-            .query_typed(sql, &typed)
-            .await
-            .map_err(|source| DatabaseError::Query { context, source })?;
+        let outcome = {
+            let query = client.query_typed(sql, &typed);
+            tokio::pin!(query);
+            tokio::select! {
+                rows = &mut query => Ok(rows),
+                () = tokio::time::sleep(self.statement_timeout) => {
+                    if let Err(error) = client.cancel_token().cancel_query(self.tls.clone()).await {
+                        tracing::warn!(%error, context, "could not cancel a statement that ran too long");
+                    }
+                    // The statement's end is awaited, so that the connection goes back to
+                    // the pool idle and the cancel cannot reach a later statement.
+                    Err(tokio::time::timeout(self.statement_timeout, &mut query).await.is_ok())
+                }
+            }
+        };
+        let rows = match outcome {
+            Ok(rows) => rows.map_err(|source| DatabaseError::Query { context, source })?,
+            Err(ended) => {
+                // A connection whose statement did not end even then is closed instead.
+                if !ended {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                return Err(DatabaseError::Timeout { context });
+            }
+        };
         rows.into_iter()
             .next()
             .ok_or(DatabaseError::NoRow { context })

@@ -204,3 +204,54 @@ async fn pages_of_history_and_of_the_event_log_are_bounded_by_bytes_and_page_on(
         "every event, in pages under the bound"
     );
 }
+
+#[tokio::test]
+async fn a_statement_that_waits_too_long_is_cancelled_and_the_instance_keeps_serving() {
+    let app = spawn_app_with(|config| config.statement_timeout_ms = 500).await;
+    let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let other = app.create_tenant("other").await;
+    // A long transaction holds the room's row lock.
+    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let holder = admin.transaction().await.unwrap();
+    let room: uuid::Uuid = room_id.parse().unwrap();
+    holder
+        .execute(
+            "select 1 from hark.rooms where id = $1 for update",
+            &[&room],
+        )
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        app.post(
+            &format!("/v1/rooms/{room_id}/messages"),
+            Some(&bob.token),
+            json!({"body": "waits for the lock"}),
+        ),
+    )
+    .await
+    .expect("the send is answered although the lock is still held");
+    println!(
+        "a send stuck behind a held room lock answered {} after {} ms",
+        refused.status,
+        started.elapsed().as_millis()
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    refused.expect_error(503, "statement_timeout");
+    app.get("/v1/users/me", &other.owner.token)
+        .await
+        .expect(200);
+
+    holder.rollback().await.unwrap();
+    app.send(&bob.token, &room_id, "after the lock").await;
+    assert_eq!(
+        app.count_rows("messages").await,
+        1,
+        "the cancelled send wrote nothing"
+    );
+}
