@@ -65,6 +65,8 @@ as $$
 $$;
 
 -- Messages of others after the read marker, tombstones excluded.
+-- Messages of others after the marker, counted up to 100 (clients show "99+"), so
+-- that a count costs a bounded index range however large the backlog.
 create function hark_api.unread_count(p_room_id uuid, p_last_read_seq bigint)
 returns bigint
 language plpgsql
@@ -73,11 +75,16 @@ as $$
 begin
     return (
         select count(*)
-        from hark.messages
-        where room_id = p_room_id
-          and seq > p_last_read_seq
-          and deleted_at is null
-          and sender_id is distinct from hark_api.current_user_id());
+        from (
+            select 1
+            from hark.messages
+            where room_id = p_room_id
+              and seq > p_last_read_seq
+              and deleted_at is null
+              and sender_id is distinct from hark_api.current_user_id()
+            order by seq
+            limit 100
+        ) capped);
 end
 $$;
 
@@ -482,9 +489,11 @@ begin
     select coalesce(jsonb_agg(jsonb_build_object('room_id', counts.room_id, 'unread_count', counts.unread) order by counts.room_id), '[]'::jsonb)
     into v_rooms
     from (
+        -- offset 0 keeps the subquery from being flattened, which would count twice.
         select m.room_id, hark_api.unread_count(m.room_id, m.last_read_seq) as unread
         from hark.room_members m
-        where m.user_id = p_user_id
+        where m.tenant_id = p_tenant_id and m.user_id = p_user_id
+        offset 0
     ) counts
     where counts.unread > 0;
     return jsonb_build_object(

@@ -152,7 +152,7 @@ pub struct ReadMarker {
     pub room_id: Uuid,
     /// Everything up to this seq is read.
     pub last_read_seq: i64,
-    /// Messages of others after it.
+    /// Messages of others after it, counted up to 100 (show "99+").
     pub unread_count: i64,
 }
 
@@ -161,14 +161,15 @@ pub struct ReadMarker {
 pub struct RoomUnread {
     /// The room.
     pub room_id: Uuid,
-    /// Messages of others after the caller's read marker.
+    /// Messages of others after the caller's read marker, counted up to 100 (show
+    /// "99+").
     pub unread_count: i64,
 }
 
 /// Unread messages of the caller.
 #[derive(Debug, Clone, Deserialize, Object)]
 pub struct UnreadSummary {
-    /// Across all rooms.
+    /// Across all rooms (the sum of the rooms' counts, each at most 100).
     pub total: i64,
     /// Per room, rooms without unread messages left out.
     pub rooms: Vec<RoomUnread>,

@@ -99,7 +99,8 @@ pub struct RoomSummary {
     #[serde(flatten)]
     #[oai(flatten)]
     pub room: Room,
-    /// Messages of others after the caller's read marker.
+    /// Messages of others after the caller's read marker, counted up to 100 (show
+    /// "99+").
     pub unread_count: i64,
     /// The newest message that is not deleted.
     pub last_message: Option<Message>,

@@ -255,3 +255,30 @@ async fn a_statement_that_waits_too_long_is_cancelled_and_the_instance_keeps_ser
         "the cancelled send wrote nothing"
     );
 }
+
+#[tokio::test]
+async fn unread_counts_stop_at_a_hundred_so_that_a_backlog_costs_a_bounded_range() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let bodies: Vec<String> = (0..150).map(|index| format!("m{index}")).collect();
+    let sends = bodies
+        .iter()
+        .map(|body| app.send(&owner.token, &room_id, body));
+    futures_util::future::join_all(sends).await;
+    let unread = app.get("/v1/users/me/unread", &bob.token).await.expect(200);
+    assert_eq!(unread["rooms"][0]["unread_count"], 100);
+    assert_eq!(unread["total"], 100);
+    let rooms = app.get("/v1/rooms", &bob.token).await.expect(200);
+    assert_eq!(rooms["items"][0]["unread_count"], 100);
+    // Read up to all but the last 30: the exact count below the cap comes back.
+    let last_seq = rooms["items"][0]["last_seq"].as_i64().unwrap();
+    let marker = app
+        .post(
+            &format!("/v1/rooms/{room_id}/read"),
+            Some(&bob.token),
+            json!({"seq": last_seq - 30}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(marker["unread_count"], 30);
+}
