@@ -360,6 +360,21 @@ begin
 end
 $$;
 
+-- After hark_api.enter_api_key: the key may act for the user only if the user's role
+-- is not above the key's (an admin's key cannot touch an owner's sessions).
+create function hark_api.require_key_may_act_for(p_tenant_id uuid, p_user_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    if hark_api.role_rank((select role from hark.users where tenant_id = p_tenant_id and id = p_user_id))
+       > hark_api.role_rank(current_setting('hark.key_role')) then
+        perform hark_api.fail(403, 'role_above_key',
+            'This API key was created by an admin: it cannot act for owners');
+    end if;
+end
+$$;
+
 -- With an API key: open a session for one of the tenant's users.
 create function hark_api.backend_session_open(
     p_tenant_id uuid, p_secret_hash bytea,
@@ -369,11 +384,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
-    if hark_api.role_rank((select role from hark.users where tenant_id = p_tenant_id and id = p_user_id))
-       > hark_api.role_rank(current_setting('hark.key_role')) then
-        perform hark_api.fail(403, 'role_above_key',
-            'This API key was created by an admin: it cannot open sessions of owners');
-    end if;
+    perform hark_api.require_key_may_act_for(p_tenant_id, p_user_id);
     perform set_config('hark.user_id', p_user_id::text, true);
     return hark_api.session_open(p_user_id, p_session_id, 'api_key', p_refresh_hash, p_session_expires_at);
 end
@@ -391,11 +402,7 @@ begin
     if not exists (select from hark.users where tenant_id = p_tenant_id and id = p_user_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
-    if hark_api.role_rank((select role from hark.users where tenant_id = p_tenant_id and id = p_user_id))
-       > hark_api.role_rank(current_setting('hark.key_role')) then
-        perform hark_api.fail(403, 'role_above_key',
-            'This API key was created by an admin: it cannot end sessions of owners');
-    end if;
+    perform hark_api.require_key_may_act_for(p_tenant_id, p_user_id);
     update hark.sessions set revoked_at = now()
     where tenant_id = p_tenant_id and user_id = p_user_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, p_user_id, null);
