@@ -56,7 +56,7 @@ impl AppState {
         let db = Database::connect(&config.database())?;
         let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
         let passwords = PasswordHasher::new(config.passwords())?;
-        let hub = Hub::start(db.clone(), config.realtime());
+        let hub = Hub::start(db.without_statement_timeout(), config.realtime());
         let writer = MessageWriter::start(db.clone(), config.batches());
         Ok(Self {
             db,

@@ -119,8 +119,10 @@ pub struct Database {
     max_page_bytes: i32,
     /// How long one statement may run: then it is cancelled on the server (a cancel
     /// request, which poolers pass on) and the call fails with 503, so that no request
-    /// holds a pooled connection for long whatever it waits for.
-    statement_timeout: Duration,
+    /// holds a pooled connection for long whatever it waits for. `None` for the
+    /// real-time core's reads of the log, which are never abandoned (see
+    /// [`Database::without_statement_timeout`]).
+    statement_timeout: Option<Duration>,
     /// The TLS setup the cancel requests connect with, the same as the pool's.
     tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
@@ -149,9 +151,20 @@ impl Database {
             pool,
             max_reactions_per_user: settings.max_reactions_per_user,
             max_page_bytes: settings.max_page_bytes,
-            statement_timeout: settings.statement_timeout,
+            statement_timeout: Some(settings.statement_timeout),
             tls,
         })
+    }
+
+    /// The same database for work that must not give up part way: the real-time
+    /// core's reads of a room's log. A read abandoned there would leave a subscriber a
+    /// gap that nothing fills until the room's next event, so it waits as long as the
+    /// statement takes (connection failures still end it).
+    pub fn without_statement_timeout(&self) -> Self {
+        Self {
+            statement_timeout: None,
+            ..self.clone()
+        }
     }
 
     /// Checks that the database answers.
@@ -252,18 +265,28 @@ impl Database {
             .iter()
             .map(|param| (param.as_sql(), param.sql_type()))
             .collect();
+        let Some(limit) = self.statement_timeout else {
+            let rows = client
+                .query_typed(sql, &typed)
+                .await
+                .map_err(|source| DatabaseError::Query { context, source })?;
+            return rows
+                .into_iter()
+                .next()
+                .ok_or(DatabaseError::NoRow { context });
+        };
         let outcome = {
             let query = client.query_typed(sql, &typed);
             tokio::pin!(query);
             tokio::select! {
                 rows = &mut query => Ok(rows),
-                () = tokio::time::sleep(self.statement_timeout) => {
+                () = tokio::time::sleep(limit) => {
                     if let Err(error) = client.cancel_token().cancel_query(self.tls.clone()).await {
                         tracing::warn!(%error, context, "could not cancel a statement that ran too long");
                     }
                     // The statement's end is awaited, so that the connection goes back to
                     // the pool idle and the cancel cannot reach a later statement.
-                    Err(tokio::time::timeout(self.statement_timeout, &mut query).await.is_ok())
+                    Err(tokio::time::timeout(limit, &mut query).await.is_ok())
                 }
             }
         };
