@@ -180,6 +180,16 @@ pub struct Config {
     #[arg(long, env = "HARK_SEND_RATE_PER_SECOND", default_value_t = 10.0)]
     pub send_rate_per_second: f64,
 
+    /// WebSocket ops other than `send`, `auth` and `ping` (subscribe, unsubscribe,
+    /// edit, delete, react, read, typing) one user may make at once, across their
+    /// sockets on one instance; refused ones count too.
+    #[arg(long, env = "HARK_WS_OPS_BURST", default_value_t = 40)]
+    pub ws_ops_burst: u32,
+
+    /// Those ops per second per user, sustained.
+    #[arg(long, env = "HARK_WS_OPS_PER_SECOND", default_value_t = 20.0)]
+    pub ws_ops_per_second: f64,
+
     /// Failed logins allowed per account (tenant and login) before 429.
     #[arg(long, env = "HARK_LOGIN_FAILURES_PER_ACCOUNT", default_value_t = 5)]
     pub login_failures_per_account: u32,

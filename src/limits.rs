@@ -20,6 +20,8 @@ use crate::error::ApiError;
 pub struct Limits {
     /// Message sends, by user.
     pub sends: RateLimiter<uuid::Uuid>,
+    /// Every other WebSocket op but `auth` and `ping`, by user.
+    pub ws_ops: RateLimiter<uuid::Uuid>,
     /// Failed logins, by tenant slug and login (as typed, lowercased), kept as their
     /// SHA-256 digest ([`account_key`]) so that a key's size never depends on input.
     pub login_accounts: RateLimiter<AccountKey>,
@@ -46,6 +48,7 @@ impl Limits {
         let join_lockout = config.join_code_lockout_seconds.max(1) as f64;
         Self {
             sends: RateLimiter::new(config.send_burst, config.send_rate_per_second),
+            ws_ops: RateLimiter::new(config.ws_ops_burst, config.ws_ops_per_second),
             login_accounts: RateLimiter::new(
                 config.login_failures_per_account,
                 f64::from(config.login_failures_per_account) / lockout,

@@ -87,6 +87,8 @@ impl Local {
             // limits would measure themselves instead of the server.
             .env("HARK_SEND_BURST", "1000000")
             .env("HARK_SEND_RATE_PER_SECOND", "1000000")
+            .env("HARK_WS_OPS_BURST", "1000000")
+            .env("HARK_WS_OPS_PER_SECOND", "1000000")
             .env("HARK_MAX_STREAMS_PER_USER", "1000000")
             .env("HARK_ROOMS_PER_USER_PER_HOUR", "1000000")
             .env("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "1000000")

@@ -90,7 +90,7 @@ pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admissio
         stream_slot,
         unauthenticated_slot,
         registration,
-        refused_sends: 0,
+        refused_ops: 0,
     };
     connection.read(&mut stream, &last_seen).await;
 
@@ -135,14 +135,14 @@ struct Connection {
     /// The connection's place in the hub's registry of streams, which shutdown and
     /// revocations reach; it leaves the registry with the connection.
     registration: Registration,
-    /// Sends refused by the rate limit in a row; at `REFUSED_SENDS_BEFORE_CLOSE` the
+    /// Ops refused by the rate limits in a row; at `REFUSED_OPS_BEFORE_CLOSE` the
     /// connection is closed with 4008.
-    refused_sends: u32,
+    refused_ops: u32,
 }
 
-/// Sends refused in a row (each answered with a `rate_limited` error) before the
+/// Ops refused in a row (each answered with a `rate_limited` error) before the
 /// connection is closed with 4008.
-const REFUSED_SENDS_BEFORE_CLOSE: u32 = 5;
+const REFUSED_OPS_BEFORE_CLOSE: u32 = 5;
 
 impl Connection {
     async fn read(
@@ -295,6 +295,34 @@ impl Connection {
             return;
         };
         let caller = identity.clone();
+        // Every op is counted against its user's allowance before any work, refused
+        // ones included, so that no op (typing to rooms that do not exist, say)
+        // reaches the database without a bound.
+        let limits = &self.state.limits;
+        let budget = match &frame {
+            ClientFrame::Send { .. } => Some((&limits.sends, "messages")),
+            ClientFrame::Ping { .. } | ClientFrame::Auth { .. } => None,
+            _ => Some((&limits.ws_ops, "operations")),
+        };
+        if let Some((limiter, what)) = budget {
+            let allowance = limiter.acquire(&caller.user_id);
+            if let Some(retry_after) = allowance.retry_after {
+                let error = crate::limits::too_many(
+                    &allowance,
+                    "rate_limited",
+                    &format!("Too many {what}; retry in {} ms", retry_after.as_millis()),
+                );
+                self.send_frame(protocol::error(reference.as_deref(), &error))
+                    .await;
+                self.refused_ops += 1;
+                if self.refused_ops >= REFUSED_OPS_BEFORE_CLOSE {
+                    self.close_after_queued(CLOSE_RATE_LIMITED, "rate limit exceeded")
+                        .await;
+                }
+                return;
+            }
+            self.refused_ops = 0;
+        }
         let reply = match self.handle_op(&caller, frame).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return,
@@ -402,24 +430,6 @@ impl Connection {
                 reply_to_id,
                 client_id,
             } => {
-                let allowance = self.state.limits.sends.acquire(&caller.user_id);
-                if let Some(retry_after) = allowance.retry_after {
-                    let error = crate::limits::too_many(
-                        &allowance,
-                        "rate_limited",
-                        &format!("Too many messages; retry in {} ms", retry_after.as_millis()),
-                    );
-                    self.refused_sends += 1;
-                    if self.refused_sends < REFUSED_SENDS_BEFORE_CLOSE {
-                        return Err(error);
-                    }
-                    self.send_frame(protocol::error(reference.as_deref(), &error))
-                        .await;
-                    self.close_after_queued(CLOSE_RATE_LIMITED, "rate limit exceeded")
-                        .await;
-                    return Ok(None);
-                }
-                self.refused_sends = 0;
                 let message = NewMessage {
                     message_id: Uuid::now_v7(),
                     kind: kind.unwrap_or(MessageKind::Text),

@@ -239,6 +239,8 @@ pub fn test_config(database_url: &str) -> Config {
     // the limit tests set their own.
     config.send_burst = 1_000_000;
     config.send_rate_per_second = 1_000_000.0;
+    config.ws_ops_burst = 1_000_000;
+    config.ws_ops_per_second = 1_000_000.0;
     config.login_failures_per_account = 1_000;
     config.login_failures_per_address = 1_000_000;
     config.max_streams_per_user = 100_000;
@@ -293,6 +295,8 @@ pub async fn spawn_process_on(
         .env("HARK_PASSWORD_HASH_ITERATIONS", "1")
         .env("HARK_SEND_BURST", "1000000")
         .env("HARK_SEND_RATE_PER_SECOND", "1000000")
+        .env("HARK_WS_OPS_BURST", "1000000")
+        .env("HARK_WS_OPS_PER_SECOND", "1000000")
         .env("HARK_MAX_STREAMS_PER_USER", "100000")
         .env("HARK_ROOMS_PER_USER_PER_HOUR", "1000000")
         .env("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "100000")

@@ -447,3 +447,57 @@ async fn a_user_puts_at_most_the_configured_number_of_different_reactions_on_a_m
         .await
         .expect(200);
 }
+
+#[tokio::test]
+async fn every_websocket_op_counts_against_its_users_allowance_refusals_included() {
+    let app = spawn_app_with(|config| {
+        config.ws_ops_burst = 5;
+        config.ws_ops_per_second = 0.001;
+    })
+    .await;
+    let (_owner, bob, _room_id) = room_with_bob(&app).await;
+    let mut first = WsClient::connect(&app, &bob.token).await;
+    let mut second = WsClient::connect(&app, &bob.token).await;
+    // Typing into rooms that do not exist: each one a database call before, and
+    // refused ones were never counted.
+    for index in 0..3 {
+        first
+            .send(json!({"op": "typing", "ref": format!("a{index}"), "room_id": uuid::Uuid::now_v7()}))
+            .await;
+        assert_eq!(
+            first.answer(&format!("a{index}")).await["code"],
+            "room_not_found"
+        );
+    }
+    // The allowance is the user's, not the socket's.
+    for index in 0..2 {
+        second
+            .send(json!({"op": "typing", "ref": format!("b{index}"), "room_id": uuid::Uuid::now_v7()}))
+            .await;
+        assert_eq!(
+            second.answer(&format!("b{index}")).await["code"],
+            "room_not_found"
+        );
+    }
+    for index in 0..4 {
+        second
+            .send(json!({"op": "read", "ref": format!("c{index}"), "room_id": uuid::Uuid::now_v7(), "seq": 1}))
+            .await;
+        assert_eq!(
+            second.answer(&format!("c{index}")).await["code"],
+            "rate_limited"
+        );
+    }
+    second
+        .send(json!({"op": "typing", "ref": "last", "room_id": uuid::Uuid::now_v7()}))
+        .await;
+    assert_eq!(second.answer("last").await["code"], "rate_limited");
+    assert_eq!(
+        second.ending().await,
+        Ending::Closed(4008),
+        "the fifth refusal in a row closes"
+    );
+    // Pings are never counted.
+    first.send(json!({"op": "ping", "ref": "p"})).await;
+    assert_eq!(first.answer("p").await["op"], "pong");
+}
