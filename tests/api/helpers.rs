@@ -540,6 +540,16 @@ impl TestApp {
         session
     }
 
+    /// Opens a room's Server-Sent Events stream (`query` is `""` or `"?since=…"`).
+    pub async fn open_events(&self, token: &str, room_id: &str, query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/v1/rooms/{room_id}/events{query}", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the stream is answered")
+    }
+
     /// Counts rows of a table across all tenants, as the admin role (bypassing RLS).
     pub async fn count_rows(&self, table: &str) -> i64 {
         let (client, connection) = tokio_postgres::connect(&self.database_url, NoTls)

@@ -98,13 +98,7 @@ async fn a_user_holds_at_most_the_configured_number_of_websockets_and_event_stre
     let app = spawn_app_with(|config| config.max_streams_per_user = 2).await;
     let (owner, bob, room_id) = room_with_bob(&app).await;
     let first = WsClient::connect(&app, &bob.token).await;
-    let stream = app
-        .client
-        .get(format!("{}/v1/rooms/{room_id}/events", app.address))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
+    let stream = app.open_events(&bob.token, &room_id, "").await;
     assert_eq!(stream.status(), 200, "the event stream is the second one");
     assert_eq!(upgrade_status(&app, &bob.token).await, Err(429));
     let refused_stream = app

@@ -487,13 +487,7 @@ async fn sse_delivers_the_same_sequence_as_websocket_and_resumes_with_last_event
     let (owner, bob, room_id) = room_with_bob(&app).await;
     let mut ws = WsClient::connect(&app, &bob.token).await;
     let start = ws.subscribe(&room_id, Some(0)).await;
-    let response = app
-        .client
-        .get(format!("{}/v1/rooms/{room_id}/events?since=0", app.address))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.open_events(&bob.token, &room_id, "?since=0").await;
     assert_eq!(response.status(), 200);
     assert!(
         response.headers()["content-type"]

@@ -39,13 +39,7 @@ async fn watched() -> Watched {
     watcher.subscribe(&room_id, None).await;
     let mut socket = WsClient::connect(&b, &bob.token).await;
     socket.subscribe(&room_id, None).await;
-    let events = b
-        .client
-        .get(format!("{}/v1/rooms/{room_id}/events", b.address))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
+    let events = b.open_events(&bob.token, &room_id, "").await;
     assert_eq!(events.status(), 200);
     wait_for_presence(&mut watcher, "online").await;
     Watched {
@@ -212,13 +206,7 @@ async fn deleting_the_tenant_ends_every_stream_of_it_on_every_instance() {
 async fn an_event_stream_ends_when_its_token_expires() {
     let app = crate::helpers::spawn_app_with(|config| config.access_token_ttl_seconds = 2).await;
     let (_owner, bob, room_id) = room_with_bob(&app).await;
-    let events = app
-        .client
-        .get(format!("{}/v1/rooms/{room_id}/events", app.address))
-        .bearer_auth(&bob.token)
-        .send()
-        .await
-        .unwrap();
+    let events = app.open_events(&bob.token, &room_id, "").await;
     assert_eq!(events.status(), 200);
     assert!(
         ends_within(events, Duration::from_secs(5)).await,
