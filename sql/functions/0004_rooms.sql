@@ -61,18 +61,26 @@ begin
 end
 $$;
 
+-- Fails with 403 not_a_member unless the role is a member's (not null); returns it.
+create function hark_api.require_role(p_role text)
+returns text
+language plpgsql
+as $$
+begin
+    if p_role is null then
+        perform hark_api.fail(403, 'not_a_member', 'Only members of the room may do this');
+    end if;
+    return p_role;
+end
+$$;
+
 -- Fails with 403 not_a_member unless the current user is a member; returns their role.
 create function hark_api.require_member(p_room_id uuid)
 returns text
 language plpgsql
 as $$
-declare
-    v_role text := hark_api.member_role(p_room_id);
 begin
-    if v_role is null then
-        perform hark_api.fail(403, 'not_a_member', 'Only members of the room may do this');
-    end if;
-    return v_role;
+    return hark_api.require_role(hark_api.member_role(p_room_id));
 end
 $$;
 
@@ -102,34 +110,65 @@ begin
 end
 $$;
 
-create function hark_api.require_not_archived(p_room hark.rooms)
+create function hark_api.require_open(p_archived boolean)
 returns void
 language plpgsql
 as $$
 begin
-    if p_room.archived_at is not null then
+    if p_archived then
         perform hark_api.fail(409, 'room_archived', 'The room is archived: its history stays readable, nothing new is accepted');
     end if;
 end
 $$;
 
--- Appends an event to a room's log with the next seq. The caller holds the room's
--- row lock (the update below would take it anyway), so seqs are gapless and in
--- commit order per room.
-create function hark_api.append_event(p_room_id uuid, p_type text, p_data jsonb)
+create function hark_api.require_not_archived(p_room hark.rooms)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.require_open(p_room.archived_at is not null);
+end
+$$;
+
+-- Appends events to a room's log with the next seqs, and tells the room's listeners:
+-- the one way every writer (sends, batches, edits, deletes, reactions, membership and
+-- room changes) records and announces a change. p_events is an array of
+-- {type, data, actor_id?} (the actor defaults to the current user). The caller holds
+-- the room's row lock (the update below would take it anyway), so seqs are gapless and
+-- in commit order per room. Answers the new last seq.
+create function hark_api.append_events(p_room_id uuid, p_events jsonb, p_traceparent text)
 returns bigint
 language plpgsql
 as $$
 declare
-    v_seq bigint;
+    v_count integer := jsonb_array_length(p_events);
+    v_tenant_id uuid := hark_api.current_tenant_id();
+    v_last bigint;
+    v_written jsonb;
 begin
     update hark.rooms
-    set last_seq = last_seq + 1, last_event_at = now()
+    set last_seq = last_seq + v_count, last_event_at = now()
     where id = p_room_id
-    returning last_seq into v_seq;
-    insert into hark.room_events (tenant_id, room_id, seq, type, actor_id, data)
-    values (hark_api.current_tenant_id(), p_room_id, v_seq, p_type, hark_api.current_user_id(), p_data);
-    return v_seq;
+    returning last_seq into v_last;
+    with written as (
+        insert into hark.room_events (tenant_id, room_id, seq, type, actor_id, data)
+        select v_tenant_id, p_room_id, v_last - v_count + e.position, e.event ->> 'type',
+               coalesce((e.event ->> 'actor_id')::uuid, hark_api.current_user_id()), e.event -> 'data'
+        from jsonb_array_elements(p_events) with ordinality as e(event, position)
+        returning *)
+    select jsonb_agg(hark_api.event_json(written) order by written.seq) into v_written from written;
+    perform hark_api.publish_events(v_tenant_id, p_room_id, v_written, v_last, p_traceparent);
+    return v_last;
+end
+$$;
+
+-- Appends one event by the current user (see append_events).
+create function hark_api.append_event(p_room_id uuid, p_type text, p_data jsonb)
+returns bigint
+language plpgsql
+as $$
+begin
+    return hark_api.append_events(p_room_id, jsonb_build_array(jsonb_build_object('type', p_type, 'data', p_data)), null);
 end
 $$;
 

@@ -1,9 +1,10 @@
 -- Messages, their edit history, reactions, read markers and the room event log as
 -- clients read it.
 
--- The shape of a message, with the given reactions. PL/pgSQL rather than SQL so that
--- its plans are cached across calls: it runs once per message sent.
-create function hark_api.message_json_with(p_message hark.messages, p_reactions jsonb)
+-- The shape of a message, with its sender as shown and the given reactions: the one
+-- builder of a message's JSON (answers, events and batches alike). PL/pgSQL rather
+-- than SQL so that its plans are cached across calls: it runs once per message sent.
+create function hark_api.message_json_of(p_message hark.messages, p_sender jsonb, p_reactions jsonb)
 returns jsonb
 language plpgsql
 stable
@@ -13,7 +14,7 @@ begin
         'id', p_message.id,
         'room_id', p_message.room_id,
         'seq', p_message.seq,
-        'sender', hark_api.user_ref(p_message.sender_id),
+        'sender', p_sender,
         'kind', p_message.kind,
         'body', p_message.body,
         'attachment', p_message.attachment,
@@ -24,6 +25,17 @@ begin
         'deleted', p_message.deleted_at is not null,
         'deleted_at', p_message.deleted_at,
         'reactions', p_reactions);
+end
+$$;
+
+-- The shape of a message, with the given reactions.
+create function hark_api.message_json_with(p_message hark.messages, p_reactions jsonb)
+returns jsonb
+language plpgsql
+stable
+as $$
+begin
+    return hark_api.message_json_of(p_message, hark_api.user_ref(p_message.sender_id), p_reactions);
 end
 $$;
 
@@ -127,8 +139,57 @@ begin
 end
 $$;
 
+-- The rules of sending, the one copy of them: hark_api.message_send and
+-- hark_api.message_send_batch both call it, under the room's lock, with the sender's
+-- role in the room (null: not a member) and whether the room is archived. p_pending
+-- holds what a batch accepted before this item and has not written yet: the message
+-- JSON by "room/sender/client id", and the room of each new message by its id.
+-- Answers the earlier message with the same client id (the send is answered with it
+-- and writes nothing), or null: the message may be sent.
+create function hark_api.message_check(
+    p_role text, p_archived boolean, p_room_id uuid, p_user_id uuid,
+    p_kind text, p_body text, p_attachment jsonb, p_reply_to_id uuid, p_client_id text,
+    p_max_body_bytes integer, p_pending jsonb)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_key text;
+    v_existing hark.messages;
+begin
+    perform hark_api.require_role(p_role);
+    perform hark_api.require_open(p_archived);
+    if p_client_id is not null then
+        if char_length(p_client_id) not between 1 and 100 then
+            perform hark_api.fail(422, 'invalid_client_id', 'The client id must be 1 to 100 characters', 'client_id');
+        end if;
+        v_key := p_room_id || '/' || p_user_id || '/' || p_client_id;
+        if p_pending ? v_key then
+            return p_pending -> v_key;
+        end if;
+        select * into v_existing from hark.messages
+        where room_id = p_room_id and sender_id = p_user_id and client_id = p_client_id;
+        if v_existing.id is not null then
+            return hark_api.message_json(v_existing, p_user_id);
+        end if;
+    end if;
+    perform hark_api.validate_message(p_kind, p_body, p_attachment, p_max_body_bytes);
+    if p_kind = 'system' and p_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room send system messages');
+    end if;
+    if p_reply_to_id is not null
+       and (p_pending ->> p_reply_to_id::text) is distinct from p_room_id::text
+       and not exists (select from hark.messages where id = p_reply_to_id and room_id = p_room_id) then
+        perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
+    end if;
+    return null;
+end
+$$;
+
 -- Sends a message. A client id makes the send idempotent: sending again with the same
--- client id answers the original message (created = false) and writes nothing.
+-- client id answers the original message (created = false) and writes nothing. The
+-- rules are hark_api.message_check's; p_traceparent, when the send is traced, rides
+-- in its notification.
 create function hark_api.message_send(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
     p_room_id uuid, p_message_id uuid, p_kind text, p_body text, p_attachment jsonb,
@@ -138,36 +199,17 @@ language plpgsql
 as $$
 declare
     v_room hark.rooms;
-    v_role text;
     v_message hark.messages;
-    v_seq bigint;
+    v_existing jsonb;
     v_json jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    -- The sender's trace context rides in the event's notification (notify_room_event).
-    if p_traceparent is not null then
-        perform set_config('hark.traceparent', p_traceparent, true);
-    end if;
     v_room := hark_api.lock_room(p_room_id);
-    v_role := hark_api.require_member(p_room_id);
-    perform hark_api.require_not_archived(v_room);
-    if p_client_id is not null then
-        if char_length(p_client_id) not between 1 and 100 then
-            perform hark_api.fail(422, 'invalid_client_id', 'The client id must be 1 to 100 characters', 'client_id');
-        end if;
-        select * into v_message from hark.messages
-        where room_id = p_room_id and sender_id = p_user_id and client_id = p_client_id;
-        if v_message.id is not null then
-            return jsonb_build_object('created', false, 'message', hark_api.message_json(v_message, p_user_id));
-        end if;
-    end if;
-    perform hark_api.validate_message(p_kind, p_body, p_attachment, p_max_body_bytes);
-    if p_kind = 'system' and v_role not in ('owner', 'admin') then
-        perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room send system messages');
-    end if;
-    if p_reply_to_id is not null and not exists (
-        select from hark.messages where id = p_reply_to_id and room_id = p_room_id) then
-        perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
+    v_existing := hark_api.message_check(
+        hark_api.member_role(p_room_id), v_room.archived_at is not null, p_room_id, p_user_id,
+        p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, '{}');
+    if v_existing is not null then
+        return jsonb_build_object('created', false, 'message', v_existing);
     end if;
     insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id, client_id)
     values (p_tenant_id, p_message_id, p_room_id, v_room.last_seq + 1, p_user_id, p_kind, coalesce(p_body, ''),
@@ -175,9 +217,9 @@ begin
     returning * into v_message;
     -- A new message has no reactions: its shape is built once, for the event and the answer.
     v_json := hark_api.message_json_with(v_message, '[]'::jsonb);
-    v_seq := hark_api.append_event(p_room_id, 'message.created', v_json);
-    if v_seq <> v_message.seq then
-        raise exception 'seq mismatch: message % got % but its event %', v_message.id, v_message.seq, v_seq;
+    if hark_api.append_events(p_room_id, jsonb_build_array(jsonb_build_object(
+           'type', 'message.created', 'data', v_json)), p_traceparent) <> v_message.seq then
+        raise exception 'seq mismatch: message % got seq % but not its event', v_message.id, v_message.seq;
     end if;
     return jsonb_build_object('created', true, 'message', v_json);
 end
@@ -465,10 +507,8 @@ begin
     -- A read marker that moved is a signal for the room's subscribers (read
     -- receipts, the reader's other devices), like typing: by NOTIFY, not in the log.
     if v_last_read > coalesce(v_before, 0) then
-        perform pg_notify(hark_api.room_channel(p_room_id), jsonb_build_object(
-            'tenant_id', p_tenant_id,
-            'read', jsonb_build_object('room_id', p_room_id, 'user', hark_api.user_ref(p_user_id),
-                                       'seq', v_last_read))::text);
+        perform hark_api.publish_signal(p_tenant_id, p_room_id, 'read', jsonb_build_object(
+            'user', hark_api.user_ref(p_user_id), 'seq', v_last_read));
     end if;
     return jsonb_build_object(
         'room_id', p_room_id,

@@ -1,4 +1,4 @@
--- Real-time delivery: the trigger that wakes instances up, the reads an instance makes
+-- Real-time delivery: the notifier that wakes instances up, the reads an instance makes
 -- for its subscribers, and the ephemeral signals (typing, presence) that travel by
 -- NOTIFY without touching tables.
 
@@ -10,38 +10,44 @@ language sql
 immutable
 as $$ select 'hark_room_' || replace(p_room_id::text, '-', '') $$;
 
--- Wakes the instances listening on the room. The payload carries the event when it
--- fits well under NOTIFY's 8000-byte limit, and only its seq otherwise; either way
--- the log stays the one copy (instances read it for gaps and big events).
-create function hark_api.notify_room_event()
-returns trigger
+-- Tells the instances listening on a room about events just appended to its log:
+-- the one notifier (hark_api.append_events calls it, once per room per write). The
+-- payload carries the events when it fits well under NOTIFY's 8000-byte limit
+-- ({"kind": "events"}), and only the newest seq otherwise ({"kind": "wake"}): either
+-- way the log stays the one copy, which instances read for gaps and big events. A
+-- write's trace context, when it is traced, rides along, so that the fan-out on every
+-- instance joins its trace; nothing of it is stored.
+create function hark_api.publish_events(
+    p_tenant_id uuid, p_room_id uuid, p_events jsonb, p_last_seq bigint, p_traceparent text)
+returns void
 language plpgsql
 as $$
 declare
-    v_payload text;
-    v_traceparent text := nullif(current_setting('hark.traceparent', true), '');
+    v_payload jsonb := jsonb_build_object(
+        'kind', 'events', 'tenant_id', p_tenant_id, 'room_id', p_room_id, 'events', p_events);
 begin
-    -- A batch (hark_api.message_send_batch) sends one notification per room itself.
-    if current_setting('hark.batch_notify', true) = 'deferred' then
-        return null;
+    if octet_length(v_payload::text) > 7000 then
+        v_payload := jsonb_build_object(
+            'kind', 'wake', 'tenant_id', p_tenant_id, 'room_id', p_room_id, 'seq', p_last_seq);
     end if;
-    v_payload := jsonb_build_object('tenant_id', new.tenant_id, 'event', hark_api.event_json(new))::text;
-    if octet_length(v_payload) > 7000 then
-        v_payload := jsonb_build_object('tenant_id', new.tenant_id, 'room_id', new.room_id, 'seq', new.seq)::text;
+    if p_traceparent is not null then
+        v_payload := v_payload || jsonb_build_object('traceparent', p_traceparent);
     end if;
-    -- A send's trace context (set by hark_api.message_send when the sender is traced)
-    -- travels with its event, so that the fan-out on every instance joins its trace.
-    if v_traceparent is not null then
-        v_payload := (v_payload::jsonb || jsonb_build_object('traceparent', v_traceparent))::text;
-    end if;
-    perform pg_notify(hark_api.room_channel(new.room_id), v_payload);
-    return null;
+    perform pg_notify(hark_api.room_channel(p_room_id), v_payload::text);
 end
 $$;
 
-create trigger room_events_notify
-    after insert on hark.room_events
-    for each row execute function hark_api.notify_room_event();
+-- Sends an ephemeral signal (typing, a moved read marker) to a room's listeners.
+-- Nothing is stored; the payload names its kind like publish_events'.
+create function hark_api.publish_signal(p_tenant_id uuid, p_room_id uuid, p_kind text, p_fields jsonb)
+returns void
+language plpgsql
+as $$
+begin
+    perform pg_notify(hark_api.room_channel(p_room_id), (jsonb_build_object(
+        'kind', p_kind, 'tenant_id', p_tenant_id, 'room_id', p_room_id) || p_fields)::text);
+end
+$$;
 
 -- Checks that the caller may subscribe to a room (a member) and answers what the
 -- subscription needs: the room's tenant and newest seq, and the caller as others see
@@ -103,9 +109,7 @@ begin
     if octet_length(v_user::text) > 3000 then
         v_user := jsonb_build_object('id', v_user -> 'id', 'username', v_user -> 'username');
     end if;
-    perform pg_notify(hark_api.room_channel(p_room_id), jsonb_build_object(
-        'tenant_id', p_tenant_id,
-        'typing', jsonb_build_object('room_id', p_room_id, 'user', v_user))::text);
+    perform hark_api.publish_signal(p_tenant_id, p_room_id, 'typing', jsonb_build_object('user', v_user));
 end
 $$;
 

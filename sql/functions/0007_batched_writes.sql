@@ -1,9 +1,10 @@
--- Batched message writes (invariant 7). A notifying transaction cannot group-commit,
+-- Batched message writes (invariant 10). A notifying transaction cannot group-commit,
 -- so an instance sends the messages waiting at the same moment as one batch: one
--- transaction, one notification per room. The rules are the same as in
--- hark_api.message_send, checked item by item (a bad item fails alone with its own
--- error), but the writes are set-based: one INSERT of messages and one of events per
--- tenant, one UPDATE per room.
+-- transaction, one notification per room. Each item is checked by the same rules as
+-- hark_api.message_send (hark_api.message_check: a bad item fails alone with its own
+-- error), its JSON is built by the same builder, and its event is appended by the same
+-- writer; only the writes are set-based: one INSERT of messages per tenant, and one
+-- hark_api.append_events per room.
 
 -- Sends a batch of messages. p_items is an array of objects with the arguments of
 -- hark_api.message_send (tenant_id, user_id, session_id, room_id, message_id, kind,
@@ -23,8 +24,9 @@ declare
     v_checked_sessions jsonb := '{}';
     v_roles jsonb := '{}';
     v_senders jsonb := '{}';
-    v_in_batch jsonb := '{}';
-    v_new jsonb[] := '{}';
+    v_pending jsonb := '{}';
+    v_new hark.messages[] := '{}';
+    v_row hark.messages;
     v_results jsonb[] := '{}';
     v_state text;
     v_message text;
@@ -34,13 +36,9 @@ declare
     v_key text;
     v_role text;
     v_room_state jsonb;
-    v_seq bigint;
-    v_existing hark.messages;
+    v_existing jsonb;
     v_json jsonb;
-    v_attachment jsonb;
-    v_new_rows jsonb;
-    v_events jsonb;
-    v_payload text;
+    v_events jsonb[] := '{}';
 begin
     -- Rooms are locked in id order, whatever the order of the items, so that batches
     -- of several instances touching the same rooms cannot deadlock. Each room is
@@ -92,68 +90,29 @@ begin
                 v_role := hark_api.member_role(v_item.room_id);
                 v_roles := v_roles || jsonb_build_object(v_key, v_role);
             end if;
-            if v_role is null then
-                perform hark_api.fail(403, 'not_a_member', 'Only members of the room may do this');
-            end if;
-            if (v_room_state ->> 'archived')::boolean then
-                perform hark_api.fail(409, 'room_archived', 'The room is archived: its history stays readable, nothing new is accepted');
-            end if;
-            if v_item.client_id is not null then
-                if char_length(v_item.client_id) not between 1 and 100 then
-                    perform hark_api.fail(422, 'invalid_client_id', 'The client id must be 1 to 100 characters', 'client_id');
-                end if;
-                v_key := v_item.room_id || '/' || v_item.user_id || '/' || v_item.client_id;
-                if v_in_batch ? v_key then
-                    v_results := array_append(v_results, jsonb_build_object('ok', jsonb_build_object(
-                        'created', false, 'message', v_in_batch -> v_key)));
-                    continue;
-                end if;
-                select * into v_existing from hark.messages
-                where room_id = v_item.room_id and sender_id = v_item.user_id and client_id = v_item.client_id;
-                if v_existing.id is not null then
-                    v_results := array_append(v_results, jsonb_build_object('ok', jsonb_build_object(
-                        'created', false, 'message', hark_api.message_json(v_existing, v_item.user_id))));
-                    continue;
-                end if;
-            end if;
-            perform hark_api.validate_message(v_item.kind, v_item.body, v_item.attachment, p_max_body_bytes);
-            if v_item.kind = 'system' and v_role not in ('owner', 'admin') then
-                perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room send system messages');
-            end if;
-            if v_item.reply_to_id is not null
-               and not exists (select from hark.messages where id = v_item.reply_to_id and room_id = v_item.room_id)
-               and not exists (select from unnest(v_new) row
-                               where row ->> 'id' = v_item.reply_to_id::text and row ->> 'room_id' = v_item.room_id::text) then
-                perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
+            v_existing := hark_api.message_check(
+                v_role, (v_room_state ->> 'archived')::boolean, v_item.room_id, v_item.user_id,
+                v_item.kind, v_item.body, v_item.attachment, v_item.reply_to_id, v_item.client_id,
+                p_max_body_bytes, v_pending);
+            if v_existing is not null then
+                v_results := array_append(v_results, jsonb_build_object('ok', jsonb_build_object(
+                    'created', false, 'message', v_existing)));
+                continue;
             end if;
             if not v_senders ? v_item.user_id::text then
                 v_senders := v_senders || jsonb_build_object(v_item.user_id::text, hark_api.user_ref(v_item.user_id));
             end if;
-            v_seq := (v_room_state ->> 'next_seq')::bigint + 1;
-            v_rooms := jsonb_set(v_rooms, array[v_item.room_id::text, 'next_seq'], to_jsonb(v_seq));
-            -- The same shape as hark_api.message_json_with of the row written below.
-            v_json := jsonb_build_object(
-                'id', v_item.message_id,
-                'room_id', v_item.room_id,
-                'seq', v_seq,
-                'sender', v_senders -> v_item.user_id::text,
-                'kind', v_item.kind,
-                'body', v_item.body,
-                'attachment', v_item.attachment,
-                'reply_to_id', v_item.reply_to_id,
-                'client_id', v_item.client_id,
-                'created_at', now(),
-                'edited_at', null,
-                'deleted', false,
-                'deleted_at', null,
-                'reactions', '[]'::jsonb);
-            v_new := array_append(v_new, jsonb_build_object(
-                'tenant_id', v_item.tenant_id, 'id', v_item.message_id, 'room_id', v_item.room_id,
-                'seq', v_seq, 'sender_id', v_item.user_id, 'kind', v_item.kind, 'body', v_item.body,
-                'attachment', v_item.attachment, 'reply_to_id', v_item.reply_to_id,
-                'client_id', v_item.client_id, 'json', v_json));
+            v_row := row(v_item.tenant_id, v_item.message_id, v_item.room_id,
+                         (v_room_state ->> 'next_seq')::bigint + 1, v_item.user_id, v_item.kind, v_item.body,
+                         v_item.attachment, v_item.reply_to_id, v_item.client_id, now(), null, null)::hark.messages;
+            v_json := hark_api.message_json_of(v_row, v_senders -> v_item.user_id::text, '[]'::jsonb);
+            v_rooms := jsonb_set(v_rooms, array[v_item.room_id::text, 'next_seq'], to_jsonb(v_row.seq));
+            v_events := array_append(v_events, jsonb_build_object(
+                'room_id', v_item.room_id, 'type', 'message.created', 'actor_id', v_item.user_id, 'data', v_json));
+            v_new := array_append(v_new, v_row);
+            v_pending := v_pending || jsonb_build_object(v_item.message_id::text, v_item.room_id);
             if v_item.client_id is not null then
-                v_in_batch := v_in_batch || jsonb_build_object(
+                v_pending := v_pending || jsonb_build_object(
                     v_item.room_id || '/' || v_item.user_id || '/' || v_item.client_id, v_json);
             end if;
             v_results := array_append(v_results, jsonb_build_object('ok', jsonb_build_object(
@@ -171,54 +130,26 @@ begin
         end;
     end loop;
 
-    -- The writes, per tenant (row-level security), with the row trigger quiet: one
-    -- notification per room follows.
-    perform set_config('hark.batch_notify', 'deferred', true);
-    v_new_rows := to_jsonb(v_new);
-    for v_tenant in select distinct (row ->> 'tenant_id')::uuid from jsonb_array_elements(v_new_rows) row loop
+    -- The writes, per tenant (row-level security): the messages, then each room's
+    -- events through the one event writer, which sends the room's notification.
+    for v_tenant in select distinct tenant_id from unnest(v_new) loop
         perform hark_api.enter(v_tenant, null);
-        insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id, client_id)
-        select v_tenant, (row ->> 'id')::uuid, (row ->> 'room_id')::uuid, (row ->> 'seq')::bigint,
-               (row ->> 'sender_id')::uuid, row ->> 'kind', row ->> 'body',
-               case when jsonb_typeof(row -> 'attachment') = 'object' then row -> 'attachment' end,
-               (row ->> 'reply_to_id')::uuid, row ->> 'client_id'
-        from jsonb_array_elements(v_new_rows) row
-        where (row ->> 'tenant_id')::uuid = v_tenant
-        order by (row ->> 'seq')::bigint;
-        insert into hark.room_events (tenant_id, room_id, seq, type, actor_id, data)
-        select v_tenant, (row ->> 'room_id')::uuid, (row ->> 'seq')::bigint, 'message.created',
-               (row ->> 'sender_id')::uuid, row -> 'json'
-        from jsonb_array_elements(v_new_rows) row
-        where (row ->> 'tenant_id')::uuid = v_tenant;
-    end loop;
-    perform set_config('hark.batch_notify', '', true);
-
-    for v_room in
-        select key::uuid as room_id, (value ->> 'tenant_id')::uuid as tenant_id,
-               (value ->> 'first_seq')::bigint as first_seq, (value ->> 'next_seq')::bigint as next_seq
-        from jsonb_each(v_rooms)
-        where (value ->> 'next_seq')::bigint > (value ->> 'first_seq')::bigint
-        order by key
-    loop
-        perform hark_api.enter(v_room.tenant_id, null);
-        update hark.rooms set last_seq = v_room.next_seq, last_event_at = now() where id = v_room.room_id;
-        select jsonb_agg(jsonb_build_object(
-                   'room_id', v_room.room_id, 'seq', (row ->> 'seq')::bigint, 'type', 'message.created',
-                   'actor_id', row ->> 'sender_id', 'at', now(), 'data', row -> 'json')
-               order by (row ->> 'seq')::bigint)
-        into v_events
-        from jsonb_array_elements(v_new_rows) row
-        where (row ->> 'room_id')::uuid = v_room.room_id;
-        v_payload := jsonb_build_object('tenant_id', v_room.tenant_id, 'events', v_events)::text;
-        if octet_length(v_payload) > 7000 then
-            v_payload := jsonb_build_object(
-                'tenant_id', v_room.tenant_id, 'room_id', v_room.room_id, 'seq', v_room.next_seq)::text;
-        end if;
-        -- The batch's trace context, when it is traced (see notify_room_event).
-        if p_traceparent is not null then
-            v_payload := (v_payload::jsonb || jsonb_build_object('traceparent', p_traceparent))::text;
-        end if;
-        perform pg_notify(hark_api.room_channel(v_room.room_id), v_payload);
+        insert into hark.messages
+        select * from unnest(v_new) new where new.tenant_id = v_tenant order by new.seq;
+        for v_room in
+            select (event ->> 'room_id')::uuid as room_id,
+                   (v_rooms -> (event ->> 'room_id') ->> 'next_seq')::bigint as next_seq,
+                   jsonb_agg(event - 'room_id' order by position) as events
+            from unnest(v_events) with ordinality as events(event, position)
+            where (v_rooms -> (event ->> 'room_id') ->> 'tenant_id')::uuid = v_tenant
+            group by event ->> 'room_id'
+            order by 1
+        loop
+            if hark_api.append_events(v_room.room_id, v_room.events, p_traceparent) <> v_room.next_seq then
+                raise exception 'seq mismatch: the batch''s messages in room % end at % but not its events',
+                    v_room.room_id, v_room.next_seq;
+            end if;
+        end loop;
     end loop;
     return to_jsonb(v_results);
 end

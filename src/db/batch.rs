@@ -92,6 +92,8 @@ pub struct BatchStats {
     pub batches: AtomicU64,
     /// Sends written in those batches.
     pub batched_items: AtomicU64,
+    /// Sends queued and not yet taken by their worker: what the next batch will hold.
+    pub waiting: AtomicU64,
 }
 
 /// The instance's message writer: one queue and worker per shard of rooms, so that
@@ -154,6 +156,7 @@ impl MessageWriter {
             span: tracing::Span::current(),
         };
         let shard = (room_id.as_u128() % self.shards.len() as u128) as usize;
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
         let queued = self.shards[shard].send(pending).is_ok();
         futures_util::future::Either::Right(async move {
             if !queued {
@@ -194,6 +197,9 @@ async fn work(
                 Err(_) => break,
             }
         }
+        stats
+            .waiting
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         METRICS.write_batch_size.observe(batch.len() as f64);
         let span = batch_span(&batch);
         async {

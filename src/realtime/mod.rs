@@ -508,43 +508,60 @@ fn fan_out(entry: &RoomEntry, outbound: impl Fn() -> Outbound) {
     }
 }
 
-/// A room notification's payload.
+/// A room channel's notification, as `hark_api.publish_events` and
+/// `hark_api.publish_signal` write it: the kind says which.
 #[derive(serde::Deserialize)]
-struct RoomNotification {
-    /// The room's tenant.
-    tenant_id: Uuid,
-    /// One event (the row trigger).
-    event: Option<RoomEvent>,
-    /// Several events (a write batch).
-    events: Option<Vec<RoomEvent>>,
-    /// The room, when the events were too big for the payload.
-    room_id: Option<Uuid>,
-    /// The newest seq, when the events were too big for the payload.
-    seq: Option<i64>,
-    /// A typing signal instead of events.
-    typing: Option<TypingSignal>,
-    /// A moved read marker instead of events.
-    read: Option<ReadSignal>,
-    /// The W3C trace context of the write, when it was traced.
-    traceparent: Option<String>,
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum RoomNotification {
+    /// Events just appended to the room's log, in seq order.
+    Events {
+        /// The room's tenant.
+        tenant_id: Uuid,
+        /// The room.
+        room_id: Uuid,
+        /// The events.
+        events: Vec<RoomEvent>,
+        /// The W3C trace context of the write, when it was traced.
+        traceparent: Option<String>,
+    },
+    /// Events too big for the payload: read the log up to `seq`.
+    Wake {
+        /// The room's tenant.
+        tenant_id: Uuid,
+        /// The room.
+        room_id: Uuid,
+        /// The newest seq written.
+        seq: i64,
+        /// The W3C trace context of the write, when it was traced.
+        traceparent: Option<String>,
+    },
+    /// A member is typing.
+    Typing {
+        /// The room.
+        room_id: Uuid,
+        /// Who is typing.
+        user: serde_json::Value,
+    },
+    /// A member's read marker moved.
+    Read {
+        /// The room.
+        room_id: Uuid,
+        /// Who read.
+        user: serde_json::Value,
+        /// Up to which seq.
+        seq: i64,
+    },
 }
 
-#[derive(serde::Deserialize)]
-struct ReadSignal {
-    /// The room.
-    room_id: Uuid,
-    /// Who read.
-    user: serde_json::Value,
-    /// Up to which seq.
-    seq: i64,
-}
-
-#[derive(serde::Deserialize)]
-struct TypingSignal {
-    /// The room.
-    room_id: Uuid,
-    /// Who is typing.
-    user: serde_json::Value,
+impl RoomNotification {
+    fn traceparent(&self) -> Option<&str> {
+        match self {
+            Self::Events { traceparent, .. } | Self::Wake { traceparent, .. } => {
+                traceparent.as_deref()
+            }
+            Self::Typing { .. } | Self::Read { .. } => None,
+        }
+    }
 }
 
 /// The dispatcher: turns notifications into fan-out, in order per room.
@@ -599,7 +616,7 @@ async fn dispatch(hub: std::sync::Weak<HubInner>, mut notices: mpsc::UnboundedRe
                     messaging.operation.type = "receive",
                     messaging.destination.name = %channel,
                 );
-                if let Some(traceparent) = &notification.traceparent {
+                if let Some(traceparent) = notification.traceparent() {
                     crate::telemetry::parent_from_traceparent(&span, traceparent);
                 }
                 receive_room_notification(&inner, notification)
@@ -613,46 +630,49 @@ async fn dispatch(hub: std::sync::Weak<HubInner>, mut notices: mpsc::UnboundedRe
 /// Delivers what one room notification says: a typing signal, a read marker, events,
 /// or where to read them in the log.
 async fn receive_room_notification(inner: &HubInner, notification: RoomNotification) {
-    if let Some(typing) = notification.typing {
-        let frame: Arc<str> = protocol::typing(
-            typing.room_id,
-            &typing.user,
-            inner.settings.typing_ttl.as_millis() as u64,
-        )
-        .into();
-        let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = rooms.get(&typing.room_id) {
-            fan_out(entry, || Outbound::Frame(frame.clone()));
+    match notification {
+        RoomNotification::Typing { room_id, user } => {
+            let frame: Arc<str> =
+                protocol::typing(room_id, &user, inner.settings.typing_ttl.as_millis() as u64)
+                    .into();
+            let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = rooms.get(&room_id) {
+                fan_out(entry, || Outbound::Frame(frame.clone()));
+            }
         }
-        return;
-    }
-    if let Some(read) = notification.read {
-        let frame: Arc<str> = protocol::read(read.room_id, &read.user, read.seq).into();
-        let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = rooms.get(&read.room_id) {
-            fan_out(entry, || Outbound::Frame(frame.clone()));
+        RoomNotification::Read { room_id, user, seq } => {
+            let frame: Arc<str> = protocol::read(room_id, &user, seq).into();
+            let rooms = inner.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = rooms.get(&room_id) {
+                fan_out(entry, || Outbound::Frame(frame.clone()));
+            }
         }
-        return;
-    }
-    if let Some(events) = notification.events {
-        // A batch: one notification with the room's events in seq order.
-        for event in events {
-            deliver_event(inner, notification.tenant_id, event).await;
+        RoomNotification::Events {
+            tenant_id,
+            room_id,
+            events,
+            ..
+        } => {
+            if current_delivered(inner, room_id).is_none() {
+                return;
+            }
+            for event in events {
+                deliver_event(inner, tenant_id, event).await;
+            }
         }
-        return;
-    }
-    match (notification.event, notification.room_id, notification.seq) {
-        (Some(event), _, _) => deliver_event(inner, notification.tenant_id, event).await,
-        (None, Some(room_id), Some(seq)) => {
+        RoomNotification::Wake {
+            tenant_id,
+            room_id,
+            seq,
+            ..
+        } => {
             // A room nobody here subscribes to any more (the notification was in
             // flight at UNLISTEN) is skipped.
             if let Some(delivered) = current_delivered(inner, room_id) {
                 let delivered = delivered.unwrap_or(seq - 1);
-                deliver_from_log(inner, notification.tenant_id, room_id, delivered, Some(seq))
-                    .await;
+                deliver_from_log(inner, tenant_id, room_id, delivered, Some(seq)).await;
             }
         }
-        _ => tracing::warn!("room notification without an event"),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Messages: sending, idempotency, history paging, edits, deletion, reactions, read
 //! markers and unread counts, and the event each change appends.
 
+use std::sync::atomic::Ordering;
+
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, id_of, room_with_bob, spawn_app};
@@ -731,6 +733,177 @@ async fn a_batch_with_one_invalid_message_commits_the_others_and_answers_each_se
         );
     }
     assert_eq!(app.count_rows("messages").await, 58);
+}
+
+#[tokio::test]
+async fn every_bad_send_in_a_batch_is_refused_by_the_same_rules_as_a_lone_send() {
+    // One writer whose lone first send waits for a room lock held here: every send
+    // made meanwhile queues behind it, and they are written as one batch once the lock
+    // is released, whatever the timing.
+    let app = crate::helpers::spawn_app_with(|config| config.write_workers = 1).await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let archived = id_of(&app.create_room(&owner.token, "old", "private").await);
+    app.add_member(&owner.token, &archived, &bob.user_id).await;
+    app.post(
+        &format!("/v1/rooms/{archived}/archive"),
+        Some(&owner.token),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let not_bobs = id_of(&app.create_room(&owner.token, "owners", "private").await);
+    let earlier = app
+        .post(
+            &format!("/v1/rooms/{room_id}/messages"),
+            Some(&bob.token),
+            json!({"body": "earlier", "client_id": "dup"}),
+        )
+        .await
+        .expect(201);
+
+    let (locker, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    locker.batch_execute("begin").await.expect("begin");
+    let room_uuid: uuid::Uuid = room_id.parse().unwrap();
+    locker
+        .execute(
+            "select 1 from hark.rooms where id = $1 for update",
+            &[&room_uuid],
+        )
+        .await
+        .expect("lock the room");
+    let stats = app.state.as_ref().unwrap().writer.stats.clone();
+    let first = {
+        let (app, client) = (app.address.clone(), app.client.clone());
+        let (token, room_id) = (owner.token.clone(), room_id.clone());
+        tokio::spawn(async move {
+            client
+                .post(format!("{app}/v1/rooms/{room_id}/messages"))
+                .bearer_auth(token)
+                .json(&json!({"body": "first"}))
+                .send()
+                .await
+                .map(|response| response.status().as_u16())
+        })
+    };
+    wait_until(|| stats.single_writes.load(Ordering::Relaxed) == 1).await;
+
+    let in_room = format!("/v1/rooms/{room_id}/messages");
+    let cases: Vec<(&str, String, Value, u16, &str)> = vec![
+        (
+            "too long",
+            in_room.clone(),
+            json!({"body": "x".repeat(16 * 1024 + 1)}),
+            422,
+            "body_too_long",
+        ),
+        (
+            "blank",
+            in_room.clone(),
+            json!({"body": " \n "}),
+            422,
+            "empty_body",
+        ),
+        (
+            "image without file",
+            in_room.clone(),
+            json!({"kind": "image"}),
+            422,
+            "attachment_required",
+        ),
+        (
+            "system by a member",
+            in_room.clone(),
+            json!({"kind": "system", "body": "hi"}),
+            403,
+            "forbidden",
+        ),
+        (
+            "reply to nothing",
+            in_room.clone(),
+            json!({"body": "re", "reply_to_id": uuid::Uuid::now_v7()}),
+            422,
+            "invalid_reply_to",
+        ),
+        (
+            "not a member",
+            format!("/v1/rooms/{not_bobs}/messages"),
+            json!({"body": "hi"}),
+            403,
+            "not_a_member",
+        ),
+        (
+            "archived",
+            format!("/v1/rooms/{archived}/messages"),
+            json!({"body": "hi"}),
+            409,
+            "room_archived",
+        ),
+        (
+            "no such room",
+            format!("/v1/rooms/{}/messages", uuid::Uuid::now_v7()),
+            json!({"body": "hi"}),
+            404,
+            "room_not_found",
+        ),
+        (
+            "repeated client id",
+            in_room.clone(),
+            json!({"body": "again", "client_id": "dup"}),
+            200,
+            "",
+        ),
+        (
+            "new",
+            in_room.clone(),
+            json!({"body": "new", "client_id": "fresh"}),
+            201,
+            "",
+        ),
+    ];
+    let sends = futures_util::future::join_all(
+        cases
+            .iter()
+            .map(|(_, path, body, _, _)| app.post(path, Some(&bob.token), body.clone())),
+    );
+    let release = async {
+        wait_until(|| stats.waiting.load(Ordering::Relaxed) == cases.len() as u64).await;
+        locker
+            .batch_execute("commit")
+            .await
+            .expect("release the lock");
+    };
+    let (answers, ()) = tokio::join!(sends, release);
+    assert_eq!(first.await.unwrap().unwrap(), 201);
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 1, "one batch");
+    assert_eq!(
+        stats.batched_items.load(Ordering::Relaxed),
+        cases.len() as u64
+    );
+    for ((name, _, _, status, code), answer) in cases.iter().zip(answers) {
+        if code.is_empty() {
+            let message = answer.expect(*status);
+            if *name == "repeated client id" {
+                assert_eq!(message["id"], earlier["id"], "{name}");
+            }
+        } else {
+            answer.expect_error(*status, code);
+        }
+    }
+    assert_eq!(app.count_rows("messages").await, 3);
+}
+
+/// Polls a condition every 10 ms for up to 10 s.
+async fn wait_until(condition: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the condition did not come true within 10 s");
 }
 
 #[tokio::test]
