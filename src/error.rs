@@ -277,6 +277,20 @@ impl ApiResponse for ApiError {
     }
 }
 
+impl From<crate::realtime::subscription::SubscribeError> for ApiError {
+    fn from(error: crate::realtime::subscription::SubscribeError) -> Self {
+        use crate::realtime::subscription::SubscribeError;
+        match error {
+            SubscribeError::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Real-time delivery is not available right now; retry shortly",
+            ),
+            SubscribeError::Database(error) => error.into(),
+        }
+    }
+}
+
 impl From<DatabaseError> for ApiError {
     fn from(error: DatabaseError) -> Self {
         match error {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::db::{self, Database, MessageWriter};
 use crate::edge::Edge;
 use crate::limits::Limits;
-use crate::realtime::Hub;
+use crate::realtime::Node;
 
 /// What every request shares.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ pub struct AppState {
     /// Hashes and verifies passwords.
     pub passwords: PasswordHasher,
     /// Real-time delivery: subscriptions, the LISTEN connection, presence.
-    pub hub: Hub,
+    pub realtime: Node,
     /// Batches concurrent message sends into one transaction each.
     pub writer: MessageWriter,
     /// Rate limits and connection counts.
@@ -56,13 +56,13 @@ impl AppState {
         let db = Database::connect(&config.database())?;
         let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
         let passwords = PasswordHasher::new(config.passwords())?;
-        let hub = Hub::start(db.without_statement_timeout(), config.realtime());
+        let realtime = Node::start(db.without_statement_timeout(), config.realtime());
         let writer = MessageWriter::start(db.clone(), config.batches());
         Ok(Self {
             db,
             tokens,
             passwords,
-            hub,
+            realtime,
             writer,
             limits: Arc::new(Limits::from_config(&config)),
             config: Arc::new(config),
@@ -203,12 +203,12 @@ pub async fn serve(
         .map(|address| address.to_string())
         .unwrap_or_default();
     tracing::info!(%address, "serving");
-    let hub = state.hub.clone();
+    let realtime = state.realtime.clone();
     // On shutdown, WebSocket clients are told to reconnect elsewhere (1012) before the
     // server stops accepting and drains.
     let shutdown = async move {
         shutdown.await;
-        hub.shutdown();
+        realtime.shutdown();
     };
     Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(routes(state), shutdown, Some(grace))

@@ -77,7 +77,7 @@ impl HealthApi {
                 false
             }
         };
-        let listener = state.hub.is_ready();
+        let listener = state.realtime.is_ready();
         let up_or_down = |up: bool| Some(if up { "up" } else { "down" }.to_owned());
         let health = Health {
             status: if database && listener {

@@ -93,7 +93,7 @@ impl RealtimeApi {
             }
         }
         admission.identity = identity;
-        let max_frame = state.hub.settings().max_frame_bytes;
+        let max_frame = state.realtime.settings().max_frame_bytes;
         let mut config = WebSocketConfig::default();
         // The socket reads frames up to twice the limit, so that a frame just over it
         // is answered with `frame_too_large` instead of a dropped connection.
@@ -152,7 +152,7 @@ impl RealtimeApi {
         }
         let stream_slot = state.limits.streams.open(auth.caller().user_id)?;
         let grant = state.db.room_subscribe(auth.caller(), room_id.0).await?;
-        let stream = sse::subscribe(state.hub.clone(), auth.caller(), grant, since).await?;
+        let stream = sse::subscribe(state.realtime.clone(), auth.caller(), grant, since).await?;
         // The stream holds its slot in the user's count until the client goes away.
         let stream = futures_util::StreamExt::map(stream, move |item| {
             let _held = &stream_slot;
@@ -178,7 +178,7 @@ impl RealtimeApi {
         /// The room's id.
         room_id: Path<Uuid>,
     ) -> Result<Json<OnlineMembers>, ApiError> {
-        let online = state.hub.online(room_id.0);
+        let online = state.realtime.online(room_id.0);
         let items = state
             .db
             .room_members_among(&auth.0, room_id.0, &online)

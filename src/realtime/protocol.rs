@@ -173,54 +173,146 @@ impl EventFrame {
     }
 }
 
+/// Close code: the server is restarting; reconnect (elsewhere).
+pub const CLOSE_RESTARTING: u16 = 1012;
+/// Close code: the token is missing, invalid, expired or revoked.
+pub const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// Close code: forbidden.
+pub const CLOSE_FORBIDDEN: u16 = 4003;
+/// Close code: rate limit exceeded.
+pub const CLOSE_RATE_LIMITED: u16 = 4008;
+/// Close code: too slow to keep up; reconnect and resume.
+pub const CLOSE_TOO_SLOW: u16 = 4009;
+/// Close code: malformed frames.
+pub const CLOSE_MALFORMED: u16 = 4400;
+
+/// Every frame the server writes, but events (serialised once per instance as an
+/// [`EventFrame`]): one type, so that the AsyncAPI document can be held to its
+/// variants ([`SERVER_OPS`]). Each serialises as a JSON object whose `op` names it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// The answer to an op that succeeded: `{"op":"ack","ref":…,"result":…}`.
+    Ack {
+        /// The op's `ref`, echoed.
+        #[serde(rename = "ref")]
+        reference: Option<&'a str>,
+        /// What the op answers.
+        result: serde_json::Value,
+    },
+    /// The answer to an op that failed, with `field` for input errors.
+    Error {
+        /// The op's `ref`, echoed.
+        #[serde(rename = "ref")]
+        reference: Option<&'a str>,
+        /// The stable error code.
+        code: &'a str,
+        /// A sentence for people.
+        message: &'a str,
+        /// The input field at fault.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field: Option<&'a str>,
+    },
+    /// The answer to `ping`.
+    Pong {
+        /// The ping's `ref`, echoed.
+        #[serde(rename = "ref")]
+        reference: Option<&'a str>,
+    },
+    /// The client is further behind than the replay window: it reloads history over
+    /// REST and continues after `seq`.
+    Reset {
+        /// The room.
+        room_id: Uuid,
+        /// The seq to continue after.
+        seq: i64,
+    },
+    /// A member is typing, for `expires_in_ms`.
+    Typing {
+        /// The room.
+        room_id: Uuid,
+        /// Who.
+        user: &'a serde_json::Value,
+        /// How long the signal lasts on clients.
+        expires_in_ms: u64,
+    },
+    /// A member's read marker moved.
+    Read {
+        /// The room.
+        room_id: Uuid,
+        /// Who.
+        user: &'a serde_json::Value,
+        /// Up to which seq.
+        seq: i64,
+    },
+    /// A member came online in the room or went offline.
+    Presence {
+        /// The room.
+        room_id: Uuid,
+        /// Who.
+        user: &'a UserRef,
+        /// `online` or `offline`.
+        status: &'static str,
+    },
+    /// The subscription ended from the server's side (the member left or was removed).
+    Unsubscribed {
+        /// The room.
+        room_id: Uuid,
+        /// Why: `not_a_member`.
+        reason: &'static str,
+    },
+}
+
+/// The ops of the server's frames: those of [`ServerFrame`] and `event`.
+pub const SERVER_OPS: &[&str] = &[
+    "ack",
+    "error",
+    "pong",
+    "reset",
+    "typing",
+    "read",
+    "presence",
+    "unsubscribed",
+    "event",
+];
+
+impl ServerFrame<'_> {
+    /// The frame's `op`.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Self::Ack { .. } => "ack",
+            Self::Error { .. } => "error",
+            Self::Pong { .. } => "pong",
+            Self::Reset { .. } => "reset",
+            Self::Typing { .. } => "typing",
+            Self::Read { .. } => "read",
+            Self::Presence { .. } => "presence",
+            Self::Unsubscribed { .. } => "unsubscribed",
+        }
+    }
+
+    /// The frame's text.
+    pub fn text(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// `{"op":"ack","ref":…,"result":…}`.
 pub fn ack(reference: Option<&str>, result: &impl Serialize) -> String {
-    serde_json::json!({"op": "ack", "ref": reference, "result": result}).to_string()
+    ServerFrame::Ack {
+        reference,
+        result: serde_json::to_value(result).unwrap_or_default(),
+    }
+    .text()
 }
 
 /// `{"op":"error","ref":…,"code":…,"message":…}`, with `field` for input errors.
 pub fn error(reference: Option<&str>, error: &ApiError) -> String {
-    let mut frame = serde_json::json!({
-        "op": "error",
-        "ref": reference,
-        "code": error.code,
-        "message": error.message,
-    });
-    if let Some(field) = &error.field {
-        frame["field"] = serde_json::Value::from(field.as_str());
+    ServerFrame::Error {
+        reference,
+        code: &error.code,
+        message: &error.message,
+        field: error.field.as_deref(),
     }
-    frame.to_string()
-}
-
-/// `{"op":"pong","ref":…}`.
-pub fn pong(reference: Option<&str>) -> String {
-    serde_json::json!({"op": "pong", "ref": reference}).to_string()
-}
-
-/// `{"op":"reset","room_id":…,"seq":…}`: the client is further behind than the replay
-/// window; it reloads history over REST and continues after `seq`.
-pub fn reset(room_id: Uuid, seq: i64) -> String {
-    serde_json::json!({"op": "reset", "room_id": room_id, "seq": seq}).to_string()
-}
-
-/// `{"op":"typing","room_id":…,"user":…,"expires_in_ms":…}`.
-pub fn typing(room_id: Uuid, user: &serde_json::Value, expires_in_ms: u64) -> String {
-    serde_json::json!({"op": "typing", "room_id": room_id, "user": user, "expires_in_ms": expires_in_ms})
-        .to_string()
-}
-
-/// `{"op":"read","room_id":…,"user":…,"seq":…}`: a member's read marker moved.
-pub fn read(room_id: Uuid, user: &serde_json::Value, seq: i64) -> String {
-    serde_json::json!({"op": "read", "room_id": room_id, "user": user, "seq": seq}).to_string()
-}
-
-/// `{"op":"presence","room_id":…,"user":…,"status":"online"|"offline"}`.
-pub fn presence(room_id: Uuid, user: &UserRef, online: bool) -> String {
-    serde_json::json!({
-        "op": "presence",
-        "room_id": room_id,
-        "user": {"id": user.id, "username": user.username, "display_name": user.display_name, "avatar_url": user.avatar_url},
-        "status": if online { "online" } else { "offline" },
-    })
-    .to_string()
+    .text()
 }

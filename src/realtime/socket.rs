@@ -27,10 +27,15 @@ use crate::error::ApiError;
 use crate::limits::StreamSlot;
 use crate::metrics::METRICS;
 use crate::realtime::{
-    CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED, Control, Hub,
-    Outbound, Registration, Subscribed, Subscriber,
+    Node,
     cursor::{Delivery, RoomCursor},
-    protocol::{self, CLIENT_OPS, ClientFrame, EventFrame},
+    hub::{Outbound, Subscriber},
+    protocol::{
+        self, CLIENT_OPS, CLOSE_MALFORMED, CLOSE_RATE_LIMITED, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED,
+        ClientFrame, EventFrame, ServerFrame,
+    },
+    registry::{Control, Registration},
+    subscription::{Start, Subscribed, Subscription},
 };
 use crate::startup::AppState;
 
@@ -61,7 +66,7 @@ pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admissio
         stream_slot,
         unauthenticated_slot,
     } = admission;
-    let hub = state.hub.clone();
+    let hub = state.realtime.clone();
     let settings = hub.settings().clone();
     let (sink, mut stream) = socket.split();
     let (queue, outbound) = mpsc::channel(settings.send_queue);
@@ -94,13 +99,7 @@ pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admissio
     };
     connection.read(&mut stream, &last_seen).await;
 
-    let user_id = connection
-        .identity
-        .as_ref()
-        .map(|identity| identity.user_id);
-    for (room_id, subscription_id) in connection.subscriptions.drain() {
-        hub.unsubscribe(subscription_id, room_id, user_id);
-    }
+    connection.subscriptions.clear();
     drop(connection);
     drop(writer.await);
     METRICS.websockets_open.dec();
@@ -150,7 +149,7 @@ impl Connection {
         stream: &mut futures_util::stream::SplitStream<WebSocketStream>,
         last_seen: &AtomicI64,
     ) {
-        let settings = self.state.hub.settings().clone();
+        let settings = self.state.realtime.settings().clone();
         let mut recheck = tokio::time::interval(settings.token_recheck);
         recheck.tick().await;
         let opened = tokio::time::Instant::now();
@@ -390,28 +389,23 @@ impl Connection {
                 room_id,
                 since,
             } => {
-                let result = self.subscribe(caller, room_id, since).await?;
+                let start = self.subscribe(caller, room_id, since).await?;
                 // The ack travels with the subscription, ahead of its events.
+                let ack = protocol::ack(
+                    reference.as_deref(),
+                    &serde_json::json!({"room_id": room_id, "seq": start.catch_up_to}),
+                );
                 self.queue
-                    .send(Outbound::Subscribed(Box::new(Subscribed {
-                        ack: protocol::ack(
-                            reference.as_deref(),
-                            &serde_json::json!({"room_id": room_id, "seq": result.catch_up_to}),
-                        ),
-                        cursor: result.cursor,
-                        catch_up_to: result.catch_up_to,
-                    })))
+                    .send(Outbound::Subscribed(Box::new(Subscribed { start, ack })))
                     .await
                     .map_err(|_| closed())?;
                 return Ok(None);
             }
             ClientFrame::Unsubscribe { reference, room_id } => {
-                let Some(subscription_id) = self.subscriptions.remove(room_id) else {
+                // Dropped here: the subscription ends.
+                if self.subscriptions.remove(room_id).is_none() {
                     return Err(not_subscribed());
-                };
-                self.state
-                    .hub
-                    .unsubscribe(subscription_id, room_id, Some(caller.user_id));
+                }
                 self.queue
                     .send(Outbound::Unsubscribed(room_id))
                     .await
@@ -510,7 +504,10 @@ impl Connection {
                     None => return Ok(None),
                 }
             }
-            ClientFrame::Ping { reference } => protocol::pong(reference.as_deref()),
+            ClientFrame::Ping { reference } => ServerFrame::Pong {
+                reference: reference.as_deref(),
+            }
+            .text(),
         }))
     }
 
@@ -521,7 +518,7 @@ impl Connection {
         caller: &Caller,
         room_id: Uuid,
         since: Option<i64>,
-    ) -> Result<Granted, ApiError> {
+    ) -> Result<Start, ApiError> {
         if self.subscriptions.contains(room_id) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -536,7 +533,7 @@ impl Connection {
                 "A seq is never negative",
             ));
         }
-        let most = self.state.hub.settings().max_subscriptions;
+        let most = self.state.realtime.settings().max_subscriptions;
         if self.subscriptions.len() >= most {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -544,10 +541,7 @@ impl Connection {
                 format!("A connection may subscribe to at most {most} rooms at once"),
             ));
         }
-        let db = &self.state.db;
-        let grant = db.room_subscribe(caller, room_id).await?;
-        let hub = &self.state.hub;
-        let subscription_id = hub.next_id();
+        let grant = self.state.db.room_subscribe(caller, room_id).await?;
         self.queue
             .send(Outbound::Pending(room_id))
             .await
@@ -557,49 +551,22 @@ impl Connection {
             queue: self.queue.clone(),
             control: self.control.clone(),
         };
-        if let Err(error) = hub
-            .subscribe(
-                subscription_id,
-                subscriber,
-                grant.tenant_id,
-                room_id,
-                &grant.user,
-            )
+        match self
+            .state
+            .realtime
+            .subscribe(caller, &grant, subscriber, since)
             .await
         {
-            drop(self.queue.send(Outbound::Unsubscribed(room_id)).await);
-            return Err(error);
-        }
-        self.subscriptions.insert(room_id, subscription_id);
-        // Checked again now that the LISTEN is active: a removal from here on reaches
-        // the fan-out, which ends the subscription; one before is refused here.
-        let now = match db.room_subscribe(caller, room_id).await {
-            Ok(grant) => grant.last_seq,
-            Err(error) => {
-                self.subscriptions.remove(room_id);
-                hub.unsubscribe(subscription_id, room_id, Some(caller.user_id));
-                drop(self.queue.send(Outbound::Unsubscribed(room_id)).await);
-                return Err(error.into());
+            Ok((subscription, start)) => {
+                self.subscriptions.insert(room_id, subscription);
+                Ok(start)
             }
-        };
-        hub.delivered_at_least(room_id, now);
-        Ok(Granted {
-            cursor: RoomCursor {
-                tenant_id: grant.tenant_id,
-                room_id,
-                last_sent: since.map_or(now, |since| since.min(now)),
-            },
-            catch_up_to: now,
-        })
+            Err(error) => {
+                drop(self.queue.send(Outbound::Unsubscribed(room_id)).await);
+                Err(error.into())
+            }
+        }
     }
-}
-
-/// A subscription set up, before its ack.
-struct Granted {
-    /// Where the subscriber starts.
-    cursor: RoomCursor,
-    /// The room's seq once LISTEN was active: the ack's seq.
-    catch_up_to: i64,
 }
 
 fn closed() -> ApiError {
@@ -618,12 +585,13 @@ fn not_subscribed() -> ApiError {
     )
 }
 
-/// The rooms a connection receives, with the hub's subscriber ids.
+/// The rooms a connection receives. Shared with the writer, which drops a room's
+/// subscription when the fan-out ends it; whatever is left ends with the connection.
 #[derive(Clone, Default)]
-struct Subscriptions(Arc<std::sync::Mutex<HashMap<Uuid, u64>>>);
+struct Subscriptions(Arc<std::sync::Mutex<HashMap<Uuid, Subscription>>>);
 
 impl Subscriptions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Subscription>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -637,16 +605,20 @@ impl Subscriptions {
         self.lock().contains_key(&room_id)
     }
 
-    fn insert(&self, room_id: Uuid, subscription_id: u64) {
-        self.lock().insert(room_id, subscription_id);
+    fn insert(&self, room_id: Uuid, subscription: Subscription) {
+        self.lock().insert(room_id, subscription);
     }
 
-    fn remove(&self, room_id: Uuid) -> Option<u64> {
+    /// Takes a room's subscription out; dropping it ends the subscription.
+    fn remove(&self, room_id: Uuid) -> Option<Subscription> {
         self.lock().remove(&room_id)
     }
 
-    fn drain(&self) -> Vec<(Uuid, u64)> {
-        self.lock().drain().collect()
+    /// Ends every subscription.
+    fn clear(&self) {
+        // Taken out first, so that they end without the map's lock held.
+        let all = std::mem::take(&mut *self.lock());
+        drop(all);
     }
 }
 
@@ -663,7 +635,7 @@ async fn write(
     mut sink: SplitSink<WebSocketStream, Message>,
     mut outbound: mpsc::Receiver<Outbound>,
     control: Arc<Control>,
-    hub: Hub,
+    hub: Node,
     last_seen: Arc<AtomicI64>,
     subscriptions: Subscriptions,
 ) {
@@ -732,7 +704,7 @@ async fn write(
 async fn handle_outbound(
     message: Outbound,
     rooms: &mut HashMap<Uuid, RoomState>,
-    hub: &Hub,
+    hub: &Node,
     control: &Control,
     subscriptions: &Subscriptions,
     texts: &mut Vec<String>,
@@ -750,7 +722,7 @@ async fn handle_outbound(
     .await;
     texts.extend(deliveries.into_iter().map(|delivery| match delivery {
         Delivery::Event(frame) => frame.text.to_string(),
-        Delivery::Reset { room_id, seq } => protocol::reset(room_id, seq),
+        Delivery::Reset { room_id, seq } => ServerFrame::Reset { room_id, seq }.text(),
     }));
     outcome
 }
@@ -760,7 +732,7 @@ async fn handle_outbound(
 async fn apply_outbound(
     message: Outbound,
     rooms: &mut HashMap<Uuid, RoomState>,
-    hub: &Hub,
+    hub: &Node,
     control: &Control,
     subscriptions: &Subscriptions,
     texts: &mut Vec<String>,
@@ -788,9 +760,12 @@ async fn apply_outbound(
         }
         Outbound::Subscribed(subscribed) => {
             let Subscribed {
-                mut cursor,
+                start:
+                    Start {
+                        mut cursor,
+                        catch_up_to,
+                    },
                 ack,
-                catch_up_to,
             } = *subscribed;
             texts.push(ack);
             let held = match rooms.remove(&cursor.room_id) {
@@ -813,9 +788,14 @@ async fn apply_outbound(
         Outbound::Close(code, reason) => control.close(code, &reason),
         Outbound::Revoked(room_id) => {
             rooms.remove(&room_id);
-            subscriptions.remove(room_id);
-            let frame = serde_json::json!({"op": "unsubscribed", "room_id": room_id, "reason": "not_a_member"});
-            texts.push(frame.to_string());
+            drop(subscriptions.remove(room_id));
+            texts.push(
+                ServerFrame::Unsubscribed {
+                    room_id,
+                    reason: "not_a_member",
+                }
+                .text(),
+            );
         }
     }
     Ok(())

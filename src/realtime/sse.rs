@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use futures_util::{Stream, stream};
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::SubscriptionGrant;
-use crate::error::ApiError;
 use crate::realtime::{
-    Control, Hub, Outbound, Registration, Subscriber,
-    cursor::{Delivery, RoomCursor},
+    Node,
+    cursor::Delivery,
+    hub::{Outbound, Subscriber},
+    registry::{Control, Registration},
+    subscription::{Start, SubscribeError, Subscription},
 };
 
 /// One item of the stream: an event (its JSON, with `seq` and `type`) or a reset.
@@ -21,59 +22,35 @@ pub type Item = serde_json::Value;
 
 /// Subscribes to the room and streams its events after `since` (or live ones only).
 pub async fn subscribe(
-    hub: Hub,
+    node: Node,
     caller: &Caller,
     grant: SubscriptionGrant,
     since: Option<i64>,
-) -> Result<impl Stream<Item = Item> + use<>, ApiError> {
-    let settings = hub.settings().clone();
-    let (queue, outbound) = mpsc::channel(settings.send_queue);
+) -> Result<impl Stream<Item = Item> + use<>, SubscribeError> {
+    let send_queue = node.settings().send_queue;
+    let (queue, outbound) = mpsc::channel(send_queue);
     let control = Arc::new(Control::default());
-    let subscription_id = hub.next_id();
     let subscriber = Subscriber {
         user_id: grant.user.id,
         queue,
         control: control.clone(),
     };
-    hub.subscribe(
-        subscription_id,
-        subscriber,
-        grant.tenant_id,
-        grant.room_id,
-        &grant.user,
-    )
-    .await?;
-    // Checked again now that the LISTEN is active, as for WebSocket subscriptions.
-    let now = match hub.db().room_subscribe(caller, grant.room_id).await {
-        Ok(again) => again.last_seq,
-        Err(error) => {
-            hub.unsubscribe(subscription_id, grant.room_id, Some(grant.user.id));
-            return Err(error.into());
-        }
-    };
-    hub.delivered_at_least(grant.room_id, now);
-    let cursor = RoomCursor {
-        tenant_id: grant.tenant_id,
-        room_id: grant.room_id,
-        last_sent: since.map_or(now, |since| since.min(now)),
-    };
-    let (items_tx, items_rx) = mpsc::channel(settings.send_queue);
+    let (subscription, start) = node.subscribe(caller, &grant, subscriber, since).await?;
+    let (items_tx, items_rx) = mpsc::channel(send_queue);
     // Registered with its owner, the stream ends when the session, user or tenant is
     // revoked on any instance; and it ends when its token expires.
-    let registration = hub.register(control.clone(), Some(caller));
+    let registration = node.register(control.clone(), Some(caller));
     let expires_in = (caller.expires_at - chrono::Utc::now())
         .to_std()
         .unwrap_or_default();
     tokio::spawn(feed(
         Feed {
-            hub,
-            subscription_id,
-            user_id: grant.user.id,
+            node,
             expires_at: tokio::time::Instant::now() + expires_in,
+            _subscription: subscription,
             _registration: registration,
         },
-        cursor,
-        now,
+        start,
         outbound,
         control,
         items_tx,
@@ -85,48 +62,50 @@ pub async fn subscribe(
 
 /// Who a stream's feed works for, and until when.
 struct Feed {
-    /// The hub.
-    hub: Hub,
-    /// The subscriber's id in the hub.
-    subscription_id: u64,
-    /// The subscribed user.
-    user_id: Uuid,
+    /// The node.
+    node: Node,
     /// When the token expires, and the stream with it.
     expires_at: tokio::time::Instant,
-    /// The stream's place in the hub's registry, held for the feed's life.
+    /// The stream's subscription, ended when the feed ends.
+    _subscription: Subscription,
+    /// The stream's place in the registry, held for the feed's life.
     _registration: Registration,
+}
+
+/// An event's item, or a reset's.
+fn item(delivery: Delivery) -> Item {
+    match delivery {
+        Delivery::Event(frame) => serde_json::to_value(&frame.event).unwrap_or_default(),
+        Delivery::Reset { room_id, seq } => {
+            serde_json::json!({"type": "reset", "room_id": room_id, "seq": seq})
+        }
+    }
 }
 
 async fn feed(
     Feed {
-        hub,
-        subscription_id,
-        user_id,
+        node,
         expires_at,
+        _subscription,
         _registration,
     }: Feed,
-    mut cursor: RoomCursor,
-    catch_up_to: i64,
+    Start {
+        mut cursor,
+        catch_up_to,
+    }: Start,
     mut outbound: mpsc::Receiver<Outbound>,
     control: Arc<Control>,
     items: mpsc::Sender<Item>,
 ) {
-    let window = hub.settings().replay_window;
-    let room_id = cursor.room_id;
+    let window = node.settings().replay_window;
     let mut deliveries = Vec::new();
     let mut healthy = cursor
-        .catch_up(catch_up_to, hub.db(), window, &mut deliveries)
+        .catch_up(catch_up_to, node.db(), window, &mut deliveries)
         .await
         .is_ok();
     while healthy {
         for delivery in deliveries.drain(..) {
-            let item = match delivery {
-                Delivery::Event(frame) => serde_json::to_value(&frame.event).unwrap_or_default(),
-                Delivery::Reset { room_id, seq } => {
-                    serde_json::json!({"type": "reset", "room_id": room_id, "seq": seq})
-                }
-            };
-            if items.send(item).await.is_err() {
+            if items.send(item(delivery)).await.is_err() {
                 healthy = false;
                 break;
             }
@@ -137,13 +116,13 @@ async fn feed(
         tokio::select! {
             message = outbound.recv() => match message {
                 Some(Outbound::Event(frame)) => {
-                    healthy = cursor.accept(frame, hub.db(), window, &mut deliveries).await.is_ok();
+                    healthy = cursor.accept(frame, node.db(), window, &mut deliveries).await.is_ok();
                 }
                 Some(Outbound::Revoked(_)) => {
                     // The subscriber left the room: deliver what is due, then end.
                     for delivery in deliveries.drain(..) {
-                        if let Delivery::Event(frame) = delivery {
-                            drop(items.send(serde_json::to_value(&frame.event).unwrap_or_default()).await);
+                        if let Delivery::Event(_) = delivery {
+                            drop(items.send(item(delivery)).await);
                         }
                     }
                     break;
@@ -156,7 +135,6 @@ async fn feed(
             () = items.closed() => break,
         }
     }
-    hub.unsubscribe(subscription_id, room_id, Some(user_id));
 }
 
 /// Streams end on their own when the subscriber falls too far behind or the server

@@ -44,7 +44,7 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
     config.db_pool_timeout_ms = 500;
     let db = hark::db::Database::connect(&config.database()).unwrap();
     let state = hark::startup::AppState {
-        hub: hark::realtime::Hub::start(db.clone(), config.realtime()),
+        realtime: hark::realtime::Node::start(db.clone(), config.realtime()),
         writer: hark::db::MessageWriter::start(db.clone(), config.batches()),
         db,
         tokens: std::sync::Arc::new(

@@ -1019,3 +1019,72 @@ async fn users_with_the_largest_profiles_stay_present_and_can_type() {
     };
     assert_eq!(typing["user"]["username"], "big0");
 }
+
+#[tokio::test]
+async fn a_room_catching_up_on_a_large_backlog_does_not_hold_back_another_rooms_live_events() {
+    let app = spawn_app().await;
+    let (owner, bob, busy) = room_with_bob(&app).await;
+    let quiet = id_of(&app.create_room(&owner.token, "quiet", "private").await);
+    app.add_member(&owner.token, &quiet, &bob.user_id).await;
+    let mut client = WsClient::connect(&app, &bob.token).await;
+    let busy_start = client.subscribe(&busy, None).await;
+    client.subscribe(&quiet, None).await;
+
+    // 600 large events enter the busy room's log without a notification (as if the
+    // LISTEN connection had missed them): the next event there makes the instance
+    // read them all from the log.
+    let (admin, connection) = tokio_postgres::connect(&app.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let busy_id: uuid::Uuid = busy.parse().unwrap();
+    admin
+        .execute(
+            "with room as (select tenant_id, last_seq from hark.rooms where id = $1)
+             insert into hark.room_events (tenant_id, room_id, seq, type, data)
+             select room.tenant_id, $1, room.last_seq + n, 'message.created',
+                    jsonb_build_object('body', repeat('x', 16000))
+             from room, generate_series(1, 600) n",
+            &[&busy_id],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "update hark.rooms set last_seq = last_seq + 600 where id = $1",
+            &[&busy_id],
+        )
+        .await
+        .unwrap();
+    let wake = app.send(&owner.token, &busy, "after the backlog").await;
+    let live = app.send(&owner.token, &quiet, "live elsewhere").await;
+    assert_eq!(wake["seq"].as_i64().unwrap(), busy_start + 601);
+
+    // Everything arrives, each room in order; the quiet room's event does not wait
+    // behind the busy room's catch-up.
+    let mut arrivals = Vec::new();
+    let mut busy_seqs = Vec::new();
+    while busy_seqs.last() != wake["seq"].as_i64().as_ref() || !arrivals.contains(&"quiet") {
+        let frame = client.next(WAIT).await.unwrap();
+        if frame["op"] != "event" {
+            continue;
+        }
+        if frame["room_id"] == busy {
+            busy_seqs.push(frame["seq"].as_i64().unwrap());
+            arrivals.push("busy");
+        } else {
+            assert_eq!(frame["seq"], live["seq"]);
+            arrivals.push("quiet");
+        }
+    }
+    assert!(is_gapless_from(&busy_seqs, busy_start + 1));
+    let quiet_at = arrivals.iter().position(|room| *room == "quiet").unwrap();
+    println!(
+        "the quiet room's event arrived after {quiet_at} of the busy room's {} events",
+        busy_seqs.len()
+    );
+    assert!(
+        quiet_at < busy_seqs.len(),
+        "the quiet room's event came only after the whole catch-up"
+    );
+}

@@ -1,7 +1,13 @@
-//! The instance's one LISTEN connection: a dedicated session (never a pooled one),
-//! LISTENing on the channels of rooms with local subscribers and on the presence
-//! channel. When it drops, it reconnects with backoff, LISTENs again, and tells the
-//! dispatcher to read every subscribed room's log from where delivery stopped.
+//! The broker: how events arrive. The instance's one LISTEN connection is a dedicated
+//! session (never a pooled one), LISTENing on the channels of rooms with local
+//! subscribers and on the presence and revocation channels; each notification is
+//! decoded here into one typed [`Notice`]. When the connection drops, it reconnects
+//! with backoff, LISTENs again, and says so ([`Notice::Reconnected`]), so that every
+//! subscribed room's log is read from where delivery stopped.
+//!
+//! Its guarantee: every notification committed on a channel while it is LISTENed is
+//! handed on, in commit order, as long as the connection stays up; a loss of the
+//! connection is always followed by `Reconnected` once it is back.
 
 use std::{collections::HashSet, time::Duration};
 
@@ -9,7 +15,12 @@ use futures_util::{StreamExt, stream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::AsyncMessage;
 
+use uuid::Uuid;
+
+use crate::db::RoomEvent;
 use crate::metrics::METRICS;
+use crate::realtime::presence::Signal;
+use crate::realtime::registry::Revocation;
 
 /// The channel of presence signals, which every instance LISTENs on.
 pub const PRESENCE_CHANNEL: &str = "hark_presence";
@@ -18,22 +29,105 @@ pub const PRESENCE_CHANNEL: &str = "hark_presence";
 /// which every instance LISTENs on.
 pub const REVOCATION_CHANNEL: &str = "hark_revocations";
 
-/// What the listener tells the dispatcher.
+/// What the broker hands on, decoded.
 #[derive(Debug)]
 pub enum Notice {
-    /// A notification arrived.
-    Notification {
-        /// The channel.
-        channel: String,
-        /// The payload.
-        payload: String,
-    },
+    /// A room channel's notification.
+    Room(RoomNotification),
+    /// A presence signal of some instance.
+    Presence(Signal),
+    /// A session, user or tenant was revoked.
+    Revocation(Revocation),
     /// The connection was (re-)established and every channel is LISTENed again:
     /// whatever happened meanwhile must be read from the log.
     Reconnected,
 }
 
-/// What the hub asks of the listener.
+/// A room channel's notification, as `hark_api.publish_events` and
+/// `hark_api.publish_signal` write it: the kind says which.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomNotification {
+    /// Events just appended to the room's log, in seq order.
+    Events {
+        /// The room's tenant.
+        tenant_id: Uuid,
+        /// The room.
+        room_id: Uuid,
+        /// The events.
+        events: Vec<RoomEvent>,
+        /// The W3C trace context of the write, when it was traced.
+        traceparent: Option<String>,
+    },
+    /// Events too big for the payload: the log holds them, up to `seq`.
+    Wake {
+        /// The room's tenant.
+        tenant_id: Uuid,
+        /// The room.
+        room_id: Uuid,
+        /// The newest seq written.
+        seq: i64,
+        /// The W3C trace context of the write, when it was traced.
+        traceparent: Option<String>,
+    },
+    /// A member is typing.
+    Typing {
+        /// The room.
+        room_id: Uuid,
+        /// Who is typing.
+        user: serde_json::Value,
+    },
+    /// A member's read marker moved.
+    Read {
+        /// The room.
+        room_id: Uuid,
+        /// Who read.
+        user: serde_json::Value,
+        /// Up to which seq.
+        seq: i64,
+    },
+}
+
+impl RoomNotification {
+    /// The room it is about.
+    pub fn room_id(&self) -> Uuid {
+        match self {
+            Self::Events { room_id, .. }
+            | Self::Wake { room_id, .. }
+            | Self::Typing { room_id, .. }
+            | Self::Read { room_id, .. } => *room_id,
+        }
+    }
+
+    /// The W3C trace context of the write that caused it, when it was traced.
+    pub fn traceparent(&self) -> Option<&str> {
+        match self {
+            Self::Events { traceparent, .. } | Self::Wake { traceparent, .. } => {
+                traceparent.as_deref()
+            }
+            Self::Typing { .. } | Self::Read { .. } => None,
+        }
+    }
+}
+
+/// Decodes a notification by its channel; an unreadable one is logged and skipped
+/// (the log remains, and the next event of the room fills any gap).
+fn decode(channel: &str, payload: &str) -> Option<Notice> {
+    let decoded = match channel {
+        PRESENCE_CHANNEL => serde_json::from_str(payload).map(Notice::Presence),
+        REVOCATION_CHANNEL => serde_json::from_str(payload).map(Notice::Revocation),
+        _ => serde_json::from_str(payload).map(Notice::Room),
+    };
+    match decoded {
+        Ok(notice) => Some(notice),
+        Err(error) => {
+            tracing::warn!(%error, channel, "unreadable notification");
+            None
+        }
+    }
+}
+
+/// What the node asks of the broker.
 #[derive(Debug)]
 pub enum Command {
     /// LISTEN on a channel; `done` fires once the LISTEN is active.
@@ -50,25 +144,25 @@ pub enum Command {
     },
 }
 
-/// The hub's handle on the listener.
+/// The node's handle on the broker.
 #[derive(Clone)]
-pub struct ListenerHandle {
+pub struct BrokerHandle {
     /// Commands to the listener task.
     pub commands: mpsc::UnboundedSender<Command>,
     /// Whether the connection is up and LISTENing.
     pub up: watch::Receiver<bool>,
 }
 
-/// Starts the listener task.
+/// Starts the broker's task.
 pub fn spawn(
     url: String,
     ca_file: Option<String>,
     notices: mpsc::UnboundedSender<Notice>,
-) -> ListenerHandle {
+) -> BrokerHandle {
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (up_tx, up_rx) = watch::channel(false);
     tokio::spawn(run(url, ca_file, commands_rx, notices, up_tx));
-    ListenerHandle {
+    BrokerHandle {
         commands: commands_tx,
         up: up_rx,
     }
@@ -134,9 +228,9 @@ async fn run(
             while let Some(message) = messages.next().await {
                 match message {
                     Ok(AsyncMessage::Notification(notification)) => {
-                        let notice = Notice::Notification {
-                            channel: notification.channel().to_owned(),
-                            payload: notification.payload().to_owned(),
+                        let Some(notice) = decode(notification.channel(), notification.payload())
+                        else {
+                            continue;
                         };
                         if driver_notices.send(notice).is_err() {
                             break;

@@ -1,0 +1,280 @@
+//! The node: one instance's real-time wiring. It starts the broker (how events
+//! arrive), the hub (who is subscribed, and the fan-out) and presence, keeps the
+//! registry of open streams, and runs the dispatcher, which hands each decoded
+//! notification to the hub without ever waiting for the database (reads of the log
+//! run in the hub's per-room tasks).
+
+use std::sync::{
+    Arc, Weak,
+    atomic::{AtomicU64, Ordering},
+};
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::db::{Database, UserRef};
+use crate::realtime::{
+    RealtimeSettings,
+    broker::{self, BrokerHandle, Command, Notice, RoomNotification},
+    hub::{Departures, Hub},
+    presence::{Change, Presence, Signal},
+    protocol::ServerFrame,
+    registry::{Control, Registration, Registry},
+    room_channel,
+};
+
+/// The instance's real-time node.
+#[derive(Clone)]
+pub struct Node {
+    /// Shared by the dispatcher, the presence heartbeat and every connection.
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// For the checks subscriptions make and for publishing presence.
+    db: Database,
+    /// How delivery behaves.
+    settings: RealtimeSettings,
+    /// Rooms with local subscribers.
+    hub: Hub,
+    /// The LISTEN connection's task.
+    broker: BrokerHandle,
+    /// Open WebSockets and event streams.
+    registry: Arc<Registry>,
+    /// The next subscriber id.
+    next_id: AtomicU64,
+    /// Who is where.
+    presence: Presence,
+}
+
+impl Node {
+    /// Starts the broker, the dispatcher and the presence heartbeat.
+    pub fn start(db: Database, settings: RealtimeSettings) -> Self {
+        let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+        let (departures_tx, departures_rx) = mpsc::unbounded_channel();
+        let broker = broker::spawn(
+            settings.listen_url.clone(),
+            settings.ca_file.clone(),
+            notices_tx,
+        );
+        let inner = Arc::new(Inner {
+            hub: Hub::new(
+                db.clone(),
+                settings.replay_window,
+                departures_tx,
+                broker.commands.clone(),
+            ),
+            db,
+            presence: Presence::new(settings.presence_heartbeat),
+            settings,
+            broker,
+            registry: Arc::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+        });
+        tokio::spawn(dispatch(Arc::downgrade(&inner), notices_rx, departures_rx));
+        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
+        Self { inner }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &RealtimeSettings {
+        &self.inner.settings
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Whether the LISTEN connection is up.
+    pub fn is_ready(&self) -> bool {
+        *self.inner.broker.up.borrow()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a WebSocket or event stream (with its owner when already known), so
+    /// that shutdown and revocations reach it, until the registration is dropped.
+    pub fn register(&self, control: Arc<Control>, owner: Option<&Caller>) -> Registration {
+        self.inner.registry.register(control, owner)
+    }
+
+    /// Tells every connection to close with 1012 (server restarting).
+    pub fn shutdown(&self) {
+        self.inner.registry.shutdown();
+    }
+
+    /// The users present in a room, across instances.
+    pub fn online(&self, room_id: Uuid) -> Vec<Uuid> {
+        self.inner.presence.online(room_id)
+    }
+
+    /// Asks the broker to LISTEN on the room and waits until it does (or the wait
+    /// times out: false).
+    pub(crate) async fn listen(&self, room_id: Uuid) -> bool {
+        let (done_tx, done_rx) = oneshot::channel();
+        self.inner
+            .broker
+            .commands
+            .send(Command::Listen {
+                channel: room_channel(room_id),
+                done: done_tx,
+            })
+            .is_ok()
+            && matches!(
+                tokio::time::timeout(self.inner.settings.listen_timeout, done_rx).await,
+                Ok(Ok(()))
+            )
+    }
+
+    /// The user joined the room's presence here.
+    pub(crate) fn joined(&self, room_id: Uuid, user: &UserRef) {
+        if let Some(signal) = self.inner.presence.local_join(room_id, user) {
+            publish(self.inner.db.clone(), signal);
+        }
+    }
+
+    /// Ends a subscription (see `Subscription`'s drop).
+    pub(crate) fn unsubscribe(&self, id: u64, room_id: Uuid, user_id: Uuid) {
+        // A subscription the fan-out already ended (the member left) has left
+        // presence with it.
+        if self.inner.hub.remove(room_id, id)
+            && let Some(signal) = self.inner.presence.local_leave(room_id, user_id)
+        {
+            publish(self.inner.db.clone(), signal);
+        }
+    }
+}
+
+fn publish(db: Database, signal: Signal) {
+    let Ok(payload) = serde_json::to_string(&signal) else {
+        return;
+    };
+    tokio::spawn(async move {
+        if let Err(error) = db.presence_publish(&payload).await {
+            tracing::warn!(%error, "could not publish a presence signal");
+        }
+    });
+}
+
+/// The dispatcher: hands each notification to the hub, in the order they arrive.
+/// Nothing here waits for the database.
+async fn dispatch(
+    node: Weak<Inner>,
+    mut notices: mpsc::UnboundedReceiver<Notice>,
+    mut departures: mpsc::UnboundedReceiver<Departures>,
+) {
+    loop {
+        let notice = tokio::select! {
+            notice = notices.recv() => notice,
+            Some(left) = departures.recv() => {
+                let Some(inner) = node.upgrade() else { return };
+                leave(&inner, left);
+                continue;
+            }
+        };
+        let Some(notice) = notice else { return };
+        let Some(inner) = node.upgrade() else { return };
+        match notice {
+            Notice::Reconnected => inner.hub.catch_up_all(),
+            Notice::Revocation(revocation) => inner.registry.revoke(&revocation),
+            Notice::Presence(signal) => {
+                let changes = inner.presence.apply(signal);
+                announce_presence(&inner, changes);
+            }
+            Notice::Room(notification) => {
+                let channel = room_channel(notification.room_id());
+                let span = tracing::debug_span!(
+                    "notification",
+                    otel.name = %format_args!("receive {channel}"),
+                    otel.kind = "consumer",
+                    messaging.system = "postgresql",
+                    messaging.operation.type = "receive",
+                    messaging.destination.name = %channel,
+                );
+                if let Some(traceparent) = notification.traceparent() {
+                    crate::telemetry::parent_from_traceparent(&span, traceparent);
+                }
+                span.in_scope(|| receive(&inner, notification));
+            }
+        }
+    }
+}
+
+/// Delivers one room notification: events, a wake-up to read the log, or a signal.
+fn receive(inner: &Inner, notification: RoomNotification) {
+    match notification {
+        RoomNotification::Events {
+            room_id, events, ..
+        } => {
+            let left = inner.hub.deliver(room_id, events);
+            leave(inner, left);
+        }
+        RoomNotification::Wake { room_id, seq, .. } => inner.hub.wake(room_id, seq),
+        RoomNotification::Typing { room_id, user } => {
+            let frame = ServerFrame::Typing {
+                room_id,
+                user: &user,
+                expires_in_ms: inner.settings.typing_ttl.as_millis() as u64,
+            };
+            inner.hub.signal(room_id, &frame.text().into());
+        }
+        RoomNotification::Read { room_id, user, seq } => {
+            let frame = ServerFrame::Read {
+                room_id,
+                user: &user,
+                seq,
+            };
+            inner.hub.signal(room_id, &frame.text().into());
+        }
+    }
+}
+
+/// Members whose subscriptions a `member.left` event ended leave the room's presence.
+fn leave(inner: &Inner, left: Departures) {
+    for (room_id, user_id) in left {
+        if let Some(signal) = inner.presence.local_leave_all(room_id, user_id) {
+            publish(inner.db.clone(), signal);
+        }
+    }
+}
+
+fn announce_presence(inner: &Inner, changes: Vec<Change>) {
+    for change in changes {
+        let frame = ServerFrame::Presence {
+            room_id: change.room_id,
+            user: &change.user,
+            status: if change.online { "online" } else { "offline" },
+        };
+        inner.hub.signal(change.room_id, &frame.text().into());
+    }
+}
+
+/// Publishes this instance's presence every period and expires what others stopped
+/// confirming.
+async fn heartbeat(node: Weak<Inner>) {
+    let period = match node.upgrade() {
+        Some(inner) => inner.settings.presence_heartbeat,
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        for signal in inner.presence.heartbeats() {
+            publish(inner.db.clone(), signal);
+        }
+        let changes = inner.presence.expire();
+        announce_presence(&inner, changes);
+    }
+}
