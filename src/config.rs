@@ -22,7 +22,7 @@ pub enum TenantCreation {
     Operator,
 }
 
-/// The format of log lines on standard output.
+/// The format of log lines on standard error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// One JSON object a line, for log collectors.
@@ -296,7 +296,7 @@ pub struct Config {
     #[arg(long, env = "HARK_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
 
-    /// Log format on standard output.
+    /// Log format on standard error.
     #[arg(long, env = "HARK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 }

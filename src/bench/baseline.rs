@@ -12,6 +12,9 @@ pub struct Baseline {
     pub insert_tps: f64,
     /// INSERT + pg_notify transactions per second.
     pub notify_tps: f64,
+    /// PostgreSQL's CPU time per row of the plain INSERT run, when the database runs
+    /// on this machine.
+    pub insert_cpu_per_row: Option<Duration>,
 }
 
 const PLAIN: &str = "\\set room random(1, 100)\n\
@@ -95,7 +98,13 @@ pub async fn measure(url: &str, duration: Duration) -> anyhow::Result<Baseline> 
         "pgbench: plain INSERT, 16 clients, {} s",
         duration.as_secs()
     );
+    let cluster = crate::bench::pgcpu::Cluster::find(url).await;
+    let before = cluster.as_ref().map(crate::bench::pgcpu::Cluster::cpu);
     let insert_tps = run_script(url, PLAIN, duration).await?;
+    let insert_cpu_per_row = cluster.as_ref().zip(before).map(|(cluster, before)| {
+        (cluster.cpu().saturating_sub(before))
+            .div_f64((insert_tps * duration.as_secs_f64()).max(1.0))
+    });
     eprintln!(
         "pgbench: INSERT + NOTIFY, 16 clients, {} s",
         duration.as_secs()
@@ -110,5 +119,6 @@ pub async fn measure(url: &str, duration: Duration) -> anyhow::Result<Baseline> 
     Ok(Baseline {
         insert_tps,
         notify_tps,
+        insert_cpu_per_row,
     })
 }

@@ -48,6 +48,8 @@ pub struct Report {
     reordered: u64,
     latencies_us: Vec<u32>,
     transport: &'static str,
+    /// PostgreSQL's CPU time during the load, when the database runs on this machine.
+    pub postgres_cpu: Option<Duration>,
 }
 
 fn percentile(sorted: &[u32], fraction: f64) -> f64 {
@@ -88,6 +90,23 @@ impl Report {
             "| lost / duplicated / out of order | {lost} / {} / {} |",
             self.duplicated, self.reordered
         );
+        if let Some(cpu) = self.postgres_cpu {
+            let per_message = cpu.div_f64(self.accepted.max(1) as f64);
+            let versus = baseline
+                .and_then(|baseline| baseline.insert_cpu_per_row)
+                .map(|per_row| {
+                    format!(
+                        " (pgbench plain INSERT: {:.0} µs per row; Hark = {:.2}×)",
+                        per_row.as_secs_f64() * 1e6,
+                        per_message.as_secs_f64() / per_row.as_secs_f64().max(1e-9)
+                    )
+                })
+                .unwrap_or_default();
+            println!(
+                "| PostgreSQL CPU per accepted message | {:.0} µs{versus} |",
+                per_message.as_secs_f64() * 1e6
+            );
+        }
         if let Some(baseline) = baseline {
             println!(
                 "| pgbench plain INSERT, 16 clients | {:.0} /s (Hark accepted = {:.2}×) |",
@@ -253,6 +272,7 @@ pub async fn run(
         reordered: counters.reordered.load(Ordering::Relaxed),
         latencies_us,
         transport: if args.rest { "REST" } else { "WebSocket" },
+        postgres_cpu: None,
     })
 }
 

@@ -10,6 +10,7 @@ mod fixtures;
 mod load;
 mod local;
 mod memory;
+mod pgcpu;
 
 use std::time::Duration;
 
@@ -136,7 +137,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             };
             let fixture =
                 fixtures::prepare(&targets, args.operator_key.as_deref(), shape, true).await?;
-            let report = load::run(&targets, &fixture, shape, &args).await?;
+            // The database's CPU time is known only for the local instances' server.
+            let cluster = match &local {
+                Some(local) => pgcpu::Cluster::find(&local.database_url).await,
+                None => None,
+            };
+            let before = cluster.as_ref().map(pgcpu::Cluster::cpu);
+            let mut report = load::run(&targets, &fixture, shape, &args).await?;
+            report.postgres_cpu = cluster
+                .zip(before)
+                .map(|(cluster, before)| cluster.cpu().saturating_sub(before));
             report.print(baseline.as_ref());
             Ok(())
         }

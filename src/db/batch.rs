@@ -1,4 +1,4 @@
-//! Batched message writes (invariant 7): the sends waiting at the same moment go to
+//! Batched message writes (invariant 10): the sends waiting at the same moment go to
 //! Postgres as one call of `hark_api.message_send_batch`, one transaction with one
 //! notification per room, so that notifying commits do not cap throughput. A send
 //! that arrives alone goes at once, through `hark_api.message_send`. Every sender gets

@@ -35,7 +35,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
-/// The replaceable functions, procedures and triggers, applied in this order.
+/// The replaceable functions, applied in this order.
 const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0001_context",
