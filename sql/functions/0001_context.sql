@@ -32,11 +32,13 @@ returns void
 language plpgsql
 as $$
 begin
-    perform set_config('role', 'hark_app', true);
-    perform set_config('hark.tenant_id', coalesce(p_tenant_id::text, ''), true);
-    perform set_config('hark.user_id', coalesce(p_user_id::text, ''), true);
-    perform set_config('hark.tenant_slug', '', true);
-    perform set_config('hark.key_role', '', true);
+    -- One statement, not five: each PERFORM is a run of the executor, and this runs at
+    -- the start of every call.
+    perform set_config('role', 'hark_app', true),
+            set_config('hark.tenant_id', coalesce(p_tenant_id::text, ''), true),
+            set_config('hark.user_id', coalesce(p_user_id::text, ''), true),
+            set_config('hark.tenant_slug', '', true),
+            set_config('hark.key_role', '', true);
 end
 $$;
 

@@ -157,8 +157,8 @@ declare
     v_key text;
     v_existing hark.messages;
 begin
-    perform hark_api.require_role(p_role);
-    perform hark_api.require_open(p_archived);
+    -- One statement for both (each PERFORM is a run of the executor); in this order.
+    perform hark_api.require_role(p_role), hark_api.require_open(p_archived);
     if p_client_id is not null then
         if char_length(p_client_id) not between 1 and 100 then
             perform hark_api.fail(422, 'invalid_client_id', 'The client id must be 1 to 100 characters', 'client_id');

@@ -24,16 +24,20 @@ language plpgsql
 as $$
 declare
     v_payload jsonb := jsonb_build_object(
-        'kind', 'events', 'tenant_id', p_tenant_id, 'room_id', p_room_id, 'events', p_events);
+        'kind', 'events', 'tenant_id', p_tenant_id, 'room_id', p_room_id, 'events', p_events,
+        'traceparent', p_traceparent);
+    v_text text;
 begin
-    if octet_length(v_payload::text) > 7000 then
-        v_payload := jsonb_build_object(
-            'kind', 'wake', 'tenant_id', p_tenant_id, 'room_id', p_room_id, 'seq', p_last_seq);
+    if p_traceparent is null then
+        v_payload := v_payload - 'traceparent';
     end if;
-    if p_traceparent is not null then
-        v_payload := v_payload || jsonb_build_object('traceparent', p_traceparent);
+    v_text := v_payload::text;
+    if octet_length(v_text) > 7000 then
+        v_text := jsonb_strip_nulls(jsonb_build_object(
+            'kind', 'wake', 'tenant_id', p_tenant_id, 'room_id', p_room_id, 'seq', p_last_seq,
+            'traceparent', p_traceparent))::text;
     end if;
-    perform pg_notify(hark_api.room_channel(p_room_id), v_payload::text);
+    perform pg_notify(hark_api.room_channel(p_room_id), v_text);
 end
 $$;
 
