@@ -144,6 +144,6 @@ $$;
 -- How full Postgres's notification queue is (0 to 1), for /metrics: a listener that
 -- stops reading lets it fill, and a full queue makes notifying commits fail.
 create function hark_api.notification_queue_usage()
-returns double precision
+returns jsonb
 language sql
-as $$ select pg_notification_queue_usage() $$;
+as $$ select to_jsonb(pg_notification_queue_usage()) $$;

@@ -49,7 +49,6 @@ impl Database {
     ) -> Result<ApiKey, DatabaseError> {
         self.call(
             "api_key_create",
-            "select hark_api.api_key_create($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -67,7 +66,6 @@ impl Database {
     pub async fn api_key_list(&self, caller: &Caller) -> Result<Vec<ApiKey>, DatabaseError> {
         self.call(
             "api_key_list",
-            "select hark_api.api_key_list($1, $2, $3)",
             &[&caller.tenant_id, &caller.user_id, &caller.session_id],
         )
         .await
@@ -75,9 +73,8 @@ impl Database {
 
     /// Revokes a key (owners and admins).
     pub async fn api_key_revoke(&self, caller: &Caller, key_id: Uuid) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "api_key_revoke",
-            "select hark_api.api_key_revoke($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,

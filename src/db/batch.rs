@@ -301,7 +301,6 @@ async fn write_batch(
     let answer: Result<Vec<Outcome>, DatabaseError> = db
         .call(
             "message_send_batch",
-            "select hark_api.message_send_batch($1, $2, $3)",
             &[&Json(&items), &max_body_bytes, &traceparent],
         )
         .await;

@@ -289,7 +289,6 @@ impl Database {
         let attachment = message.attachment.as_ref().map(Json);
         self.call(
             "message_send",
-            "select hark_api.message_send($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -318,7 +317,6 @@ impl Database {
     ) -> Result<MessagePage, DatabaseError> {
         self.call(
             "message_list",
-            "select hark_api.message_list($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -343,7 +341,6 @@ impl Database {
     ) -> Result<Message, DatabaseError> {
         self.call(
             "message_get",
-            "select hark_api.message_get($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -370,7 +367,6 @@ impl Database {
         let attachment = attachment.flatten().map(Json);
         self.call(
             "message_edit",
-            "select hark_api.message_edit($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -395,7 +391,6 @@ impl Database {
     ) -> Result<MessageVersions, DatabaseError> {
         self.call(
             "message_versions",
-            "select hark_api.message_versions($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -414,9 +409,8 @@ impl Database {
         room_id: Uuid,
         message_id: Uuid,
     ) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "message_delete",
-            "select hark_api.message_delete($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -439,7 +433,6 @@ impl Database {
     ) -> Result<Message, DatabaseError> {
         self.call(
             "reaction_set",
-            "select hark_api.reaction_set($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -463,7 +456,6 @@ impl Database {
     ) -> Result<ReadMarker, DatabaseError> {
         self.call(
             "mark_read",
-            "select hark_api.mark_read($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -479,7 +471,6 @@ impl Database {
     pub async fn unread_summary(&self, caller: &Caller) -> Result<UnreadSummary, DatabaseError> {
         self.call(
             "unread_summary",
-            "select hark_api.unread_summary($1, $2, $3)",
             &[&caller.tenant_id, &caller.user_id, &caller.session_id],
         )
         .await
@@ -495,7 +486,6 @@ impl Database {
     ) -> Result<EventPage, DatabaseError> {
         self.call(
             "event_list",
-            "select hark_api.event_list($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,

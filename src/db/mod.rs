@@ -77,8 +77,8 @@ pub enum DatabaseError {
         /// Which call failed.
         context: &'static str,
     },
-    /// A statement that always answers one row answered none.
-    #[error("{context}: the statement answered no row")]
+    /// A statement that always answers a value answered no row, or null.
+    #[error("{context}: the statement answered nothing")]
     NoRow {
         /// Which call failed.
         context: &'static str,
@@ -192,61 +192,44 @@ impl Database {
 
     /// Postgres's notification queue usage, from 0 to 1.
     pub async fn notification_queue_usage(&self) -> Result<f64, DatabaseError> {
-        self.call(
-            "notification_queue_usage",
-            "select to_jsonb(hark_api.notification_queue_usage())",
-            &[],
-        )
-        .await
+        self.call("notification_queue_usage", &[]).await
     }
 
-    /// Runs `sql` (one call of a SQL function answering JSON) and decodes the answer.
+    /// Calls `hark_api.<function>` with the parameters, in order, and decodes its
+    /// answer: JSON into `T`, and SQL null or `void` into what null means for `T`
+    /// (`None`, or `()` for functions that answer nothing). The one way Rust calls
+    /// the SQL API: a function's name is written once, at its call.
     async fn call<T: DeserializeOwned>(
         &self,
-        context: &'static str,
-        sql: &str,
+        function: &'static str,
         params: &[&dyn Param],
     ) -> Result<T, DatabaseError> {
+        let placeholders: Vec<String> = (1..=params.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("select hark_api.{function}({})", placeholders.join(", "));
         async {
-            let row = self.query_one(context, sql, params).await?;
-            let Json(value) = row
-                .try_get::<_, Json<T>>(0)
-                .map_err(|source| DatabaseError::Query { context, source })?;
-            Ok(value)
+            let row = self.query_one(function, &sql, params).await?;
+            let answer = if row
+                .columns()
+                .first()
+                .is_some_and(|column| *column.type_() == Type::VOID)
+            {
+                None
+            } else {
+                row.try_get::<_, Option<Json<T>>>(0)
+                    .map_err(|source| DatabaseError::Query {
+                        context: function,
+                        source,
+                    })?
+                    .map(|Json(value)| value)
+            };
+            match answer {
+                Some(value) => Ok(value),
+                None => T::deserialize(serde_json::Value::Null)
+                    .map_err(|_| DatabaseError::NoRow { context: function }),
+            }
         }
-        .instrument(sql_span(context))
+        .instrument(sql_span(function))
         .await
-    }
-
-    /// Like `call`, for functions that may answer SQL null.
-    async fn call_optional<T: DeserializeOwned>(
-        &self,
-        context: &'static str,
-        sql: &str,
-        params: &[&dyn Param],
-    ) -> Result<Option<T>, DatabaseError> {
-        async {
-            let row = self.query_one(context, sql, params).await?;
-            let value = row
-                .try_get::<_, Option<Json<T>>>(0)
-                .map_err(|source| DatabaseError::Query { context, source })?;
-            Ok(value.map(|Json(value)| value))
-        }
-        .instrument(sql_span(context))
-        .await
-    }
-
-    /// Like `call`, for functions that answer nothing.
-    async fn call_void(
-        &self,
-        context: &'static str,
-        sql: &str,
-        params: &[&dyn Param],
-    ) -> Result<(), DatabaseError> {
-        self.query_one(context, sql, params)
-            .instrument(sql_span(context))
-            .await
-            .map(drop)
     }
 
     /// Runs one statement answering one row, as an unnamed statement: parse, bind and

@@ -37,7 +37,6 @@ impl Database {
     ) -> Result<SubscriptionGrant, DatabaseError> {
         self.call(
             "room_subscribe",
-            "select hark_api.room_subscribe($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -60,7 +59,6 @@ impl Database {
     ) -> Result<LogStretch, DatabaseError> {
         self.call(
             "room_events_after",
-            "select hark_api.room_events_after($1, $2, $3, $4, $5)",
             &[&tenant_id, &room_id, &after_seq, &upto_seq, &limit],
         )
         .await
@@ -68,9 +66,8 @@ impl Database {
 
     /// Signals that the caller is typing in a room.
     pub async fn typing(&self, caller: &Caller, room_id: Uuid) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "typing",
-            "select hark_api.typing($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -83,12 +80,7 @@ impl Database {
 
     /// Publishes a presence signal to every instance.
     pub async fn presence_publish(&self, payload: &str) -> Result<(), DatabaseError> {
-        self.call_void(
-            "presence_publish",
-            "select hark_api.presence_publish($1)",
-            &[&payload],
-        )
-        .await
+        self.call("presence_publish", &[&payload]).await
     }
 
     /// Of the given users, the members of a room.
@@ -100,7 +92,6 @@ impl Database {
     ) -> Result<Vec<UserRef>, DatabaseError> {
         self.call(
             "room_members_among",
-            "select hark_api.room_members_among($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,

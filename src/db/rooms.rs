@@ -203,7 +203,6 @@ impl Database {
     ) -> Result<Room, DatabaseError> {
         self.call(
             "room_create",
-            "select hark_api.room_create($1, $2, $3, $4, $5, $6, $7)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -226,7 +225,6 @@ impl Database {
     ) -> Result<Room, DatabaseError> {
         self.call(
             "room_direct",
-            "select hark_api.room_direct($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -247,7 +245,6 @@ impl Database {
     ) -> Result<RoomPage, DatabaseError> {
         self.call(
             "room_list",
-            "select hark_api.room_list($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -263,7 +260,6 @@ impl Database {
     pub async fn room_get(&self, caller: &Caller, room_id: Uuid) -> Result<Room, DatabaseError> {
         self.call(
             "room_get",
-            "select hark_api.room_get($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -284,7 +280,6 @@ impl Database {
         let patch = tokio_postgres::types::Json(patch);
         self.call(
             "room_update",
-            "select hark_api.room_update($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -304,7 +299,6 @@ impl Database {
     ) -> Result<Room, DatabaseError> {
         self.call(
             "room_archive",
-            "select hark_api.room_archive($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -317,9 +311,8 @@ impl Database {
 
     /// Deletes a room with its history.
     pub async fn room_delete(&self, caller: &Caller, room_id: Uuid) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "room_delete",
-            "select hark_api.room_delete($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -338,7 +331,6 @@ impl Database {
     ) -> Result<Room, DatabaseError> {
         self.call(
             "room_rotate_invite",
-            "select hark_api.room_rotate_invite($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -353,7 +345,6 @@ impl Database {
     pub async fn room_join(&self, caller: &Caller, room_id: Uuid) -> Result<Room, DatabaseError> {
         self.call(
             "room_join",
-            "select hark_api.room_join($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -372,7 +363,6 @@ impl Database {
     ) -> Result<Room, DatabaseError> {
         self.call(
             "room_join_by_code",
-            "select hark_api.room_join_by_code($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -385,9 +375,8 @@ impl Database {
 
     /// Leaves a room.
     pub async fn room_leave(&self, caller: &Caller, room_id: Uuid) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "room_leave",
-            "select hark_api.room_leave($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -408,7 +397,6 @@ impl Database {
     ) -> Result<MemberPage, DatabaseError> {
         self.call(
             "member_list",
-            "select hark_api.member_list($1, $2, $3, $4, $5, $6)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -430,7 +418,6 @@ impl Database {
     ) -> Result<Member, DatabaseError> {
         self.call(
             "member_add",
-            "select hark_api.member_add($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -449,9 +436,8 @@ impl Database {
         room_id: Uuid,
         user_id: Uuid,
     ) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "member_remove",
-            "select hark_api.member_remove($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -473,7 +459,6 @@ impl Database {
     ) -> Result<Member, DatabaseError> {
         self.call(
             "member_set_role",
-            "select hark_api.member_set_role($1, $2, $3, $4, $5, $6)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -495,7 +480,6 @@ impl Database {
     ) -> Result<RoomAccess, DatabaseError> {
         self.call(
             "room_access",
-            "select hark_api.room_access($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,

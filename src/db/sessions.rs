@@ -65,7 +65,6 @@ impl Database {
     ) -> Result<Registered, DatabaseError> {
         self.call(
             "register",
-            "select hark_api.register($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
                 &registration.tenant_slug,
                 &registration.user_id,
@@ -88,12 +87,8 @@ impl Database {
         tenant_slug: &str,
         username: &str,
     ) -> Result<(), DatabaseError> {
-        self.call_void(
-            "registration_check",
-            "select hark_api.registration_check($1, $2)",
-            &[&tenant_slug, &username],
-        )
-        .await
+        self.call("registration_check", &[&tenant_slug, &username])
+            .await
     }
 
     /// The user a login names, with their password hash, if there is one.
@@ -102,12 +97,7 @@ impl Database {
         tenant_slug: &str,
         login: &str,
     ) -> Result<Option<LoginCandidate>, DatabaseError> {
-        self.call_optional(
-            "login_lookup",
-            "select hark_api.login_lookup($1, $2)",
-            &[&tenant_slug, &login],
-        )
-        .await
+        self.call("login_lookup", &[&tenant_slug, &login]).await
     }
 
     /// Opens a session once the password has been verified.
@@ -119,7 +109,6 @@ impl Database {
     ) -> Result<User, DatabaseError> {
         self.call(
             "login_complete",
-            "select hark_api.login_complete($1, $2, $3, $4, $5)",
             &[
                 &tenant_id,
                 &user_id,
@@ -141,7 +130,6 @@ impl Database {
     ) -> Result<Refreshed, DatabaseError> {
         self.call(
             "session_refresh",
-            "select hark_api.session_refresh($1, $2, $3, $4, $5)",
             &[
                 &tenant_id,
                 &next.session_id,
@@ -155,9 +143,8 @@ impl Database {
 
     /// Revokes the caller's session.
     pub async fn logout(&self, caller: &Caller) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "logout",
-            "select hark_api.logout($1, $2, $3)",
             &[&caller.tenant_id, &caller.user_id, &caller.session_id],
         )
         .await
@@ -170,9 +157,8 @@ impl Database {
         key_hash: &[u8],
         user_id: Uuid,
     ) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "backend_sessions_revoke",
-            "select hark_api.backend_sessions_revoke($1, $2, $3)",
             &[&tenant_id, &key_hash, &user_id],
         )
         .await
@@ -188,7 +174,6 @@ impl Database {
     ) -> Result<User, DatabaseError> {
         self.call(
             "backend_session_open",
-            "select hark_api.backend_session_open($1, $2, $3, $4, $5, $6)",
             &[
                 &tenant_id,
                 &key_hash,

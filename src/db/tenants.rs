@@ -83,12 +83,7 @@ impl Database {
     /// The cheap check of a tenant creation, before the owner's password is hashed:
     /// the slug is free.
     pub async fn tenant_slug_check(&self, slug: &str) -> Result<(), DatabaseError> {
-        self.call_void(
-            "tenant_slug_check",
-            "select hark_api.tenant_slug_check($1)",
-            &[&slug],
-        )
-        .await
+        self.call("tenant_slug_check", &[&slug]).await
     }
 
     /// Creates a tenant with its owner and opens the owner's first session.
@@ -99,7 +94,6 @@ impl Database {
     ) -> Result<TenantWithOwner, DatabaseError> {
         self.call(
             "tenant_create",
-            "select hark_api.tenant_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             &[
                 &tenant.tenant_id,
                 &tenant.slug,
@@ -122,7 +116,6 @@ impl Database {
     pub async fn tenant_get(&self, caller: &Caller) -> Result<Tenant, DatabaseError> {
         self.call(
             "tenant_get",
-            "select hark_api.tenant_get($1, $2, $3)",
             &[&caller.tenant_id, &caller.user_id, &caller.session_id],
         )
         .await
@@ -137,7 +130,6 @@ impl Database {
         let patch = tokio_postgres::types::Json(patch);
         self.call(
             "tenant_update",
-            "select hark_api.tenant_update($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -150,9 +142,8 @@ impl Database {
 
     /// Deletes the caller's tenant (owners).
     pub async fn tenant_delete(&self, caller: &Caller) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "tenant_delete",
-            "select hark_api.tenant_delete($1, $2, $3)",
             &[&caller.tenant_id, &caller.user_id, &caller.session_id],
         )
         .await

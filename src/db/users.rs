@@ -131,7 +131,6 @@ impl Database {
     pub async fn user_me(&self, caller: &Caller) -> Result<User, DatabaseError> {
         self.call(
             "user_me",
-            "select hark_api.user_me($1, $2, $3)",
             &[&caller.tenant_id, &caller.user_id, &caller.session_id],
         )
         .await
@@ -141,7 +140,6 @@ impl Database {
     pub async fn user_get(&self, caller: &Caller, user_id: Uuid) -> Result<User, DatabaseError> {
         self.call(
             "user_get",
-            "select hark_api.user_get($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -160,7 +158,6 @@ impl Database {
     ) -> Result<User, DatabaseError> {
         self.call(
             "user_get_by_username",
-            "select hark_api.user_get_by_username($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -182,7 +179,6 @@ impl Database {
         let role = role.map(Role::as_str);
         self.call(
             "user_list",
-            "select hark_api.user_list($1, $2, $3, $4, $5, $6)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -205,7 +201,6 @@ impl Database {
         let patch = tokio_postgres::types::Json(patch);
         self.call(
             "user_update",
-            "select hark_api.user_update($1, $2, $3, $4, $5)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -219,9 +214,8 @@ impl Database {
 
     /// Deletes a user.
     pub async fn user_delete(&self, caller: &Caller, user_id: Uuid) -> Result<(), DatabaseError> {
-        self.call_void(
+        self.call(
             "user_delete",
-            "select hark_api.user_delete($1, $2, $3, $4)",
             &[
                 &caller.tenant_id,
                 &caller.user_id,
@@ -241,7 +235,6 @@ impl Database {
     ) -> Result<User, DatabaseError> {
         self.call(
             "backend_user_create",
-            "select hark_api.backend_user_create($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &tenant_id,
                 &key_hash,
