@@ -7,9 +7,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use rand::RngCore;
 
-use crate::api::{CreateTenantRequest, create_tenant_with_owner};
 use crate::config::Config;
 use crate::startup::{AppState, serve};
+use crate::tenancy::{CreateTenantRequest, OwnerRequest, TenantCreated, create_tenant_with_owner};
 
 /// Hark, a multi-tenant chat backend.
 #[derive(Debug, Parser)]
@@ -179,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let request = CreateTenantRequest {
                 name: name.unwrap_or_else(|| slug.clone()),
                 slug,
-                owner: crate::api::OwnerRequest {
+                owner: OwnerRequest {
                     username: owner_username,
                     password: password.clone(),
                     email: owner_email,
@@ -219,7 +219,7 @@ async fn ensure_demo_tenant(state: &AppState, slug: &str) -> anyhow::Result<()> 
     let request = CreateTenantRequest {
         name: "Hark demo".to_owned(),
         slug: slug.to_owned(),
-        owner: crate::api::OwnerRequest {
+        owner: OwnerRequest {
             username: "demo-owner".to_owned(),
             password: random_password(),
             email: None,
@@ -252,8 +252,8 @@ struct CreatedOutput {
     refresh_token: String,
 }
 
-impl From<&crate::api::TenantCreated> for CreatedOutput {
-    fn from(created: &crate::api::TenantCreated) -> Self {
+impl From<&TenantCreated> for CreatedOutput {
+    fn from(created: &TenantCreated) -> Self {
         Self {
             tenant_id: created.tenant.id,
             tenant_slug: created.tenant.slug.clone(),

@@ -277,6 +277,28 @@ impl ApiResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// The 429 answered when a limit refuses a request, with the limit's headers.
+    pub fn too_many(allowance: &crate::limits::Allowance, code: &str, message: &str) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_headers(allowance.headers())
+    }
+}
+
+impl From<crate::limits::TooManyStreams> for ApiError {
+    fn from(refusal: crate::limits::TooManyStreams) -> Self {
+        // Sentence case for people; the refusal's own text is lower case for logs.
+        let message = format!(
+            "At most {} {} are allowed at once on each instance",
+            refusal.limit, refusal.counted
+        );
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_connections",
+            message,
+        )
+    }
+}
+
 impl From<crate::realtime::subscription::SubscribeError> for ApiError {
     fn from(error: crate::realtime::subscription::SubscribeError) -> Self {
         use crate::realtime::subscription::SubscribeError;

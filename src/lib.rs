@@ -19,4 +19,6 @@ pub mod metrics;
 pub mod realtime;
 pub mod schema;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
+pub mod tenancy;

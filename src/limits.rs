@@ -12,10 +12,6 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use poem::http::StatusCode;
-
-use crate::error::ApiError;
-
 /// Every limit of one instance.
 pub struct Limits {
     /// Message sends, by user.
@@ -279,9 +275,14 @@ impl<'a> Attempt<'a> {
     }
 }
 
-/// The 429 answered when a limit refuses a request, with its headers.
-pub fn too_many(allowance: &Allowance, code: &str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).with_headers(allowance.headers())
+/// A stream refused because its key holds as many as it may.
+#[derive(Debug, thiserror::Error)]
+#[error("at most {limit} {counted} are allowed at once on each instance")]
+pub struct TooManyStreams {
+    /// The most streams one key may hold.
+    pub limit: usize,
+    /// What is counted.
+    pub counted: &'static str,
 }
 
 /// Open streams on this instance, by key: WebSockets and SSE per user, WebSockets
@@ -314,19 +315,15 @@ impl<K: Hash + Eq + Clone> StreamCounter<K> {
         }
     }
 
-    /// Counts a new stream of `key`, or refuses it (429 `too_many_connections`).
-    pub fn open(self: &Arc<Self>, key: K) -> Result<StreamSlot<K>, ApiError> {
+    /// Counts a new stream of `key`, or refuses it.
+    pub fn open(self: &Arc<Self>, key: K) -> Result<StreamSlot<K>, TooManyStreams> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.limit {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_connections",
-                format!(
-                    "At most {} {} are allowed at once on each instance",
-                    self.limit, self.counted
-                ),
-            ));
+            return Err(TooManyStreams {
+                limit: self.limit,
+                counted: self.counted,
+            });
         }
         *count += 1;
         Ok(StreamSlot {

@@ -1,8 +1,8 @@
-//! Building the application: its shared state, its routes and the server loop. The
+//! Building the application: its routes and the server loop. The
 //! server takes its listener and its shutdown signal as arguments, so that tests and
 //! `main` run it the same way.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, time::Duration};
 
 use anyhow::Context as _;
 use poem::{
@@ -14,61 +14,9 @@ use poem::{
     web::{LocalAddr, RemoteAddr},
 };
 
-use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
-use crate::db::{self, Database, MessageWriter};
 use crate::edge::Edge;
-use crate::limits::Limits;
-use crate::realtime::Node;
-
-/// What every request shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub db: Database,
-    /// Signs and verifies access tokens.
-    pub tokens: Arc<TokenIssuer>,
-    /// Hashes and verifies passwords.
-    pub passwords: PasswordHasher,
-    /// Real-time delivery: subscriptions, the LISTEN connection, presence.
-    pub realtime: Node,
-    /// Batches concurrent message sends into one transaction each.
-    pub writer: MessageWriter,
-    /// Rate limits and connection counts.
-    pub limits: Arc<Limits>,
-    /// The configuration the instance started with.
-    pub config: Arc<Config>,
-}
-
-impl AppState {
-    /// Migrates the database (creating it first if it does not exist) and builds the
-    /// state of a server.
-    pub async fn start(config: Config) -> anyhow::Result<Self> {
-        db::ensure_database_exists(config.migration_url(), config.database_ca_file.as_deref())
-            .await?;
-        let report =
-            db::migrate(config.migration_url(), config.database_ca_file.as_deref()).await?;
-        tracing::info!(
-            applied = ?report.applied_migrations,
-            functions_replaced = report.functions_replaced,
-            "database schema is up to date"
-        );
-        let db = Database::connect(&config.database())?;
-        let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
-        let passwords = PasswordHasher::new(config.passwords())?;
-        let realtime = Node::start(db.without_statement_timeout(), config.realtime());
-        let writer = MessageWriter::start(db.clone(), config.batches());
-        Ok(Self {
-            db,
-            tokens,
-            passwords,
-            realtime,
-            writer,
-            limits: Arc::new(Limits::from_config(&config)),
-            config: Arc::new(config),
-        })
-    }
-}
+pub use crate::state::AppState;
 
 /// Where the private cluster lives when no server answers (relative to the working
 /// directory) and its port, below the ephemeral range.

@@ -5,10 +5,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, typ
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::auth::{ApiKeySecret, BearerAuth};
+use crate::api::security::BearerAuth;
+use crate::auth::ApiKeySecret;
 use crate::db::{ApiKey, NewApiKey};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A key to create.
 #[derive(Debug, Object)]

@@ -1,94 +1,16 @@
-//! Registration, login, refresh and logout, and the session helpers that every way of
-//! obtaining tokens shares.
+//! Registration, login, refresh and logout.
 
-use chrono::{DateTime, Utc};
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json, types::Example};
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::auth::{BearerAuth, Caller, RefreshSecret};
-use crate::db::{NewRegistration, NewSession, Refreshed, User};
+use crate::api::security::BearerAuth;
+use crate::auth::{AuthSession, PendingSession, RefreshSecret};
+use crate::db::{NewRegistration, Refreshed};
 use crate::error::ApiError;
-use crate::limits::{Attempt, account_key, too_many};
-use crate::startup::AppState;
-
-/// Tokens for one session, with the user they belong to.
-#[derive(Debug, Clone, Object, serde::Deserialize)]
-pub struct AuthSession {
-    /// The user's tenant.
-    pub tenant_id: Uuid,
-    /// The user.
-    pub user: User,
-    /// The JWT to send as `Authorization: Bearer …`.
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    /// When the access token expires.
-    pub expires_at: DateTime<Utc>,
-    /// Exchange it at `POST /v1/auth/refresh` for new tokens; it works once.
-    pub refresh_token: String,
-    /// When the refresh token expires unless used.
-    pub refresh_expires_at: DateTime<Utc>,
-}
-
-/// A session about to be opened: its record for the database and its refresh token.
-pub(crate) struct PendingSession {
-    /// What the database stores.
-    pub record: NewSession,
-    /// The refresh secret handed to the client.
-    refresh: RefreshSecret,
-}
-
-impl PendingSession {
-    /// A new session.
-    pub fn new(state: &AppState) -> Result<Self, ApiError> {
-        Self::for_session(state, Uuid::now_v7())
-    }
-
-    /// The next refresh secret of an existing session.
-    fn for_session(state: &AppState, session_id: Uuid) -> Result<Self, ApiError> {
-        let refresh = RefreshSecret::generate(session_id);
-        let ttl = chrono::Duration::from_std(state.tokens.refresh_ttl())
-            .map_err(|error| ApiError::internal("refresh lifetime out of range", &error))?;
-        Ok(Self {
-            record: NewSession {
-                session_id,
-                refresh_hash: refresh.hash(),
-                expires_at: Utc::now() + ttl,
-            },
-            refresh,
-        })
-    }
-
-    /// Signs the access token once the database has opened the session for `user`.
-    pub fn finish(
-        self,
-        state: &AppState,
-        tenant_id: Uuid,
-        user: User,
-    ) -> Result<AuthSession, ApiError> {
-        let access = state.tokens.issue(&Caller {
-            tenant_id,
-            user_id: user.id,
-            session_id: self.record.session_id,
-            role: user.role,
-            expires_at: state.tokens.expiry_from_now()?,
-        })?;
-        Ok(AuthSession {
-            tenant_id,
-            user,
-            access_token: access.token,
-            token_type: "Bearer".to_owned(),
-            expires_in: state.tokens.access_ttl().as_secs(),
-            expires_at: access.expires_at,
-            refresh_token: self.refresh.token(tenant_id),
-            refresh_expires_at: self.record.expires_at,
-        })
-    }
-}
+use crate::limits::{Attempt, account_key};
+use crate::state::AppState;
 
 /// Self-registration as a member of a tenant.
 #[derive(Debug, Object)]
@@ -215,10 +137,10 @@ impl AuthApi {
             display_name: body.display_name,
             password_hash,
         };
-        let session = PendingSession::new(&state)?;
+        let session = PendingSession::new(&state.tokens)?;
         let registered = state.db.register(&registration, &session.record).await?;
         Ok(Created::Created(Json(session.finish(
-            &state,
+            &state.tokens,
             registered.tenant_id,
             registered.user,
         )?)))
@@ -250,7 +172,7 @@ impl AuthApi {
             address,
         )
         .map_err(|allowance| {
-            too_many(
+            ApiError::too_many(
                 &allowance,
                 "login_throttled",
                 "Too many failed logins; retry after the Retry-After seconds",
@@ -278,12 +200,16 @@ impl AuthApi {
                 ));
             }
         };
-        let session = PendingSession::new(&state)?;
+        let session = PendingSession::new(&state.tokens)?;
         let user = state
             .db
             .login_complete(candidate.tenant_id, candidate.user_id, &session.record)
             .await?;
-        Ok(Json(session.finish(&state, candidate.tenant_id, user)?))
+        Ok(Json(session.finish(
+            &state.tokens,
+            candidate.tenant_id,
+            user,
+        )?))
     }
 
     /// Exchange a refresh token for new tokens
@@ -298,13 +224,15 @@ impl AuthApi {
         body: Json<RefreshRequest>,
     ) -> Result<Json<AuthSession>, ApiError> {
         let (tenant_id, presented) = RefreshSecret::parse(&body.refresh_token)?;
-        let next = PendingSession::for_session(&state, presented.session_id)?;
+        let next = PendingSession::for_session(&state.tokens, presented.session_id)?;
         let refreshed = state
             .db
             .session_refresh(tenant_id, &presented.hash(), &next.record)
             .await?;
         match refreshed {
-            Refreshed::Rotated { user } => Ok(Json(next.finish(&state, tenant_id, *user)?)),
+            Refreshed::Rotated { user } => {
+                Ok(Json(next.finish(&state.tokens, tenant_id, *user)?))
+            }
             Refreshed::Reused => Err(ApiError::unauthorized(
                 "refresh_token_reused",
                 "This refresh token was already used: the session has been ended everywhere; log in again",

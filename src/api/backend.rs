@@ -5,11 +5,12 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
 use uuid::Uuid;
 
-use crate::api::{ApiTags, AuthSession, auth::PendingSession};
-use crate::auth::ApiKeyAuth;
+use crate::api::ApiTags;
+use crate::api::security::ApiKeyAuth;
+use crate::auth::{AuthSession, PendingSession};
 use crate::db::{NewBackendUser, Role, User};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A user to create from the tenant's backend.
 #[derive(Debug, Object)]
@@ -138,13 +139,13 @@ impl BackendApi {
         /// The user's id.
         user_id: Path<Uuid>,
     ) -> Result<BackendSessionCreated, ApiError> {
-        let session = PendingSession::new(&state)?;
+        let session = PendingSession::new(&state.tokens)?;
         let user = state
             .db
             .backend_session_open(auth.0.tenant_id, &auth.0.hash(), user_id.0, &session.record)
             .await?;
         Ok(BackendSessionCreated::Created(Json(session.finish(
-            &state,
+            &state.tokens,
             auth.0.tenant_id,
             user,
         )?)))

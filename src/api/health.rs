@@ -8,7 +8,7 @@ use poem_openapi::{
 
 use crate::api::ApiTags;
 use crate::metrics::METRICS;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The state of the instance.
 #[derive(Debug, Object)]

@@ -10,14 +10,13 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::auth::BearerAuth;
+use crate::api::security::BearerAuth;
 use crate::db::{
     Attachment, HistoryCursor, Message, MessageKind, MessagePage, MessageVersions, NewMessage,
     ReadMarker, UnreadSummary,
 };
 use crate::error::ApiError;
-use crate::limits::too_many;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The page size when none is asked for.
 const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -172,7 +171,7 @@ impl MessagesApi {
         // REST and WebSocket sends of a user draw from one allowance.
         let allowance = state.limits.sends.acquire(&auth.0.user_id);
         if allowance.retry_after.is_some() {
-            return Err(too_many(
+            return Err(ApiError::too_many(
                 &allowance,
                 "rate_limited",
                 "Too many messages; retry after the Retry-After seconds",

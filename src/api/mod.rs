@@ -12,13 +12,11 @@ mod members;
 mod messages;
 mod realtime;
 mod rooms;
+pub mod security;
 mod tenants;
 mod users;
 
 use poem_openapi::{OpenApiService, Tags};
-
-pub use auth::AuthSession;
-pub use tenants::{CreateTenantRequest, OwnerRequest, TenantCreated, create_tenant_with_owner};
 
 /// The groups operations are listed under.
 #[derive(Tags)]
@@ -114,7 +112,7 @@ pub(crate) fn count_signup(
     };
     let allowance = state.limits.signups.acquire(&address);
     if allowance.retry_after.is_some() {
-        return Err(crate::limits::too_many(
+        return Err(crate::error::ApiError::too_many(
             &allowance,
             "too_many_signups",
             "Too many registrations from this address; retry after the Retry-After seconds",

@@ -18,11 +18,11 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::auth::{BearerAuth, StreamAuth};
+use crate::api::security::{BearerAuth, StreamAuth};
 use crate::db::UserRef;
 use crate::error::ApiError;
 use crate::realtime::{socket, sse};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How often an idle SSE stream sends a keep-alive comment.
 const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -102,10 +102,17 @@ impl RealtimeApi {
         // Most connections are idle: a small read buffer keeps them cheap, and it grows
         // for the frames that need more.
         config.read_buffer_size = 1024;
-        let state = state.0.clone();
+        let context = socket::Context {
+            db: state.db.clone(),
+            tokens: state.tokens.clone(),
+            limits: state.limits.clone(),
+            writer: state.writer.clone(),
+            realtime: state.realtime.clone(),
+            max_message_bytes: state.config.max_message_bytes,
+        };
         Ok(websocket
             .config(config)
-            .on_upgrade(move |stream| socket::serve(stream, state, admission))
+            .on_upgrade(move |stream| socket::serve(stream, context, admission))
             .boxed())
     }
 

@@ -10,11 +10,11 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::auth::BearerAuth;
+use crate::api::security::BearerAuth;
 use crate::db::{NewRoom, Room, RoomPage, RoomPatch, Visibility};
 use crate::error::ApiError;
-use crate::limits::{Attempt, too_many};
-use crate::startup::AppState;
+use crate::limits::Attempt;
+use crate::state::AppState;
 
 /// The page size when none is asked for.
 const DEFAULT_PAGE_SIZE: i32 = 50;
@@ -111,7 +111,7 @@ impl RoomsApi {
         let creations = &state.limits.room_creations;
         let allowance = creations.acquire(&auth.0.user_id);
         if allowance.retry_after.is_some() {
-            return Err(too_many(
+            return Err(ApiError::too_many(
                 &allowance,
                 "too_many_rooms",
                 "Too many rooms created in the last hour; retry after the Retry-After seconds",
@@ -200,7 +200,7 @@ impl RoomsApi {
             address,
         )
         .map_err(|allowance| {
-            too_many(
+            ApiError::too_many(
                 &allowance,
                 "too_many_attempts",
                 "Too many failed joins by invite code; retry after the Retry-After seconds",

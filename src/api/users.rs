@@ -9,10 +9,10 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::auth::BearerAuth;
+use crate::api::security::BearerAuth;
 use crate::db::{Role, User, UserPage, UserPatch};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The page size when none is asked for.
 const DEFAULT_PAGE_SIZE: i32 = 50;

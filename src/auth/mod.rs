@@ -8,20 +8,14 @@
 
 mod password;
 mod secrets;
+mod session;
 mod tokens;
 
-use poem::Request;
-use poem_openapi::{
-    SecurityScheme,
-    auth::{ApiKey, Bearer},
-};
 use uuid::Uuid;
-
-use crate::error::ApiError;
-use crate::startup::AppState;
 
 pub use password::{PasswordHasher, PasswordSettings};
 pub use secrets::{ApiKeySecret, RefreshSecret};
+pub use session::{AuthSession, PendingSession};
 pub use tokens::{AccessToken, TokenIssuer, TokenSettings, default_key_id};
 
 /// The publicly known secret used when `HARK_JWT_SECRET` is not set.
@@ -45,71 +39,4 @@ pub struct Caller {
     /// When the access token expires: WebSockets and event streams opened with it
     /// end then (4001), unless the client authenticates again with a fresh one.
     pub expires_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// A user's access token: `Authorization: Bearer <JWT>`.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "bearerAuth",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "verify_bearer"
-)]
-pub struct BearerAuth(pub Caller);
-
-async fn verify_bearer(request: &Request, bearer: Bearer) -> poem::Result<Caller> {
-    let state = request
-        .data::<AppState>()
-        .ok_or_else(|| ApiError::internal("authentication", &"application state is missing"))?;
-    Ok(state.tokens.verify(&bearer.token)?)
-}
-
-/// A tenant's API key: `X-Api-Key: hark_sk_…`, for the tenant's own backend.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "apiKeyAuth",
-    ty = "api_key",
-    key_name = "X-Api-Key",
-    key_in = "header",
-    checker = "parse_api_key"
-)]
-pub struct ApiKeyAuth(pub ApiKeySecret);
-
-async fn parse_api_key(_request: &Request, key: ApiKey) -> poem::Result<ApiKeySecret> {
-    Ok(ApiKeySecret::parse(&key.key)?)
-}
-
-/// An access token in the `token` query parameter, for browsers' WebSocket and
-/// EventSource, which cannot set headers.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "queryToken",
-    ty = "api_key",
-    key_name = "token",
-    key_in = "query",
-    checker = "verify_query_token"
-)]
-pub struct QueryTokenAuth(pub Caller);
-
-async fn verify_query_token(request: &Request, token: ApiKey) -> poem::Result<Caller> {
-    verify_bearer(request, Bearer { token: token.key }).await
-}
-
-/// A bearer token, or the same token in the `token` query parameter.
-#[derive(SecurityScheme)]
-pub enum StreamAuth {
-    /// `Authorization: Bearer <JWT>`.
-    Bearer(BearerAuth),
-    /// `?token=<JWT>`.
-    Query(QueryTokenAuth),
-}
-
-impl StreamAuth {
-    /// The verified caller.
-    pub fn caller(&self) -> &Caller {
-        match self {
-            Self::Bearer(auth) => &auth.0,
-            Self::Query(auth) => &auth.0,
-        }
-    }
 }

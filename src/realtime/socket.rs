@@ -21,10 +21,10 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::db::{MessageKind, NewMessage};
+use crate::auth::{Caller, TokenIssuer};
+use crate::db::{Database, MessageKind, MessageWriter, NewMessage};
 use crate::error::ApiError;
-use crate::limits::StreamSlot;
+use crate::limits::{Limits, StreamSlot};
 use crate::metrics::METRICS;
 use crate::realtime::{
     Node,
@@ -37,7 +37,6 @@ use crate::realtime::{
     registry::{Control, Registration},
     subscription::{Start, Subscribed, Subscription},
 };
-use crate::startup::AppState;
 
 /// Malformed frames tolerated on one connection before it is closed with 4400.
 const MALFORMED_FRAMES_ALLOWED: u32 = 20;
@@ -47,6 +46,23 @@ const WRITE_BURST: usize = 64;
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The least time between two typing signals of one connection in one room.
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a connection needs of the instance.
+#[derive(Clone)]
+pub struct Context {
+    /// For the ops that read or write (edits, reactions, read markers, typing).
+    pub db: Database,
+    /// Verifies the token of an `auth` frame.
+    pub tokens: Arc<TokenIssuer>,
+    /// The per-user allowances every op draws from, and the count of open streams.
+    pub limits: Arc<Limits>,
+    /// Where sends go, batched with the instance's other sends.
+    pub writer: MessageWriter,
+    /// Subscriptions, the registry of open streams.
+    pub realtime: Node,
+    /// The largest message body, in bytes.
+    pub max_message_bytes: i32,
+}
 
 /// How a connection was let in at the upgrade.
 pub struct Admission {
@@ -60,13 +76,13 @@ pub struct Admission {
 }
 
 /// Serves one upgraded connection until it closes.
-pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admission) {
+pub async fn serve(socket: WebSocketStream, context: Context, admission: Admission) {
     let Admission {
         identity,
         stream_slot,
         unauthenticated_slot,
     } = admission;
-    let hub = state.realtime.clone();
+    let hub = context.realtime.clone();
     let settings = hub.settings().clone();
     let (sink, mut stream) = socket.split();
     let (queue, outbound) = mpsc::channel(settings.send_queue);
@@ -85,7 +101,7 @@ pub async fn serve(socket: WebSocketStream, state: AppState, admission: Admissio
     ));
 
     let mut connection = Connection {
-        state,
+        context,
         queue,
         control: control.clone(),
         identity,
@@ -111,8 +127,8 @@ fn now_millis() -> i64 {
 
 /// The reading half's state.
 struct Connection {
-    /// The application.
-    state: AppState,
+    /// What the connection needs of the instance.
+    context: Context,
     /// The connection's bounded queue to its writer.
     queue: mpsc::Sender<Outbound>,
     /// How the connection is closed.
@@ -149,7 +165,7 @@ impl Connection {
         stream: &mut futures_util::stream::SplitStream<WebSocketStream>,
         last_seen: &AtomicI64,
     ) {
-        let settings = self.state.realtime.settings().clone();
+        let settings = self.context.realtime.settings().clone();
         let mut recheck = tokio::time::interval(settings.token_recheck);
         recheck.tick().await;
         let opened = tokio::time::Instant::now();
@@ -192,7 +208,7 @@ impl Connection {
                 }
                 _ = recheck.tick() => {
                     if let Some(identity) = &self.identity
-                        && let Err(error) = Box::pin(self.state.db.user_me(identity)).await
+                        && let Err(error) = Box::pin(self.context.db.user_me(identity)).await
                     {
                         let error = ApiError::from(error);
                         if error.status == StatusCode::UNAUTHORIZED {
@@ -213,7 +229,7 @@ impl Connection {
     /// Counts the connection among its user's open streams, once.
     fn count_stream(&mut self, user_id: Uuid) -> Result<(), ApiError> {
         if self.stream_slot.is_none() {
-            self.stream_slot = Some(self.state.limits.streams.open(user_id)?);
+            self.stream_slot = Some(self.context.limits.streams.open(user_id)?);
         }
         self.unauthenticated_slot = None;
         Ok(())
@@ -297,7 +313,7 @@ impl Connection {
         // Every op is counted against its user's allowance before any work, refused
         // ones included, so that no op (typing to rooms that do not exist, say)
         // reaches the database without a bound.
-        let limits = &self.state.limits;
+        let limits = &self.context.limits;
         let budget = match &frame {
             ClientFrame::Send { .. } => Some((&limits.sends, "messages")),
             ClientFrame::Ping { .. } | ClientFrame::Auth { .. } => None,
@@ -306,7 +322,7 @@ impl Connection {
         if let Some((limiter, what)) = budget {
             let allowance = limiter.acquire(&caller.user_id);
             if let Some(retry_after) = allowance.retry_after {
-                let error = crate::limits::too_many(
+                let error = ApiError::too_many(
                     &allowance,
                     "rate_limited",
                     &format!("Too many {what}; retry in {} ms", retry_after.as_millis()),
@@ -331,9 +347,9 @@ impl Connection {
     }
 
     async fn authenticate(&mut self, reference: Option<&str>, token: &str) {
-        let verified = self.state.tokens.verify(token);
+        let verified = self.context.tokens.verify(token);
         let outcome = match verified {
-            Ok(caller) => match self.state.db.user_me(&caller).await {
+            Ok(caller) => match self.context.db.user_me(&caller).await {
                 Ok(user) => match &self.identity {
                     Some(identity) if identity.user_id != caller.user_id => {
                         Err(ApiError::forbidden(
@@ -380,8 +396,8 @@ impl Connection {
         caller: &Caller,
         frame: ClientFrame,
     ) -> Result<Option<String>, ApiError> {
-        let db = &self.state.db;
-        let max_bytes = self.state.config.max_message_bytes;
+        let db = &self.context.db;
+        let max_bytes = self.context.max_message_bytes;
         Ok(Some(match frame {
             ClientFrame::Auth { .. } => return Ok(None),
             ClientFrame::Subscribe {
@@ -434,7 +450,7 @@ impl Connection {
                 };
                 // Queued now, in the connection's order, and answered when written,
                 // so that a client's pipelined sends share batches.
-                let written = self.state.writer.submit(caller, room_id, message);
+                let written = self.context.writer.submit(caller, room_id, message);
                 let queue = self.queue.clone();
                 tokio::spawn(async move {
                     let frame = match written.await {
@@ -533,7 +549,7 @@ impl Connection {
                 "A seq is never negative",
             ));
         }
-        let most = self.state.realtime.settings().max_subscriptions;
+        let most = self.context.realtime.settings().max_subscriptions;
         if self.subscriptions.len() >= most {
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -541,7 +557,7 @@ impl Connection {
                 format!("A connection may subscribe to at most {most} rooms at once"),
             ));
         }
-        let grant = self.state.db.room_subscribe(caller, room_id).await?;
+        let grant = self.context.db.room_subscribe(caller, room_id).await?;
         self.queue
             .send(Outbound::Pending(room_id))
             .await
@@ -552,7 +568,7 @@ impl Connection {
             control: self.control.clone(),
         };
         match self
-            .state
+            .context
             .realtime
             .subscribe(caller, &grant, subscriber, since)
             .await

@@ -1,0 +1,61 @@
+//! What every request shares: the database, tokens, password hashing, real-time
+//! delivery, the message writer, limits and configuration. Below the routes
+//! (`api`), the WebSocket and event-stream edges and authentication, which all take
+//! it; it imports none of them.
+
+use std::sync::Arc;
+
+use crate::auth::{PasswordHasher, TokenIssuer};
+use crate::config::Config;
+use crate::db::{self, Database, MessageWriter};
+use crate::limits::Limits;
+use crate::realtime::Node;
+
+/// What every request shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Database,
+    /// Signs and verifies access tokens.
+    pub tokens: Arc<TokenIssuer>,
+    /// Hashes and verifies passwords.
+    pub passwords: PasswordHasher,
+    /// Real-time delivery: subscriptions, the LISTEN connection, presence.
+    pub realtime: Node,
+    /// Batches concurrent message sends into one transaction each.
+    pub writer: MessageWriter,
+    /// Rate limits and connection counts.
+    pub limits: Arc<Limits>,
+    /// The configuration the instance started with.
+    pub config: Arc<Config>,
+}
+
+impl AppState {
+    /// Migrates the database (creating it first if it does not exist) and builds the
+    /// state of a server.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        db::ensure_database_exists(config.migration_url(), config.database_ca_file.as_deref())
+            .await?;
+        let report =
+            db::migrate(config.migration_url(), config.database_ca_file.as_deref()).await?;
+        tracing::info!(
+            applied = ?report.applied_migrations,
+            functions_replaced = report.functions_replaced,
+            "database schema is up to date"
+        );
+        let db = Database::connect(&config.database())?;
+        let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
+        let passwords = PasswordHasher::new(config.passwords())?;
+        let realtime = Node::start(db.without_statement_timeout(), config.realtime());
+        let writer = MessageWriter::start(db.clone(), config.batches());
+        Ok(Self {
+            db,
+            tokens,
+            passwords,
+            realtime,
+            writer,
+            limits: Arc::new(Limits::from_config(&config)),
+            config: Arc::new(config),
+        })
+    }
+}
