@@ -36,6 +36,7 @@ enum Command {
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Measure a deployment (or two local instances) under load.
+    #[cfg(feature = "bench")]
     Bench(Box<crate::bench::BenchArgs>),
 }
 
@@ -155,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.functions_replaced
             ))
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => crate::bench::run(*args).await,
         Command::Openapi { json } => print_out(&if json {
             crate::api::document::json()
