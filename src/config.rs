@@ -404,15 +404,34 @@ impl Config {
     }
 }
 
+/// The configuration alone, as a command line would give it.
+#[derive(clap::Parser)]
+struct Only {
+    #[command(flatten)]
+    config: Config,
+}
+
 impl Config {
     /// The configuration from the environment alone, for `hark` with no subcommand.
     pub fn default_from_env() -> anyhow::Result<Self> {
-        #[derive(clap::Parser)]
-        struct Only {
-            #[command(flatten)]
-            config: Config,
+        Self::from_settings(&[])
+    }
+
+    /// The configuration from settings named by their environment variables
+    /// (`("HARK_SEND_BURST", "100")`), over the environment: the same names whether
+    /// the settings go to a `hark serve` process or to an instance built here.
+    pub fn from_settings(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let command = <Only as clap::CommandFactory>::command();
+        let mut args = vec!["hark".to_owned()];
+        for (name, value) in settings {
+            let flag = command
+                .get_arguments()
+                .find(|arg| arg.get_env().is_some_and(|env| env == *name))
+                .and_then(clap::Arg::get_long)
+                .ok_or_else(|| anyhow::anyhow!("no setting is read from {name}"))?;
+            args.push(format!("--{flag}={value}"));
         }
-        let only = <Only as clap::Parser>::try_parse_from(["hark"])?;
+        let only = <Only as clap::Parser>::try_parse_from(args)?;
         Ok(only.config)
     }
 }
