@@ -29,6 +29,9 @@ struct Counters {
     delivered: AtomicU64,
     duplicated: AtomicU64,
     reordered: AtomicU64,
+    /// Send-to-ack times of WebSocket sends: the ack leaves once the write committed,
+    /// so the rest of send-to-delivery is the notification's way to the subscriber.
+    acks_us: std::sync::Mutex<Vec<u32>>,
 }
 
 /// What one subscriber saw.
@@ -47,6 +50,7 @@ pub struct Report {
     duplicated: u64,
     reordered: u64,
     latencies_us: Vec<u32>,
+    acks_us: Vec<u32>,
     transport: &'static str,
     /// PostgreSQL's CPU time during the load, when the database runs on this machine.
     pub postgres_cpu: Option<Duration>,
@@ -86,6 +90,14 @@ impl Report {
             percentile(&self.latencies_us, 0.99),
             percentile(&self.latencies_us, 1.0)
         );
+        if !self.acks_us.is_empty() {
+            println!(
+                "| latency send→ack (committed) | p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms |",
+                percentile(&self.acks_us, 0.50),
+                percentile(&self.acks_us, 0.90),
+                percentile(&self.acks_us, 0.99)
+            );
+        }
         println!(
             "| lost / duplicated / out of order | {lost} / {} / {} |",
             self.duplicated, self.reordered
@@ -262,6 +274,13 @@ pub async fn run(
         }
     }
     latencies_us.sort_unstable();
+    let mut acks_us = std::mem::take(
+        &mut *counters
+            .acks_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    acks_us.sort_unstable();
     Ok(Report {
         seconds,
         accepted: counters.accepted.load(Ordering::Relaxed),
@@ -271,6 +290,7 @@ pub async fn run(
         duplicated: counters.duplicated.load(Ordering::Relaxed),
         reordered: counters.reordered.load(Ordering::Relaxed),
         latencies_us,
+        acks_us,
         transport: if args.rest { "REST" } else { "WebSocket" },
         postgres_cpu: None,
     })
@@ -435,6 +455,7 @@ impl Sending {
         let accepted_per_room = self.accepted_per_room.clone();
         let acks_pending = pending.clone();
         let ack_permits = permits.clone();
+        let start = self.start;
         let acks = tokio::spawn(async move {
             while let Some(Ok(message)) = frames.next().await {
                 let Message::Text(text) = message else {
@@ -455,6 +476,17 @@ impl Sending {
                     .remove(&reference);
                 if frame["op"] == "ack" {
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    let sent_at = frame["result"]["body"].as_str().and_then(|body| {
+                        body.rsplit(':').next().and_then(|nanos| nanos.parse::<u64>().ok())
+                    });
+                    if let Some(sent_at) = sent_at {
+                        let micros = stamp(start).saturating_sub(sent_at) / 1000;
+                        counters
+                            .acks_us
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    }
                     if let Some(room) = room {
                         accepted_per_room[room].fetch_add(1, Ordering::Relaxed);
                     }
