@@ -351,7 +351,10 @@ impl Hub {
             {
                 fan_out(room_id, room, held, &mut departures);
             }
-            let done = !reread && room.delivered.unwrap_or(read_to) >= upto.min(newest);
+            // Done when the target (or the newest event known) is delivered, or when
+            // the log had nothing more to give: reading again would find nothing either.
+            let done = !reread
+                && (room.delivered.unwrap_or(read_to) >= upto.min(newest) || read_to == after);
             if done {
                 room.catching_up = None;
             }
