@@ -477,7 +477,9 @@ impl Sending {
                 if frame["op"] == "ack" {
                     counters.accepted.fetch_add(1, Ordering::Relaxed);
                     let sent_at = frame["result"]["body"].as_str().and_then(|body| {
-                        body.rsplit(':').next().and_then(|nanos| nanos.parse::<u64>().ok())
+                        body.rsplit(':')
+                            .next()
+                            .and_then(|nanos| nanos.parse::<u64>().ok())
                     });
                     if let Some(sent_at) = sent_at {
                         let micros = stamp(start).saturating_sub(sent_at) / 1000;

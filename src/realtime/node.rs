@@ -142,10 +142,11 @@ impl Node {
     }
 
     /// Ends a subscription (see `Subscription`'s drop).
-    pub(crate) fn unsubscribe(&self, id: u64, room_id: Uuid, user_id: Uuid) {
+    pub(crate) fn unsubscribe(&self, id: u64, room_id: Uuid, present: Option<Uuid>) {
         // A subscription the fan-out already ended (the member left) has left
         // presence with it.
         if self.inner.hub.remove(room_id, id)
+            && let Some(user_id) = present
             && let Some(signal) = self.inner.presence.local_leave(room_id, user_id)
         {
             publish(self.inner.db.clone(), signal);

@@ -29,13 +29,14 @@ pub struct Subscription {
     id: u64,
     /// The room.
     room_id: Uuid,
-    /// The subscribed user.
-    user_id: Uuid,
+    /// The subscribed user, once counted in the room's presence here (a subscription
+    /// that failed before then leaves no presence to take back).
+    present: Option<Uuid>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.node.unsubscribe(self.id, self.room_id, self.user_id);
+        self.node.unsubscribe(self.id, self.room_id, self.present);
     }
 }
 
@@ -79,16 +80,17 @@ impl Node {
         let id = self.next_id();
         self.hub()
             .add(grant.room_id, grant.tenant_id, id, subscriber);
-        let subscription = Subscription {
+        let mut subscription = Subscription {
             node: self.clone(),
             id,
             room_id: grant.room_id,
-            user_id: grant.user.id,
+            present: None,
         };
         if !self.listen(grant.room_id).await {
             return Err(SubscribeError::Unavailable);
         }
         self.joined(grant.room_id, &grant.user);
+        subscription.present = Some(grant.user.id);
         let now = self
             .db()
             .room_subscribe(caller, grant.room_id)
