@@ -42,7 +42,9 @@ as $$
 declare
     v_room hark.rooms;
 begin
-    select * into v_room from hark.rooms where id = p_room_id for update;
+    select * into v_room from hark.rooms
+    where tenant_id = hark_api.current_tenant_id() and id = p_room_id
+    for update;
     if v_room.id is null then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
@@ -57,7 +59,9 @@ language plpgsql
 stable
 as $$
 begin
-    return (select role from hark.room_members where room_id = p_room_id and user_id = hark_api.current_user_id());
+    return (select role from hark.room_members
+            where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id
+              and user_id = hark_api.current_user_id());
 end
 $$;
 
@@ -148,7 +152,7 @@ declare
 begin
     update hark.rooms
     set last_seq = last_seq + v_count, last_event_at = now()
-    where id = p_room_id
+    where tenant_id = v_tenant_id and id = p_room_id
     returning last_seq into v_last;
     with written as (
         insert into hark.room_events (tenant_id, room_id, seq, type, actor_id, data)

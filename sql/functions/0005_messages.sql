@@ -168,7 +168,8 @@ begin
             return p_pending -> v_key;
         end if;
         select * into v_existing from hark.messages
-        where room_id = p_room_id and sender_id = p_user_id and client_id = p_client_id;
+        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id
+          and sender_id = p_user_id and client_id = p_client_id;
         if v_existing.id is not null then
             return hark_api.message_json(v_existing, p_user_id);
         end if;
@@ -179,7 +180,9 @@ begin
     end if;
     if p_reply_to_id is not null
        and (p_pending ->> p_reply_to_id::text) is distinct from p_room_id::text
-       and not exists (select from hark.messages where id = p_reply_to_id and room_id = p_room_id) then
+       and not exists (select from hark.messages
+                       where tenant_id = hark_api.current_tenant_id() and id = p_reply_to_id
+                         and room_id = p_room_id) then
         perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
     end if;
     return null;

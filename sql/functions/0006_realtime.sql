@@ -82,12 +82,12 @@ as $$
 begin
     perform hark_api.enter(p_tenant_id, null);
     return jsonb_build_object(
-        'last_seq', (select last_seq from hark.rooms where id = p_room_id),
+        'last_seq', (select last_seq from hark.rooms where tenant_id = p_tenant_id and id = p_room_id),
         'items', coalesce((
             select jsonb_agg(hark_api.event_json(page) order by page.seq)
             from (
                 select * from hark.room_events
-                where room_id = p_room_id
+                where tenant_id = p_tenant_id and room_id = p_room_id
                   and seq > p_after_seq
                   and (p_upto_seq is null or seq <= p_upto_seq)
                 order by seq

@@ -53,7 +53,7 @@ begin
                    'tenant_id', r.tenant_id, 'first_seq', r.last_seq, 'next_seq', r.last_seq,
                    'archived', r.archived_at is not null)
         into v_room_state
-        from hark.rooms r where r.id = v_room.room_id
+        from hark.rooms r where r.tenant_id = v_room.tenant_id and r.id = v_room.room_id
         for update;
         if v_room_state is not null then
             v_rooms := jsonb_set(v_rooms, array[v_room.room_id::text], v_room_state);

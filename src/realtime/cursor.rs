@@ -8,10 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::db::{Database, DatabaseError};
-use crate::realtime::protocol::EventFrame;
-
-/// Events read from the log per query when catching up.
-const CATCH_UP_PAGE: i32 = 500;
+use crate::realtime::{log, protocol::EventFrame};
 
 /// What to send to a subscriber, in order.
 #[derive(Debug)]
@@ -83,23 +80,16 @@ impl RoomCursor {
             return Ok(());
         }
         while self.last_sent < upto {
-            let stretch = db
-                .room_events_after(
-                    self.tenant_id,
-                    self.room_id,
-                    self.last_sent,
-                    Some(upto),
-                    CATCH_UP_PAGE,
-                )
-                .await?;
-            if stretch.last_seq.is_none() || stretch.items.is_empty() {
+            let page =
+                log::read(db, self.tenant_id, self.room_id, self.last_sent, Some(upto)).await?;
+            if page.newest.is_none() || page.frames.is_empty() {
                 // The room is gone, or the events with it: nothing more will come.
                 self.last_sent = upto;
                 break;
             }
-            for event in stretch.items {
-                self.last_sent = event.seq;
-                out.push(Delivery::Event(EventFrame::new(event)));
+            for frame in page.frames {
+                self.last_sent = frame.seq;
+                out.push(Delivery::Event(frame));
             }
         }
         Ok(())

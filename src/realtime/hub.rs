@@ -23,14 +23,13 @@ use uuid::Uuid;
 use crate::db::{Database, EventType, RoomEvent};
 use crate::metrics::METRICS;
 use crate::realtime::broker::Command;
+use crate::realtime::log;
 use crate::realtime::protocol::{CLOSE_TOO_SLOW, EventFrame};
 use crate::realtime::registry::Control;
 use crate::realtime::room_channel;
 
 /// Shards of rooms, each behind its own lock.
 const SHARDS: usize = 16;
-/// Events read from the log per query when filling a gap.
-const LOG_PAGE: i32 = 500;
 /// The first and the longest wait before a failed read of the log is tried again.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_LONGEST: Duration = Duration::from_secs(2);
@@ -233,7 +232,7 @@ impl Hub {
         } else {
             self.catch_up(room_id, room, newest);
             if let Some(running) = &mut room.catching_up {
-                if running.held.len() + frames.len() <= LOG_PAGE as usize {
+                if running.held.len() + frames.len() <= log::PAGE as usize {
                     running.held.extend(frames);
                 } else {
                     running.reread = true;
@@ -303,19 +302,16 @@ impl Hub {
             let Some((tenant_id, after, upto)) = self.next_read(room_id) else {
                 return;
             };
-            let read = self
-                .inner
-                .db
-                .room_events_after(
-                    tenant_id,
-                    room_id,
-                    after,
-                    (upto != TO_THE_END).then_some(upto),
-                    LOG_PAGE,
-                )
-                .await;
-            let stretch = match read {
-                Ok(stretch) => stretch,
+            let read = log::read(
+                &self.inner.db,
+                tenant_id,
+                room_id,
+                after,
+                (upto != TO_THE_END).then_some(upto),
+            )
+            .await;
+            let page = match read {
+                Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, %room_id, retry_in_ms = retry.as_millis() as u64, "could not read a room's log for its subscribers");
                     tokio::time::sleep(retry).await;
@@ -324,11 +320,9 @@ impl Hub {
                 }
             };
             retry = RETRY_FIRST;
-            let frames: Vec<Arc<EventFrame>> =
-                stretch.items.into_iter().map(EventFrame::new).collect();
-            let read_to = frames.last().map_or(after, |frame| frame.seq);
+            let (frames, read_to) = (page.frames, page.read_to);
             // The room's newest seq when read (a room deleted since: nothing more).
-            let newest = stretch.last_seq.unwrap_or(read_to);
+            let newest = page.newest.unwrap_or(read_to);
             let mut departures = Departures::default();
             let mut shard = self.shard(room_id);
             let Some(room) = shard.get_mut(&room_id) else {

@@ -17,6 +17,7 @@
 pub mod broker;
 pub mod cursor;
 pub mod hub;
+pub mod log;
 pub mod node;
 pub mod presence;
 pub mod protocol;
