@@ -292,6 +292,26 @@ pub struct Config {
     #[arg(long, env = "HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", default_value_t = 20)]
     pub signups_per_address_per_hour: u32,
 
+    /// Connections (HTTP, WebSocket, SSE) one instance holds open at once; one more is
+    /// answered 503 `too_many_connections` and closed.
+    #[arg(long, env = "HARK_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: usize,
+
+    /// How long a new connection may take to send its first request head, in
+    /// milliseconds; then it is closed.
+    #[arg(long, env = "HARK_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// The largest first request head of a connection (request line and headers), in
+    /// bytes; a larger one closes the connection.
+    #[arg(long, env = "HARK_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// How long a connection may stay without reading or writing anything, in seconds
+    /// (WebSockets are pinged and SSE streams kept alive more often than that).
+    #[arg(long, env = "HARK_IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub idle_timeout_seconds: u64,
+
     /// How long in-flight requests may take to finish after SIGTERM, in seconds.
     #[arg(long, env = "HARK_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
     pub shutdown_grace_seconds: u64,
@@ -412,6 +432,20 @@ struct Only {
 }
 
 impl Config {
+    /// How the listener guards connections.
+    pub fn connection_limits(&self) -> crate::acceptor::ConnectionLimits {
+        crate::acceptor::ConnectionLimits {
+            max_connections: self.max_connections.max(1),
+            header_timeout: Duration::from_millis(self.header_timeout_ms.max(1)),
+            max_header_bytes: self.max_header_bytes.max(1024),
+        }
+    }
+
+    /// How long a connection may stay silent.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_seconds.max(1))
+    }
+
     /// The configuration from the environment alone, for `hark` with no subcommand.
     pub fn default_from_env() -> anyhow::Result<Self> {
         Self::from_settings(&[])

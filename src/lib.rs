@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acceptor;
 pub mod api;
 pub mod auth;
 #[cfg(feature = "bench")]

@@ -8,12 +8,11 @@ use anyhow::Context as _;
 use poem::{
     Endpoint, EndpointExt, Response, Route, Server,
     endpoint::make_sync,
-    http::uri::Scheme,
     listener::{Acceptor, TcpAcceptor},
     middleware::{Compression, Cors},
-    web::{LocalAddr, RemoteAddr},
 };
 
+use crate::acceptor::GuardedAcceptor;
 use crate::config::Config;
 use crate::edge::Edge;
 pub use crate::state::AppState;
@@ -114,26 +113,6 @@ pub fn routes(state: AppState) -> impl Endpoint + 'static {
         .with(Edge { max_body_bytes })
 }
 
-/// Accepts TCP connections with Nagle's algorithm off: chat frames are small and
-/// latency-bound, and a delayed ACK would hold each of them for 40 ms.
-struct NoDelay(TcpAcceptor);
-
-impl Acceptor for NoDelay {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(&mut self) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
-        let (stream, local, remote, scheme) = self.0.accept().await?;
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "could not turn Nagle's algorithm off");
-        }
-        Ok((stream, local, remote, scheme))
-    }
-}
-
 /// Serves until `shutdown` completes, then lets in-flight requests finish within the
 /// configured grace period.
 pub async fn serve(
@@ -142,8 +121,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
-    let acceptor =
-        NoDelay(TcpAcceptor::from_tokio(listener).context("could not use the listener")?);
+    let acceptor = GuardedAcceptor::new(
+        TcpAcceptor::from_tokio(listener).context("could not use the listener")?,
+        state.config.connection_limits(),
+    );
+    let idle_timeout = state.config.idle_timeout();
     let address = acceptor
         .local_addr()
         .into_iter()
@@ -159,6 +141,7 @@ pub async fn serve(
         realtime.shutdown();
     };
     Server::new_with_acceptor(acceptor)
+        .idle_timeout(idle_timeout)
         .run_with_graceful_shutdown(routes(state), shutdown, Some(grace))
         .await
         .context("the server failed")

@@ -282,3 +282,104 @@ async fn unread_counts_stop_at_a_hundred_so_that_a_backlog_costs_a_bounded_range
         .expect(200);
     assert_eq!(marker["unread_count"], 30);
 }
+
+/// A raw TCP connection to the app, for requests no HTTP client would send.
+async fn raw_connection(app: &TestApp) -> tokio::net::TcpStream {
+    let address = app.address.trim_start_matches("http://");
+    tokio::net::TcpStream::connect(address).await.unwrap()
+}
+
+/// Reads what the server sends until it closes the connection (or 10 s pass).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut received),
+    )
+    .await;
+    match read {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_answered_503_and_closed_until_one_ends() {
+    let app = spawn_app_with(|config| config.max_connections = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(raw_connection(&app).await);
+    }
+    let mut over = raw_connection(&app).await;
+    let answer = read_until_closed(&mut over)
+        .await
+        .expect("the connection over the cap is closed");
+    println!(
+        "over the cap: {}",
+        answer.lines().next().unwrap_or_default()
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too_many_connections"), "{answer}");
+    // One ends: a new connection is served again.
+    drop(held.pop());
+    let mut served = None;
+    for _ in 0..50 {
+        let client = reqwest::Client::new();
+        if let Ok(response) = client.get(format!("{}/healthz", app.address)).send().await {
+            served = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(served, Some(200));
+}
+
+#[tokio::test]
+async fn a_connection_that_does_not_finish_its_request_head_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|config| config.header_timeout_ms = 300).await;
+    let mut slow = raw_connection(&app).await;
+    slow.write_all(b"GET /healthz HTT").await.unwrap();
+    let answer = read_until_closed(&mut slow).await;
+    assert!(
+        answer.is_some(),
+        "the half-sent request's connection is still open after 10 s"
+    );
+    // A request sent whole on a new connection is served as usual.
+    let mut whole = raw_connection(&app).await;
+    whole
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: hark\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut whole).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_request_head_larger_than_the_limit_closes_the_connection() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|config| config.max_header_bytes = 8 * 1024).await;
+    let mut large = raw_connection(&app).await;
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nhost: hark\r\nx-padding: {}\r\nconnection: close\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    // The server may close before it has read everything: a failed write is the
+    // refusal too.
+    let _ = large.write_all(head.as_bytes()).await;
+    let answer = read_until_closed(&mut large).await.unwrap_or_default();
+    assert!(
+        !answer.starts_with("HTTP/1.1 200"),
+        "a 20 KiB head was served: {answer}"
+    );
+    // Within the limit, the same request is served.
+    let mut small = raw_connection(&app).await;
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nhost: hark\r\nx-padding: {}\r\nconnection: close\r\n\r\n",
+        "a".repeat(4 * 1024)
+    );
+    small.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_until_closed(&mut small).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
