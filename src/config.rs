@@ -270,6 +270,11 @@ pub struct Config {
     #[arg(long, env = "HARK_PRESENCE_HEARTBEAT_SECONDS", default_value_t = 10)]
     pub presence_heartbeat_seconds: u64,
 
+    /// How long a user whose last subscription to a room ended stays present before
+    /// others are told, in milliseconds; subscribing again meanwhile cancels it.
+    #[arg(long, env = "HARK_PRESENCE_DEBOUNCE_MS", default_value_t = 2_000)]
+    pub presence_debounce_ms: u64,
+
     /// Memory of one argon2id password hash, in KiB.
     #[arg(long, env = "HARK_PASSWORD_HASH_MEMORY_KIB", default_value_t = 19_456)]
     pub password_hash_memory_kib: u32,
@@ -371,6 +376,7 @@ impl Config {
             token_recheck: Duration::from_secs(self.token_recheck_seconds.max(1)),
             typing_ttl: Duration::from_secs(5),
             presence_heartbeat: Duration::from_secs(self.presence_heartbeat_seconds.max(1)),
+            presence_debounce: Duration::from_millis(self.presence_debounce_ms),
             listen_timeout: Duration::from_secs(10),
             max_subscriptions: self.max_subscriptions_per_connection,
         }

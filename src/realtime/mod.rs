@@ -53,6 +53,9 @@ pub struct RealtimeSettings {
     pub typing_ttl: Duration,
     /// How often presence heartbeats go out.
     pub presence_heartbeat: Duration,
+    /// How long a user's leave waits before it is announced (a new subscription
+    /// meanwhile cancels it).
+    pub presence_debounce: Duration,
     /// How long a subscribe waits for the LISTEN to be active.
     pub listen_timeout: Duration,
     /// Rooms one WebSocket may be subscribed to at once.

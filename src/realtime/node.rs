@@ -4,9 +4,12 @@
 //! notification to the hub without ever waiting for the database (reads of the log
 //! run in the hub's per-room tasks).
 
-use std::sync::{
-    Arc, Weak,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
 };
 
 use tokio::sync::{mpsc, oneshot};
@@ -66,7 +69,7 @@ impl Node {
                 broker.commands.clone(),
             ),
             db,
-            presence: Presence::new(settings.presence_heartbeat),
+            presence: Presence::new(settings.presence_heartbeat, settings.presence_debounce),
             settings,
             broker,
             registry: Arc::new(Registry::default()),
@@ -74,6 +77,7 @@ impl Node {
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), notices_rx, departures_rx));
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
+        tokio::spawn(announce_leaves(Arc::downgrade(&inner)));
         Self { inner }
     }
 
@@ -142,12 +146,12 @@ impl Node {
     }
 
     /// Ends a subscription (see `Subscription`'s drop).
-    pub(crate) fn unsubscribe(&self, id: u64, room_id: Uuid, present: Option<Uuid>) {
+    pub(crate) fn unsubscribe(&self, id: u64, room_id: Uuid, present: Option<Uuid>, at_once: bool) {
         // A subscription the fan-out already ended (the member left) has left
         // presence with it.
         if self.inner.hub.remove(room_id, id)
             && let Some(user_id) = present
-            && let Some(signal) = self.inner.presence.local_leave(room_id, user_id)
+            && let Some(signal) = self.inner.presence.local_leave(room_id, user_id, at_once)
         {
             publish(self.inner.db.clone(), signal);
         }
@@ -255,6 +259,25 @@ fn announce_presence(inner: &Inner, changes: Vec<Change>) {
             status: if change.online { "online" } else { "offline" },
         };
         inner.hub.signal(change.room_id, &frame.text().into());
+    }
+}
+
+/// Publishes the leaves whose debounce has passed, checking a few times per debounce.
+async fn announce_leaves(node: Weak<Inner>) {
+    let period = match node.upgrade() {
+        Some(inner) => (inner.presence.debounce() / 4).max(Duration::from_millis(20)),
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        for signal in inner.presence.due_leaves() {
+            publish(inner.db.clone(), signal);
+        }
     }
 }
 

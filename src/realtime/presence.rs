@@ -3,6 +3,10 @@
 //! instance) is subscribed to it. Instances announce joins and leaves on the presence
 //! channel and repeat what they hold in a heartbeat; an entry not repeated within
 //! three heartbeats expires, so a crashed instance's users drop out in bounded time.
+//! A user whose last local subscription ends is announced as gone only after the
+//! debounce (`HARK_PRESENCE_DEBOUNCE_MS`), and not at all if they subscribe again
+//! meanwhile: a client churning subscriptions costs the room's subscribers nothing.
+//! A revoked session, or a member who left the room, leaves at once.
 
 use std::{
     collections::HashMap,
@@ -96,60 +100,107 @@ pub struct Change {
 /// The users present in one room: each with the instances that confirmed them and when.
 type RoomPresence = HashMap<Uuid, (UserRef, HashMap<Uuid, Instant>)>;
 
+/// A user's local subscriptions to one room.
+struct Local {
+    /// The user as announced.
+    user: UserRef,
+    /// Local sockets subscribed.
+    sockets: usize,
+    /// When the last one ended, while its leave waits for the debounce.
+    leaving_since: Option<Instant>,
+}
+
 /// Who is where, as far as this instance knows.
 pub struct Presence {
     /// This instance's id in signals.
     pub instance_id: Uuid,
     /// How often heartbeats go out; entries expire after three.
     heartbeat: Duration,
-    /// Local subscriptions per (room, user): the number of local sockets.
-    local: Mutex<HashMap<(Uuid, Uuid), (UserRef, usize)>>,
+    /// How long a leave waits before it is announced.
+    debounce: Duration,
+    /// Local subscriptions per (room, user).
+    local: Mutex<HashMap<(Uuid, Uuid), Local>>,
     /// Every instance's users per room, with when each instance last confirmed them.
     seen: Mutex<HashMap<Uuid, RoomPresence>>,
 }
 
 impl Presence {
     /// An empty view.
-    pub fn new(heartbeat: Duration) -> Self {
+    pub fn new(heartbeat: Duration, debounce: Duration) -> Self {
         Self {
             instance_id: Uuid::new_v4(),
             heartbeat,
+            debounce,
             local: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
         }
     }
 
     /// Counts a local subscription; answers the signal to publish when it is the
-    /// user's first in the room.
+    /// user's first in the room (not when a leave was still waiting: for the others
+    /// they never left).
     pub fn local_join(&self, room_id: Uuid, user: &UserRef) -> Option<Signal> {
         let mut local = self
             .local
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = local
-            .entry((room_id, user.id))
-            .or_insert_with(|| (bounded(user), 0));
-        entry.1 += 1;
-        (entry.1 == 1).then(|| Signal::Join {
+        let entry = local.entry((room_id, user.id)).or_insert_with(|| Local {
+            user: bounded(user),
+            sockets: 0,
+            leaving_since: None,
+        });
+        entry.sockets += 1;
+        let returning = entry.leaving_since.take().is_some();
+        (entry.sockets == 1 && !returning).then(|| Signal::Join {
             instance: self.instance_id,
             room_id,
-            user: entry.0.clone(),
+            user: entry.user.clone(),
         })
     }
 
-    /// Uncounts a local subscription; answers the signal to publish when it was the
-    /// user's last in the room.
-    pub fn local_leave(&self, room_id: Uuid, user_id: Uuid) -> Option<Signal> {
+    /// Uncounts a local subscription. When it was the user's last in the room, the
+    /// leave waits for the debounce ([`Presence::due_leaves`]), or is answered at once
+    /// when `at_once` (a revoked session).
+    pub fn local_leave(&self, room_id: Uuid, user_id: Uuid, at_once: bool) -> Option<Signal> {
         let mut local = self
             .local
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = local.get_mut(&(room_id, user_id))?;
-        entry.1 = entry.1.saturating_sub(1);
-        if entry.1 > 0 {
+        entry.sockets = entry.sockets.saturating_sub(1);
+        if entry.sockets > 0 {
             return None;
         }
-        self.forget(&mut local, room_id, user_id)
+        if at_once || self.debounce.is_zero() {
+            return self.forget(&mut local, room_id, user_id);
+        }
+        entry.leaving_since.get_or_insert_with(Instant::now);
+        None
+    }
+
+    /// The leaves whose debounce has passed, to publish now.
+    pub fn due_leaves(&self) -> Vec<Signal> {
+        let mut local = self
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let due: Vec<(Uuid, Uuid)> = local
+            .iter()
+            .filter(|(_, entry)| {
+                entry
+                    .leaving_since
+                    .is_some_and(|since| since.elapsed() >= self.debounce)
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        due.into_iter()
+            .filter_map(|(room_id, user_id)| self.forget(&mut local, room_id, user_id))
+            .collect()
+    }
+
+    /// How long a leave waits before it is announced.
+    pub fn debounce(&self) -> Duration {
+        self.debounce
     }
 
     /// Forgets every local subscription of a user to a room (they left it); answers
@@ -164,11 +215,11 @@ impl Presence {
 
     fn forget(
         &self,
-        local: &mut HashMap<(Uuid, Uuid), (UserRef, usize)>,
+        local: &mut HashMap<(Uuid, Uuid), Local>,
         room_id: Uuid,
         user_id: Uuid,
     ) -> Option<Signal> {
-        let (user, _) = local.remove(&(room_id, user_id))?;
+        let Local { user, .. } = local.remove(&(room_id, user_id))?;
         Some(Signal::Leave {
             instance: self.instance_id,
             room_id,
@@ -191,7 +242,8 @@ impl Presence {
         let mut parts = Vec::new();
         let mut entries = Vec::new();
         let mut bytes = envelope;
-        for ((room_id, _), (user, _)) in local.iter() {
+        // Users whose leave waits for the debounce are still present.
+        for ((room_id, _), Local { user, .. }) in local.iter() {
             let entry = Entry {
                 room_id: *room_id,
                 user: user.clone(),

@@ -1,11 +1,15 @@
 //! A subscription of one WebSocket or event stream to one room, set up the one way
 //! invariant 12 requires, and ended by dropping it.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::db::{DatabaseError, SubscriptionGrant};
-use crate::realtime::{Node, cursor::RoomCursor, hub::Subscriber};
+use crate::realtime::{
+    Node, cursor::RoomCursor, hub::Subscriber, protocol::CLOSE_UNAUTHORIZED, registry::Control,
+};
 
 /// Why a subscription could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +36,19 @@ pub struct Subscription {
     /// The subscribed user, once counted in the room's presence here (a subscription
     /// that failed before then leaves no presence to take back).
     present: Option<Uuid>,
+    /// The connection's control: a subscription ended by a revocation (4001) leaves
+    /// presence at once, any other after the debounce.
+    control: Arc<Control>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.node.unsubscribe(self.id, self.room_id, self.present);
+        let revoked = self
+            .control
+            .requested()
+            .is_some_and(|(code, _)| code == CLOSE_UNAUTHORIZED);
+        self.node
+            .unsubscribe(self.id, self.room_id, self.present, revoked);
     }
 }
 
@@ -78,6 +90,7 @@ impl Node {
         since: Option<i64>,
     ) -> Result<(Subscription, Start), SubscribeError> {
         let id = self.next_id();
+        let control = subscriber.control.clone();
         self.hub()
             .add(grant.room_id, grant.tenant_id, id, subscriber);
         let mut subscription = Subscription {
@@ -85,6 +98,7 @@ impl Node {
             id,
             room_id: grant.room_id,
             present: None,
+            control,
         };
         if !self.listen(grant.room_id).await {
             return Err(SubscribeError::Unavailable);

@@ -383,3 +383,38 @@ async fn a_request_head_larger_than_the_limit_closes_the_connection() {
     let answer = read_until_closed(&mut small).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_member_churning_subscriptions_costs_the_rooms_subscribers_one_presence_change() {
+    let app = spawn_app_with(|config| config.presence_debounce_ms = 1_500).await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let mut watcher = crate::ws::WsClient::connect(&app, &owner.token).await;
+    watcher.subscribe(&room_id, None).await;
+    let mut churner = crate::ws::WsClient::connect(&app, &bob.token).await;
+    for round in 0..20 {
+        churner
+            .send(json!({"op": "subscribe", "ref": format!("s{round}"), "room_id": room_id}))
+            .await;
+        assert_eq!(churner.answer(&format!("s{round}")).await["op"], "ack");
+        churner
+            .send(json!({"op": "unsubscribe", "ref": format!("u{round}"), "room_id": room_id}))
+            .await;
+        assert_eq!(churner.answer(&format!("u{round}")).await["op"], "ack");
+    }
+    // Once the debounce has passed (with room to spare), a message marks the end:
+    // every presence change of the churn reached the watcher before it.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500 + 2_000)).await;
+    let marker = app.send(&owner.token, &room_id, "after the churn").await;
+    let mut changes = Vec::new();
+    loop {
+        let frame = watcher.next(crate::ws::WAIT).await.unwrap();
+        if frame["op"] == "presence" && frame["user"]["username"] == "bob" {
+            changes.push(frame["status"].as_str().unwrap().to_owned());
+        }
+        if frame["op"] == "event" && frame["seq"] == marker["seq"] {
+            break;
+        }
+    }
+    println!("20 subscribe and unsubscribe rounds: presence changes seen {changes:?}");
+    assert_eq!(changes, ["online", "offline"]);
+}

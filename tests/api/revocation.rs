@@ -30,9 +30,13 @@ struct Watched {
 async fn watched() -> Watched {
     let a = spawn_app().await;
     // The periodic recheck is far away: only the revocation itself can end streams
-    // within the second.
+    // within the second. Leaves otherwise wait a minute: a revoked session's leave
+    // must not.
     let b = a
-        .spawn_peer_with(|config| config.token_recheck_seconds = 3600)
+        .spawn_peer_with(|config| {
+            config.token_recheck_seconds = 3600;
+            config.presence_debounce_ms = 60_000;
+        })
         .await;
     let (owner, bob, room_id) = room_with_bob(&a).await;
     let mut watcher = WsClient::connect(&a, &owner.token).await;

@@ -32,6 +32,9 @@ pub const TEST_SETTINGS: &[(&str, &str)] = &[
     ("HARK_ROOMS_PER_USER_PER_HOUR", "1000000"),
     ("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "100000"),
     ("HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000"),
+    // Leaves are announced soon after the last subscription ends; the test of the
+    // debounce sets its own.
+    ("HARK_PRESENCE_DEBOUNCE_MS", "200"),
 ];
 
 /// The configuration of an in-process test server on `database_url`.
