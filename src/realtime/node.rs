@@ -76,8 +76,19 @@ impl Node {
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), notices_rx, departures_rx));
-        tokio::spawn(heartbeat(Arc::downgrade(&inner)));
-        tokio::spawn(announce_leaves(Arc::downgrade(&inner)));
+        let heartbeat_period = inner.settings.presence_heartbeat;
+        tokio::spawn(periodically(
+            Arc::downgrade(&inner),
+            heartbeat_period,
+            heartbeat,
+        ));
+        // Leaves are checked a few times per debounce, so one is late by a quarter at most.
+        let leaves_period = (inner.presence.debounce() / 4).max(Duration::from_millis(20));
+        tokio::spawn(periodically(
+            Arc::downgrade(&inner),
+            leaves_period,
+            announce_leaves,
+        ));
         Self { inner }
     }
 
@@ -262,12 +273,8 @@ fn announce_presence(inner: &Inner, changes: Vec<Change>) {
     }
 }
 
-/// Publishes the leaves whose debounce has passed, checking a few times per debounce.
-async fn announce_leaves(node: Weak<Inner>) {
-    let period = match node.upgrade() {
-        Some(inner) => (inner.presence.debounce() / 4).max(Duration::from_millis(20)),
-        None => return,
-    };
+/// Runs `tick` on the node every `period` until the node is gone.
+async fn periodically(node: Weak<Inner>, period: Duration, tick: fn(&Inner)) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -275,30 +282,22 @@ async fn announce_leaves(node: Weak<Inner>) {
         let Some(inner) = node.upgrade() else {
             return;
         };
-        for signal in inner.presence.due_leaves() {
-            publish(inner.db.clone(), signal);
-        }
+        tick(&inner);
     }
 }
 
-/// Publishes this instance's presence every period and expires what others stopped
-/// confirming.
-async fn heartbeat(node: Weak<Inner>) {
-    let period = match node.upgrade() {
-        Some(inner) => inner.settings.presence_heartbeat,
-        None => return,
-    };
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(inner) = node.upgrade() else {
-            return;
-        };
-        for signal in inner.presence.heartbeats() {
-            publish(inner.db.clone(), signal);
-        }
-        let changes = inner.presence.expire();
-        announce_presence(&inner, changes);
+/// Publishes the leaves whose debounce has passed.
+fn announce_leaves(inner: &Inner) {
+    for signal in inner.presence.due_leaves() {
+        publish(inner.db.clone(), signal);
     }
+}
+
+/// Publishes this instance's presence and expires what others stopped confirming.
+fn heartbeat(inner: &Inner) {
+    for signal in inner.presence.heartbeats() {
+        publish(inner.db.clone(), signal);
+    }
+    let changes = inner.presence.expire();
+    announce_presence(inner, changes);
 }
