@@ -34,11 +34,16 @@ api_key=$(curl -sf -X POST "$url/v1/api-keys" -H 'content-type: application/json
     -H "authorization: Bearer $token" -d '{"name":"fuzz"}' | jq -r '.key')
 
 status=0
-# tests/python/schemathesis.toml lists the false positives left out, with reasons.
+# tests/python/schemathesis.toml lists the false positives left out, with reasons. One
+# check goes here, because `--checks all` would turn it on again over the file: a 404
+# from an operation that takes the id of a resource the run created and an id the
+# fuzzer invented (adding an invented user to a room just created) is about the
+# invented id, and ensure_resource_availability takes it for the room having vanished.
 "$venv/bin/schemathesis" --config-file tests/python/schemathesis.toml run "$url/openapi.json" \
     --header "Authorization: Bearer $token" \
     --header "X-Api-Key: $api_key" \
-    --checks all --mode all --phases examples,coverage,fuzzing,stateful \
+    --checks all --exclude-checks ensure_resource_availability \
+    --mode all --phases examples,coverage,fuzzing,stateful \
     --exclude-operation-id deleteTenant --exclude-operation-id deleteUser \
     --exclude-operation-id logout --exclude-operation-id revokeApiKey \
     --exclude-operation-id backendRevokeSessions \
