@@ -562,7 +562,23 @@ begin
     if p_after_seq is null or p_after_seq < 0 then
         perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'after');
     end if;
-    return jsonb_build_object(
+    return hark_api.log_page(p_tenant_id, p_room_id, p_after_seq, null, p_limit, p_max_bytes);
+end
+$$;
+
+-- The one reader of a room's log, for the REST event log and the real-time core: the
+-- events after p_after_seq (up to p_upto_seq when given) in seq order, p_limit at most
+-- and p_max_bytes of JSON at most (always one, so that paging on always moves), with
+-- the room's newest seq (null when the room is gone). The caller has entered the
+-- tenant.
+create function hark_api.log_page(
+    p_tenant_id uuid, p_room_id uuid, p_after_seq bigint, p_upto_seq bigint, p_limit integer,
+    p_max_bytes integer)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
         'items', coalesce((
             select jsonb_agg(sized.item order by sized.seq)
             from (
@@ -571,12 +587,13 @@ begin
                        row_number() over (order by page.seq) as n
                 from (
                     select e.seq, hark_api.event_json(e) as item from hark.room_events e
-                    where e.room_id = p_room_id and e.seq > p_after_seq
+                    where e.tenant_id = p_tenant_id and e.room_id = p_room_id
+                      and e.seq > p_after_seq
+                      and (p_upto_seq is null or e.seq <= p_upto_seq)
                     order by e.seq
                     limit p_limit
                 ) page
             ) sized
             where sized.n = 1 or sized.running <= p_max_bytes), '[]'::jsonb),
-        'last_seq', (select last_seq from hark.rooms where id = p_room_id));
-end
+        'last_seq', (select last_seq from hark.rooms where tenant_id = p_tenant_id and id = p_room_id));
 $$;

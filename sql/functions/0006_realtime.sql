@@ -72,27 +72,17 @@ end
 $$;
 
 -- An instance's read of a room's log for subscribers it has already authorised:
--- events after p_after_seq up to p_upto_seq (or the newest), at most p_limit, with
--- the room's newest seq. A deleted room answers last_seq null.
+-- events after p_after_seq up to p_upto_seq (or the newest), at most p_limit and
+-- p_max_bytes of JSON, with the room's newest seq. A deleted room answers last_seq null.
 create function hark_api.room_events_after(
-    p_tenant_id uuid, p_room_id uuid, p_after_seq bigint, p_upto_seq bigint, p_limit integer)
+    p_tenant_id uuid, p_room_id uuid, p_after_seq bigint, p_upto_seq bigint, p_limit integer,
+    p_max_bytes integer)
 returns jsonb
 language plpgsql
 as $$
 begin
     perform hark_api.enter(p_tenant_id, null);
-    return jsonb_build_object(
-        'last_seq', (select last_seq from hark.rooms where tenant_id = p_tenant_id and id = p_room_id),
-        'items', coalesce((
-            select jsonb_agg(hark_api.event_json(page) order by page.seq)
-            from (
-                select * from hark.room_events
-                where tenant_id = p_tenant_id and room_id = p_room_id
-                  and seq > p_after_seq
-                  and (p_upto_seq is null or seq <= p_upto_seq)
-                order by seq
-                limit p_limit
-            ) page), '[]'::jsonb));
+    return hark_api.log_page(p_tenant_id, p_room_id, p_after_seq, p_upto_seq, p_limit, p_max_bytes);
 end
 $$;
 

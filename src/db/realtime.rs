@@ -56,10 +56,13 @@ impl Database {
         after_seq: i64,
         upto_seq: Option<i64>,
         limit: i32,
+        max_bytes: i32,
     ) -> Result<LogStretch, DatabaseError> {
         self.call(
             "room_events_after",
-            &[&tenant_id, &room_id, &after_seq, &upto_seq, &limit],
+            &[
+                &tenant_id, &room_id, &after_seq, &upto_seq, &limit, &max_bytes,
+            ],
         )
         .await
     }

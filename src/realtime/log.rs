@@ -12,10 +12,15 @@ use crate::realtime::protocol::EventFrame;
 /// Events read per query.
 pub const PAGE: i32 = 500;
 
+/// Bytes of event JSON read per query (at least one event): what a subscriber
+/// catching up, or a room filling a gap, holds in memory at a time, whatever the
+/// size of its messages.
+pub const PAGE_BYTES: i32 = 1024 * 1024;
+
 /// One page of a room's log.
 pub struct Page {
     /// The events after the seq read from, in seq order, up to the bound and at most
-    /// [`PAGE`].
+    /// [`PAGE`] and [`PAGE_BYTES`].
     pub frames: Vec<Arc<EventFrame>>,
     /// The seq read up to: the last event's, or the seq read from when there was none.
     pub read_to: i64,
@@ -32,7 +37,7 @@ pub async fn read(
     upto: Option<i64>,
 ) -> Result<Page, DatabaseError> {
     let stretch = db
-        .room_events_after(tenant_id, room_id, after, upto, PAGE)
+        .room_events_after(tenant_id, room_id, after, upto, PAGE, PAGE_BYTES)
         .await?;
     let frames: Vec<Arc<EventFrame>> = stretch.items.into_iter().map(EventFrame::new).collect();
     Ok(Page {

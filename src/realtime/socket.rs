@@ -42,6 +42,9 @@ use crate::realtime::{
 const MALFORMED_FRAMES_ALLOWED: u32 = 20;
 /// Queued items a writer takes before it flushes the socket.
 const WRITE_BURST: usize = 64;
+/// Bytes of frames a writer gathers before it flushes the socket, whatever the number
+/// of items: with the page of the log a catch-up reads, what one connection holds.
+const WRITE_BURST_BYTES: usize = 256 * 1024;
 /// How long a connection without a token may take to send its `auth` frame.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The least time between two typing signals of one connection in one room.
@@ -646,6 +649,21 @@ enum RoomState {
     Active(RoomCursor),
 }
 
+impl RoomState {
+    /// Whether the room has events to read from the log.
+    fn is_behind(&self) -> bool {
+        matches!(self, Self::Active(cursor) if cursor.is_behind())
+    }
+
+    /// The room's cursor, when it has events to read from the log.
+    fn behind(&mut self) -> Option<&mut RoomCursor> {
+        match self {
+            Self::Active(cursor) if cursor.is_behind() => Some(cursor),
+            _ => None,
+        }
+    }
+}
+
 /// The writing half: sends queued frames in order, pings, and closes when asked.
 async fn write(
     mut sink: SplitSink<WebSocketStream, Message>,
@@ -662,6 +680,7 @@ async fn write(
     let dead_after = i64::try_from(settings.ping_interval.as_millis() * 3).unwrap_or(i64::MAX);
     loop {
         let mut texts = Vec::new();
+        let catching_up = rooms.values().any(RoomState::is_behind);
         tokio::select! {
             biased;
             (code, reason) = control.closed() => {
@@ -674,14 +693,9 @@ async fn write(
                 let mut next = Some(message);
                 let mut taken = 0;
                 while let Some(message) = next.take() {
-                    let outcome = Box::pin(handle_outbound(message, &mut rooms, &hub, &control, &subscriptions, &mut texts)).await;
-                    if let Err(error) = outcome {
-                        tracing::warn!(%error, "could not read the log for a subscriber");
-                        control.close(CloseCode::Error.into(), "could not read the room's log; reconnect and resume");
-                        break;
-                    }
+                    handle_outbound(message, &mut rooms, &hub, &control, &subscriptions, &mut texts);
                     taken += 1;
-                    if taken < WRITE_BURST {
+                    if taken < WRITE_BURST && texts.iter().map(String::len).sum::<usize>() < WRITE_BURST_BYTES {
                         next = outbound.try_recv().ok();
                     }
                 }
@@ -696,6 +710,20 @@ async fn write(
                 }
                 continue;
             }
+            () = std::future::ready(()), if catching_up => {}
+        }
+        // One page of the log for a room catching up, written before the next is read:
+        // a replay goes out at the pace the peer reads it, queued items first.
+        if let Some(cursor) = rooms.values_mut().find_map(RoomState::behind) {
+            let mut deliveries = Vec::new();
+            if let Err(error) = cursor.read_page(hub.db(), &mut deliveries).await {
+                tracing::warn!(%error, "could not read the log for a subscriber");
+                control.close(
+                    CloseCode::Error.into(),
+                    "could not read the room's log; reconnect and resume",
+                );
+            }
+            texts.extend(deliveries.into_iter().map(Delivery::into_text));
         }
         if texts.is_empty() {
             continue;
@@ -717,16 +745,16 @@ async fn write(
     control.close(CloseCode::Away.into(), "connection ended");
 }
 
-async fn handle_outbound(
+fn handle_outbound(
     message: Outbound,
     rooms: &mut HashMap<Uuid, RoomState>,
     hub: &Node,
     control: &Control,
     subscriptions: &Subscriptions,
     texts: &mut Vec<String>,
-) -> Result<(), crate::db::DatabaseError> {
+) {
     let mut deliveries = Vec::new();
-    let outcome = apply_outbound(
+    apply_outbound(
         message,
         rooms,
         hub,
@@ -734,18 +762,13 @@ async fn handle_outbound(
         subscriptions,
         texts,
         &mut deliveries,
-    )
-    .await;
-    texts.extend(deliveries.into_iter().map(|delivery| match delivery {
-        Delivery::Event(frame) => frame.text.to_string(),
-        Delivery::Reset { room_id, seq } => ServerFrame::Reset { room_id, seq }.text(),
-    }));
-    outcome
+    );
+    texts.extend(deliveries.into_iter().map(Delivery::into_text));
 }
 
 /// Applies one queued item: frames it produces go to `texts`, events to `deliveries`
 /// (after the frames already in `texts`).
-async fn apply_outbound(
+fn apply_outbound(
     message: Outbound,
     rooms: &mut HashMap<Uuid, RoomState>,
     hub: &Node,
@@ -753,7 +776,7 @@ async fn apply_outbound(
     subscriptions: &Subscriptions,
     texts: &mut Vec<String>,
     deliveries: &mut Vec<Delivery>,
-) -> Result<(), crate::db::DatabaseError> {
+) {
     let settings = hub.settings();
     match message {
         Outbound::Frame(text) => texts.push(text.to_string()),
@@ -765,9 +788,7 @@ async fn apply_outbound(
                 }
             }
             Some(RoomState::Active(cursor)) => {
-                cursor
-                    .accept(frame, hub.db(), settings.replay_window, deliveries)
-                    .await?;
+                cursor.accept(frame, settings.replay_window, deliveries);
             }
             None => {}
         },
@@ -784,19 +805,15 @@ async fn apply_outbound(
                 ack,
             } = *subscribed;
             texts.push(ack);
-            let held = match rooms.remove(&cursor.room_id) {
+            let held = match rooms.remove(&cursor.room_id()) {
                 Some(RoomState::Pending(held)) => held,
                 _ => Vec::new(),
             };
-            cursor
-                .catch_up(catch_up_to, hub.db(), settings.replay_window, deliveries)
-                .await?;
+            cursor.catch_up_to(catch_up_to, settings.replay_window, deliveries);
             for frame in held {
-                cursor
-                    .accept(frame, hub.db(), settings.replay_window, deliveries)
-                    .await?;
+                cursor.accept(frame, settings.replay_window, deliveries);
             }
-            rooms.insert(cursor.room_id, RoomState::Active(cursor));
+            rooms.insert(cursor.room_id(), RoomState::Active(cursor));
         }
         Outbound::Unsubscribed(room_id) => {
             rooms.remove(&room_id);
@@ -814,5 +831,4 @@ async fn apply_outbound(
             );
         }
     }
-    Ok(())
 }

@@ -17,6 +17,11 @@ use crate::realtime::{
     subscription::{Start, SubscribeError, Subscription},
 };
 
+/// Items a stream's feed prepares ahead of its reader: each is a copy of an event's
+/// JSON, so what a reader that stops reading makes the instance hold stays small (its
+/// subscription's queue then fills, and the stream is ended as too slow).
+const ITEMS_AHEAD: usize = 16;
+
 /// One item of the stream: an event (its JSON, with `seq` and `type`) or a reset.
 pub type Item = serde_json::Value;
 
@@ -36,7 +41,7 @@ pub async fn subscribe(
         control: control.clone(),
     };
     let (subscription, start) = node.subscribe(caller, &grant, subscriber, since).await?;
-    let (items_tx, items_rx) = mpsc::channel(send_queue);
+    let (items_tx, items_rx) = mpsc::channel(ITEMS_AHEAD);
     // Registered with its owner, the stream ends when the session, user or tenant is
     // revoked on any instance; and it ends when its token expires.
     let registration = node.register(control.clone(), Some(caller));
@@ -99,40 +104,50 @@ async fn feed(
 ) {
     let window = node.settings().replay_window;
     let mut deliveries = Vec::new();
-    let mut healthy = cursor
-        .catch_up(catch_up_to, node.db(), window, &mut deliveries)
-        .await
-        .is_ok();
-    while healthy {
+    cursor.catch_up_to(catch_up_to, window, &mut deliveries);
+    loop {
         for delivery in deliveries.drain(..) {
             if items.send(item(delivery)).await.is_err() {
-                healthy = false;
-                break;
+                return;
             }
         }
-        if !healthy {
-            break;
-        }
-        tokio::select! {
-            message = outbound.recv() => match message {
-                Some(Outbound::Event(frame)) => {
-                    healthy = cursor.accept(frame, node.db(), window, &mut deliveries).await.is_ok();
-                }
-                Some(Outbound::Revoked(_)) => {
-                    // The subscriber left the room: deliver what is due, then end.
-                    for delivery in deliveries.drain(..) {
-                        if let Delivery::Event(_) = delivery {
-                            drop(items.send(item(delivery)).await);
-                        }
+        let next = if cursor.is_behind() {
+            // Whatever is queued first (events only move the cursor's target then),
+            // then one page of the log, sent before the next is read: a replay goes
+            // out at the pace the stream's reader takes it.
+            match outbound.try_recv() {
+                Ok(message) => Some(message),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    tokio::select! {
+                        read = cursor.read_page(node.db(), &mut deliveries) => if read.is_err() { break },
+                        _ = control.closed() => break,
+                        () = tokio::time::sleep_until(expires_at) => break,
                     }
-                    break;
+                    continue;
                 }
-                Some(_) => {}
-                None => break,
-            },
-            _ = control.closed() => break,
-            () = tokio::time::sleep_until(expires_at) => break,
-            () = items.closed() => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            }
+        } else {
+            tokio::select! {
+                message = outbound.recv() => message,
+                _ = control.closed() => break,
+                () = tokio::time::sleep_until(expires_at) => break,
+                () = items.closed() => break,
+            }
+        };
+        match next {
+            Some(Outbound::Event(frame)) => cursor.accept(frame, window, &mut deliveries),
+            Some(Outbound::Revoked(_)) => {
+                // The subscriber left the room: deliver what is due, then end.
+                for delivery in deliveries.drain(..) {
+                    if let Delivery::Event(_) = delivery {
+                        drop(items.send(item(delivery)).await);
+                    }
+                }
+                break;
+            }
+            Some(_) => {}
+            None => break,
         }
     }
 }

@@ -112,11 +112,11 @@ impl Node {
             .last_seq;
         self.hub().delivered_at_least(grant.room_id, now);
         let start = Start {
-            cursor: RoomCursor {
-                tenant_id: grant.tenant_id,
-                room_id: grant.room_id,
-                last_sent: since.map_or(now, |since| since.min(now)),
-            },
+            cursor: RoomCursor::new(
+                grant.tenant_id,
+                grant.room_id,
+                since.map_or(now, |since| since.min(now)),
+            ),
             catch_up_to: now,
         };
         Ok((subscription, start))

@@ -418,3 +418,78 @@ async fn a_member_churning_subscriptions_costs_the_rooms_subscribers_one_presenc
     println!("20 subscribe and unsubscribe rounds: presence changes seen {changes:?}");
     assert_eq!(changes, ["online", "offline"]);
 }
+
+/// The peak resident memory of a process so far, in KiB (Linux).
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn replays_asked_for_by_sockets_that_do_not_read_hold_a_page_of_the_log_not_the_backlog() {
+    let database_url = crate::helpers::fresh_database().await;
+    let (server, app) = crate::helpers::spawn_process(
+        &database_url,
+        &[("HARK_MAX_BODY_BYTES", "1048576".to_owned())],
+    )
+    .await;
+    let pid = server.id().unwrap();
+    let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    // 300 messages of 16 KiB of U+0001: about 29 MB of escaped JSON in the room's log.
+    let heavy = "\u{1}".repeat(16 * 1024);
+    for _ in 0..30 {
+        let sends = (0..10).map(|_| app.send(&bob.token, &room_id, &heavy));
+        futures_util::future::join_all(sends).await;
+    }
+    let last = app.send(&bob.token, &room_id, "the last one").await["seq"]
+        .as_i64()
+        .unwrap();
+    let quiet = peak_memory_kib(pid);
+
+    // Replays of the whole log asked for on four sockets of the user that never read.
+    let mut hogs = Vec::new();
+    for _ in 0..4 {
+        let mut hog = crate::ws::WsClient::connect(&app, &bob.token).await;
+        for round in 0..10 {
+            hog.send(json!({"op": "subscribe", "ref": format!("s{round}"), "room_id": room_id, "since": 0}))
+                .await;
+            hog.send(json!({"op": "unsubscribe", "ref": format!("u{round}"), "room_id": room_id}))
+                .await;
+        }
+        hogs.push(hog);
+    }
+    // And eight event streams that replay it and are not read.
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(app.open_events(&bob.token, &room_id, "?since=0").await);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let peak = peak_memory_kib(pid);
+    println!(
+        "replays of a {last}-event log to 4 sockets (40) and 8 event streams that do not read: peak memory {} MiB, {} MiB before",
+        peak / 1024,
+        quiet / 1024
+    );
+    assert!(
+        peak - quiet < 300 * 1024,
+        "peak memory grew by {} MiB",
+        (peak - quiet) / 1024
+    );
+    drop(hogs);
+    drop(streams);
+
+    // A reader that reads gets the whole log, a page at a time, in order.
+    let mut reader = crate::ws::WsClient::connect(&app, &bob.token).await;
+    reader.subscribe(&room_id, Some(0)).await;
+    let seqs: Vec<i64> = reader
+        .events_until(&room_id, last)
+        .await
+        .iter()
+        .map(|event| event["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
+}
