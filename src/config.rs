@@ -257,6 +257,10 @@ pub struct Config {
     )]
     pub max_reactions_per_user_per_message: i32,
 
+    /// Edits one message may have, each kept in its history (422 `too_many_edits`).
+    #[arg(long, env = "HARK_MAX_EDITS_PER_MESSAGE", default_value_t = 100)]
+    pub max_edits_per_message: i32,
+
     /// How often idle WebSockets are pinged, in seconds; silent for three periods, they are dropped.
     #[arg(long, env = "HARK_WS_PING_SECONDS", default_value_t = 20)]
     pub ws_ping_seconds: u64,
@@ -340,6 +344,7 @@ impl Config {
             pool_timeout: Duration::from_millis(self.db_pool_timeout_ms),
             ca_file: self.database_ca_file.clone(),
             max_reactions_per_user: self.max_reactions_per_user_per_message,
+            max_edits_per_message: self.max_edits_per_message,
             max_page_bytes: self.max_page_bytes,
             statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(1)),
         }

@@ -1,6 +1,23 @@
 -- Messages, their edit history, reactions, read markers and the room event log as
 -- clients read it.
 
+-- The one bound on a page by bytes: of items given nearest the cursor first, those
+-- whose JSON adds up to p_max_bytes at most, and always the first, so that paging on
+-- always moves. Every page a client or a subscriber reads (history, the event log,
+-- edit history) is cut by it.
+create function hark_api.page_within(p_items jsonb, p_max_bytes integer)
+returns jsonb
+language sql
+immutable
+as $$
+    select coalesce(jsonb_agg(sized.item order by sized.n), '[]'::jsonb)
+    from (
+        select e.item, e.n, sum(octet_length(e.item::text)) over (order by e.n) as running
+        from jsonb_array_elements(p_items) with ordinality as e(item, n)
+    ) sized
+    where sized.n = 1 or sized.running <= p_max_bytes;
+$$;
+
 -- The shape of a message, with its sender as shown and the given reactions: the one
 -- builder of a message's JSON (answers, events and batches alike). PL/pgSQL rather
 -- than SQL so that its plans are cached across calls: it runs once per message sent.
@@ -304,24 +321,20 @@ begin
         (select m.* from hark.messages m
          where m.room_id = p_room_id and p_around is not null and m.seq > p_around
          order by m.seq limit p_limit / 2)
-    ), items as (
-        select page.seq, hark_api.message_json(page, p_user_id) as item,
-               case when p_after is not null then page.seq - p_after
-                    when p_before is not null then p_before - page.seq
-                    when p_around is not null then abs(page.seq - p_around)
-                    else -page.seq end as distance
-        from page
-    ), sized as (
-        select items.seq, items.item,
-               sum(octet_length(items.item::text)) over (order by items.distance, items.seq) as running,
-               row_number() over (order by items.distance, items.seq) as n
-        from items
+    ), kept as (
+        -- Nearest the cursor first, cut by bytes, then in seq order.
+        select e.item from jsonb_array_elements(hark_api.page_within((
+            select jsonb_agg(hark_api.message_json(page, p_user_id) order by
+                       case when p_after is not null then page.seq - p_after
+                            when p_before is not null then p_before - page.seq
+                            when p_around is not null then abs(page.seq - p_around)
+                            else -page.seq end, page.seq)
+            from page), p_max_bytes)) as e(item)
     )
-    select coalesce(jsonb_agg(sized.item order by sized.seq), '[]'::jsonb),
-           min(sized.seq), max(sized.seq)
+    select coalesce(jsonb_agg(kept.item order by (kept.item ->> 'seq')::bigint), '[]'::jsonb),
+           min((kept.item ->> 'seq')::bigint), max((kept.item ->> 'seq')::bigint)
     into v_items, v_first, v_last
-    from sized
-    where sized.n = 1 or sized.running <= p_max_bytes;
+    from kept;
     return jsonb_build_object(
         'items', v_items,
         'has_more_before', v_first is not null and exists (
@@ -346,7 +359,8 @@ $$;
 -- Edits a message (its author only). The version it replaces goes into the history.
 create function hark_api.message_edit(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid,
-    p_body text, p_attachment jsonb, p_keep_attachment boolean, p_max_body_bytes integer)
+    p_body text, p_attachment jsonb, p_keep_attachment boolean, p_max_body_bytes integer,
+    p_max_edits integer)
 returns jsonb
 language plpgsql
 as $$
@@ -354,6 +368,7 @@ declare
     v_room hark.rooms;
     v_message hark.messages;
     v_attachment jsonb;
+    v_edits integer;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id);
@@ -368,9 +383,15 @@ begin
     perform hark_api.require_not_archived(v_room);
     v_attachment := case when p_keep_attachment then v_message.attachment else p_attachment end;
     perform hark_api.validate_message(v_message.kind, p_body, v_attachment, p_max_body_bytes);
+    -- The edit history is bounded, so that no message's history grows without end.
+    select coalesce(max(version), 0) into v_edits
+    from hark.message_edits where tenant_id = p_tenant_id and message_id = p_message_id;
+    if v_edits >= p_max_edits then
+        perform hark_api.fail(422, 'too_many_edits',
+            format('A message may be edited %s times at most', p_max_edits));
+    end if;
     insert into hark.message_edits (tenant_id, message_id, version, body, attachment, created_at)
-    values (p_tenant_id, p_message_id,
-            (select coalesce(max(version), 0) + 1 from hark.message_edits where message_id = p_message_id),
+    values (p_tenant_id, p_message_id, v_edits + 1,
             v_message.body, v_message.attachment, coalesce(v_message.edited_at, v_message.created_at));
     update hark.messages
     set body = coalesce(p_body, ''), attachment = v_attachment, edited_at = now()
@@ -381,26 +402,45 @@ begin
 end
 $$;
 
--- The earlier versions of a message, oldest first (members).
+-- The earlier versions of a message, oldest first (members): the versions after
+-- p_after, p_limit at most and p_max_bytes of JSON at most (always one).
 create function hark_api.message_versions(
-    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid)
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid,
+    p_after integer, p_limit integer, p_max_bytes integer)
 returns jsonb
 language plpgsql
 as $$
 declare
-    v_message hark.messages;
+    v_items jsonb;
+    v_last integer;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
-    v_message := hark_api.find_message(p_room_id, p_message_id, false);
+    perform hark_api.find_message(p_room_id, p_message_id, false);
+    if p_limit is null or p_limit < 1 or p_limit > 100 then
+        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 100', 'limit');
+    end if;
+    if p_after is null or p_after < 0 then
+        perform hark_api.fail(422, 'invalid_version', 'The version must be zero or more', 'after');
+    end if;
+    v_items := hark_api.page_within(coalesce((
+        select jsonb_agg(jsonb_build_object(
+                   'version', page.version, 'body', page.body, 'attachment', page.attachment,
+                   'created_at', page.created_at, 'replaced_at', page.replaced_at)
+               order by page.version)
+        from (
+            select * from hark.message_edits e
+            where e.tenant_id = p_tenant_id and e.message_id = p_message_id and e.version > p_after
+            order by e.version
+            limit p_limit
+        ) page), '[]'::jsonb), p_max_bytes);
+    v_last := (v_items -> -1 ->> 'version')::integer;
     return jsonb_build_object(
         'message_id', p_message_id,
-        'items', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                       'version', e.version, 'body', e.body, 'attachment', e.attachment,
-                       'created_at', e.created_at, 'replaced_at', e.replaced_at)
-                   order by e.version)
-            from hark.message_edits e where e.message_id = p_message_id), '[]'::jsonb));
+        'items', v_items,
+        'has_more', v_last is not null and exists (
+            select from hark.message_edits
+            where tenant_id = p_tenant_id and message_id = p_message_id and version > v_last));
 end
 $$;
 
@@ -579,21 +619,15 @@ language sql
 stable
 as $$
     select jsonb_build_object(
-        'items', coalesce((
-            select jsonb_agg(sized.item order by sized.seq)
+        'items', hark_api.page_within(coalesce((
+            select jsonb_agg(hark_api.event_json(page) order by page.seq)
             from (
-                select page.seq, page.item,
-                       sum(octet_length(page.item::text)) over (order by page.seq) as running,
-                       row_number() over (order by page.seq) as n
-                from (
-                    select e.seq, hark_api.event_json(e) as item from hark.room_events e
-                    where e.tenant_id = p_tenant_id and e.room_id = p_room_id
-                      and e.seq > p_after_seq
-                      and (p_upto_seq is null or e.seq <= p_upto_seq)
-                    order by e.seq
-                    limit p_limit
-                ) page
-            ) sized
-            where sized.n = 1 or sized.running <= p_max_bytes), '[]'::jsonb),
+                select * from hark.room_events e
+                where e.tenant_id = p_tenant_id and e.room_id = p_room_id
+                  and e.seq > p_after_seq
+                  and (p_upto_seq is null or e.seq <= p_upto_seq)
+                order by e.seq
+                limit p_limit
+            ) page), '[]'::jsonb), p_max_bytes),
         'last_seq', (select last_seq from hark.rooms where tenant_id = p_tenant_id and id = p_room_id));
 $$;

@@ -327,6 +327,10 @@ impl MessagesApi {
     }
 
     /// List a message's earlier versions (members)
+    ///
+    /// Oldest first, `limit` at a time (1 to 100, default 50) and at most the page
+    /// byte bound. Pass the last `version` received as `after` to continue while
+    /// `has_more` is true.
     #[oai(
         path = "/v1/rooms/:room_id/messages/:message_id/versions",
         method = "get",
@@ -340,11 +344,23 @@ impl MessagesApi {
         room_id: Path<Uuid>,
         /// The message's id.
         message_id: Path<Uuid>,
+        /// Versions after this one (default 0: from the first).
+        #[oai(validator(minimum(value = "0")))]
+        after: Query<Option<i32>>,
+        /// Versions per page, 1 to 100.
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<i32>>,
     ) -> Result<Json<MessageVersions>, ApiError> {
         Ok(Json(
             state
                 .db
-                .message_versions(&auth.0, room_id.0, message_id.0)
+                .message_versions(
+                    &auth.0,
+                    room_id.0,
+                    message_id.0,
+                    after.0.unwrap_or(0),
+                    limit.0.unwrap_or(DEFAULT_PAGE_SIZE),
+                )
                 .await?,
         ))
     }

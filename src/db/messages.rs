@@ -141,8 +141,11 @@ pub struct MessageVersion {
 pub struct MessageVersions {
     /// The message.
     pub message_id: Uuid,
-    /// Its earlier versions, oldest first.
+    /// Its earlier versions after the cursor, oldest first: `limit` at most, and as
+    /// many as fit the page's byte bound (at least one).
     pub items: Vec<MessageVersion>,
+    /// Whether later versions follow: pass the last `version` as `after`.
+    pub has_more: bool,
 }
 
 /// A read marker after a change.
@@ -377,17 +380,20 @@ impl Database {
                 &attachment,
                 &keep_attachment,
                 &max_body_bytes,
+                &self.max_edits_per_message,
             ],
         )
         .await
     }
 
-    /// The earlier versions of a message.
+    /// The earlier versions of a message after version `after`, `limit` at most.
     pub async fn message_versions(
         &self,
         caller: &Caller,
         room_id: Uuid,
         message_id: Uuid,
+        after: i32,
+        limit: i32,
     ) -> Result<MessageVersions, DatabaseError> {
         self.call(
             "message_versions",
@@ -397,6 +403,9 @@ impl Database {
                 &caller.session_id,
                 &room_id,
                 &message_id,
+                &after,
+                &limit,
+                &self.max_page_bytes,
             ],
         )
         .await

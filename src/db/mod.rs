@@ -102,6 +102,8 @@ pub struct DatabaseSettings {
     /// Distinct reactions one user may put on one message, which `reaction_set`
     /// enforces.
     pub max_reactions_per_user: i32,
+    /// Edits one message may have, which `message_edit` enforces.
+    pub max_edits_per_message: i32,
     /// The most bytes of JSON one page of history or of the event log carries.
     pub max_page_bytes: i32,
     /// How long one statement may run before it is cancelled.
@@ -115,6 +117,8 @@ pub struct Database {
     pool: Pool,
     /// Distinct reactions one user may put on one message.
     max_reactions_per_user: i32,
+    /// Edits one message may have: its edit history is bounded.
+    max_edits_per_message: i32,
     /// The most bytes of JSON one page carries, which the listing functions enforce.
     max_page_bytes: i32,
     /// How long one statement may run: then it is cancelled on the server (a cancel
@@ -150,6 +154,7 @@ impl Database {
         Ok(Self {
             pool,
             max_reactions_per_user: settings.max_reactions_per_user,
+            max_edits_per_message: settings.max_edits_per_message,
             max_page_bytes: settings.max_page_bytes,
             statement_timeout: Some(settings.statement_timeout),
             tls,

@@ -493,3 +493,71 @@ async fn replays_asked_for_by_sockets_that_do_not_read_hold_a_page_of_the_log_no
         .collect();
     assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_messages_edits_are_bounded_and_its_versions_are_read_in_pages_bounded_by_bytes() {
+    let app = spawn_app_with(|config| {
+        config.max_edits_per_message = 5;
+        config.max_page_bytes = 300_000;
+        config.max_body_bytes = 1024 * 1024;
+    })
+    .await;
+    let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    // Versions of 16,383 bytes of U+0001: about 98 KB of escaped JSON each.
+    let heavy = "\u{1}".repeat(16 * 1024 - 1);
+    let message = app.send(&bob.token, &room_id, &heavy).await;
+    let path = format!(
+        "/v1/rooms/{room_id}/messages/{}",
+        crate::helpers::id_of(&message)
+    );
+    for round in 0..5 {
+        app.patch(
+            &path,
+            &bob.token,
+            json!({"body": format!("{heavy}{round}")}),
+        )
+        .await
+        .expect(200);
+    }
+    let refused = app
+        .patch(&path, &bob.token, json!({"body": "one edit too many"}))
+        .await
+        .expect_error(422, "too_many_edits");
+    println!("the sixth edit: {refused}");
+    let current = app.get(&path, &bob.token).await.expect(200);
+    assert_eq!(
+        current["body"],
+        format!("{heavy}4"),
+        "the refused edit changed nothing"
+    );
+
+    let mut versions = Vec::new();
+    let mut after = 0;
+    loop {
+        let response = app
+            .client
+            .get(format!(
+                "{}{path}/versions?after={after}&limit=100",
+                app.address
+            ))
+            .bearer_auth(&bob.token)
+            .send()
+            .await
+            .unwrap();
+        let bytes = response.bytes().await.unwrap();
+        assert!(bytes.len() <= 300_000 + 1024, "{} bytes", bytes.len());
+        let page: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(!items.is_empty());
+        versions.extend(items.iter().map(|item| item["version"].as_i64().unwrap()));
+        after = items.last().unwrap()["version"].as_i64().unwrap();
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    println!("versions read in pages under 300,000 bytes: {versions:?}");
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    app.get(&format!("{path}/versions?limit=101"), &bob.token)
+        .await
+        .expect_error(422, "invalid_limit");
+}
