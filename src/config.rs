@@ -249,6 +249,15 @@ pub struct Config {
     )]
     pub max_unauthenticated_sockets_per_address: usize,
 
+    /// Requests one user may have in flight at once on an instance (429
+    /// `too_many_requests`); streams are counted apart.
+    #[arg(
+        long,
+        env = "HARK_MAX_REQUESTS_IN_FLIGHT_PER_USER",
+        default_value_t = 8
+    )]
+    pub max_requests_in_flight_per_user: usize,
+
     /// Distinct reactions one user may put on one message (422 `too_many_reactions`).
     #[arg(
         long,

@@ -255,7 +255,7 @@ enum ErrorResponses {
     /// A field is out of bounds or malformed; `field` names it.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
-    /// Too many requests (`rate_limited`, `login_throttled`, `too_many_connections`), with `Retry-After` when waiting helps.
+    /// Too many requests (`rate_limited`, `login_throttled`, `too_many_connections`, `too_many_requests`: as many of the caller's requests in flight as allowed), with `Retry-After` when waiting helps.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>),
     /// The server failed; the error has been logged under the request id (`internal_error`).
@@ -284,18 +284,14 @@ impl ApiError {
     }
 }
 
-impl From<crate::limits::TooManyStreams> for ApiError {
-    fn from(refusal: crate::limits::TooManyStreams) -> Self {
+impl From<crate::limits::AtCapacity> for ApiError {
+    fn from(refusal: crate::limits::AtCapacity) -> Self {
         // Sentence case for people; the refusal's own text is lower case for logs.
         let message = format!(
             "At most {} {} are allowed at once on each instance",
             refusal.limit, refusal.counted
         );
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_connections",
-            message,
-        )
+        Self::new(StatusCode::TOO_MANY_REQUESTS, refusal.code, message)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Rate limits kept in the instance's memory: token buckets by key. Sends are limited
 //! per user (REST and WebSocket draw from the same bucket), failed logins per account
-//! and per client address, and open streams (WebSockets and SSE) are counted per user.
+//! and per client address; open streams (WebSockets and SSE) and requests in flight
+//! are counted per user.
 //!
 //! The buckets are per instance: behind a load balancer spreading one user's
 //! requests over N instances, a user gets at most N times the configured rate. That
@@ -24,7 +25,9 @@ pub struct Limits {
     /// Failed logins, by client address.
     pub login_addresses: RateLimiter<std::net::IpAddr>,
     /// Open WebSockets and event streams, by user.
-    pub streams: Arc<StreamCounter<uuid::Uuid>>,
+    pub streams: Arc<Concurrency<uuid::Uuid>>,
+    /// Requests in flight, by authenticated user.
+    pub requests: Arc<Concurrency<uuid::Uuid>>,
     /// Failed joins by invite code, by user.
     pub join_code_users: RateLimiter<uuid::Uuid>,
     /// Failed joins by invite code, by client address.
@@ -34,7 +37,7 @@ pub struct Limits {
     /// Registrations and tenant creations, by client address.
     pub signups: RateLimiter<std::net::IpAddr>,
     /// WebSockets not yet authenticated, by client address.
-    pub unauthenticated_sockets: Arc<StreamCounter<std::net::IpAddr>>,
+    pub unauthenticated_sockets: Arc<Concurrency<std::net::IpAddr>>,
 }
 
 impl Limits {
@@ -53,9 +56,15 @@ impl Limits {
                 config.login_failures_per_address,
                 f64::from(config.login_failures_per_address) / lockout,
             ),
-            streams: Arc::new(StreamCounter::new(
+            streams: Arc::new(Concurrency::new(
                 config.max_streams_per_user,
                 "WebSocket and event-stream connections per user",
+                "too_many_connections",
+            )),
+            requests: Arc::new(Concurrency::new(
+                config.max_requests_in_flight_per_user,
+                "requests in flight per user",
+                "too_many_requests",
             )),
             join_code_users: RateLimiter::new(
                 config.join_code_failures_per_user,
@@ -73,9 +82,10 @@ impl Limits {
                 config.rooms_per_user_per_hour,
                 f64::from(config.rooms_per_user_per_hour) / 3600.0,
             ),
-            unauthenticated_sockets: Arc::new(StreamCounter::new(
+            unauthenticated_sockets: Arc::new(Concurrency::new(
                 config.max_unauthenticated_sockets_per_address,
                 "WebSockets that have not authenticated yet per client address",
+                "too_many_connections",
             )),
         }
     }
@@ -275,65 +285,72 @@ impl<'a> Attempt<'a> {
     }
 }
 
-/// A stream refused because its key holds as many as it may.
+/// One more refused because its key holds as many as it may.
 #[derive(Debug, thiserror::Error)]
 #[error("at most {limit} {counted} are allowed at once on each instance")]
-pub struct TooManyStreams {
-    /// The most streams one key may hold.
+pub struct AtCapacity {
+    /// The most one key may hold.
     pub limit: usize,
     /// What is counted.
     pub counted: &'static str,
+    /// The refusal's stable error code.
+    pub code: &'static str,
 }
 
-/// Open streams on this instance, by key: WebSockets and SSE per user, WebSockets
-/// that have not authenticated yet per client address.
-pub struct StreamCounter<K> {
-    /// The most streams one key may hold.
+/// What is open or running at once on this instance, by key: WebSockets and SSE per
+/// user, WebSockets that have not authenticated yet per client address, requests in
+/// flight per user.
+pub struct Concurrency<K> {
+    /// The most one key may hold at once.
     limit: usize,
     /// What is counted, for the refusal's message ("WebSocket and event-stream
     /// connections per user").
     counted: &'static str,
-    /// Open streams by key.
+    /// The refusal's stable error code.
+    code: &'static str,
+    /// What each key holds now.
     open: Mutex<HashMap<K, usize>>,
 }
 
-/// One counted stream; dropping it uncounts it.
-pub struct StreamSlot<K: Hash + Eq = uuid::Uuid> {
+/// One counted stream or request; dropping it uncounts it.
+pub struct Slot<K: Hash + Eq = uuid::Uuid> {
     /// The counter it belongs to.
-    counter: Arc<StreamCounter<K>>,
+    counter: Arc<Concurrency<K>>,
     /// Whose stream it is.
     key: K,
 }
 
-impl<K: Hash + Eq + Clone> StreamCounter<K> {
-    /// A counter allowing `limit` streams per key.
-    pub fn new(limit: usize, counted: &'static str) -> Self {
+impl<K: Hash + Eq + Clone> Concurrency<K> {
+    /// A counter allowing `limit` at once per key, refusing more with `code`.
+    pub fn new(limit: usize, counted: &'static str, code: &'static str) -> Self {
         Self {
             limit,
             counted,
+            code,
             open: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Counts a new stream of `key`, or refuses it.
-    pub fn open(self: &Arc<Self>, key: K) -> Result<StreamSlot<K>, TooManyStreams> {
+    /// Counts one more of `key`, or refuses it.
+    pub fn open(self: &Arc<Self>, key: K) -> Result<Slot<K>, AtCapacity> {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(key.clone()).or_insert(0);
         if *count >= self.limit {
-            return Err(TooManyStreams {
+            return Err(AtCapacity {
                 limit: self.limit,
                 counted: self.counted,
+                code: self.code,
             });
         }
         *count += 1;
-        Ok(StreamSlot {
+        Ok(Slot {
             counter: Arc::clone(self),
             key,
         })
     }
 }
 
-impl<K: Hash + Eq> Drop for StreamSlot<K> {
+impl<K: Hash + Eq> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut open = self
             .counter

@@ -13,6 +13,7 @@ use poem::{
 };
 
 use crate::acceptor::GuardedAcceptor;
+use crate::api::in_flight::UserRequests;
 use crate::config::Config;
 use crate::edge::Edge;
 pub use crate::state::AppState;
@@ -107,6 +108,7 @@ pub fn routes(state: AppState) -> impl Endpoint + 'static {
             }),
         )
         .nest("/", service)
+        .with(UserRequests)
         .with_if(cors.is_some(), cors.unwrap_or_default())
         .with(Compression::new())
         .data(state)

@@ -8,6 +8,7 @@ mod backend;
 pub mod document;
 mod events;
 mod health;
+pub mod in_flight;
 mod members;
 mod messages;
 mod realtime;

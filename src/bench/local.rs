@@ -90,6 +90,7 @@ impl Local {
             .env("HARK_WS_OPS_BURST", "1000000")
             .env("HARK_WS_OPS_PER_SECOND", "1000000")
             .env("HARK_MAX_STREAMS_PER_USER", "1000000")
+            .env("HARK_MAX_REQUESTS_IN_FLIGHT_PER_USER", "1000000")
             .env("HARK_ROOMS_PER_USER_PER_HOUR", "1000000")
             .env("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "1000000")
             .env("HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000")

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, TokenIssuer};
 use crate::db::{Database, MessageKind, MessageWriter, NewMessage};
 use crate::error::ApiError;
-use crate::limits::{Limits, StreamSlot};
+use crate::limits::{Limits, Slot};
 use crate::metrics::METRICS;
 use crate::realtime::{
     Node,
@@ -72,10 +72,10 @@ pub struct Admission {
     /// The verified token's claims and expiry, when the upgrade carried a token.
     pub identity: Option<Caller>,
     /// The connection's place in its user's count of open streams, when known.
-    pub stream_slot: Option<StreamSlot>,
+    pub stream_slot: Option<Slot>,
     /// Without a token: the connection's place in its address's count of
     /// connections that have not authenticated yet, freed by the `auth` frame.
-    pub unauthenticated_slot: Option<StreamSlot<IpAddr>>,
+    pub unauthenticated_slot: Option<Slot<IpAddr>>,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -146,10 +146,10 @@ struct Connection {
     /// Bad frames so far.
     malformed: u32,
     /// This connection's place in its user's count of open streams, once known.
-    stream_slot: Option<StreamSlot>,
+    stream_slot: Option<Slot>,
     /// Until it authenticates: its place in its address's count of unauthenticated
     /// connections.
-    unauthenticated_slot: Option<StreamSlot<IpAddr>>,
+    unauthenticated_slot: Option<Slot<IpAddr>>,
     /// The connection's place in the hub's registry of streams, which shutdown and
     /// revocations reach; it leaves the registry with the connection.
     registration: Registration,

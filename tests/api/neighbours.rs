@@ -561,3 +561,50 @@ async fn a_messages_edits_are_bounded_and_its_versions_are_read_in_pages_bounded
         .await
         .expect_error(422, "invalid_limit");
 }
+
+#[tokio::test]
+async fn a_user_with_as_many_requests_in_flight_as_allowed_is_refused_more_and_others_are_served() {
+    let app = spawn_app_with(|config| config.max_requests_in_flight_per_user = 2).await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let other = app.create_tenant("other").await;
+    // A long transaction holds the room's row lock, so the owner's updates of the room
+    // wait for it.
+    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let holder = admin.transaction().await.unwrap();
+    let room: uuid::Uuid = room_id.parse().unwrap();
+    holder
+        .execute(
+            "select 1 from hark.rooms where id = $1 for update",
+            &[&room],
+        )
+        .await
+        .unwrap();
+    let path = format!("/v1/rooms/{room_id}");
+    let waiting = futures_util::future::join_all((0..2).map(|round| {
+        app.patch(
+            &path,
+            &owner.token,
+            json!({"topic": format!("topic {round}")}),
+        )
+    }));
+    let meanwhile = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let refused = app.get("/v1/users/me", &owner.token).await;
+        assert!(refused.headers.contains_key("retry-after"));
+        let refusal = refused.expect_error(429, "too_many_requests");
+        println!("a third request with two in flight: {refusal}");
+        app.get("/v1/users/me", &bob.token).await.expect(200);
+        app.get("/v1/users/me", &other.owner.token)
+            .await
+            .expect(200);
+        holder.rollback().await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(waiting, meanwhile);
+    for answer in answers {
+        answer.expect(200);
+    }
+    app.get("/v1/users/me", &owner.token).await.expect(200);
+}

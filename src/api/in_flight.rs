@@ -1,0 +1,65 @@
+//! A bound on each user's requests in flight on an instance: a user with many
+//! concurrent expensive requests would otherwise hold the pool's connections that
+//! every other tenant needs. Counted from the verified bearer token, before the route
+//! runs; a request over the bound is answered 429 `too_many_requests` at once. A
+//! WebSocket or event stream counts only while its upgrade or subscription is being
+//! answered (open streams have their own bound).
+
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::header};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The middleware; the limit is `AppState::limits.requests`.
+pub struct UserRequests;
+
+impl<E: Endpoint> Middleware<E> for UserRequests {
+    type Output = UserRequestsEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        UserRequestsEndpoint { inner }
+    }
+}
+
+/// An endpoint wrapped by [`UserRequests`].
+pub struct UserRequestsEndpoint<E> {
+    /// The routes.
+    inner: E,
+}
+
+/// The bearer token of a request, if it carries one.
+fn bearer_token(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+impl<E: Endpoint> Endpoint for UserRequestsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, request: Request) -> Result<Self::Output> {
+        // An invalid token is not counted: the route's security check answers 401.
+        let caller = request
+            .data::<AppState>()
+            .zip(bearer_token(&request))
+            .and_then(|(state, token)| Some((state, state.tokens.verify(token).ok()?)));
+        let _slot = match caller {
+            Some((state, caller)) => Some(state.limits.requests.open(caller.user_id).map_err(
+                |refusal| {
+                    ApiError::from(refusal).with_headers(vec![("retry-after", "1".to_owned())])
+                },
+            )?),
+            None => None,
+        };
+        self.inner
+            .call(request)
+            .await
+            .map(IntoResponse::into_response)
+    }
+}
