@@ -34,17 +34,39 @@ begin
 end
 $$;
 
+-- Whether a room of a tenant exists: with a lock that skipped it, whether another
+-- transaction holds it.
+create function hark_api.room_exists(p_tenant_id uuid, p_room_id uuid)
+returns boolean
+language sql
+stable
+as $$
+    select exists (select from hark.rooms where tenant_id = p_tenant_id and id = p_room_id);
+$$;
+
 -- Locks a room of the current tenant for a change and returns it, or fails with 404.
-create function hark_api.lock_room(p_room_id uuid)
+-- Without p_wait, a room another transaction holds is not waited for: the call fails
+-- with SQLSTATE 55P03 (lock_not_available, message room_busy), so that the message
+-- writer can send that room's messages aside instead of holding up other rooms'.
+create function hark_api.lock_room(p_room_id uuid, p_wait boolean default true)
 returns hark.rooms
 language plpgsql
 as $$
 declare
     v_room hark.rooms;
 begin
-    select * into v_room from hark.rooms
-    where tenant_id = hark_api.current_tenant_id() and id = p_room_id
-    for update;
+    if p_wait then
+        select * into v_room from hark.rooms
+        where tenant_id = hark_api.current_tenant_id() and id = p_room_id
+        for update;
+    else
+        select * into v_room from hark.rooms
+        where tenant_id = hark_api.current_tenant_id() and id = p_room_id
+        for update skip locked;
+        if v_room.id is null and hark_api.room_exists(hark_api.current_tenant_id(), p_room_id) then
+            raise exception using errcode = '55P03', message = 'room_busy';
+        end if;
+    end if;
     if v_room.id is null then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;

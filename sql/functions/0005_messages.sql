@@ -213,7 +213,8 @@ $$;
 create function hark_api.message_send(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
     p_room_id uuid, p_message_id uuid, p_kind text, p_body text, p_attachment jsonb,
-    p_reply_to_id uuid, p_client_id text, p_max_body_bytes integer, p_traceparent text)
+    p_reply_to_id uuid, p_client_id text, p_max_body_bytes integer, p_traceparent text,
+    p_wait boolean)
 returns jsonb
 language plpgsql
 as $$
@@ -224,7 +225,7 @@ declare
     v_json jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    v_room := hark_api.lock_room(p_room_id);
+    v_room := hark_api.lock_room(p_room_id, p_wait);
     v_existing := hark_api.message_check(
         hark_api.member_role(p_room_id), v_room.archived_at is not null, p_room_id, p_user_id,
         p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, '{}');

@@ -10,7 +10,9 @@
 -- hark_api.message_send (tenant_id, user_id, session_id, room_id, message_id, kind,
 -- body, attachment, reply_to_id, client_id). Answers an array of the same length:
 -- {"ok": <the answer of message_send>} or {"error": {sqlstate, message, detail,
--- column, constraint}} per item. p_traceparent, when the batch is traced, rides in
+-- column, constraint}} per item, or {"busy": true} for the items of a room another
+-- transaction holds: the batch does not wait for it (see hark_api.lock_room), and the
+-- writer sends those items aside. p_traceparent, when the batch is traced, rides in
 -- its notifications.
 create function hark_api.message_send_batch(p_items jsonb, p_max_body_bytes integer, p_traceparent text)
 returns jsonb
@@ -42,7 +44,8 @@ declare
 begin
     -- Rooms are locked in id order, whatever the order of the items, so that batches
     -- of several instances touching the same rooms cannot deadlock. Each room is
-    -- locked under its own tenant (row-level security).
+    -- locked under its own tenant (row-level security). A room another transaction
+    -- holds is skipped, not waited for: one busy room must not hold up the others.
     for v_room in
         select distinct (item ->> 'tenant_id')::uuid as tenant_id, (item ->> 'room_id')::uuid as room_id
         from jsonb_array_elements(p_items) item
@@ -54,7 +57,10 @@ begin
                    'archived', r.archived_at is not null)
         into v_room_state
         from hark.rooms r where r.tenant_id = v_room.tenant_id and r.id = v_room.room_id
-        for update;
+        for update skip locked;
+        if v_room_state is null and hark_api.room_exists(v_room.tenant_id, v_room.room_id) then
+            v_room_state := jsonb_build_object('tenant_id', v_room.tenant_id, 'busy', true);
+        end if;
         if v_room_state is not null then
             v_rooms := jsonb_set(v_rooms, array[v_room.room_id::text], v_room_state);
         end if;
@@ -70,6 +76,10 @@ begin
         from jsonb_array_elements(p_items) with ordinality as items(item, position)
         order by position
     loop
+        if (v_rooms -> v_item.room_id::text ->> 'busy')::boolean then
+            v_results := array_append(v_results, '{"busy": true}'::jsonb);
+            continue;
+        end if;
         begin
             -- The session, once per batch; the context, for every item.
             v_key := v_item.tenant_id || '/' || v_item.user_id || '/' || v_item.session_id;

@@ -3,7 +3,13 @@
 //! notification per room, so that notifying commits do not cap throughput. A send
 //! that arrives alone goes at once, through `hark_api.message_send`. Every sender gets
 //! its own answer: a bad item fails alone.
+//!
+//! A worker never waits for a room's lock: a room another transaction holds (a room
+//! being changed, a slow statement) is skipped by the batch, and that room's sends go
+//! aside, to a task of their own that waits for the lock, in order, until the room's
+//! queue is empty; meanwhile the other rooms of the shard are written as usual.
 
+use std::collections::HashMap;
 use std::sync::{
     Arc,
     atomic::{AtomicU64, Ordering},
@@ -52,6 +58,8 @@ pub struct ItemFailure {
 enum Outcome {
     Ok(Box<SentMessage>),
     Error(ItemFailure),
+    /// The room was held by another transaction: nothing was checked or written.
+    Busy(serde::de::IgnoredAny),
 }
 
 #[derive(Debug, Serialize)]
@@ -94,6 +102,8 @@ pub struct BatchStats {
     pub batched_items: AtomicU64,
     /// Sends queued and not yet taken by their worker: what the next batch will hold.
     pub waiting: AtomicU64,
+    /// Sends that found their room held by another transaction and went aside.
+    pub sent_aside: AtomicU64,
 }
 
 /// The instance's message writer: one queue and worker per shard of rooms, so that
@@ -178,58 +188,193 @@ impl MessageWriter {
 }
 
 /// A worker: takes the first waiting send and every other one waiting behind it, and
-/// writes them.
+/// writes them; sends of a room gone aside follow the ones before them there.
 async fn work(
     db: Database,
     mut receiver: mpsc::UnboundedReceiver<PendingSend>,
     settings: BatchSettings,
     stats: Arc<BatchStats>,
 ) {
+    let (done, mut settled) = mpsc::unbounded_channel();
+    let mut aside = Aside {
+        rooms: HashMap::new(),
+        done,
+        db: db.clone(),
+        settings,
+        stats: stats.clone(),
+    };
     loop {
+        let first = tokio::select! {
+            biased;
+            Some((room_id, written)) = settled.recv() => {
+                aside.settle(room_id, written);
+                continue;
+            }
+            first = receiver.recv() => match first {
+                Some(first) => first,
+                None => return,
+            },
+        };
         let mut batch = Vec::new();
-        match receiver.recv().await {
-            Some(first) => batch.push(first),
-            None => return,
-        }
+        let mut taken = 1;
+        aside.route(first, &mut batch);
         while batch.len() < settings.max_batch {
             match receiver.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(next) => {
+                    taken += 1;
+                    aside.route(next, &mut batch);
+                }
                 Err(_) => break,
             }
         }
-        stats
-            .waiting
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        stats.waiting.fetch_sub(taken, Ordering::Relaxed);
+        if batch.is_empty() {
+            continue;
+        }
         METRICS.write_batch_size.observe(batch.len() as f64);
         let span = batch_span(&batch);
-        async {
+        let busy = async {
             // The trace context of the write, carried by its notifications to the
             // instances that fan its events out.
             let traceparent = crate::telemetry::current_traceparent();
             if batch.len() == 1 {
                 stats.single_writes.fetch_add(1, Ordering::Relaxed);
-                if let Some(single) = batch.pop() {
-                    let result = db
-                        .message_send(
-                            &single.caller,
-                            single.room_id,
-                            &single.message,
-                            settings.max_body_bytes,
-                            traceparent.as_deref(),
-                        )
-                        .await;
-                    let _ = single.reply.send(result);
-                }
-                return;
+                let Some(single) = batch.pop() else {
+                    return Vec::new();
+                };
+                let result = db
+                    .message_send(
+                        &single.caller,
+                        single.room_id,
+                        &single.message,
+                        settings.max_body_bytes,
+                        traceparent.as_deref(),
+                        false,
+                    )
+                    .await;
+                return match result {
+                    Err(error) if error.is_room_busy() => vec![single],
+                    result => {
+                        let _ = single.reply.send(result);
+                        Vec::new()
+                    }
+                };
             }
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats
                 .batched_items
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            write_batch(&db, batch, settings.max_body_bytes, traceparent.as_deref()).await;
+            write_batch(&db, batch, settings.max_body_bytes, traceparent.as_deref()).await
         }
         .instrument(span)
         .await;
+        for pending in busy {
+            aside.send(pending);
+        }
+    }
+}
+
+/// The rooms of a shard whose sends go aside: each has a task that writes them one
+/// after the other, waiting for the room's lock, and says when it has written all it
+/// was handed; then the room's sends are batched again. A room's sends are never in
+/// two places at once, so they are written in the order they were submitted.
+struct Aside {
+    /// By room: the queue of its task, and how many sends it was handed.
+    rooms: HashMap<Uuid, (mpsc::UnboundedSender<PendingSend>, u64)>,
+    /// Where the tasks say how many sends they have written.
+    done: mpsc::UnboundedSender<(Uuid, u64)>,
+    /// The database.
+    db: Database,
+    /// The writer's settings.
+    settings: BatchSettings,
+    /// The writer's counts.
+    stats: Arc<BatchStats>,
+}
+
+impl Aside {
+    /// Puts a send into the batch, or aside behind its room's earlier sends.
+    fn route(&mut self, pending: PendingSend, batch: &mut Vec<PendingSend>) {
+        if self.rooms.contains_key(&pending.room_id) {
+            self.send(pending);
+        } else {
+            batch.push(pending);
+        }
+    }
+
+    /// Hands a send to its room's task, starting one if none runs.
+    fn send(&mut self, pending: PendingSend) {
+        self.stats.sent_aside.fetch_add(1, Ordering::Relaxed);
+        let room_id = pending.room_id;
+        let (queue, handed) = self.rooms.entry(room_id).or_insert_with(|| {
+            let (queue, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(write_aside(
+                self.db.clone(),
+                room_id,
+                receiver,
+                self.done.clone(),
+                self.settings.max_body_bytes,
+            ));
+            (queue, 0)
+        });
+        *handed += 1;
+        if let Err(mpsc::error::SendError(pending)) = queue.send(pending) {
+            let _ = pending.reply.send(Err(DatabaseError::WriterStopped));
+        }
+    }
+
+    /// A room's task has written `written` sends: when that is all it was handed, the
+    /// room's sends are batched again (the task ends once its queue is dropped).
+    fn settle(&mut self, room_id: Uuid, written: u64) {
+        if self
+            .rooms
+            .get(&room_id)
+            .is_some_and(|(_, handed)| *handed == written)
+        {
+            self.rooms.remove(&room_id);
+        }
+    }
+}
+
+/// A room's task of sends gone aside: writes them in order, each waiting for the
+/// room's lock (within the statement timeout), and reports each time its queue is
+/// empty how many it has written.
+async fn write_aside(
+    db: Database,
+    room_id: Uuid,
+    mut queue: mpsc::UnboundedReceiver<PendingSend>,
+    done: mpsc::UnboundedSender<(Uuid, u64)>,
+    max_body_bytes: i32,
+) {
+    let mut written = 0;
+    loop {
+        let pending = match queue.try_recv() {
+            Ok(pending) => pending,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                let _ = done.send((room_id, written));
+                match queue.recv().await {
+                    Some(pending) => pending,
+                    None => return,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+        };
+        let span = pending.span.clone();
+        let result = async {
+            let traceparent = crate::telemetry::current_traceparent();
+            db.message_send(
+                &pending.caller,
+                pending.room_id,
+                &pending.message,
+                max_body_bytes,
+                traceparent.as_deref(),
+                true,
+            )
+            .await
+        }
+        .instrument(span)
+        .await;
+        let _ = pending.reply.send(result);
+        written += 1;
     }
 }
 
@@ -277,12 +422,14 @@ fn batch_span(batch: &[PendingSend]) -> tracing::Span {
     span
 }
 
+/// Writes a batch and answers its senders; answers the sends whose room was busy,
+/// unanswered, in their order.
 async fn write_batch(
     db: &Database,
     batch: Vec<PendingSend>,
     max_body_bytes: i32,
     traceparent: Option<&str>,
-) {
+) -> Vec<PendingSend> {
     let items: Vec<BatchItem<'_>> = batch
         .iter()
         .map(|pending| BatchItem {
@@ -307,6 +454,7 @@ async fn write_batch(
     drop(items);
     match answer {
         Ok(outcomes) if outcomes.len() == batch.len() => {
+            let mut busy = Vec::new();
             for (pending, outcome) in batch.into_iter().zip(outcomes) {
                 let result = match outcome {
                     Outcome::Ok(sent) => Ok(*sent),
@@ -314,9 +462,14 @@ async fn write_batch(
                         context: "message_send",
                         failure,
                     }),
+                    Outcome::Busy(_) => {
+                        busy.push(pending);
+                        continue;
+                    }
                 };
                 let _ = pending.reply.send(result);
             }
+            return busy;
         }
         Ok(outcomes) => {
             tracing::error!(
@@ -340,4 +493,5 @@ async fn write_batch(
             }
         }
     }
+    Vec::new()
 }

@@ -280,7 +280,9 @@ pub struct HistoryCursor {
 }
 
 impl Database {
-    /// Sends a message, or answers the earlier one with the same client id.
+    /// Sends a message, or answers the earlier one with the same client id. Without
+    /// `wait`, a room another transaction holds fails at once with
+    /// [`DatabaseError::is_room_busy`] instead of waiting for it.
     pub async fn message_send(
         &self,
         caller: &Caller,
@@ -288,6 +290,7 @@ impl Database {
         message: &NewMessage,
         max_body_bytes: i32,
         traceparent: Option<&str>,
+        wait: bool,
     ) -> Result<SentMessage, DatabaseError> {
         let attachment = message.attachment.as_ref().map(Json);
         self.call(
@@ -305,6 +308,7 @@ impl Database {
                 &message.client_id,
                 &max_body_bytes,
                 &traceparent,
+                &wait,
             ],
         )
         .await

@@ -88,6 +88,19 @@ pub enum DatabaseError {
     WriterStopped,
 }
 
+impl DatabaseError {
+    /// Whether a send without waiting found its room held by another transaction
+    /// (`hark_api.lock_room` without `p_wait`: SQLSTATE 55P03).
+    pub fn is_room_busy(&self) -> bool {
+        match self {
+            Self::Query { source, .. } => source.as_db_error().is_some_and(|error| {
+                error.code() == &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {

@@ -737,9 +737,10 @@ async fn a_batch_with_one_invalid_message_commits_the_others_and_answers_each_se
 
 #[tokio::test]
 async fn every_bad_send_in_a_batch_is_refused_by_the_same_rules_as_a_lone_send() {
-    // One writer whose lone first send waits for a room lock held here: every send
-    // made meanwhile queues behind it, and they are written as one batch once the lock
-    // is released, whatever the timing.
+    // One writer whose lone first send waits for a lock held here on its sender's row
+    // (which the message's foreign key check takes a share of; a busy room would only
+    // send it aside): every send made meanwhile queues behind it, and they are written
+    // as one batch once the lock is released, whatever the timing.
     let app = crate::helpers::spawn_app_with(|config| config.write_workers = 1).await;
     let (owner, bob, room_id) = room_with_bob(&app).await;
     let archived = id_of(&app.create_room(&owner.token, "old", "private").await);
@@ -766,14 +767,14 @@ async fn every_bad_send_in_a_batch_is_refused_by_the_same_rules_as_a_lone_send()
         .expect("connect");
     tokio::spawn(connection);
     locker.batch_execute("begin").await.expect("begin");
-    let room_uuid: uuid::Uuid = room_id.parse().unwrap();
+    let owner_uuid: uuid::Uuid = owner.user_id.parse().unwrap();
     locker
         .execute(
-            "select 1 from hark.rooms where id = $1 for update",
-            &[&room_uuid],
+            "select 1 from hark.users where id = $1 for update",
+            &[&owner_uuid],
         )
         .await
-        .expect("lock the room");
+        .expect("lock the sender's row");
     let stats = app.state.as_ref().unwrap().writer.stats.clone();
     let first = {
         let (app, client) = (app.address.clone(), app.client.clone());
@@ -788,7 +789,8 @@ async fn every_bad_send_in_a_batch_is_refused_by_the_same_rules_as_a_lone_send()
                 .map(|response| response.status().as_u16())
         })
     };
-    wait_until(|| stats.single_writes.load(Ordering::Relaxed) == 1).await;
+    // The earlier send and this one were written alone.
+    wait_until(|| stats.single_writes.load(Ordering::Relaxed) == 2).await;
 
     let in_room = format!("/v1/rooms/{room_id}/messages");
     let cases: Vec<(&str, String, Value, u16, &str)> = vec![

@@ -608,3 +608,80 @@ async fn a_user_with_as_many_requests_in_flight_as_allowed_is_refused_more_and_o
     }
     app.get("/v1/users/me", &owner.token).await.expect(200);
 }
+
+#[tokio::test]
+async fn a_room_held_by_a_long_transaction_holds_up_no_other_rooms_sends_and_its_own_keep_their_order()
+ {
+    // One writer, and statements allowed to wait a minute: before, the held room's
+    // sends kept the writer waiting for its lock, and every other room's with it.
+    let app = spawn_app_with(|config| {
+        config.write_workers = 1;
+        config.statement_timeout_ms = 60_000;
+    })
+    .await;
+    let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let other = app.create_tenant("other").await;
+    let elsewhere = crate::helpers::id_of(
+        &app.create_room(&other.owner.token, "elsewhere", "public")
+            .await,
+    );
+    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let holder = admin.transaction().await.unwrap();
+    let room: uuid::Uuid = room_id.parse().unwrap();
+    holder
+        .execute(
+            "select 1 from hark.rooms where id = $1 for update",
+            &[&room],
+        )
+        .await
+        .unwrap();
+
+    // Three sends to the held room, one after the other on one socket.
+    let mut socket = crate::ws::WsClient::connect(&app, &bob.token).await;
+    for index in 0..3 {
+        socket
+            .send(json!({"op": "send", "ref": format!("s{index}"), "room_id": room_id, "body": format!("held {index}")}))
+            .await;
+    }
+    // Another tenant's sends meanwhile, alone and batched.
+    let stats = app.state.as_ref().unwrap().writer.stats.clone();
+    let path = format!("/v1/rooms/{elsewhere}/messages");
+    let sends = (0..5).map(|index| {
+        app.post(
+            &path,
+            Some(&other.owner.token),
+            json!({"body": format!("elsewhere {index}")}),
+        )
+    });
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures_util::future::join_all(sends),
+    )
+    .await
+    .expect("another room's sends were held up by the held room");
+    for answer in answers {
+        answer.expect(201);
+    }
+    println!(
+        "while the room was held: 5 sends elsewhere written, {} sends gone aside",
+        stats.sent_aside.load(std::sync::atomic::Ordering::Relaxed)
+    );
+
+    holder.rollback().await.unwrap();
+    let mut seqs = Vec::new();
+    for index in 0..3 {
+        let ack = socket.answer(&format!("s{index}")).await;
+        assert_eq!(ack["op"], "ack", "{ack}");
+        seqs.push(ack["result"]["seq"].as_i64().unwrap());
+    }
+    println!("the held room's sends, once it was free: seqs {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|pair| pair[1] == pair[0] + 1),
+        "{seqs:?}"
+    );
+    // And the room's sends are batched again.
+    app.send(&bob.token, &room_id, "after").await;
+}
