@@ -249,6 +249,14 @@ pub struct Config {
     )]
     pub max_unauthenticated_sockets_per_address: usize,
 
+    /// Rows of a deleted room's history deleted per transaction.
+    #[arg(long, env = "HARK_PURGE_BATCH", default_value_t = 1000)]
+    pub purge_batch: i32,
+
+    /// Pause between two batches of a deleted room's history, in milliseconds.
+    #[arg(long, env = "HARK_PURGE_PAUSE_MS", default_value_t = 20)]
+    pub purge_pause_ms: u64,
+
     /// Requests one user may have in flight at once on an instance (429
     /// `too_many_requests`); streams are counted apart.
     #[arg(
@@ -343,6 +351,14 @@ impl Config {
     /// The URL of the database.
     pub fn database_url(&self) -> &str {
         self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL)
+    }
+
+    /// How deleted rooms' history is purged.
+    pub fn purge(&self) -> crate::purge::PurgeSettings {
+        crate::purge::PurgeSettings {
+            batch: self.purge_batch,
+            pause: Duration::from_millis(self.purge_pause_ms),
+        }
     }
 
     /// The pool's settings.

@@ -18,6 +18,7 @@ pub mod error;
 pub mod limits;
 pub mod local_postgres;
 pub mod metrics;
+pub mod purge;
 pub mod realtime;
 pub mod schema;
 pub mod startup;

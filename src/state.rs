@@ -1,5 +1,5 @@
 //! What every request shares: the database, tokens, password hashing, real-time
-//! delivery, the message writer, limits and configuration. Below the routes
+//! delivery, the message writer, the purge of deleted rooms, limits and configuration. Below the routes
 //! (`api`), the WebSocket and event-stream edges and authentication, which all take
 //! it; it imports none of them.
 
@@ -9,6 +9,7 @@ use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
 use crate::db::{self, Database, MessageWriter};
 use crate::limits::Limits;
+use crate::purge::Purger;
 use crate::realtime::Node;
 
 /// What every request shares.
@@ -24,6 +25,8 @@ pub struct AppState {
     pub realtime: Node,
     /// Batches concurrent message sends into one transaction each.
     pub writer: MessageWriter,
+    /// Deletes deleted rooms' history in the background.
+    pub purger: Purger,
     /// Rate limits and connection counts.
     pub limits: Arc<Limits>,
     /// The configuration the instance started with.
@@ -44,16 +47,24 @@ impl AppState {
             "database schema is up to date"
         );
         let db = Database::connect(&config.database())?;
+        Self::new(db, config)
+    }
+
+    /// Builds the state of a server on a database already migrated (or, in a test,
+    /// unreachable), starting its background tasks.
+    pub fn new(db: Database, config: Config) -> anyhow::Result<Self> {
         let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
         let passwords = PasswordHasher::new(config.passwords())?;
         let realtime = Node::start(db.without_statement_timeout(), config.realtime());
         let writer = MessageWriter::start(db.clone(), config.batches());
+        let purger = Purger::start(db.clone(), config.purge());
         Ok(Self {
             db,
             tokens,
             passwords,
             realtime,
             writer,
+            purger,
             limits: Arc::new(Limits::from_config(&config)),
             config: Arc::new(config),
         })

@@ -487,7 +487,10 @@ begin
 end
 $$;
 
--- Deletes a room with its history (room owners).
+-- Deletes a room with its history (room owners). The room is gone for everyone at
+-- once (marked deleted, out of sight of row-level security), its invite code and
+-- direct-room key are free again and its members removed; its messages and events
+-- go in bounded batches afterwards (hark_api.purge_rooms).
 create function hark_api.room_delete(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
 returns void
 language plpgsql
@@ -500,7 +503,60 @@ begin
     if hark_api.require_member(p_room_id) <> 'owner' then
         perform hark_api.fail(403, 'forbidden', 'Only an owner of the room may delete it');
     end if;
-    delete from hark.rooms where id = p_room_id;
+    delete from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id;
+    -- An updated row must stay visible to whoever updates it: for this one statement,
+    -- the purge's view, in which deleted rooms are.
+    perform set_config('hark.purging', 'on', true);
+    update hark.rooms set deleted_at = now(), invite_code = null, direct_key = null
+    where tenant_id = p_tenant_id and id = p_room_id;
+    perform set_config('hark.purging', '', true);
+end
+$$;
+
+-- Deletes a bounded batch of a deleted room's rows, in one short transaction: up to
+-- p_batch of its messages (newest first, so that no message goes before a reply to
+-- it; their reactions and edits with them), else up to p_batch of its events, else
+-- the room itself. Answers how many rows went (a JSON number): 0 when no deleted room
+-- is left. A room another instance is purging is skipped.
+create function hark_api.purge_rooms(p_batch integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_room record;
+    v_count integer;
+begin
+    perform hark_api.enter(null, null), set_config('hark.purging', 'on', true);
+    select tenant_id, id into v_room from hark.rooms
+    where deleted_at is not null
+    order by deleted_at
+    limit 1
+    for update skip locked;
+    if v_room.id is null then
+        return to_jsonb(0);
+    end if;
+    perform hark_api.enter(v_room.tenant_id, null);
+    delete from hark.messages
+    where tenant_id = v_room.tenant_id and room_id = v_room.id and seq in (
+        select seq from hark.messages
+        where tenant_id = v_room.tenant_id and room_id = v_room.id
+        order by seq desc
+        limit p_batch);
+    get diagnostics v_count = row_count;
+    if v_count = 0 then
+        delete from hark.room_events
+        where tenant_id = v_room.tenant_id and room_id = v_room.id and seq in (
+            select seq from hark.room_events
+            where tenant_id = v_room.tenant_id and room_id = v_room.id
+            order by seq desc
+            limit p_batch);
+        get diagnostics v_count = row_count;
+    end if;
+    if v_count = 0 then
+        delete from hark.rooms where tenant_id = v_room.tenant_id and id = v_room.id;
+        v_count := 1;
+    end if;
+    return to_jsonb(v_count);
 end
 $$;
 

@@ -258,6 +258,7 @@ impl RoomsApi {
         room_id: Path<Uuid>,
     ) -> Result<RoomGone, ApiError> {
         state.db.room_delete(&auth.0, room_id.0).await?;
+        state.purger.wake();
         Ok(RoomGone::Done)
     }
 

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0003_foreign_key_indexes",
         include_str!("../../sql/migrations/0003_foreign_key_indexes.sql"),
     ),
+    (
+        4,
+        "0004_room_purge",
+        include_str!("../../sql/migrations/0004_room_purge.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.

@@ -309,7 +309,13 @@ impl Database {
         .await
     }
 
-    /// Deletes a room with its history.
+    /// Deletes a bounded batch of a deleted room's rows; answers how many went (0 when
+    /// no deleted room is left).
+    pub async fn purge_rooms(&self, batch: i32) -> Result<i32, DatabaseError> {
+        self.call("purge_rooms", &[&batch]).await
+    }
+
+    /// Deletes a room: gone for everyone at once, its history purged afterwards.
     pub async fn room_delete(&self, caller: &Caller, room_id: Uuid) -> Result<(), DatabaseError> {
         self.call(
             "room_delete",

@@ -43,17 +43,7 @@ async fn readyz_answers_503_when_the_database_is_unreachable() {
     let mut config = crate::helpers::test_config("postgres://postgres@127.0.0.1:1/none");
     config.db_pool_timeout_ms = 500;
     let db = hark::db::Database::connect(&config.database()).unwrap();
-    let state = hark::startup::AppState {
-        realtime: hark::realtime::Node::start(db.clone(), config.realtime()),
-        writer: hark::db::MessageWriter::start(db.clone(), config.batches()),
-        db,
-        tokens: std::sync::Arc::new(
-            hark::auth::TokenIssuer::new(config.tokens().unwrap()).unwrap(),
-        ),
-        passwords: hark::auth::PasswordHasher::new(config.passwords()).unwrap(),
-        limits: std::sync::Arc::new(hark::limits::Limits::from_config(&config)),
-        config: std::sync::Arc::new(config),
-    };
+    let state = hark::startup::AppState::new(db, config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(hark::startup::serve(

@@ -685,3 +685,75 @@ async fn a_room_held_by_a_long_transaction_holds_up_no_other_rooms_sends_and_its
     // And the room's sends are batched again.
     app.send(&bob.token, &room_id, "after").await;
 }
+
+#[tokio::test]
+async fn deleting_a_room_answers_at_once_and_its_history_goes_in_bounded_batches() {
+    let app = spawn_app_with(|config| {
+        config.purge_batch = 50;
+        config.purge_pause_ms = 200;
+    })
+    .await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let other = app.create_tenant("other").await;
+    let elsewhere = crate::helpers::id_of(
+        &app.create_room(&other.owner.token, "elsewhere", "public")
+            .await,
+    );
+    for _ in 0..30 {
+        let sends = (0..10).map(|_| app.send(&bob.token, &room_id, "history"));
+        futures_util::future::join_all(sends).await;
+    }
+    let history = app.count_rows("messages").await;
+
+    app.delete(&format!("/v1/rooms/{room_id}"), &owner.token)
+        .await
+        .expect(204);
+    let left = app.count_rows("messages").await;
+    println!("right after the delete: {left} of the room's {history} messages left to purge");
+    assert!(left > 0, "the history was deleted inside the request");
+    app.get(&format!("/v1/rooms/{room_id}"), &bob.token)
+        .await
+        .expect_error(404, "room_not_found");
+    app.get(&format!("/v1/rooms/{room_id}/messages"), &bob.token)
+        .await
+        .expect_error(404, "room_not_found");
+    // Another tenant writes on while the purge runs.
+    app.send(&other.owner.token, &elsewhere, "meanwhile").await;
+
+    // Until the purge is done, the room's rows as the database's admin sees them.
+    let (admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let room: uuid::Uuid = room_id.parse().unwrap();
+    let mut rows = Vec::new();
+    for _ in 0..200 {
+        rows = Vec::new();
+        for table in [
+            "rooms where id",
+            "messages where room_id",
+            "room_events where room_id",
+        ] {
+            let count: i64 = admin
+                .query_one(&format!("select count(*) from hark.{table} = $1"), &[&room])
+                .await
+                .unwrap()
+                .get(0);
+            rows.push(count);
+        }
+        if rows == [0, 0, 0] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        rows,
+        [0, 0, 0],
+        "the room, its messages and its events are purged"
+    );
+    assert_eq!(
+        app.count_rows("messages").await,
+        1,
+        "the other room's message stays"
+    );
+}

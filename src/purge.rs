@@ -1,0 +1,68 @@
+//! Deleting deleted rooms' history in the background. A room's deletion only hides it
+//! (`hark_api.room_delete`); its messages and events, which can be millions of rows,
+//! go here in batches of `HARK_PURGE_BATCH` rows, one short transaction each with a
+//! pause between them, so that no delete holds locks, a pooled connection or the
+//! database's attention for long. Woken by a deletion on this instance, and every
+//! minute for deletions made elsewhere or left unfinished by a stopped instance;
+//! instances purging at once take different rooms.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::db::Database;
+
+/// How often rooms deleted on other instances are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// How long to wait after a failed batch before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How the purge goes.
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeSettings {
+    /// Rows deleted per transaction.
+    pub batch: i32,
+    /// The pause between two batches.
+    pub pause: Duration,
+}
+
+/// The instance's purge task; waking it after a deletion starts the work at once.
+#[derive(Clone)]
+pub struct Purger {
+    /// Wakes the task.
+    wake: Arc<Notify>,
+}
+
+impl Purger {
+    /// Starts the task.
+    pub fn start(db: Database, settings: PurgeSettings) -> Self {
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(purge(db, settings, wake.clone()));
+        Self { wake }
+    }
+
+    /// Has the task purge now (a room was just deleted).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+async fn purge(db: Database, settings: PurgeSettings, wake: Arc<Notify>) {
+    loop {
+        loop {
+            match db.purge_rooms(settings.batch.max(1)).await {
+                Ok(0) => break,
+                Ok(_) => tokio::time::sleep(settings.pause).await,
+                Err(error) => {
+                    tracing::warn!(%error, "could not purge a deleted room's history; trying again");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
