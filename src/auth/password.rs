@@ -2,16 +2,21 @@
 //! runs on the blocking thread pool, never on the threads that serve sockets, and at
 //! most `concurrency` hashes run at once: each takes `memory_kib` of memory, and
 //! anyone on the internet can ask for one (registration, login). A hash that cannot
-//! start within `queue_wait` is refused with 503 `busy` and `Retry-After`.
+//! start within `queue_wait` is refused with 503 `busy` and `Retry-After`. The hashes
+//! work in memory kept for them and reused ([`Arena`]): allocated and freed per hash,
+//! argon2's blocks stayed with the allocator's per-thread arenas, so that a burst of
+//! registrations left the instance hundreds of MiB larger for good.
 
 use std::sync::{
-    Arc,
+    Arc, Mutex, PoisonError,
     atomic::{AtomicU64, Ordering},
 };
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use poem::http::StatusCode;
+use rand::RngCore;
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use crate::error::ApiError;
@@ -45,6 +50,98 @@ pub struct PasswordHasher {
     queue_wait: Duration,
     /// Hashes and verifications computed by this hasher.
     computed: Arc<AtomicU64>,
+    /// The memory the hashes work in.
+    arena: Arena,
+}
+
+/// Memory for argon2's blocks, kept between hashes: at most one buffer per turn, of
+/// the configured cost's size. A hash with other parameters (one made before the cost
+/// changed) gets memory of its own.
+#[derive(Clone)]
+struct Arena {
+    /// The blocks of one hash.
+    blocks: usize,
+    /// Buffers not in use.
+    free: Arc<Mutex<Vec<Vec<Block>>>>,
+}
+
+impl Arena {
+    /// Runs `work` with memory of `blocks` blocks.
+    fn with<T>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+        if blocks != self.blocks {
+            return work(&mut vec![Block::default(); blocks]);
+        }
+        let taken = self
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut buffer = taken.unwrap_or_else(|| vec![Block::default(); blocks]);
+        let answer = work(&mut buffer);
+        self.free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(buffer);
+        answer
+    }
+}
+
+/// Computes an argon2 hash of `password` into `out`, in memory from `arena`.
+fn compute(
+    arena: &Arena,
+    algorithm: Algorithm,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let argon2 = Argon2::new(algorithm, Version::V0x13, params.clone());
+    arena.with(params.block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(password, salt, out, blocks)
+    })
+}
+
+/// A new argon2id hash of `password`, in PHC string form.
+fn hash_phc(arena: &Arena, params: &Params, password: &[u8]) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let mut out = [0u8; 32];
+    compute(
+        arena,
+        Algorithm::Argon2id,
+        params,
+        password,
+        &salt,
+        &mut out,
+    )
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|error| anyhow::anyhow!("{error}"))?,
+        salt: Some(Salt::new(&salt).map_err(|error| anyhow::anyhow!("{error}"))?),
+        hash: Some(Output::new(&out).map_err(|error| anyhow::anyhow!("{error}"))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches a PHC string made by [`hash_phc`] (with any cost);
+/// the comparison takes constant time.
+fn matches_phc(arena: &Arena, password: &[u8], hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        Algorithm::try_from(parsed.algorithm.as_str()),
+        Params::try_from(&parsed),
+        parsed.salt.as_ref(),
+        parsed.hash.as_ref(),
+    ) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    compute(arena, algorithm, &params, password, salt, &mut out).is_ok()
+        && Output::new(&out).is_ok_and(|computed| computed == *expected)
 }
 
 /// The shortest and longest password accepted, in characters.
@@ -56,6 +153,10 @@ impl PasswordHasher {
         let params = Params::new(settings.memory_kib, settings.iterations, 1, None)
             .map_err(|error| anyhow::anyhow!("invalid password hash settings: {error}"))?;
         let hasher = Self {
+            arena: Arena {
+                blocks: params.block_count(),
+                free: Arc::new(Mutex::new(Vec::new())),
+            },
             params,
             dummy_hash: Arc::new(OnceCell::new()),
             turns: Arc::new(Semaphore::new(settings.concurrency.max(1))),
@@ -122,15 +223,11 @@ impl PasswordHasher {
 
     async fn hash_unchecked(&self, password: String) -> Result<String, ApiError> {
         let _turn = self.turn().await?;
-        let params = self.params.clone();
-        tokio::task::spawn_blocking(move || {
-            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
-        })
-        .await
-        .map_err(|error| ApiError::internal("password hashing task failed", &error))?
-        .map_err(|error| ApiError::internal("password hashing failed", &error))
+        let (params, arena) = (self.params.clone(), self.arena.clone());
+        tokio::task::spawn_blocking(move || hash_phc(&arena, &params, password.as_bytes()))
+            .await
+            .map_err(|error| ApiError::internal("password hashing task failed", &error))?
+            .map_err(|error| ApiError::internal("password hashing failed", &error))
     }
 
     /// Whether `password` matches `hash`; with no hash, spends the same time and says no.
@@ -142,13 +239,11 @@ impl PasswordHasher {
         };
         let password = password.to_owned();
         let _turn = self.turn().await?;
-        let matches = tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .map_err(|error| ApiError::internal("password verification task failed", &error))?;
+        let arena = self.arena.clone();
+        let matches =
+            tokio::task::spawn_blocking(move || matches_phc(&arena, password.as_bytes(), &hash))
+                .await
+                .map_err(|error| ApiError::internal("password verification task failed", &error))?;
         Ok(known && matches)
     }
 }

@@ -56,7 +56,8 @@ pub struct Report {
     pub postgres_cpu: Option<Duration>,
 }
 
-fn percentile(sorted: &[u32], fraction: f64) -> f64 {
+/// The value at `fraction` of sorted microseconds, in milliseconds.
+pub fn percentile(sorted: &[u32], fraction: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

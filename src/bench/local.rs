@@ -8,6 +8,32 @@ use rand::RngCore;
 use tokio::process::{Child, Command};
 use tokio_postgres::NoTls;
 
+/// Whether local instances keep the per-user and per-address limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceLimits {
+    /// Lifted: the load scenarios send and connect as fast as they can, and the
+    /// limits would measure themselves instead of the server.
+    Lifted,
+    /// The defaults, as a deployment runs: what the neighbours scenario measures.
+    Default,
+}
+
+/// The settings that lift the limits: the load generator sends and connects as fast
+/// as it can, and hashes the bench owners' passwords cheaply.
+const LIFTED_LIMITS: [(&str, &str); 11] = [
+    ("HARK_PASSWORD_HASH_MEMORY_KIB", "1024"),
+    ("HARK_PASSWORD_HASH_ITERATIONS", "1"),
+    ("HARK_SEND_BURST", "1000000"),
+    ("HARK_SEND_RATE_PER_SECOND", "1000000"),
+    ("HARK_WS_OPS_BURST", "1000000"),
+    ("HARK_WS_OPS_PER_SECOND", "1000000"),
+    ("HARK_MAX_STREAMS_PER_USER", "1000000"),
+    ("HARK_MAX_REQUESTS_IN_FLIGHT_PER_USER", "1000000"),
+    ("HARK_ROOMS_PER_USER_PER_HOUR", "1000000"),
+    ("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "1000000"),
+    ("HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000"),
+];
+
 /// Local instances and their database.
 pub struct Local {
     /// The database the instances use.
@@ -20,6 +46,8 @@ pub struct Local {
     secret: String,
     /// The instances and their ports.
     instances: Vec<(Child, u16)>,
+    /// Whether the instances keep their limits.
+    limits: InstanceLimits,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -43,7 +71,11 @@ fn with_database(url: &str, database: &str) -> String {
 
 impl Local {
     /// Creates a fresh database and starts `count` instances on it.
-    pub async fn start(server_url: &str, count: usize) -> anyhow::Result<Self> {
+    pub async fn start(
+        server_url: &str,
+        count: usize,
+        limits: InstanceLimits,
+    ) -> anyhow::Result<Self> {
         let admin_url = with_database(server_url, "postgres");
         let database = format!("hark_bench_{}", chrono::Utc::now().timestamp());
         let (admin, connection) = tokio_postgres::connect(&admin_url, NoTls)
@@ -61,6 +93,7 @@ impl Local {
             database,
             secret: hex::encode(secret_bytes),
             instances: Vec::new(),
+            limits,
         };
         for _ in 0..count {
             let (child, port) = local.spawn_instance().await?;
@@ -75,32 +108,24 @@ impl Local {
     /// Starts one more instance (not waited for).
     pub async fn spawn_instance(&self) -> anyhow::Result<(Child, u16)> {
         let port = free_port()?;
-        let child = Command::new(std::env::current_exe()?)
+        let mut command = Command::new(std::env::current_exe()?);
+        command
             .arg("serve")
             .env("DATABASE_URL", &self.database_url)
             .env("HARK_BIND", format!("127.0.0.1:{port}"))
             .env("HARK_TENANT_CREATION", "open")
             .env("HARK_JWT_SECRET", &self.secret)
-            .env("HARK_PASSWORD_HASH_MEMORY_KIB", "1024")
-            .env("HARK_PASSWORD_HASH_ITERATIONS", "1")
-            // The load generator sends and connects as fast as it can: the per-user
-            // limits would measure themselves instead of the server.
-            .env("HARK_SEND_BURST", "1000000")
-            .env("HARK_SEND_RATE_PER_SECOND", "1000000")
-            .env("HARK_WS_OPS_BURST", "1000000")
-            .env("HARK_WS_OPS_PER_SECOND", "1000000")
-            .env("HARK_MAX_STREAMS_PER_USER", "1000000")
-            .env("HARK_MAX_REQUESTS_IN_FLIGHT_PER_USER", "1000000")
-            .env("HARK_ROOMS_PER_USER_PER_HOUR", "1000000")
-            .env("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "1000000")
-            .env("HARK_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("could not start an instance")?;
+            .kill_on_drop(true);
+        if self.limits == InstanceLimits::Lifted {
+            for (name, value) in LIFTED_LIMITS {
+                command.env(name, value);
+            }
+        }
+        let child = command.spawn().context("could not start an instance")?;
         Ok((child, port))
     }
 
@@ -109,6 +134,14 @@ impl Local {
         self.instances
             .iter()
             .map(|(_, port)| format!("http://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// The process ids of the instances.
+    pub fn pids(&self) -> Vec<u32> {
+        self.instances
+            .iter()
+            .filter_map(|(child, _)| child.id())
             .collect()
     }
 

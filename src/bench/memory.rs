@@ -14,7 +14,7 @@ use crate::bench::{
 };
 
 /// The resident memory of a process, in KiB.
-fn resident_kib(pid: u32) -> Option<u64> {
+pub fn resident_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

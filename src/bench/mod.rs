@@ -10,6 +10,7 @@ mod fixtures;
 mod load;
 mod local;
 mod memory;
+mod neighbours;
 mod pgcpu;
 
 use std::time::Duration;
@@ -31,6 +32,10 @@ pub enum Scenario {
     Connections,
     /// Time from process start to a ready `/readyz`, and idle resident memory.
     ColdStart,
+    /// A victim tenant's latencies, errors and the instances' memory, quiet and while
+    /// another tenant runs each known abuse; local instances with the default limits,
+    /// `--duration` seconds per phase.
+    Neighbours,
 }
 
 /// The bench's options.
@@ -109,8 +114,14 @@ impl BenchArgs {
 
 /// Runs the bench and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // The neighbours scenario measures the limits, so its instances keep them.
+    let limits = if args.scenario == Scenario::Neighbours {
+        local::InstanceLimits::Default
+    } else {
+        local::InstanceLimits::Lifted
+    };
     let local = if args.target.is_empty() {
-        Some(local::Local::start(&args.database_url, 2).await?)
+        Some(local::Local::start(&args.database_url, 2, limits).await?)
     } else {
         None
     };
@@ -155,6 +166,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Some(local) => memory::cold_start(local).await,
             None => Err(anyhow::anyhow!(
                 "cold-start starts its own instances: run it without --target"
+            )),
+        },
+        Scenario::Neighbours => match &local {
+            Some(local) => neighbours::run(local, args.duration).await,
+            None => Err(anyhow::anyhow!(
+                "neighbours starts its own instances with the default limits: run it without --target"
             )),
         },
     };

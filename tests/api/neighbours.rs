@@ -757,3 +757,63 @@ async fn deleting_a_room_answers_at_once_and_its_history_goes_in_bounded_batches
         "the other room's message stays"
     );
 }
+
+/// The resident memory of a process now, in KiB (Linux).
+fn memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_burst_of_registrations_leaves_no_more_memory_behind_than_the_hashes_it_allows_at_once() {
+    let database_url = crate::helpers::fresh_database().await;
+    // The default cost: 19 MiB a hash, four at once.
+    let (server, app) = crate::helpers::spawn_process(
+        &database_url,
+        &[
+            ("HARK_PASSWORD_HASH_MEMORY_KIB", "19456".to_owned()),
+            ("HARK_PASSWORD_HASH_ITERATIONS", "2".to_owned()),
+            ("HARK_PASSWORD_HASH_CONCURRENCY", "4".to_owned()),
+            ("HARK_PASSWORD_HASH_QUEUE_MS", "60000".to_owned()),
+        ],
+    )
+    .await;
+    let pid = server.id().unwrap();
+    let tenant = app.create_tenant("open").await;
+    app.patch(
+        "/v1/tenant",
+        &tenant.owner.token,
+        json!({"registration_open": true}),
+    )
+    .await
+    .expect(200);
+    let before = memory_kib(pid);
+    for round in 0..3 {
+        let registrations = (0..40).map(|index| {
+            app.post(
+                "/v1/auth/register",
+                None,
+                json!({"tenant": "open", "username": format!("user{round}x{index}"),
+                    "password": PASSWORD}),
+            )
+        });
+        for answer in futures_util::future::join_all(registrations).await {
+            answer.expect(201);
+        }
+    }
+    let after = memory_kib(pid);
+    println!(
+        "120 registrations, 40 at a time: resident memory {} MiB before, {} MiB after",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        after.saturating_sub(before) < 4 * 19 * 1024 + 30 * 1024,
+        "{} MiB more",
+        after.saturating_sub(before) / 1024
+    );
+}
