@@ -257,6 +257,15 @@ pub struct Config {
     #[arg(long, env = "HARK_PURGE_PAUSE_MS", default_value_t = 20)]
     pub purge_pause_ms: u64,
 
+    /// Requests one user may make at once, by bearer token, per instance (429
+    /// `rate_limited`); streams' frames are counted apart.
+    #[arg(long, env = "HARK_REQUESTS_BURST", default_value_t = 100)]
+    pub requests_burst: u32,
+
+    /// Requests one user may make per second, sustained, per instance.
+    #[arg(long, env = "HARK_REQUESTS_PER_SECOND", default_value_t = 50.0)]
+    pub requests_per_second: f64,
+
     /// Requests one user may have in flight at once on an instance (429
     /// `too_many_requests`); streams are counted apart.
     #[arg(

@@ -1,7 +1,7 @@
 //! Rate limits kept in the instance's memory: token buckets by key. Sends are limited
 //! per user (REST and WebSocket draw from the same bucket), failed logins per account
-//! and per client address; open streams (WebSockets and SSE) and requests in flight
-//! are counted per user.
+//! and per client address, requests per user; open streams (WebSockets and SSE) and
+//! requests in flight are counted per user.
 //!
 //! The buckets are per instance: behind a load balancer spreading one user's
 //! requests over N instances, a user gets at most N times the configured rate. That
@@ -28,6 +28,8 @@ pub struct Limits {
     pub streams: Arc<Concurrency<uuid::Uuid>>,
     /// Requests in flight, by authenticated user.
     pub requests: Arc<Concurrency<uuid::Uuid>>,
+    /// Requests made, by authenticated user.
+    pub request_rate: RateLimiter<uuid::Uuid>,
     /// Failed joins by invite code, by user.
     pub join_code_users: RateLimiter<uuid::Uuid>,
     /// Failed joins by invite code, by client address.
@@ -61,6 +63,7 @@ impl Limits {
                 "WebSocket and event-stream connections per user",
                 "too_many_connections",
             )),
+            request_rate: RateLimiter::new(config.requests_burst, config.requests_per_second),
             requests: Arc::new(Concurrency::new(
                 config.max_requests_in_flight_per_user,
                 "requests in flight per user",

@@ -1,9 +1,11 @@
-//! A bound on each user's requests in flight on an instance: a user with many
-//! concurrent expensive requests would otherwise hold the pool's connections that
-//! every other tenant needs. Counted from the verified bearer token, before the route
-//! runs; a request over the bound is answered 429 `too_many_requests` at once. A
-//! WebSocket or event stream counts only while its upgrade or subscription is being
-//! answered (open streams have their own bound).
+//! Bounds on each user's requests on an instance: how many per second (a token
+//! bucket, 429 `rate_limited` with `Retry-After` beyond it) and how many in flight at
+//! once (429 `too_many_requests`): a user with many concurrent or rapid requests would
+//! otherwise hold the pool's connections and the database's CPU that every other
+//! tenant needs. Counted from the verified bearer token, before the route runs, so a
+//! refusal costs no database work. A WebSocket or event stream counts only while its
+//! upgrade or subscription is being answered (open streams and their frames have
+//! their own bounds).
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::header};
 
@@ -50,11 +52,27 @@ impl<E: Endpoint> Endpoint for UserRequestsEndpoint<E> {
             .zip(bearer_token(&request))
             .and_then(|(state, token)| Some((state, state.tokens.verify(token).ok()?)));
         let _slot = match caller {
-            Some((state, caller)) => Some(state.limits.requests.open(caller.user_id).map_err(
-                |refusal| {
-                    ApiError::from(refusal).with_headers(vec![("retry-after", "1".to_owned())])
-                },
-            )?),
+            Some((state, caller)) => {
+                let allowance = state.limits.request_rate.acquire(&caller.user_id);
+                if allowance.retry_after.is_some() {
+                    return Err(ApiError::too_many(
+                        &allowance,
+                        "rate_limited",
+                        "Too many requests; retry after the time in Retry-After",
+                    )
+                    .into());
+                }
+                Some(
+                    state
+                        .limits
+                        .requests
+                        .open(caller.user_id)
+                        .map_err(|refusal| {
+                            ApiError::from(refusal)
+                                .with_headers(vec![("retry-after", "1".to_owned())])
+                        })?,
+                )
+            }
             None => None,
         };
         self.inner

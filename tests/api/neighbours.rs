@@ -817,3 +817,22 @@ async fn a_burst_of_registrations_leaves_no_more_memory_behind_than_the_hashes_i
         after.saturating_sub(before) / 1024
     );
 }
+
+#[tokio::test]
+async fn a_user_making_requests_faster_than_allowed_is_refused_and_others_are_served() {
+    let app = spawn_app_with(|config| {
+        config.requests_burst = 5;
+        config.requests_per_second = 0.01;
+    })
+    .await;
+    let (owner, bob, _room_id) = crate::helpers::room_with_bob(&app).await;
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(app.get("/v1/users/me", &bob.token).await.status);
+    }
+    println!("six requests with a burst of five: {answers:?}");
+    let refused = app.get("/v1/users/me", &bob.token).await;
+    assert!(refused.headers.contains_key("retry-after"));
+    refused.expect_error(429, "rate_limited");
+    app.get("/v1/users/me", &owner.token).await.expect(200);
+}
