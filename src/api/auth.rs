@@ -122,7 +122,7 @@ impl AuthApi {
         body: Json<RegisterRequest>,
     ) -> Result<Created, ApiError> {
         let body = body.0;
-        crate::api::count_signup(&state, request)?;
+        crate::api::count_signup(&state, request).await?;
         // Everything cheap first: the password hash is slow and takes memory on purpose.
         state
             .db
@@ -165,19 +165,22 @@ impl AuthApi {
         let account = account_key(&body.tenant, &body.login);
         let address = crate::api::client_address(request, state.config.trust_forwarded_for);
         let limits = &state.limits;
-        let attempt = Attempt::by(
+        let attempt = match Attempt::by(
             &limits.login_accounts,
             account,
             &limits.login_addresses,
             address,
-        )
-        .map_err(|allowance| {
-            ApiError::too_many(
-                &allowance,
-                "login_throttled",
-                "Too many failed logins; retry after the Retry-After seconds",
-            )
-        })?;
+        ) {
+            Ok(attempt) => attempt,
+            Err(allowance) => {
+                tokio::time::sleep(crate::api::REFUSAL_PAUSE).await;
+                return Err(ApiError::too_many(
+                    &allowance,
+                    "login_throttled",
+                    "Too many failed logins; retry after the Retry-After seconds",
+                ));
+            }
+        };
         let candidate = state.db.login_lookup(&body.tenant, &body.login).await?;
         let verified = state
             .passwords

@@ -101,10 +101,17 @@ pub(crate) fn client_address(
     })
 }
 
+/// How long an anonymous caller's request refused by a limit (signups, failed logins)
+/// waits before it is answered: a client flooding the server with them then gets one
+/// answer per connection per pause, instead of as many as the server can produce,
+/// which took the CPU that other tenants' requests needed.
+pub(crate) const REFUSAL_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Counts a registration or tenant creation from the request's address, refusing it
-/// (429 `too_many_signups`) past `HARK_SIGNUPS_PER_ADDRESS_PER_HOUR`: each costs a
-/// password hash and leaves rows behind.
-pub(crate) fn count_signup(
+/// (429 `too_many_signups`, after [`REFUSAL_PAUSE`]) past
+/// `HARK_SIGNUPS_PER_ADDRESS_PER_HOUR`: each costs a password hash and leaves rows
+/// behind.
+pub(crate) async fn count_signup(
     state: &crate::startup::AppState,
     request: &poem::Request,
 ) -> Result<(), crate::error::ApiError> {
@@ -113,6 +120,7 @@ pub(crate) fn count_signup(
     };
     let allowance = state.limits.signups.acquire(&address);
     if allowance.retry_after.is_some() {
+        tokio::time::sleep(REFUSAL_PAUSE).await;
         return Err(crate::error::ApiError::too_many(
             &allowance,
             "too_many_signups",

@@ -62,7 +62,7 @@ impl TenantsApi {
                 ));
             }
         }
-        crate::api::count_signup(&state, request)?;
+        crate::api::count_signup(&state, request).await?;
         let created = create_tenant_with_owner(&state, body.0).await?;
         Ok(TenantCreatedResponse::Created(Json(created)))
     }

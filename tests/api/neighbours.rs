@@ -112,6 +112,7 @@ async fn registrations_and_tenant_creations_from_one_address_are_throttled() {
     app.create_tenant("acme").await;
     app.register("acme", "bob").await;
     app.register("acme", "carol").await;
+    let asked = std::time::Instant::now();
     let refused = app
         .post(
             "/v1/auth/register",
@@ -119,6 +120,9 @@ async fn registrations_and_tenant_creations_from_one_address_are_throttled() {
             json!({"tenant": "acme", "username": "dave", "password": PASSWORD}),
         )
         .await;
+    // A refusal waits a second before it is answered, so that a flood of them from
+    // one client goes at one a second per connection.
+    assert!(asked.elapsed() >= std::time::Duration::from_secs(1));
     assert!(refused.headers.contains_key("retry-after"));
     refused.expect_error(429, "too_many_signups");
     app.post(
