@@ -266,6 +266,16 @@ pub struct Config {
     #[arg(long, env = "HARK_REQUESTS_PER_SECOND", default_value_t = 50.0)]
     pub requests_per_second: f64,
 
+    /// Requests of one tenant's users running at once on an instance; more wait for
+    /// a turn (up to `HARK_DB_POOL_TIMEOUT_MS`, then 503 `busy`), so that one tenant
+    /// cannot take the whole database pool.
+    #[arg(
+        long,
+        env = "HARK_MAX_REQUESTS_IN_FLIGHT_PER_TENANT",
+        default_value_t = 8
+    )]
+    pub max_requests_in_flight_per_tenant: usize,
+
     /// Requests one user may have in flight at once on an instance (429
     /// `too_many_requests`); streams are counted apart.
     #[arg(

@@ -262,7 +262,8 @@ enum ErrorResponses {
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
     /// The database is unreachable (`unavailable`), or too many passwords are being
-    /// hashed at once (`busy`, with `Retry-After`).
+    /// hashed at once, or the tenant's requests take all of its share of the server
+    /// (`busy`, with `Retry-After`).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }

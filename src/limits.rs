@@ -30,6 +30,8 @@ pub struct Limits {
     pub requests: Arc<Concurrency<uuid::Uuid>>,
     /// Requests made, by authenticated user.
     pub request_rate: RateLimiter<uuid::Uuid>,
+    /// Requests running, by the authenticated user's tenant.
+    pub tenant_turns: Arc<Turns<uuid::Uuid>>,
     /// Failed joins by invite code, by user.
     pub join_code_users: RateLimiter<uuid::Uuid>,
     /// Failed joins by invite code, by client address.
@@ -64,6 +66,7 @@ impl Limits {
                 "too_many_connections",
             )),
             request_rate: RateLimiter::new(config.requests_burst, config.requests_per_second),
+            tenant_turns: Arc::new(Turns::new(config.max_requests_in_flight_per_tenant)),
             requests: Arc::new(Concurrency::new(
                 config.max_requests_in_flight_per_user,
                 "requests in flight per user",
@@ -365,6 +368,74 @@ impl<K: Hash + Eq> Drop for Slot<K> {
             if *count == 0 {
                 open.remove(&self.key);
             }
+        }
+    }
+}
+
+/// Turns of work per key, waited for in order: each tenant may have at most `limit`
+/// requests running at once on an instance, and its further requests queue for a
+/// turn instead of taking the database pool's connections from other tenants.
+pub struct Turns<K> {
+    /// Requests of one key running at once.
+    limit: usize,
+    /// The keys with requests running or waiting, and their turns.
+    keys: Mutex<HashMap<K, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A turn taken; dropping it gives it back (and forgets the key when it was its last).
+pub struct Turn<K: Hash + Eq + Clone> {
+    /// The turns it belongs to.
+    turns: Arc<Turns<K>>,
+    /// Whose turn it is.
+    key: K,
+    /// The permit; dropped before the key is looked at.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<K: Hash + Eq + Clone> Turns<K> {
+    /// Turns allowing `limit` requests of one key at once.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit: limit.max(1),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for a turn of `key`, at most `wait`; `None` when none came in time.
+    pub async fn take(self: &Arc<Self>, key: K, wait: Duration) -> Option<Turn<K>> {
+        let semaphore = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.limit)))
+            .clone();
+        let permit = tokio::time::timeout(wait, semaphore.acquire_owned()).await;
+        // A key whose last waiter gave up is forgotten as when its last turn ends.
+        let turn = Turn {
+            turns: Arc::clone(self),
+            key,
+            permit: permit.ok().and_then(Result::ok),
+        };
+        turn.permit.is_some().then_some(turn)
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for Turn<K> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut keys = self
+            .turns
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only this map and the turns hold the semaphore: one reference left means no
+        // turn of the key is running or waited for.
+        if keys
+            .get(&self.key)
+            .is_some_and(|semaphore| Arc::strong_count(semaphore) == 1)
+        {
+            keys.remove(&self.key);
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Bounds on each user's requests on an instance: how many per second (a token
 //! bucket, 429 `rate_limited` with `Retry-After` beyond it) and how many in flight at
-//! once (429 `too_many_requests`): a user with many concurrent or rapid requests would
-//! otherwise hold the pool's connections and the database's CPU that every other
-//! tenant needs. Counted from the verified bearer token, before the route runs, so a
+//! once (429 `too_many_requests`); and on each tenant's: how many run at once (more
+//! wait for a turn, or answer 503 `busy` when none comes within the pool's wait). A
+//! user or a tenant with many concurrent or rapid requests would otherwise hold the
+//! pool's connections and the database's CPU that every other tenant needs. Counted from the verified bearer token, before the route runs, so a
 //! refusal costs no database work. A WebSocket or event stream counts only while its
 //! upgrade or subscription is being answered (open streams and their frames have
 //! their own bounds).
@@ -62,16 +63,25 @@ impl<E: Endpoint> Endpoint for UserRequestsEndpoint<E> {
                     )
                     .into());
                 }
-                Some(
-                    state
-                        .limits
-                        .requests
-                        .open(caller.user_id)
-                        .map_err(|refusal| {
-                            ApiError::from(refusal)
-                                .with_headers(vec![("retry-after", "1".to_owned())])
-                        })?,
-                )
+                let slot = state
+                    .limits
+                    .requests
+                    .open(caller.user_id)
+                    .map_err(|refusal| {
+                        ApiError::from(refusal).with_headers(vec![("retry-after", "1".to_owned())])
+                    })?;
+                let wait = std::time::Duration::from_millis(state.config.db_pool_timeout_ms);
+                let Some(turn) = state.limits.tenant_turns.take(caller.tenant_id, wait).await
+                else {
+                    return Err(ApiError::new(
+                        poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "busy",
+                        "This tenant's requests are taking all of the server's share for it; retry in a moment",
+                    )
+                    .with_headers(vec![("retry-after", "1".to_owned())])
+                    .into());
+                };
+                Some((slot, turn))
             }
             None => None,
         };

@@ -20,7 +20,7 @@ pub enum InstanceLimits {
 
 /// The settings that lift the limits: the load generator sends and connects as fast
 /// as it can, and hashes the bench owners' passwords cheaply.
-const LIFTED_LIMITS: [(&str, &str); 13] = [
+const LIFTED_LIMITS: [(&str, &str); 14] = [
     ("HARK_PASSWORD_HASH_MEMORY_KIB", "1024"),
     ("HARK_PASSWORD_HASH_ITERATIONS", "1"),
     ("HARK_SEND_BURST", "1000000"),
@@ -30,6 +30,7 @@ const LIFTED_LIMITS: [(&str, &str); 13] = [
     ("HARK_MAX_STREAMS_PER_USER", "1000000"),
     ("HARK_MAX_REQUESTS_IN_FLIGHT_PER_USER", "1000000"),
     ("HARK_REQUESTS_BURST", "1000000"),
+    ("HARK_MAX_REQUESTS_IN_FLIGHT_PER_TENANT", "1000000"),
     ("HARK_REQUESTS_PER_SECOND", "1000000"),
     ("HARK_ROOMS_PER_USER_PER_HOUR", "1000000"),
     ("HARK_MAX_UNAUTHENTICATED_SOCKETS_PER_ADDRESS", "1000000"),

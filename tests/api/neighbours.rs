@@ -840,3 +840,45 @@ async fn a_user_making_requests_faster_than_allowed_is_refused_and_others_are_se
     refused.expect_error(429, "rate_limited");
     app.get("/v1/users/me", &owner.token).await.expect(200);
 }
+
+#[tokio::test]
+async fn a_tenant_using_its_whole_share_of_an_instance_waits_and_other_tenants_do_not() {
+    let app = spawn_app_with(|config| {
+        config.max_requests_in_flight_per_tenant = 1;
+        config.db_pool_timeout_ms = 500;
+    })
+    .await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let other = app.create_tenant("other").await;
+    // The owner's update of the room waits for a lock held here, with the tenant's
+    // only turn.
+    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let holder = admin.transaction().await.unwrap();
+    let room: uuid::Uuid = room_id.parse().unwrap();
+    holder
+        .execute(
+            "select 1 from hark.rooms where id = $1 for update",
+            &[&room],
+        )
+        .await
+        .unwrap();
+    let path = format!("/v1/rooms/{room_id}");
+    let waiting = app.patch(&path, &owner.token, json!({"topic": "waits"}));
+    let meanwhile = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let refused = app.get("/v1/users/me", &bob.token).await;
+        assert!(refused.headers.contains_key("retry-after"));
+        let refusal = refused.expect_error(503, "busy");
+        println!("bob, while his tenant's one turn is taken: {refusal}");
+        app.get("/v1/users/me", &other.owner.token)
+            .await
+            .expect(200);
+        holder.rollback().await.unwrap();
+    };
+    let (answer, ()) = tokio::join!(waiting, meanwhile);
+    answer.expect(200);
+    app.get("/v1/users/me", &bob.token).await.expect(200);
+}
