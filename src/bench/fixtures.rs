@@ -34,14 +34,20 @@ pub struct Fixture {
     pub senders: Vec<SenderFixture>,
 }
 
-struct Api {
-    client: reqwest::Client,
-    base: String,
-    owner_token: String,
-    api_key: String,
+/// A tenant's API as its owner and its API key call it.
+pub struct Api {
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// The instance called.
+    pub base: String,
+    /// The owner's access token.
+    pub owner_token: String,
+    /// The tenant's API key.
+    pub api_key: String,
 }
 
-async fn checked(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+/// The JSON body of a successful answer, or an error naming what failed.
+pub async fn checked(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -51,7 +57,8 @@ async fn checked(response: reqwest::Response, what: &str) -> anyhow::Result<Valu
 }
 
 impl Api {
-    async fn user(&self, name: String) -> anyhow::Result<(String, String)> {
+    /// Creates a user without a password and mints its token: (id, token).
+    pub async fn user(&self, name: String) -> anyhow::Result<(String, String)> {
         let user = checked(
             self.client
                 .post(format!("{}/v1/backend/users", self.base))
@@ -88,7 +95,8 @@ impl Api {
             .collect()
     }
 
-    async fn add_member(&self, room: &str, user: &str) -> anyhow::Result<()> {
+    /// Adds a user to a room.
+    pub async fn add_member(&self, room: &str, user: &str) -> anyhow::Result<()> {
         checked(
             self.client
                 .post(format!("{}/v1/rooms/{room}/members", self.base))

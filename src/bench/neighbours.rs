@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::bench::{
+    fixtures::{Api, checked},
     load::{open_socket, percentile},
     local::Local,
     memory::resident_kib,
@@ -115,15 +116,6 @@ impl Context {
     }
 }
 
-async fn checked(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        anyhow::bail!("{what} failed with {status}: {body}");
-    }
-    Ok(body)
-}
-
 /// Creates a tenant with `users` users (through an API key) and a room they all
 /// belong to.
 async fn side(
@@ -178,45 +170,17 @@ async fn side(
         .as_str()
         .context("a room id")?
         .to_owned();
+    let api = Api {
+        client: client.clone(),
+        base: base.to_owned(),
+        owner_token: owner.clone(),
+        api_key: key,
+    };
     let mut tokens = Vec::new();
     for index in 0..users {
-        let user = checked(
-            client
-                .post(format!("{base}/v1/backend/users"))
-                .header("x-api-key", &key)
-                .json(&json!({"username": format!("user{index}")}))
-                .send()
-                .await?,
-            "creating a user",
-        )
-        .await?;
-        let id = user["id"].as_str().context("a user id")?.to_owned();
-        let session = checked(
-            client
-                .post(format!("{base}/v1/backend/users/{id}/sessions"))
-                .header("x-api-key", &key)
-                .send()
-                .await?,
-            "minting a token",
-        )
-        .await?;
-        checked(
-            client
-                .post(format!("{base}/v1/rooms/{room}/members"))
-                .bearer_auth(&owner)
-                .json(&json!({"user_id": id}))
-                .send()
-                .await?,
-            "adding a member",
-        )
-        .await?;
-        tokens.push((
-            id,
-            session["access_token"]
-                .as_str()
-                .context("a token")?
-                .to_owned(),
-        ));
+        let (id, token) = api.user(format!("user{index}")).await?;
+        api.add_member(&room, &id).await?;
+        tokens.push((id, token));
     }
     Ok(Side {
         slug,

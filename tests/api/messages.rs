@@ -762,19 +762,7 @@ async fn every_bad_send_in_a_batch_is_refused_by_the_same_rules_as_a_lone_send()
         .await
         .expect(201);
 
-    let (locker, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    locker.batch_execute("begin").await.expect("begin");
-    let owner_uuid: uuid::Uuid = owner.user_id.parse().unwrap();
-    locker
-        .execute(
-            "select 1 from hark.users where id = $1 for update",
-            &[&owner_uuid],
-        )
-        .await
-        .expect("lock the sender's row");
+    let locker = crate::helpers::RowLock::hold(&app.database_url, "users", &owner.user_id).await;
     let stats = app.state.as_ref().unwrap().writer.stats.clone();
     let first = {
         let (app, client) = (app.address.clone(), app.client.clone());
@@ -872,10 +860,7 @@ async fn every_bad_send_in_a_batch_is_refused_by_the_same_rules_as_a_lone_send()
     );
     let release = async {
         wait_until(|| stats.waiting.load(Ordering::Relaxed) == cases.len() as u64).await;
-        locker
-            .batch_execute("commit")
-            .await
-            .expect("release the lock");
+        locker.release().await;
     };
     let (answers, ()) = tokio::join!(sends, release);
     assert_eq!(first.await.unwrap().unwrap(), 201);

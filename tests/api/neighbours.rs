@@ -215,19 +215,7 @@ async fn a_statement_that_waits_too_long_is_cancelled_and_the_instance_keeps_ser
     let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
     let other = app.create_tenant("other").await;
     // A long transaction holds the room's row lock.
-    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let holder = admin.transaction().await.unwrap();
-    let room: uuid::Uuid = room_id.parse().unwrap();
-    holder
-        .execute(
-            "select 1 from hark.rooms where id = $1 for update",
-            &[&room],
-        )
-        .await
-        .unwrap();
+    let holder = crate::helpers::RowLock::hold(&app.database_url, "rooms", &room_id).await;
 
     let started = std::time::Instant::now();
     let refused = tokio::time::timeout(
@@ -251,7 +239,7 @@ async fn a_statement_that_waits_too_long_is_cancelled_and_the_instance_keeps_ser
         .await
         .expect(200);
 
-    holder.rollback().await.unwrap();
+    holder.release().await;
     app.send(&bob.token, &room_id, "after the lock").await;
     assert_eq!(
         app.count_rows("messages").await,
@@ -573,19 +561,7 @@ async fn a_user_with_as_many_requests_in_flight_as_allowed_is_refused_more_and_o
     let other = app.create_tenant("other").await;
     // A long transaction holds the room's row lock, so the owner's updates of the room
     // wait for it.
-    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let holder = admin.transaction().await.unwrap();
-    let room: uuid::Uuid = room_id.parse().unwrap();
-    holder
-        .execute(
-            "select 1 from hark.rooms where id = $1 for update",
-            &[&room],
-        )
-        .await
-        .unwrap();
+    let holder = crate::helpers::RowLock::hold(&app.database_url, "rooms", &room_id).await;
     let path = format!("/v1/rooms/{room_id}");
     let waiting = futures_util::future::join_all((0..2).map(|round| {
         app.patch(
@@ -604,7 +580,7 @@ async fn a_user_with_as_many_requests_in_flight_as_allowed_is_refused_more_and_o
         app.get("/v1/users/me", &other.owner.token)
             .await
             .expect(200);
-        holder.rollback().await.unwrap();
+        holder.release().await;
     };
     let (answers, ()) = tokio::join!(waiting, meanwhile);
     for answer in answers {
@@ -629,19 +605,7 @@ async fn a_room_held_by_a_long_transaction_holds_up_no_other_rooms_sends_and_its
         &app.create_room(&other.owner.token, "elsewhere", "public")
             .await,
     );
-    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let holder = admin.transaction().await.unwrap();
-    let room: uuid::Uuid = room_id.parse().unwrap();
-    holder
-        .execute(
-            "select 1 from hark.rooms where id = $1 for update",
-            &[&room],
-        )
-        .await
-        .unwrap();
+    let holder = crate::helpers::RowLock::hold(&app.database_url, "rooms", &room_id).await;
 
     // Three sends to the held room, one after the other on one socket.
     let mut socket = crate::ws::WsClient::connect(&app, &bob.token).await;
@@ -674,7 +638,7 @@ async fn a_room_held_by_a_long_transaction_holds_up_no_other_rooms_sends_and_its
         stats.sent_aside.load(std::sync::atomic::Ordering::Relaxed)
     );
 
-    holder.rollback().await.unwrap();
+    holder.release().await;
     let mut seqs = Vec::new();
     for index in 0..3 {
         let ack = socket.answer(&format!("s{index}")).await;
@@ -852,19 +816,7 @@ async fn a_tenant_using_its_whole_share_of_an_instance_waits_and_other_tenants_d
     let other = app.create_tenant("other").await;
     // The owner's update of the room waits for a lock held here, with the tenant's
     // only turn.
-    let (mut admin, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let holder = admin.transaction().await.unwrap();
-    let room: uuid::Uuid = room_id.parse().unwrap();
-    holder
-        .execute(
-            "select 1 from hark.rooms where id = $1 for update",
-            &[&room],
-        )
-        .await
-        .unwrap();
+    let holder = crate::helpers::RowLock::hold(&app.database_url, "rooms", &room_id).await;
     let path = format!("/v1/rooms/{room_id}");
     let waiting = app.patch(&path, &owner.token, json!({"topic": "waits"}));
     let meanwhile = async {
@@ -876,7 +828,7 @@ async fn a_tenant_using_its_whole_share_of_an_instance_waits_and_other_tenants_d
         app.get("/v1/users/me", &other.owner.token)
             .await
             .expect(200);
-        holder.rollback().await.unwrap();
+        holder.release().await;
     };
     let (answer, ()) = tokio::join!(waiting, meanwhile);
     answer.expect(200);

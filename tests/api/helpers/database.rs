@@ -208,3 +208,38 @@ pub async fn fresh_database() -> String {
     }
     panic!("could not clone the template: {last_error:?}");
 }
+
+/// A row locked `FOR UPDATE` by a transaction of the test's own, as a long statement
+/// or a change in progress would hold it, until released.
+pub struct RowLock {
+    /// The connection whose transaction holds the lock.
+    client: tokio_postgres::Client,
+}
+
+impl RowLock {
+    /// Locks the row of `hark.<table>` with id `id`.
+    pub async fn hold(database_url: &str, table: &str, id: &str) -> Self {
+        let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client.batch_execute("begin").await.expect("begin");
+        let id: uuid::Uuid = id.parse().expect("a uuid");
+        client
+            .execute(
+                &format!("select 1 from hark.{table} where id = $1 for update"),
+                &[&id],
+            )
+            .await
+            .expect("lock the row");
+        Self { client }
+    }
+
+    /// Ends the transaction, and the lock with it.
+    pub async fn release(self) {
+        self.client
+            .batch_execute("rollback")
+            .await
+            .expect("release the lock");
+    }
+}

@@ -12,7 +12,7 @@ mod settings;
 
 pub use app::{Answer, TestApp, spawn_app, spawn_app_with, spawn_on};
 pub use cluster::OwnCluster;
-pub use database::fresh_database;
+pub use database::{RowLock, fresh_database};
 pub use fixtures::{Session, claims_of, forge_token, id_of, room_with_bob, unix_now};
 pub use process::{spawn_process, spawn_process_on, terminate};
 pub use settings::{PASSWORD, TEST_JWT_SECRET, test_config};
