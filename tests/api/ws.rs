@@ -79,6 +79,18 @@ impl WsClient {
         self.read(wait).await
     }
 
+    /// The next frame that is not a presence change: those come whenever the room's
+    /// presence moves (the subscriber's own arrival included), in no fixed order with
+    /// the frames a test waits for.
+    pub async fn next_not_presence(&mut self, wait: Duration) -> Result<Value, Ending> {
+        loop {
+            let frame = self.next(wait).await?;
+            if frame["op"] != "presence" {
+                return Ok(frame);
+            }
+        }
+    }
+
     /// The next JSON frame from the socket itself, past the backlog.
     async fn read(&mut self, wait: Duration) -> Result<Value, Ending> {
         loop {
