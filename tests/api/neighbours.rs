@@ -411,12 +411,13 @@ async fn a_member_churning_subscriptions_costs_the_rooms_subscribers_one_presenc
     assert_eq!(changes, ["online", "offline"]);
 }
 
-/// The peak resident memory of a process so far, in KiB (Linux).
-fn peak_memory_kib(pid: u32) -> u64 {
+/// A memory figure of a process from `/proc/<pid>/status`, in KiB (Linux): `VmRSS`
+/// its resident memory now, `VmHWM` the most it has had.
+fn memory_kib(pid: u32, figure: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(figure)?.strip_prefix(':'))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
@@ -440,7 +441,7 @@ async fn replays_asked_for_by_sockets_that_do_not_read_hold_a_page_of_the_log_no
     let last = app.send(&bob.token, &room_id, "the last one").await["seq"]
         .as_i64()
         .unwrap();
-    let quiet = peak_memory_kib(pid);
+    let quiet = memory_kib(pid, "VmHWM");
 
     // Replays of the whole log asked for on four sockets of the user that never read.
     let mut hogs = Vec::new();
@@ -460,7 +461,7 @@ async fn replays_asked_for_by_sockets_that_do_not_read_hold_a_page_of_the_log_no
         streams.push(app.open_events(&bob.token, &room_id, "?since=0").await);
     }
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-    let peak = peak_memory_kib(pid);
+    let peak = memory_kib(pid, "VmHWM");
     println!(
         "replays of a {last}-event log to 4 sockets (40) and 8 event streams that do not read: peak memory {} MiB, {} MiB before",
         peak / 1024,
@@ -726,16 +727,6 @@ async fn deleting_a_room_answers_at_once_and_its_history_goes_in_bounded_batches
     );
 }
 
-/// The resident memory of a process now, in KiB (Linux).
-fn memory_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_burst_of_registrations_leaves_no_more_memory_behind_than_the_hashes_it_allows_at_once() {
     let database_url = crate::helpers::fresh_database().await;
@@ -759,7 +750,7 @@ async fn a_burst_of_registrations_leaves_no_more_memory_behind_than_the_hashes_i
     )
     .await
     .expect(200);
-    let before = memory_kib(pid);
+    let before = memory_kib(pid, "VmRSS");
     for round in 0..3 {
         let registrations = (0..40).map(|index| {
             app.post(
@@ -773,7 +764,7 @@ async fn a_burst_of_registrations_leaves_no_more_memory_behind_than_the_hashes_i
             answer.expect(201);
         }
     }
-    let after = memory_kib(pid);
+    let after = memory_kib(pid, "VmRSS");
     println!(
         "120 registrations, 40 at a time: resident memory {} MiB before, {} MiB after",
         before / 1024,
