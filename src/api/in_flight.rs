@@ -10,6 +10,7 @@
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result, http::header};
 
+use crate::api::security::VerifiedBearer;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -46,14 +47,20 @@ fn bearer_token(request: &Request) -> Option<&str> {
 impl<E: Endpoint> Endpoint for UserRequestsEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, request: Request) -> Result<Self::Output> {
+    async fn call(&self, mut request: Request) -> Result<Self::Output> {
         // An invalid token is not counted: the route's security check answers 401.
-        let caller = request
+        let verified = request
             .data::<AppState>()
             .zip(bearer_token(&request))
-            .and_then(|(state, token)| Some((state, state.tokens.verify(token).ok()?)));
-        let _slot = match caller {
-            Some((state, caller)) => {
+            .and_then(|(state, token)| {
+                Some(VerifiedBearer {
+                    caller: state.tokens.verify(token).ok()?,
+                    token: token.to_owned(),
+                })
+            });
+        let state = request.data::<AppState>();
+        let _slot = match state.zip(verified.as_ref()) {
+            Some((state, VerifiedBearer { caller, .. })) => {
                 let allowance = state.limits.request_rate.acquire(&caller.user_id);
                 if allowance.retry_after.is_some() {
                     return Err(ApiError::too_many(
@@ -85,6 +92,11 @@ impl<E: Endpoint> Endpoint for UserRequestsEndpoint<E> {
             }
             None => None,
         };
+        // The route's security check takes the caller verified here instead of
+        // verifying the token again.
+        if let Some(verified) = verified {
+            request.extensions_mut().insert(verified);
+        }
         self.inner
             .call(request)
             .await

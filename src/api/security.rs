@@ -23,7 +23,24 @@ use crate::state::AppState;
 )]
 pub struct BearerAuth(pub Caller);
 
+/// A bearer token already verified for this request (by the bound on each user's
+/// requests, `api::in_flight`), with its caller: the security check of the route
+/// takes it rather than verifying the same token again.
+#[derive(Clone)]
+pub struct VerifiedBearer {
+    /// The token as the request carried it.
+    pub token: String,
+    /// Whom it names.
+    pub caller: Caller,
+}
+
 async fn verify_bearer(request: &Request, bearer: Bearer) -> poem::Result<Caller> {
+    // Only the same token: a query token (`?token=`) may differ from the header's.
+    if let Some(verified) = request.extensions().get::<VerifiedBearer>()
+        && verified.token == bearer.token
+    {
+        return Ok(verified.caller.clone());
+    }
     let state = request
         .data::<AppState>()
         .ok_or_else(|| ApiError::internal("authentication", &"application state is missing"))?;
