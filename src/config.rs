@@ -257,6 +257,63 @@ pub struct Config {
     #[arg(long, env = "HARK_PURGE_PAUSE_MS", default_value_t = 20)]
     pub purge_pause_ms: u64,
 
+    /// Whether webhook URLs may be `http` and reach private, loopback and link-local
+    /// addresses. Off: only `https` to public addresses, checked on every attempt.
+    #[arg(long, env = "HARK_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+
+    /// The most a webhook attempt may take, answer included, in milliseconds.
+    #[arg(long, env = "HARK_WEBHOOK_TIMEOUT_MS", default_value_t = 5000)]
+    pub webhook_timeout_ms: u64,
+
+    /// The delay before a failed webhook delivery's first retry, in milliseconds;
+    /// doubled for each later one (with jitter), up to an hour.
+    #[arg(long, env = "HARK_WEBHOOK_RETRY_BASE_MS", default_value_t = 5000)]
+    pub webhook_retry_base_ms: i32,
+
+    /// How long after its event a webhook delivery is retried before it is given up,
+    /// in seconds.
+    #[arg(long, env = "HARK_WEBHOOK_RETRY_FOR_SECONDS", default_value_t = 86_400)]
+    pub webhook_retry_for_seconds: i32,
+
+    /// How long an endpoint may fail every attempt before it is disabled, in seconds.
+    #[arg(
+        long,
+        env = "HARK_WEBHOOK_DISABLE_AFTER_SECONDS",
+        default_value_t = 432_000
+    )]
+    pub webhook_disable_after_seconds: i32,
+
+    /// Runs of webhook deliveries this instance attempts at once.
+    #[arg(long, env = "HARK_WEBHOOK_CONCURRENCY", default_value_t = 32)]
+    pub webhook_concurrency: usize,
+
+    /// Runs of deliveries out at once per endpoint, over every instance.
+    #[arg(long, env = "HARK_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 4)]
+    pub webhook_endpoint_concurrency: i32,
+
+    /// Deliveries of one endpoint and room claimed together and attempted in order.
+    #[arg(long, env = "HARK_WEBHOOK_RUN_LENGTH", default_value_t = 50)]
+    pub webhook_run_length: i32,
+
+    /// How long a claimed run belongs to the instance that claimed it, in seconds:
+    /// deliveries of an instance that died are attempted again after this.
+    #[arg(long, env = "HARK_WEBHOOK_LEASE_SECONDS", default_value_t = 30)]
+    pub webhook_lease_seconds: u64,
+
+    /// How long finished webhook deliveries are kept, for the list and replays, in
+    /// seconds.
+    #[arg(long, env = "HARK_WEBHOOK_KEEP_SECONDS", default_value_t = 604_800)]
+    pub webhook_keep_seconds: i32,
+
+    /// How long a webhook secret replaced by a rotation still signs, in seconds.
+    #[arg(
+        long,
+        env = "HARK_WEBHOOK_SECRET_GRACE_SECONDS",
+        default_value_t = 86_400
+    )]
+    pub webhook_secret_grace_seconds: i32,
+
     /// Requests one user may make at once, by bearer token, per instance (429
     /// `rate_limited`); streams' frames are counted apart.
     #[arg(long, env = "HARK_REQUESTS_BURST", default_value_t = 100)]
@@ -370,6 +427,25 @@ impl Config {
     /// The URL of the database.
     pub fn database_url(&self) -> &str {
         self.database_url.as_deref().unwrap_or(DEFAULT_DATABASE_URL)
+    }
+
+    /// How webhooks are delivered.
+    pub fn webhooks(&self) -> crate::webhooks::WebhookSettings {
+        crate::webhooks::WebhookSettings {
+            allow_private: self.webhook_allow_private,
+            timeout: Duration::from_millis(self.webhook_timeout_ms.max(1)),
+            retry: crate::db::RetryPolicy {
+                base_ms: self.webhook_retry_base_ms.max(1),
+                give_up_after_seconds: self.webhook_retry_for_seconds.max(0),
+                disable_after_seconds: self.webhook_disable_after_seconds.max(0),
+            },
+            concurrency: self.webhook_concurrency.max(1),
+            endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
+            run_length: self.webhook_run_length.max(1),
+            lease: Duration::from_secs(self.webhook_lease_seconds.max(1)),
+            keep_seconds: self.webhook_keep_seconds.max(0),
+            secret_grace_seconds: self.webhook_secret_grace_seconds.max(0),
+        }
     }
 
     /// How deleted rooms' history is purged.

@@ -42,6 +42,16 @@ pub struct Metrics {
     pub password_hashes: IntCounter,
     /// Password hashes refused because every turn was taken (503 `busy`).
     pub password_hashes_refused: IntCounter,
+    /// Webhook delivery attempts by outcome (`delivered`, `failed`).
+    pub webhook_attempts: IntCounterVec,
+    /// Time from an event's commit to its successful delivery to an endpoint.
+    pub webhook_lag: Histogram,
+    /// How long endpoints take to answer.
+    pub webhook_attempt_duration: Histogram,
+    /// Webhook deliveries not yet made, over every endpoint, read at each scrape.
+    pub webhook_backlog: IntGauge,
+    /// The age of the oldest of them, in seconds, read at each scrape.
+    pub webhook_oldest_pending: prometheus::Gauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -145,6 +155,44 @@ impl Metrics {
                 "Password hashes refused with 503 busy: every turn was taken",
             )
             .expect("a valid metric"),
+            webhook_attempts: IntCounterVec::new(
+                Opts::new(
+                    "hark_webhook_attempts_total",
+                    "Webhook delivery attempts by outcome",
+                ),
+                &["outcome"],
+            )
+            .expect("a valid metric"),
+            webhook_lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hark_webhook_lag_seconds",
+                    "Time from an event's commit to its delivery to an endpoint",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 600.0, 3600.0,
+                ]),
+            )
+            .expect("a valid metric"),
+            webhook_attempt_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hark_webhook_attempt_duration_seconds",
+                    "How long endpoints take to answer a delivery",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
+            )
+            .expect("a valid metric"),
+            webhook_backlog: IntGauge::new(
+                "hark_webhook_backlog",
+                "Webhook deliveries not yet made, over every endpoint",
+            )
+            .expect("a valid metric"),
+            webhook_oldest_pending: prometheus::Gauge::new(
+                "hark_webhook_oldest_pending_seconds",
+                "Age of the oldest webhook delivery not yet made",
+            )
+            .expect("a valid metric"),
             registry,
         };
         let registry = &metrics.registry;
@@ -163,6 +211,11 @@ impl Metrics {
         register(registry, metrics.write_batch_size.clone());
         register(registry, metrics.pool.clone());
         register(registry, metrics.notification_queue_usage.clone());
+        register(registry, metrics.webhook_attempts.clone());
+        register(registry, metrics.webhook_lag.clone());
+        register(registry, metrics.webhook_attempt_duration.clone());
+        register(registry, metrics.webhook_backlog.clone());
+        register(registry, metrics.webhook_oldest_pending.clone());
         metrics
     }
 

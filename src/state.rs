@@ -1,5 +1,5 @@
 //! What every request shares: the database, tokens, password hashing, real-time
-//! delivery, the message writer, the purge of deleted rooms, limits and configuration. Below the routes
+//! delivery, the message writer, the purge of deleted rooms, webhook delivery, limits and configuration. Below the routes
 //! (`api`), the WebSocket and event-stream edges and authentication, which all take
 //! it; it imports none of them.
 
@@ -11,6 +11,7 @@ use crate::db::{self, Database, MessageWriter};
 use crate::limits::Limits;
 use crate::purge::Purger;
 use crate::realtime::Node;
+use crate::webhooks::Deliverer;
 
 /// What every request shares.
 #[derive(Clone)]
@@ -27,6 +28,8 @@ pub struct AppState {
     pub writer: MessageWriter,
     /// Deletes deleted rooms' history in the background.
     pub purger: Purger,
+    /// Delivers webhooks from the outbox.
+    pub webhooks: Deliverer,
     /// Rate limits and connection counts.
     pub limits: Arc<Limits>,
     /// The configuration the instance started with.
@@ -55,7 +58,12 @@ impl AppState {
     pub fn new(db: Database, config: Config) -> anyhow::Result<Self> {
         let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
         let passwords = PasswordHasher::new(config.passwords())?;
-        let realtime = Node::start(db.without_statement_timeout(), config.realtime());
+        let webhooks = Deliverer::start(db.clone(), config.webhooks())?;
+        let realtime = Node::start(
+            db.without_statement_timeout(),
+            config.realtime(),
+            webhooks.waker(),
+        );
         let writer = MessageWriter::start(db.clone(), config.batches());
         let purger = Purger::start(db.clone(), config.purge());
         Ok(Self {
@@ -65,6 +73,7 @@ impl AppState {
             realtime,
             writer,
             purger,
+            webhooks,
             limits: Arc::new(Limits::from_config(&config)),
             config: Arc::new(config),
         })

@@ -158,7 +158,7 @@ $$;
 
 -- Appends events to a room's log with the next seqs, and tells the room's listeners:
 -- the one way every writer (sends, batches, edits, deletes, reactions, membership and
--- room changes) records and announces a change. p_events is an array of
+-- room changes) records and announces a change, to subscribers and to webhooks. p_events is an array of
 -- {type, data, actor_id?} (the actor defaults to the current user). The caller holds
 -- the room's row lock (the update below would take it anyway), so seqs are gapless and
 -- in commit order per room. Answers the new last seq.
@@ -184,6 +184,7 @@ begin
         returning *)
     select jsonb_agg(hark_api.event_json(written) order by written.seq) into v_written from written;
     perform hark_api.publish_events(v_tenant_id, p_room_id, v_written, v_last, p_traceparent);
+    perform hark_api.webhook_enqueue_room_events(v_tenant_id, p_room_id, v_written);
     return v_last;
 end
 $$;
@@ -510,6 +511,12 @@ begin
     update hark.rooms set deleted_at = now(), invite_code = null, direct_key = null
     where tenant_id = p_tenant_id and id = p_room_id;
     perform set_config('hark.purging', '', true);
+    if hark_api.webhooks_enabled(p_tenant_id) then
+        perform hark_api.webhook_enqueue(p_tenant_id, p_room_id, jsonb_build_array(jsonb_build_object(
+            'type', 'room.deleted', 'timestamp', now(), 'data', jsonb_build_object(
+                'tenant_id', p_tenant_id, 'room_id', p_room_id, 'actor_id', p_user_id,
+                'last_seq', v_room.last_seq))));
+    end if;
 end
 $$;
 

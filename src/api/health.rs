@@ -64,6 +64,13 @@ impl HealthApi {
             Ok(usage) => METRICS.notification_queue_usage.set(usage),
             Err(error) => tracing::warn!(%error, "could not read the notification queue usage"),
         }
+        match state.db.webhook_backlog().await {
+            Ok(backlog) => {
+                METRICS.webhook_backlog.set(backlog.pending);
+                METRICS.webhook_oldest_pending.set(backlog.oldest_seconds);
+            }
+            Err(error) => tracing::warn!(%error, "could not read the webhook backlog"),
+        }
         PlainText(METRICS.render())
     }
 

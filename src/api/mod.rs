@@ -16,6 +16,7 @@ mod rooms;
 pub mod security;
 mod tenants;
 mod users;
+mod webhooks;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -42,6 +43,8 @@ pub enum ApiTags {
     ApiKeys,
     /// Operations for a tenant's own backend, authenticated with an API key.
     Backend,
+    /// Signed deliveries of events to the tenant's endpoints.
+    Webhooks,
     /// Health and readiness probes.
     Operations,
 }
@@ -59,6 +62,7 @@ pub type Api = (
     realtime::RealtimeApi,
     api_keys::ApiKeysApi,
     backend::BackendApi,
+    webhooks::WebhooksApi,
 );
 
 /// The OpenAPI service: the routes together with their description.

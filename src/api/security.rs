@@ -9,7 +9,7 @@ use poem_openapi::{
     auth::{ApiKey, Bearer},
 };
 
-use crate::auth::{ApiKeySecret, Caller};
+use crate::auth::{ApiKeySecret, Caller, Principal};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -93,6 +93,26 @@ impl StreamAuth {
         match self {
             Self::Bearer(auth) => &auth.0,
             Self::Query(auth) => &auth.0,
+        }
+    }
+}
+
+/// A tenant's administrator: a bearer token (of an owner or admin, which SQL checks)
+/// or an API key.
+#[derive(SecurityScheme)]
+pub enum AdminAuth {
+    /// `Authorization: Bearer <JWT>`.
+    Bearer(BearerAuth),
+    /// `X-Api-Key: hark_sk_…`.
+    ApiKey(ApiKeyAuth),
+}
+
+impl AdminAuth {
+    /// Who acts.
+    pub fn principal(&self) -> Principal {
+        match self {
+            Self::Bearer(auth) => Principal::User(auth.0.clone()),
+            Self::ApiKey(auth) => Principal::Key(auth.0.clone()),
         }
     }
 }

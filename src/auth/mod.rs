@@ -40,3 +40,24 @@ pub struct Caller {
     /// end then (4001), unless the client authenticates again with a fresh one.
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// Who administers a tenant in a request: a user's verified access token (SQL checks
+/// that the user is an owner or admin now) or one of the tenant's API keys (SQL checks
+/// that it is live and its creator still an owner or admin).
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A user's access token.
+    User(Caller),
+    /// An API key.
+    Key(ApiKeySecret),
+}
+
+impl Principal {
+    /// The tenant it acts in.
+    pub fn tenant_id(&self) -> Uuid {
+        match self {
+            Self::User(caller) => caller.tenant_id,
+            Self::Key(key) => key.tenant_id,
+        }
+    }
+}

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0004_room_purge",
         include_str!("../../sql/migrations/0004_room_purge.sql"),
     ),
+    (
+        5,
+        "0005_webhooks",
+        include_str!("../../sql/migrations/0005_webhooks.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -69,6 +74,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0007_batched_writes",
         include_str!("../../sql/functions/0007_batched_writes.sql"),
+    ),
+    (
+        "0008_webhooks",
+        include_str!("../../sql/functions/0008_webhooks.sql"),
     ),
 ];
 

@@ -17,6 +17,7 @@ mod sessions;
 mod tenants;
 pub mod tls;
 mod users;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ pub use rooms::{
 pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
 pub use users::{NewBackendUser, Role, User, UserPage, UserPatch};
+pub use webhooks::{
+    ClaimedDelivery, ClaimedEndpoint, ClaimedRun, DeliveryOutcome, NewWebhook, OutcomeKind,
+    RetryPolicy, Webhook, WebhookBacklog, WebhookDelivery, WebhookDeliveryPage, WebhookReplay,
+};
 
 /// A failure to talk to the database.
 #[derive(Debug, thiserror::Error)]
@@ -359,6 +364,8 @@ sql_types! {
     i64 => INT8,
     str => TEXT,
     String => TEXT,
+    [String] => TEXT_ARRAY,
+    Vec<String> => TEXT_ARRAY,
     uuid::Uuid => UUID,
     [u8] => BYTEA,
     Vec<u8> => BYTEA,

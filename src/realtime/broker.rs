@@ -29,6 +29,10 @@ pub const PRESENCE_CHANNEL: &str = "hark_presence";
 /// which every instance LISTENs on.
 pub const REVOCATION_CHANNEL: &str = "hark_revocations";
 
+/// The channel that says webhook deliveries were queued (`hark_api.webhook_enqueue`),
+/// which every instance LISTENs on to wake its delivery worker.
+pub const WEBHOOK_CHANNEL: &str = "hark_webhooks";
+
 /// What the broker hands on, decoded.
 #[derive(Debug)]
 pub enum Notice {
@@ -38,6 +42,8 @@ pub enum Notice {
     Presence(Signal),
     /// A session, user or tenant was revoked.
     Revocation(Revocation),
+    /// Webhook deliveries were queued.
+    Webhooks,
     /// The connection was (re-)established and every channel is LISTENed again:
     /// whatever happened meanwhile must be read from the log.
     Reconnected,
@@ -116,6 +122,7 @@ fn decode(channel: &str, payload: &str) -> Option<Notice> {
     let decoded = match channel {
         PRESENCE_CHANNEL => serde_json::from_str(payload).map(Notice::Presence),
         REVOCATION_CHANNEL => serde_json::from_str(payload).map(Notice::Revocation),
+        WEBHOOK_CHANNEL => Ok(Notice::Webhooks),
         _ => serde_json::from_str(payload).map(Notice::Room),
     };
     match decoded {
@@ -179,8 +186,11 @@ async fn run(
     notices: mpsc::UnboundedSender<Notice>,
     up: watch::Sender<bool>,
 ) {
-    let mut listening: HashSet<String> =
-        HashSet::from([PRESENCE_CHANNEL.to_owned(), REVOCATION_CHANNEL.to_owned()]);
+    let mut listening: HashSet<String> = HashSet::from([
+        PRESENCE_CHANNEL.to_owned(),
+        REVOCATION_CHANNEL.to_owned(),
+        WEBHOOK_CHANNEL.to_owned(),
+    ]);
     // Listen commands that arrived while the connection was down, answered once it is up.
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = Duration::from_millis(100);

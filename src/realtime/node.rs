@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -49,11 +49,14 @@ struct Inner {
     next_id: AtomicU64,
     /// Who is where.
     presence: Presence,
+    /// Wakes the webhook delivery worker when deliveries were queued, and after the
+    /// LISTEN connection came back (wake-ups may have been missed meanwhile).
+    webhooks: Arc<Notify>,
 }
 
 impl Node {
     /// Starts the broker, the dispatcher and the presence heartbeat.
-    pub fn start(db: Database, settings: RealtimeSettings) -> Self {
+    pub fn start(db: Database, settings: RealtimeSettings, webhooks: Arc<Notify>) -> Self {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let (departures_tx, departures_rx) = mpsc::unbounded_channel();
         let broker = broker::spawn(
@@ -74,6 +77,7 @@ impl Node {
             broker,
             registry: Arc::new(Registry::default()),
             next_id: AtomicU64::new(1),
+            webhooks,
         });
         tokio::spawn(dispatch(Arc::downgrade(&inner), notices_rx, departures_rx));
         let heartbeat_period = inner.settings.presence_heartbeat;
@@ -199,7 +203,11 @@ async fn dispatch(
         let Some(notice) = notice else { return };
         let Some(inner) = node.upgrade() else { return };
         match notice {
-            Notice::Reconnected => inner.hub.catch_up_all(),
+            Notice::Reconnected => {
+                inner.hub.catch_up_all();
+                inner.webhooks.notify_one();
+            }
+            Notice::Webhooks => inner.webhooks.notify_one(),
             Notice::Revocation(revocation) => inner.registry.revoke(&revocation),
             Notice::Presence(signal) => {
                 let changes = inner.presence.apply(signal);

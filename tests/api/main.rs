@@ -27,4 +27,5 @@ mod tenants;
 mod tls;
 mod traces;
 mod users;
+mod webhooks;
 mod ws;

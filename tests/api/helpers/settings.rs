@@ -39,6 +39,9 @@ pub const TEST_SETTINGS: &[(&str, &str)] = &[
     // Leaves are announced soon after the last subscription ends; the test of the
     // debounce sets its own.
     ("HARK_PRESENCE_DEBOUNCE_MS", "200"),
+    // Receivers are local (http, loopback), and retries come quickly.
+    ("HARK_WEBHOOK_ALLOW_PRIVATE", "true"),
+    ("HARK_WEBHOOK_RETRY_BASE_MS", "100"),
 ];
 
 /// The configuration of an in-process test server on `database_url`.

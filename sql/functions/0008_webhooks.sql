@@ -1,0 +1,603 @@
+-- Webhooks: endpoints managed by a tenant's owners, admins and API keys, the outbox
+-- that every event writer fills in its own transaction, and the functions with which
+-- every instance's delivery worker claims and settles deliveries.
+
+-- Enters the context of a tenant's administrator: a user's session whose current role
+-- is owner or admin, or an API key (p_key_hash set), which acts as its creator's role.
+create function hark_api.enter_admin(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
+returns void
+language plpgsql
+as $$
+begin
+    if p_key_hash is not null then
+        perform hark_api.enter_api_key(p_tenant_id, p_key_hash);
+    else
+        perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
+    end if;
+end
+$$;
+
+-- The event types an endpoint may ask for. Room events are the log's types; the
+-- others are written by the functions that cause them.
+create function hark_api.webhook_event_types()
+returns text[]
+language sql
+immutable
+as $$
+    select array[
+        'message.created', 'message.edited', 'message.deleted',
+        'reaction.added', 'reaction.removed',
+        'member.joined', 'member.left', 'member.role_changed',
+        'room.created', 'room.updated', 'room.archived', 'room.deleted',
+        'webhook.disabled', 'webhook.test']
+$$;
+
+-- The most endpoints a tenant may have.
+create function hark_api.webhook_limit()
+returns integer
+language sql
+immutable
+as $$ select 20 $$;
+
+create function hark_api.webhook_json(p_webhook hark.webhooks)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', p_webhook.id,
+        'url', p_webhook.url,
+        'description', p_webhook.description,
+        'event_types', to_jsonb(p_webhook.event_types),
+        'enabled', p_webhook.enabled,
+        'disabled_reason', p_webhook.disabled_reason,
+        'failing_since', p_webhook.failing_since,
+        'previous_secret_until', case when p_webhook.previous_secret_until > now()
+                                      then p_webhook.previous_secret_until end,
+        'backlog', (select count(*) from hark.webhook_deliveries d
+                    where d.tenant_id = p_webhook.tenant_id and d.webhook_id = p_webhook.id
+                      and d.state = 'pending'),
+        'created_at', p_webhook.created_at,
+        'updated_at', p_webhook.updated_at)
+$$;
+
+create function hark_api.webhook_check_event_types(p_event_types text[])
+returns void
+language plpgsql
+as $$
+begin
+    if p_event_types is null or cardinality(p_event_types) = 0 or cardinality(p_event_types) > 50
+       or exists (select from unnest(p_event_types) t
+                  where t is null or (t <> '*' and t <> all (hark_api.webhook_event_types()))) then
+        perform hark_api.fail(422, 'invalid_event_types',
+            'event_types lists 1 to 50 of the documented event types, or "*" for all', 'event_types');
+    end if;
+end
+$$;
+
+create function hark_api.find_webhook(p_webhook_id uuid, p_lock boolean)
+returns hark.webhooks
+language plpgsql
+as $$
+declare
+    v_webhook hark.webhooks;
+begin
+    if p_lock then
+        select * into v_webhook from hark.webhooks
+        where tenant_id = hark_api.current_tenant_id() and id = p_webhook_id
+        for update;
+    else
+        select * into v_webhook from hark.webhooks
+        where tenant_id = hark_api.current_tenant_id() and id = p_webhook_id;
+    end if;
+    if v_webhook.id is null then
+        perform hark_api.fail(404, 'webhook_not_found', 'No such webhook');
+    end if;
+    return v_webhook;
+end
+$$;
+
+-- Creates an endpoint. The URL was checked by the server (scheme and address); the
+-- secret was drawn there and is answered once, by the server.
+create function hark_api.webhook_create(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea,
+    p_webhook_id uuid, p_url text, p_description text, p_event_types text[], p_secret text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_webhook hark.webhooks;
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    perform hark_api.webhook_check_event_types(p_event_types);
+    -- The tenant's row serialises concurrent creations, so the count holds.
+    perform from hark.tenants where id = p_tenant_id for update;
+    if (select count(*) from hark.webhooks where tenant_id = p_tenant_id) >= hark_api.webhook_limit() then
+        perform hark_api.fail(422, 'too_many_webhooks',
+            format('A tenant has at most %s webhooks', hark_api.webhook_limit()));
+    end if;
+    insert into hark.webhooks (tenant_id, id, url, description, event_types, secret)
+    values (p_tenant_id, p_webhook_id, p_url, coalesce(p_description, ''),
+            array(select distinct unnest(p_event_types) order by 1), p_secret)
+    returning * into v_webhook;
+    return hark_api.webhook_json(v_webhook);
+end
+$$;
+
+create function hark_api.webhook_list(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    return coalesce(
+        (select jsonb_agg(hark_api.webhook_json(w) order by w.created_at desc, w.id desc)
+         from hark.webhooks w where w.tenant_id = p_tenant_id),
+        '[]'::jsonb);
+end
+$$;
+
+create function hark_api.webhook_get(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea, p_webhook_id uuid)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    return hark_api.webhook_json(hark_api.find_webhook(p_webhook_id, false));
+end
+$$;
+
+-- Changes an endpoint: url, description, event_types, enabled. Enabling an endpoint
+-- clears why it was disabled and its failure streak; its pending deliveries resume.
+create function hark_api.webhook_update(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea,
+    p_webhook_id uuid, p_patch jsonb)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_webhook hark.webhooks;
+    v_event_types text[];
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    v_webhook := hark_api.find_webhook(p_webhook_id, true);
+    if p_patch ? 'event_types' then
+        v_event_types := array(select jsonb_array_elements_text(p_patch -> 'event_types'));
+        perform hark_api.webhook_check_event_types(v_event_types);
+        v_webhook.event_types := array(select distinct unnest(v_event_types) order by 1);
+    end if;
+    if p_patch ? 'url' then
+        v_webhook.url := p_patch ->> 'url';
+    end if;
+    if p_patch ? 'description' then
+        v_webhook.description := coalesce(p_patch ->> 'description', '');
+    end if;
+    if p_patch ? 'enabled' then
+        if (p_patch -> 'enabled')::boolean then
+            if not v_webhook.enabled then
+                v_webhook.enabled := true;
+                v_webhook.disabled_reason := null;
+                v_webhook.failing_since := null;
+            end if;
+        elsif v_webhook.enabled then
+            v_webhook.enabled := false;
+            v_webhook.disabled_reason := 'manual';
+        end if;
+    end if;
+    update hark.webhooks
+    set url = v_webhook.url, description = v_webhook.description, event_types = v_webhook.event_types,
+        enabled = v_webhook.enabled, disabled_reason = v_webhook.disabled_reason,
+        failing_since = v_webhook.failing_since, updated_at = now()
+    where tenant_id = p_tenant_id and id = p_webhook_id
+    returning * into v_webhook;
+    if v_webhook.enabled then
+        perform pg_notify('hark_webhooks', '');
+    end if;
+    return hark_api.webhook_json(v_webhook);
+end
+$$;
+
+create function hark_api.webhook_delete(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea, p_webhook_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    perform hark_api.find_webhook(p_webhook_id, true);
+    delete from hark.webhooks where tenant_id = p_tenant_id and id = p_webhook_id;
+end
+$$;
+
+-- Replaces the signing secret; the old one keeps signing (beside the new one) for
+-- p_grace_seconds, so that receivers can switch without refusing a delivery.
+create function hark_api.webhook_rotate_secret(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea,
+    p_webhook_id uuid, p_secret text, p_grace_seconds integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_webhook hark.webhooks;
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    perform hark_api.find_webhook(p_webhook_id, true);
+    update hark.webhooks
+    set previous_secret = secret,
+        previous_secret_until = now() + make_interval(secs => greatest(p_grace_seconds, 0)),
+        secret = p_secret,
+        updated_at = now()
+    where tenant_id = p_tenant_id and id = p_webhook_id
+    returning * into v_webhook;
+    return hark_api.webhook_json(v_webhook);
+end
+$$;
+
+create function hark_api.webhook_delivery_json(p_delivery hark.webhook_deliveries)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'id', p_delivery.id,
+        'message_id', p_delivery.message_id,
+        'event_type', p_delivery.event_type,
+        'state', p_delivery.state,
+        'attempts', p_delivery.attempts,
+        'created_at', p_delivery.created_at,
+        'next_attempt_at', case when p_delivery.state = 'pending' then p_delivery.next_attempt_at end,
+        'last_attempt_at', p_delivery.last_attempt_at,
+        'last_status', p_delivery.last_status,
+        'last_error', p_delivery.last_error,
+        'response_snippet', p_delivery.response_snippet,
+        'latency_ms', p_delivery.latency_ms,
+        'delivered_at', p_delivery.delivered_at,
+        'payload', p_delivery.payload)
+$$;
+
+-- An endpoint's deliveries, newest first, before the cursor p_before (a delivery id),
+-- optionally of one state; a page is cut at p_max_bytes of JSON like every page.
+create function hark_api.webhook_deliveries(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea,
+    p_webhook_id uuid, p_before bigint, p_limit integer, p_state text, p_max_bytes integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_items jsonb;
+    v_last bigint;
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    perform hark_api.find_webhook(p_webhook_id, false);
+    select hark_api.page_within(
+               coalesce(jsonb_agg(hark_api.webhook_delivery_json(d) order by d.id desc), '[]'::jsonb),
+               p_max_bytes)
+    into v_items
+    from (select * from hark.webhook_deliveries d
+          where d.tenant_id = p_tenant_id and d.webhook_id = p_webhook_id
+            and (p_before is null or d.id < p_before)
+            and (p_state is null or d.state = p_state)
+          order by d.id desc
+          limit p_limit) d;
+    v_last := (v_items -> -1 ->> 'id')::bigint;
+    return jsonb_build_object(
+        'items', v_items,
+        'next_before', case when exists (
+                                select from hark.webhook_deliveries d
+                                where d.tenant_id = p_tenant_id and d.webhook_id = p_webhook_id
+                                  and d.id < v_last and (p_state is null or d.state = p_state))
+                            then v_last end);
+end
+$$;
+
+-- Sends again every delivery of the endpoint made since p_since that is no longer
+-- pending, under its own webhook-id, in its original order: for a receiver that lost
+-- what it had received. Answers how many deliveries were queued again.
+create function hark_api.webhook_replay(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea,
+    p_webhook_id uuid, p_since timestamptz)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_count integer;
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    perform hark_api.find_webhook(p_webhook_id, true);
+    update hark.webhook_deliveries
+    set state = 'pending', next_attempt_at = now(), lease_until = null
+    where tenant_id = p_tenant_id and webhook_id = p_webhook_id
+      and created_at >= p_since and state <> 'pending';
+    get diagnostics v_count = row_count;
+    if v_count > 0 then
+        perform pg_notify('hark_webhooks', '');
+    end if;
+    return jsonb_build_object('queued', v_count);
+end
+$$;
+
+-- Queues a webhook.test event for the endpoint alone, whatever its event types.
+create function hark_api.webhook_test(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea, p_webhook_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_delivery hark.webhook_deliveries;
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    perform hark_api.find_webhook(p_webhook_id, false);
+    insert into hark.webhook_deliveries (tenant_id, webhook_id, message_id, order_key, event_type, payload)
+    values (p_tenant_id, p_webhook_id, hark_api.webhook_message_id(), p_tenant_id, 'webhook.test',
+            jsonb_build_object('type', 'webhook.test', 'timestamp', now(),
+                               'data', jsonb_build_object('tenant_id', p_tenant_id, 'webhook_id', p_webhook_id)))
+    returning * into v_delivery;
+    perform pg_notify('hark_webhooks', '');
+    return hark_api.webhook_delivery_json(v_delivery);
+end
+$$;
+
+create function hark_api.webhook_message_id()
+returns text
+language sql
+volatile
+as $$ select 'msg_' || replace(gen_random_uuid()::text, '-', '') $$;
+
+-- The outbox: queues events ({type, timestamp, data}, in order) for every enabled
+-- endpoint of the tenant that asked for their type, in the transaction that wrote
+-- them, and wakes the delivery workers when it queued any. Every writer of an event
+-- that endpoints may hear calls it (append_events for the room log).
+create function hark_api.webhook_enqueue(p_tenant_id uuid, p_order_key uuid, p_events jsonb)
+returns void
+language plpgsql
+as $$
+declare
+    v_count integer;
+begin
+    insert into hark.webhook_deliveries (tenant_id, webhook_id, message_id, order_key, event_type, payload)
+    select p_tenant_id, w.id, hark_api.webhook_message_id(), p_order_key, e.event ->> 'type', e.event
+    from jsonb_array_elements(p_events) with ordinality as e(event, position)
+    join hark.webhooks w
+      on w.tenant_id = p_tenant_id and w.enabled
+     and ((e.event ->> 'type') = any (w.event_types) or '*' = any (w.event_types))
+    order by e.position, w.id;
+    get diagnostics v_count = row_count;
+    if v_count > 0 then
+        perform pg_notify('hark_webhooks', '');
+    end if;
+end
+$$;
+
+-- Whether the tenant has an enabled endpoint: writers skip building payloads otherwise.
+create function hark_api.webhooks_enabled(p_tenant_id uuid)
+returns boolean
+language sql
+stable
+as $$ select exists (select from hark.webhooks where tenant_id = p_tenant_id and enabled) $$;
+
+-- Queues room events as written to the log (event_json's shape) for the endpoints.
+create function hark_api.webhook_enqueue_room_events(p_tenant_id uuid, p_room_id uuid, p_events jsonb)
+returns void
+language plpgsql
+as $$
+begin
+    if hark_api.webhooks_enabled(p_tenant_id) then
+        perform hark_api.webhook_enqueue(p_tenant_id, p_room_id, (
+            select jsonb_agg(jsonb_build_object(
+                       'type', e.event ->> 'type',
+                       'timestamp', e.event -> 'at',
+                       'data', e.event || jsonb_build_object('tenant_id', p_tenant_id))
+                   order by e.position)
+            from jsonb_array_elements(p_events) with ordinality as e(event, position)));
+    end if;
+end
+$$;
+
+-- Enters the delivery workers' view: every tenant's endpoints and deliveries.
+create function hark_api.enter_delivery()
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter(null, null), set_config('hark.delivering', 'on', true);
+end
+$$;
+
+-- Claims up to p_runs runs for this instance: a run is the next p_run_length pending
+-- deliveries of one endpoint and order key, from the oldest, when that one is due and
+-- nobody holds it. A run is leased for p_lease_seconds: another instance takes it
+-- again only after that, so an instance that dies mid-delivery loses nothing. An
+-- endpoint has at most p_endpoint_concurrency runs out at once, over every instance.
+-- Answers [{webhook: {id, tenant_id, url, secrets}, deliveries: [{id, message_id,
+-- payload, attempts}]}].
+create function hark_api.webhook_claim(
+    p_runs integer, p_run_length integer, p_lease_seconds integer, p_endpoint_concurrency integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_heads bigint[];
+    v_runs jsonb;
+begin
+    perform hark_api.enter_delivery();
+    with heads as (
+        select distinct on (d.webhook_id, d.order_key)
+               d.tenant_id, d.id, d.webhook_id, d.next_attempt_at, d.lease_until
+        from hark.webhook_deliveries d
+        where d.state = 'pending'
+        order by d.webhook_id, d.order_key, d.id),
+    out_now as (
+        select webhook_id, count(*) filter (where lease_until > now()) as leased
+        from heads group by webhook_id),
+    ready as (
+        select h.*, row_number() over (partition by h.webhook_id order by h.next_attempt_at, h.id) as rank
+        from heads h
+        where h.next_attempt_at <= now() and (h.lease_until is null or h.lease_until <= now()))
+    select array_agg(r.id) into v_heads
+    from (select r.id
+          from ready r
+          join out_now o on o.webhook_id = r.webhook_id
+          join hark.webhooks w on w.tenant_id = r.tenant_id and w.id = r.webhook_id
+          where w.enabled and r.rank <= p_endpoint_concurrency - o.leased
+          order by r.next_attempt_at, r.id
+          limit p_runs) r;
+    if v_heads is null then
+        return '[]'::jsonb;
+    end if;
+    with locked as (
+        select d.id, d.webhook_id, d.order_key
+        from hark.webhook_deliveries d
+        where d.id = any (v_heads) and d.state = 'pending'
+          and (d.lease_until is null or d.lease_until <= now())
+        for update skip locked),
+    members as (
+        select l.id as head, r.tenant_id, r.id
+        from locked l
+        cross join lateral (
+            select d.tenant_id, d.id from hark.webhook_deliveries d
+            where d.webhook_id = l.webhook_id and d.order_key = l.order_key and d.state = 'pending'
+              and d.id >= l.id
+            order by d.id
+            limit p_run_length) r),
+    leased as (
+        update hark.webhook_deliveries d
+        set lease_until = now() + make_interval(secs => p_lease_seconds)
+        from members m
+        where d.tenant_id = m.tenant_id and d.id = m.id
+        returning m.head, d.*)
+    select jsonb_agg(jsonb_build_object(
+               'webhook', (select jsonb_build_object(
+                               'id', w.id, 'tenant_id', w.tenant_id, 'url', w.url,
+                               'secrets', to_jsonb(array_remove(array[
+                                   w.secret,
+                                   case when w.previous_secret_until > now() then w.previous_secret end], null)))
+                           from hark.webhooks w
+                           where w.tenant_id = run.tenant_id and w.id = run.webhook_id),
+               'deliveries', run.deliveries))
+    into v_runs
+    from (select l.head, min(l.tenant_id::text)::uuid as tenant_id, min(l.webhook_id::text)::uuid as webhook_id,
+                 jsonb_agg(jsonb_build_object(
+                     'id', l.id, 'tenant_id', l.tenant_id, 'message_id', l.message_id,
+                     'payload', l.payload, 'attempts', l.attempts, 'created_at', l.created_at)
+                   order by l.id) as deliveries
+          from leased l
+          group by l.head) run;
+    return coalesce(v_runs, '[]'::jsonb);
+end
+$$;
+
+-- Records how a run went: p_outcomes is [{tenant_id, id, outcome, status?, error?,
+-- snippet?, latency_ms?}] with outcome 'delivered', 'failed' or 'released' (not
+-- attempted: the run stopped at a failure or ran out of time). A failed delivery is
+-- tried again after an exponential backoff with jitter (from p_retry_base_ms, at most
+-- an hour) until p_retry_for_seconds after it was made, then given up ('failed'); its
+-- endpoint's later deliveries of the same order key wait behind it meanwhile. A 410
+-- disables the endpoint; so does failing for p_disable_after_seconds, which the
+-- tenant hears as webhook.disabled on its other endpoints.
+create function hark_api.webhook_settle(
+    p_webhook_id uuid, p_outcomes jsonb, p_retry_base_ms integer,
+    p_retry_for_seconds integer, p_disable_after_seconds integer)
+returns void
+language plpgsql
+as $$
+declare
+    v_webhook hark.webhooks;
+    v_delivered boolean;
+    v_failed boolean;
+    v_gone boolean;
+begin
+    perform hark_api.enter_delivery();
+    with outcome as (
+        select (o ->> 'tenant_id')::uuid as tenant_id, (o ->> 'id')::bigint as id, o ->> 'outcome' as outcome,
+               (o ->> 'status')::integer as status, left(o ->> 'error', 500) as error,
+               left(o ->> 'snippet', 500) as snippet, (o ->> 'latency_ms')::integer as latency_ms
+        from jsonb_array_elements(p_outcomes) o)
+    update hark.webhook_deliveries d
+    set lease_until = null,
+        attempts = d.attempts + case when o.outcome = 'released' then 0 else 1 end,
+        state = case
+                    when o.outcome = 'delivered' then 'delivered'
+                    when o.outcome = 'failed' and d.created_at < now() - make_interval(secs => p_retry_for_seconds)
+                        then 'failed'
+                    else 'pending' end,
+        next_attempt_at = case
+                              when o.outcome = 'failed' then now() + make_interval(secs =>
+                                  least(p_retry_base_ms / 1000.0 * power(2, least(d.attempts, 20)), 3600)
+                                  * (0.5 + random()))
+                              else d.next_attempt_at end,
+        last_attempt_at = case when o.outcome = 'released' then d.last_attempt_at else now() end,
+        last_status = case when o.outcome = 'released' then d.last_status else o.status end,
+        last_error = case when o.outcome = 'released' then d.last_error else o.error end,
+        response_snippet = case when o.outcome = 'released' then d.response_snippet else o.snippet end,
+        latency_ms = case when o.outcome = 'released' then d.latency_ms else o.latency_ms end,
+        delivered_at = case when o.outcome = 'delivered' then now() else d.delivered_at end
+    from outcome o
+    where d.tenant_id = o.tenant_id and d.id = o.id and d.webhook_id = p_webhook_id;
+
+    select bool_or(o ->> 'outcome' = 'delivered'), bool_or(o ->> 'outcome' = 'failed'),
+           bool_or(o ->> 'outcome' = 'failed' and (o ->> 'status')::integer = 410)
+    into v_delivered, v_failed, v_gone
+    from jsonb_array_elements(p_outcomes) o;
+
+    select * into v_webhook from hark.webhooks where id = p_webhook_id for update;
+    if v_webhook.id is null then
+        return;
+    end if;
+    if v_gone then
+        update hark.webhooks set enabled = false, disabled_reason = 'gone', updated_at = now()
+        where tenant_id = v_webhook.tenant_id and id = p_webhook_id;
+    elsif v_failed then
+        update hark.webhooks set failing_since = coalesce(failing_since, now())
+        where tenant_id = v_webhook.tenant_id and id = p_webhook_id
+        returning * into v_webhook;
+        if v_webhook.enabled and v_webhook.failing_since < now() - make_interval(secs => p_disable_after_seconds) then
+            update hark.webhooks set enabled = false, disabled_reason = 'failing', updated_at = now()
+            where tenant_id = v_webhook.tenant_id and id = p_webhook_id;
+            perform hark_api.webhook_enqueue(v_webhook.tenant_id, v_webhook.tenant_id, jsonb_build_array(
+                jsonb_build_object('type', 'webhook.disabled', 'timestamp', now(), 'data', jsonb_build_object(
+                    'tenant_id', v_webhook.tenant_id, 'webhook_id', v_webhook.id, 'url', v_webhook.url,
+                    'reason', 'failing', 'failing_since', v_webhook.failing_since))));
+        end if;
+    elsif v_delivered and v_webhook.failing_since is not null then
+        update hark.webhooks set failing_since = null
+        where tenant_id = v_webhook.tenant_id and id = p_webhook_id;
+    end if;
+end
+$$;
+
+-- Deletes up to p_batch finished deliveries made more than p_keep_seconds ago.
+-- Answers how many went (a JSON number).
+create function hark_api.webhook_sweep(p_keep_seconds integer, p_batch integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_count integer;
+begin
+    perform hark_api.enter_delivery();
+    delete from hark.webhook_deliveries
+    where (tenant_id, id) in (
+        select tenant_id, id from hark.webhook_deliveries
+        where state <> 'pending' and created_at < now() - make_interval(secs => p_keep_seconds)
+        order by created_at
+        limit p_batch);
+    get diagnostics v_count = row_count;
+    return to_jsonb(v_count);
+end
+$$;
+
+-- The queue as metrics see it: pending deliveries and the age of the oldest, over
+-- every endpoint.
+create function hark_api.webhook_backlog()
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_delivery();
+    return (select jsonb_build_object(
+                'pending', count(*),
+                'oldest_seconds', coalesce(extract(epoch from now() - min(created_at)), 0))
+            from hark.webhook_deliveries where state = 'pending');
+end
+$$;

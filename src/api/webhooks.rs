@@ -1,0 +1,386 @@
+//! The tenant's webhook endpoints, managed by its owners and admins and by API keys:
+//! where events are POSTed, signed as Standard Webhooks says, and what became of each
+//! delivery. Delivering is `crate::webhooks`'s.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::Example,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::api::security::AdminAuth;
+use crate::db::{NewWebhook, Webhook, WebhookDelivery, WebhookDeliveryPage, WebhookReplay};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::webhooks::{check_url, generate_secret};
+
+/// An endpoint to create.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct CreateWebhookRequest {
+    /// Where to POST deliveries: `https`, to a public address (`http` and private
+    /// addresses only where the operator allows them).
+    #[oai(validator(max_length = 2048, pattern = r"^https?://[!-~]+$"))]
+    pub url: String,
+    /// What the endpoint is for (at most 500 characters).
+    #[oai(validator(max_length = 500))]
+    pub description: Option<String>,
+    /// The event types to receive, or `*` for all: `message.created`,
+    /// `message.edited`, `message.deleted`, `reaction.added`, `reaction.removed`,
+    /// `member.joined`, `member.left`, `member.role_changed`, `room.created`,
+    /// `room.updated`, `room.archived`, `room.deleted`, `webhook.disabled`,
+    /// `webhook.test`.
+    #[oai(validator(min_items = 1, max_items = 50))]
+    pub event_types: Vec<String>,
+}
+
+impl Example for CreateWebhookRequest {
+    fn example() -> Self {
+        Self {
+            url: "https://backend.example.com/hark/webhooks".to_owned(),
+            description: Some("push notifications".to_owned()),
+            event_types: vec!["message.created".to_owned(), "member.joined".to_owned()],
+        }
+    }
+}
+
+/// The changes to an endpoint; absent fields stay as they are.
+#[derive(Debug, Default, Serialize, Object)]
+#[oai(example)]
+pub struct UpdateWebhookRequest {
+    /// A new URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(max_length = 2048, pattern = r"^https?://[!-~]+$"))]
+    pub url: Option<String>,
+    /// A new description (at most 500 characters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(max_length = 500))]
+    pub description: Option<String>,
+    /// New event types.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(min_items = 1, max_items = 50))]
+    pub event_types: Option<Vec<String>>,
+    /// `false` stops deliveries (they wait); `true` resumes them, also after the
+    /// server disabled the endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl Example for UpdateWebhookRequest {
+    fn example() -> Self {
+        Self {
+            enabled: Some(true),
+            ..Self::default()
+        }
+    }
+}
+
+/// A replay to queue.
+#[derive(Debug, Object)]
+pub struct ReplayWebhookRequest {
+    /// Every delivery of the endpoint made since this time (and still kept) is sent
+    /// again, under its own `webhook-id`, in its original order.
+    pub since: DateTime<Utc>,
+}
+
+/// An endpoint with its signing secret, shown this once.
+#[derive(Debug, Object)]
+pub struct WebhookWithSecret {
+    /// The secret (`whsec_…`) with which receivers verify deliveries, as Standard
+    /// Webhooks libraries take it.
+    pub secret: String,
+    /// The endpoint.
+    pub webhook: Webhook,
+}
+
+/// The tenant's endpoints.
+#[derive(Debug, Object)]
+pub struct WebhookList {
+    /// Every endpoint, newest first.
+    pub items: Vec<Webhook>,
+}
+
+/// The states of a delivery, to filter the list by.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not yet delivered: due, waiting for a retry, or behind an earlier one.
+    Pending,
+    /// Answered with 2xx.
+    Delivered,
+    /// Given up after retrying for the retry period.
+    Failed,
+}
+
+impl DeliveryState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The answer to a creation.
+#[derive(ApiResponse)]
+pub enum WebhookCreated {
+    /// The endpoint exists; deliveries start with the next event.
+    #[oai(status = 201)]
+    Created(Json<WebhookWithSecret>),
+}
+
+/// The answer to a deletion.
+#[derive(ApiResponse)]
+pub enum WebhookDeleted {
+    /// The endpoint and its deliveries are gone.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+/// The answer to a test.
+#[derive(ApiResponse)]
+pub enum WebhookTestQueued {
+    /// A `webhook.test` delivery is queued.
+    #[oai(status = 202)]
+    Queued(Json<WebhookDelivery>),
+}
+
+/// The answer to a replay.
+#[derive(ApiResponse)]
+pub enum WebhookReplayQueued {
+    /// The deliveries are queued again.
+    #[oai(status = 202)]
+    Queued(Json<WebhookReplay>),
+}
+
+/// Webhooks.
+#[derive(Default)]
+pub struct WebhooksApi;
+
+/// Checks a URL as the server will call it (422 `invalid_url`).
+fn checked_url(state: &AppState, url: &str) -> Result<String, ApiError> {
+    check_url(url, state.config.webhook_allow_private)
+        .map(|_| url.to_owned())
+        .map_err(|refusal| ApiError::invalid("url", "invalid_url", refusal.to_string()))
+}
+
+#[OpenApi(tag = "ApiTags::Webhooks")]
+impl WebhooksApi {
+    /// Create a webhook endpoint (owners, admins, API keys)
+    ///
+    /// The answer holds the signing secret, shown this once.
+    #[oai(path = "/v1/webhooks", method = "post", operation_id = "createWebhook")]
+    async fn create_webhook(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        body: Json<CreateWebhookRequest>,
+    ) -> Result<WebhookCreated, ApiError> {
+        let body = body.0;
+        let secret = generate_secret();
+        let webhook = NewWebhook {
+            webhook_id: Uuid::now_v7(),
+            url: checked_url(&state, &body.url)?,
+            description: body.description,
+            event_types: body.event_types,
+            secret: secret.clone(),
+        };
+        let webhook = state.db.webhook_create(&auth.principal(), &webhook).await?;
+        Ok(WebhookCreated::Created(Json(WebhookWithSecret {
+            secret,
+            webhook,
+        })))
+    }
+
+    /// List webhook endpoints (owners, admins, API keys)
+    #[oai(path = "/v1/webhooks", method = "get", operation_id = "listWebhooks")]
+    async fn list_webhooks(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+    ) -> Result<Json<WebhookList>, ApiError> {
+        let items = state.db.webhook_list(&auth.principal()).await?;
+        Ok(Json(WebhookList { items }))
+    }
+
+    /// Get a webhook endpoint (owners, admins, API keys)
+    #[oai(
+        path = "/v1/webhooks/:webhook_id",
+        method = "get",
+        operation_id = "getWebhook"
+    )]
+    async fn get_webhook(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The endpoint's id.
+        webhook_id: Path<Uuid>,
+    ) -> Result<Json<Webhook>, ApiError> {
+        let webhook = state
+            .db
+            .webhook_get(&auth.principal(), webhook_id.0)
+            .await?;
+        Ok(Json(webhook))
+    }
+
+    /// Change a webhook endpoint (owners, admins, API keys)
+    #[oai(
+        path = "/v1/webhooks/:webhook_id",
+        method = "patch",
+        operation_id = "updateWebhook"
+    )]
+    async fn update_webhook(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The endpoint's id.
+        webhook_id: Path<Uuid>,
+        body: Json<UpdateWebhookRequest>,
+    ) -> Result<Json<Webhook>, ApiError> {
+        if let Some(url) = &body.0.url {
+            checked_url(&state, url)?;
+        }
+        let patch = serde_json::to_value(&body.0)
+            .map_err(|error| ApiError::internal("webhook patch", &error))?;
+        let webhook = state
+            .db
+            .webhook_update(&auth.principal(), webhook_id.0, &patch)
+            .await?;
+        Ok(Json(webhook))
+    }
+
+    /// Delete a webhook endpoint and its deliveries (owners, admins, API keys)
+    #[oai(
+        path = "/v1/webhooks/:webhook_id",
+        method = "delete",
+        operation_id = "deleteWebhook"
+    )]
+    async fn delete_webhook(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The endpoint's id.
+        webhook_id: Path<Uuid>,
+    ) -> Result<WebhookDeleted, ApiError> {
+        state
+            .db
+            .webhook_delete(&auth.principal(), webhook_id.0)
+            .await?;
+        Ok(WebhookDeleted::Deleted)
+    }
+
+    /// Rotate a webhook endpoint's secret (owners, admins, API keys)
+    ///
+    /// Deliveries are signed with the new secret and, for the grace period the
+    /// answer's `previous_secret_until` gives, with the old one too.
+    #[oai(
+        path = "/v1/webhooks/:webhook_id/rotate-secret",
+        method = "post",
+        operation_id = "rotateWebhookSecret"
+    )]
+    async fn rotate_secret(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The endpoint's id.
+        webhook_id: Path<Uuid>,
+    ) -> Result<Json<WebhookWithSecret>, ApiError> {
+        let secret = generate_secret();
+        let webhook = state
+            .db
+            .webhook_rotate_secret(
+                &auth.principal(),
+                webhook_id.0,
+                &secret,
+                state.config.webhook_secret_grace_seconds,
+            )
+            .await?;
+        Ok(Json(WebhookWithSecret { secret, webhook }))
+    }
+
+    /// List a webhook endpoint's deliveries, newest first (owners, admins, API keys)
+    #[oai(
+        path = "/v1/webhooks/:webhook_id/deliveries",
+        method = "get",
+        operation_id = "listWebhookDeliveries"
+    )]
+    async fn list_deliveries(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The endpoint's id.
+        webhook_id: Path<Uuid>,
+        /// Deliveries older than this one (the previous page's `next_before`).
+        #[oai(validator(minimum(value = "0")))]
+        before: Query<Option<i64>>,
+        /// At most this many (1 to 100, default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<i32>>,
+        /// Only deliveries in this state.
+        #[oai(name = "state")]
+        state_filter: Query<Option<DeliveryState>>,
+    ) -> Result<Json<WebhookDeliveryPage>, ApiError> {
+        let page = state
+            .db
+            .webhook_deliveries(
+                &auth.principal(),
+                webhook_id.0,
+                before.0,
+                limit.0.unwrap_or(50),
+                state_filter.0.map(DeliveryState::as_str),
+            )
+            .await?;
+        Ok(Json(page))
+    }
+
+    /// Send a webhook endpoint's deliveries again (owners, admins, API keys)
+    ///
+    /// For a receiver that lost what it had received: every delivery made since
+    /// `since` that is still kept goes out again, under its own `webhook-id`.
+    #[oai(
+        path = "/v1/webhooks/:webhook_id/replay",
+        method = "post",
+        operation_id = "replayWebhook"
+    )]
+    async fn replay(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The endpoint's id.
+        webhook_id: Path<Uuid>,
+        body: Json<ReplayWebhookRequest>,
+    ) -> Result<WebhookReplayQueued, ApiError> {
+        let replay = state
+            .db
+            .webhook_replay(&auth.principal(), webhook_id.0, body.0.since)
+            .await?;
+        Ok(WebhookReplayQueued::Queued(Json(replay)))
+    }
+
+    /// Send a test event to a webhook endpoint (owners, admins, API keys)
+    #[oai(
+        path = "/v1/webhooks/:webhook_id/test",
+        method = "post",
+        operation_id = "testWebhook"
+    )]
+    async fn test(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The endpoint's id.
+        webhook_id: Path<Uuid>,
+    ) -> Result<WebhookTestQueued, ApiError> {
+        let delivery = state
+            .db
+            .webhook_test(&auth.principal(), webhook_id.0)
+            .await?;
+        Ok(WebhookTestQueued::Queued(Json(delivery)))
+    }
+}
