@@ -31,13 +31,85 @@ pub struct CreateWebhookRequest {
     /// What the endpoint is for (at most 500 characters).
     #[oai(validator(max_length = 500))]
     pub description: Option<String>,
-    /// The event types to receive, or `*` for all: `message.created`,
-    /// `message.edited`, `message.deleted`, `reaction.added`, `reaction.removed`,
-    /// `member.joined`, `member.left`, `member.role_changed`, `room.created`,
-    /// `room.updated`, `room.archived`, `room.deleted`, `webhook.disabled`,
-    /// `webhook.test`.
+    /// The event types to receive, or `*` for all.
     #[oai(validator(min_items = 1, max_items = 50))]
-    pub event_types: Vec<String>,
+    pub event_types: Vec<WebhookEventType>,
+}
+
+/// The events an endpoint may receive. Room events are the room log's, with the
+/// room's `seq`; the others happen outside rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize)]
+pub enum WebhookEventType {
+    /// Every type.
+    #[oai(rename = "*")]
+    #[serde(rename = "*")]
+    All,
+    /// A message was sent.
+    #[oai(rename = "message.created")]
+    #[serde(rename = "message.created")]
+    MessageCreated,
+    /// A message was edited.
+    #[oai(rename = "message.edited")]
+    #[serde(rename = "message.edited")]
+    MessageEdited,
+    /// A message was deleted.
+    #[oai(rename = "message.deleted")]
+    #[serde(rename = "message.deleted")]
+    MessageDeleted,
+    /// A reaction was added.
+    #[oai(rename = "reaction.added")]
+    #[serde(rename = "reaction.added")]
+    ReactionAdded,
+    /// A reaction was removed.
+    #[oai(rename = "reaction.removed")]
+    #[serde(rename = "reaction.removed")]
+    ReactionRemoved,
+    /// Someone joined a room or was added.
+    #[oai(rename = "member.joined")]
+    #[serde(rename = "member.joined")]
+    MemberJoined,
+    /// Someone left a room or was removed.
+    #[oai(rename = "member.left")]
+    #[serde(rename = "member.left")]
+    MemberLeft,
+    /// A member's role changed.
+    #[oai(rename = "member.role_changed")]
+    #[serde(rename = "member.role_changed")]
+    MemberRoleChanged,
+    /// A room was created.
+    #[oai(rename = "room.created")]
+    #[serde(rename = "room.created")]
+    RoomCreated,
+    /// A room's settings changed.
+    #[oai(rename = "room.updated")]
+    #[serde(rename = "room.updated")]
+    RoomUpdated,
+    /// A room was archived.
+    #[oai(rename = "room.archived")]
+    #[serde(rename = "room.archived")]
+    RoomArchived,
+    /// A room was deleted.
+    #[oai(rename = "room.deleted")]
+    #[serde(rename = "room.deleted")]
+    RoomDeleted,
+    /// One of the tenant's endpoints was disabled after failing for too long.
+    #[oai(rename = "webhook.disabled")]
+    #[serde(rename = "webhook.disabled")]
+    WebhookDisabled,
+    /// A test, sent on request (`POST /v1/webhooks/{webhook_id}/test`).
+    #[oai(rename = "webhook.test")]
+    #[serde(rename = "webhook.test")]
+    WebhookTest,
+}
+
+impl WebhookEventType {
+    /// The type's name, as events carry it.
+    fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
 }
 
 impl Example for CreateWebhookRequest {
@@ -45,7 +117,10 @@ impl Example for CreateWebhookRequest {
         Self {
             url: "https://backend.example.com/hark/webhooks".to_owned(),
             description: Some("push notifications".to_owned()),
-            event_types: vec!["message.created".to_owned(), "member.joined".to_owned()],
+            event_types: vec![
+                WebhookEventType::MessageCreated,
+                WebhookEventType::MemberJoined,
+            ],
         }
     }
 }
@@ -65,7 +140,7 @@ pub struct UpdateWebhookRequest {
     /// New event types.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(validator(min_items = 1, max_items = 50))]
-    pub event_types: Option<Vec<String>>,
+    pub event_types: Option<Vec<WebhookEventType>>,
     /// `false` stops deliveries (they wait); `true` resumes them, also after the
     /// server disabled the endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,10 +158,19 @@ impl Example for UpdateWebhookRequest {
 
 /// A replay to queue.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ReplayWebhookRequest {
     /// Every delivery of the endpoint made since this time (and still kept) is sent
     /// again, under its own `webhook-id`, in its original order.
     pub since: DateTime<Utc>,
+}
+
+impl Example for ReplayWebhookRequest {
+    fn example() -> Self {
+        Self {
+            since: DateTime::<Utc>::from_timestamp(1_767_225_600, 0).unwrap_or_default(),
+        }
+    }
 }
 
 /// An endpoint with its signing secret, shown this once.
@@ -189,7 +273,11 @@ impl WebhooksApi {
             webhook_id: Uuid::now_v7(),
             url: checked_url(&state, &body.url)?,
             description: body.description,
-            event_types: body.event_types,
+            event_types: body
+                .event_types
+                .into_iter()
+                .map(WebhookEventType::name)
+                .collect(),
             secret: secret.clone(),
         };
         let webhook = state.db.webhook_create(&auth.principal(), &webhook).await?;

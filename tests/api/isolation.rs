@@ -145,6 +145,8 @@ fn body_for(operation_id: &str, own_user_id: &str) -> serde_json::Value {
         "sendMessage" | "editMessage" => json!({"body": "pwned"}),
         "addReaction" => json!({"emoji": "👍"}),
         "markRead" => json!({"seq": 1}),
+        "updateWebhook" => json!({"enabled": false}),
+        "replayWebhook" => json!({"since": "2020-01-01T00:00:00Z"}),
         _ => json!({}),
     }
 }
@@ -178,6 +180,15 @@ async fn every_operation_with_an_id_of_another_tenant_answers_not_found_and_chan
         .await
         .expect(201);
     let key_id = key["api_key"]["id"].as_str().unwrap().to_owned();
+    let webhook = app
+        .post(
+            "/v1/webhooks",
+            Some(&acme.owner.token),
+            json!({"url": "https://hooks.example.com/acme", "event_types": ["*"]}),
+        )
+        .await
+        .expect(201);
+    let webhook_id = crate::helpers::id_of(&webhook["webhook"]);
 
     let globex = app.create_tenant("globex").await;
     let globex_key = app
@@ -206,6 +217,7 @@ async fn every_operation_with_an_id_of_another_tenant_answers_not_found_and_chan
                 .replace("{message_id}", &message_id)
                 .replace("{user_id}", &alice.user_id)
                 .replace("{key_id}", &key_id)
+                .replace("{webhook_id}", &webhook_id)
                 .replace("{emoji}", "%F0%9F%91%8D")
                 .replace("{username}", "alice-only");
             assert!(

@@ -44,6 +44,15 @@ const REST: &[(&str, &str)] = &[
     ("createApiKey", "AAFFUA"),
     ("listApiKeys", "AAFFUA"),
     ("revokeApiKey", "AAFFUN"),
+    ("createWebhook", "AAFFUA"),
+    ("listWebhooks", "AAFFUA"),
+    ("getWebhook", "AAFFUN"),
+    ("updateWebhook", "AAFFUN"),
+    ("deleteWebhook", "AAFFUN"),
+    ("rotateWebhookSecret", "AAFFUN"),
+    ("listWebhookDeliveries", "AAFFUN"),
+    ("replayWebhook", "AAFFUN"),
+    ("testWebhook", "AAFFUN"),
     ("backendCreateUser", "UUUUUU"),
     ("backendCreateSession", "UUUUUU"),
     ("backendRevokeSessions", "UUUUUU"),
@@ -96,7 +105,8 @@ const WEBSOCKET: &[(&str, &str)] = &[
     ("ping", "AAAAUA"),
 ];
 
-/// One tenant with every kind of caller, a private room, a message and an API key.
+/// One tenant with every kind of caller, a private room, a message, an API key and a
+/// webhook endpoint.
 struct Fixture {
     slug: String,
     owner: Session,
@@ -107,6 +117,7 @@ struct Fixture {
     invite_code: String,
     message_id: String,
     key_id: String,
+    webhook_id: String,
 }
 
 async fn fixture(app: &TestApp, slug: &str) -> Fixture {
@@ -150,8 +161,17 @@ async fn fixture(app: &TestApp, slug: &str) -> Fixture {
         )
         .await
         .expect(201);
+    let webhook = app
+        .post(
+            "/v1/webhooks",
+            Some(&owner.token),
+            json!({"url": "https://hooks.example.com/matrix", "event_types": ["webhook.test"]}),
+        )
+        .await
+        .expect(201);
     Fixture {
         slug: slug.to_owned(),
+        webhook_id: id_of(&webhook["webhook"]),
         invite_code: room["invite_code"].as_str().unwrap().to_owned(),
         key_id: key["api_key"]["id"].as_str().unwrap().to_owned(),
         owner,
@@ -181,6 +201,7 @@ impl Fixture {
             .replace("{message_id}", &self.message_id)
             .replace("{user_id}", &self.member.user_id)
             .replace("{key_id}", &self.key_id)
+            .replace("{webhook_id}", &self.webhook_id)
             .replace("{emoji}", "%F0%9F%91%8D")
             .replace("{username}", "member")
     }

@@ -157,6 +157,8 @@ impl TestApp {
             "messages",
             "message_edits",
             "reactions",
+            "webhooks",
+            "webhook_deliveries",
         ] {
             counts.push(self.count_rows(table).await);
         }
