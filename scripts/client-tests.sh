@@ -37,13 +37,18 @@ PATH="$PWD/$venv/bin:$PATH" "$venv/bin/openapi-python-client" generate \
     --path openapi/openapi.yaml --output-path target/clients/hark_client --meta none --overwrite
 
 step "Start a server on $HARK_URL"
+# Webhook receivers of the tests are local; the webhook burst sends 10,000 messages
+# over ten WebSockets of one user at once.
 start_server clients "$port" HARK_TENANT_CREATION=open HARK_DEMO_TENANT=demo \
-    HARK_LOG_FORMAT=text RUST_LOG=warn
+    HARK_LOG_FORMAT=text RUST_LOG=warn HARK_WEBHOOK_ALLOW_PRIVATE=true \
+    HARK_SEND_BURST=1000000 HARK_SEND_RATE_PER_SECOND=1000000 \
+    HARK_WS_OPS_BURST=1000000 HARK_WS_OPS_PER_SECOND=1000000 HARK_MAX_STREAMS_PER_USER=100 \
+    HARK_MAX_REQUESTS_IN_FLIGHT_PER_USER=100
 
 step "TypeScript client test (type-checked strictly, then run)"
 (cd tests/js && npx --no-install tsc -p . && node --test --import tsx client.test.ts)
 
-step "Python client test"
+step "Python client and webhook tests"
 PYTHONPATH=target/clients "$venv/bin/python" -m pytest -q -s tests/python
 
 step "Demo page in Chromium (Playwright)"
