@@ -32,6 +32,8 @@ pub struct Fixture {
     pub rooms: Vec<RoomFixture>,
     /// The senders.
     pub senders: Vec<SenderFixture>,
+    /// The tenant's API, as its owner calls it.
+    pub api: Api,
 }
 
 /// A tenant's API as its owner and its API key call it.
@@ -158,6 +160,7 @@ pub async fn prepare(
                 subscriber_tokens: users.into_iter().map(|(_, token)| token).collect(),
             }],
             senders: Vec::new(),
+            api,
         });
     }
 
@@ -227,5 +230,9 @@ pub async fn prepare(
     .await
     .into_iter()
     .collect::<anyhow::Result<Vec<()>>>()?;
-    Ok(Fixture { rooms, senders })
+    Ok(Fixture {
+        rooms,
+        senders,
+        api,
+    })
 }

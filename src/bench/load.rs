@@ -66,6 +66,16 @@ pub fn percentile(sorted: &[u32], fraction: f64) -> f64 {
 }
 
 impl Report {
+    /// Messages accepted.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Messages accepted per second.
+    pub fn accepted_per_second(&self) -> f64 {
+        self.accepted as f64 / self.seconds
+    }
+
     /// Prints the figures, with ratios to the baseline of the same run.
     pub fn print(&self, baseline: Option<&Baseline>) {
         let accepted_rate = self.accepted as f64 / self.seconds;

@@ -12,6 +12,7 @@ mod local;
 mod memory;
 mod neighbours;
 mod pgcpu;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub enum Scenario {
     /// another tenant runs each known abuse; local instances with the default limits,
     /// `--duration` seconds per phase.
     Neighbours,
+    /// The chat scenario without webhook endpoints, with two, and without again;
+    /// then deliveries per second and event-to-delivery latency.
+    Webhooks,
 }
 
 /// The bench's options.
@@ -161,6 +165,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             report.print(baseline.as_ref());
             Ok(())
         }
+        Scenario::Webhooks => webhooks::run(&targets, &args, args.shape()).await,
         Scenario::Connections => memory::connections(&targets, local.as_ref(), &args).await,
         Scenario::ColdStart => match &local {
             Some(local) => memory::cold_start(local).await,
