@@ -284,12 +284,13 @@ pub struct Config {
     )]
     pub webhook_disable_after_seconds: i32,
 
-    /// Runs of webhook deliveries this instance attempts at once.
+    /// Runs of webhook deliveries this instance attempts at once; 0: it delivers
+    /// none, and other instances do (a fleet may keep delivery apart from the API).
     #[arg(long, env = "HARK_WEBHOOK_CONCURRENCY", default_value_t = 32)]
     pub webhook_concurrency: usize,
 
     /// Runs of deliveries out at once per endpoint, over every instance.
-    #[arg(long, env = "HARK_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 4)]
+    #[arg(long, env = "HARK_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 16)]
     pub webhook_endpoint_concurrency: i32,
 
     /// Deliveries of one endpoint and room claimed together and attempted in order.
@@ -439,7 +440,7 @@ impl Config {
                 give_up_after_seconds: self.webhook_retry_for_seconds.max(0),
                 disable_after_seconds: self.webhook_disable_after_seconds.max(0),
             },
-            concurrency: self.webhook_concurrency.max(1),
+            concurrency: self.webhook_concurrency,
             endpoint_concurrency: self.webhook_endpoint_concurrency.max(1),
             run_length: self.webhook_run_length.max(1),
             lease: Duration::from_secs(self.webhook_lease_seconds.max(1)),

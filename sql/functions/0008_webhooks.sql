@@ -415,18 +415,40 @@ create function hark_api.webhook_claim(
     p_runs integer, p_run_length integer, p_lease_seconds integer, p_endpoint_concurrency integer)
 returns jsonb
 language plpgsql
+-- The queue's walks must go along its index whatever the statistics say: planned
+-- while the table was small (a plan is kept for the connection's life), they would
+-- read and sort every waiting delivery once it is not.
+set enable_seqscan = off
+set enable_bitmapscan = off
+set enable_hashjoin = off
+set enable_mergejoin = off
 as $$
 declare
+    v_tenants uuid[];
+    v_webhooks uuid[];
     v_heads bigint[];
     v_runs jsonb;
 begin
     perform hark_api.enter_delivery();
-    with heads as (
-        select distinct on (d.webhook_id, d.order_key)
-               d.tenant_id, d.id, d.webhook_id, d.next_attempt_at, d.lease_until
-        from hark.webhook_deliveries d
-        where d.state = 'pending'
-        order by d.webhook_id, d.order_key, d.id),
+    -- The chains' heads are found by skipping through the queue's index from one
+    -- endpoint and order key to the next: in (webhook_id, order_key, id) order, the
+    -- first entry past a chain is the head of the next one. A claim thus costs an index
+    -- probe per chain, not a read of every delivery waiting in them.
+    with recursive heads as (
+        (select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
+         from hark.webhook_deliveries d
+         where d.state = 'pending'
+         order by d.webhook_id, d.order_key, d.id
+         limit 1)
+        union all
+        select next.*
+        from heads h
+        cross join lateral (
+            select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
+            from hark.webhook_deliveries d
+            where d.state = 'pending' and (d.webhook_id, d.order_key) > (h.webhook_id, h.order_key)
+            order by d.webhook_id, d.order_key, d.id
+            limit 1) next),
     out_now as (
         select webhook_id, count(*) filter (where lease_until > now()) as leased
         from heads group by webhook_id),
@@ -434,8 +456,9 @@ begin
         select h.*, row_number() over (partition by h.webhook_id order by h.next_attempt_at, h.id) as rank
         from heads h
         where h.next_attempt_at <= now() and (h.lease_until is null or h.lease_until <= now()))
-    select array_agg(r.id) into v_heads
-    from (select r.id
+    select array_agg(r.tenant_id), array_agg(r.webhook_id), array_agg(r.id)
+    into v_tenants, v_webhooks, v_heads
+    from (select r.tenant_id, r.webhook_id, r.id
           from ready r
           join out_now o on o.webhook_id = r.webhook_id
           join hark.webhooks w on w.tenant_id = r.tenant_id and w.id = r.webhook_id
@@ -447,24 +470,25 @@ begin
     end if;
     with locked as (
         select d.id, d.webhook_id, d.order_key
-        from hark.webhook_deliveries d
-        where d.id = any (v_heads) and d.state = 'pending'
-          and (d.lease_until is null or d.lease_until <= now())
-        for update skip locked),
+        from unnest(v_tenants, v_webhooks, v_heads) as h(tenant_id, webhook_id, id)
+        join hark.webhook_deliveries d
+          on d.tenant_id = h.tenant_id and d.webhook_id = h.webhook_id and d.id = h.id
+        where d.state = 'pending' and (d.lease_until is null or d.lease_until <= now())
+        for update of d skip locked),
     members as (
-        select l.id as head, r.tenant_id, r.id
+        select l.id as head, r.tenant_id, l.webhook_id, r.id
         from locked l
         cross join lateral (
             select d.tenant_id, d.id from hark.webhook_deliveries d
             where d.webhook_id = l.webhook_id and d.order_key = l.order_key and d.state = 'pending'
               and d.id >= l.id
-            order by d.id
+            order by d.webhook_id, d.order_key, d.id
             limit p_run_length) r),
     leased as (
         update hark.webhook_deliveries d
         set lease_until = now() + make_interval(secs => p_lease_seconds)
         from members m
-        where d.tenant_id = m.tenant_id and d.id = m.id
+        where d.tenant_id = m.tenant_id and d.webhook_id = m.webhook_id and d.id = m.id
         returning m.head, d.*)
     select jsonb_agg(jsonb_build_object(
                'webhook', (select jsonb_build_object(
@@ -476,13 +500,13 @@ begin
                            where w.tenant_id = run.tenant_id and w.id = run.webhook_id),
                'deliveries', run.deliveries))
     into v_runs
-    from (select l.head, min(l.tenant_id::text)::uuid as tenant_id, min(l.webhook_id::text)::uuid as webhook_id,
+    from (select l.head, l.tenant_id, l.webhook_id,
                  jsonb_agg(jsonb_build_object(
                      'id', l.id, 'tenant_id', l.tenant_id, 'message_id', l.message_id,
                      'payload', l.payload, 'attempts', l.attempts, 'created_at', l.created_at)
                    order by l.id) as deliveries
           from leased l
-          group by l.head) run;
+          group by l.head, l.tenant_id, l.webhook_id) run;
     return coalesce(v_runs, '[]'::jsonb);
 end
 $$;
@@ -502,45 +526,54 @@ returns void
 language plpgsql
 as $$
 declare
+    v_outcome record;
     v_webhook hark.webhooks;
     v_delivered boolean;
     v_failed boolean;
     v_gone boolean;
 begin
     perform hark_api.enter_delivery();
-    with outcome as (
+    -- One update by primary key per delivery: a run is at most a few dozen, and a
+    -- join of the whole batch could be planned as a scan of the table.
+    for v_outcome in
         select (o ->> 'tenant_id')::uuid as tenant_id, (o ->> 'id')::bigint as id, o ->> 'outcome' as outcome,
                (o ->> 'status')::integer as status, left(o ->> 'error', 500) as error,
                left(o ->> 'snippet', 500) as snippet, (o ->> 'latency_ms')::integer as latency_ms
-        from jsonb_array_elements(p_outcomes) o)
-    update hark.webhook_deliveries d
-    set lease_until = null,
-        attempts = d.attempts + case when o.outcome = 'released' then 0 else 1 end,
-        state = case
-                    when o.outcome = 'delivered' then 'delivered'
-                    when o.outcome = 'failed' and d.created_at < now() - make_interval(secs => p_retry_for_seconds)
-                        then 'failed'
-                    else 'pending' end,
-        next_attempt_at = case
-                              when o.outcome = 'failed' then now() + make_interval(secs =>
-                                  least(p_retry_base_ms / 1000.0 * power(2, least(d.attempts, 20)), 3600)
-                                  * (0.5 + random()))
-                              else d.next_attempt_at end,
-        last_attempt_at = case when o.outcome = 'released' then d.last_attempt_at else now() end,
-        last_status = case when o.outcome = 'released' then d.last_status else o.status end,
-        last_error = case when o.outcome = 'released' then d.last_error else o.error end,
-        response_snippet = case when o.outcome = 'released' then d.response_snippet else o.snippet end,
-        latency_ms = case when o.outcome = 'released' then d.latency_ms else o.latency_ms end,
-        delivered_at = case when o.outcome = 'delivered' then now() else d.delivered_at end
-    from outcome o
-    where d.tenant_id = o.tenant_id and d.id = o.id and d.webhook_id = p_webhook_id;
+        from jsonb_array_elements(p_outcomes) o
+    loop
+        if v_outcome.outcome = 'released' then
+            update hark.webhook_deliveries set lease_until = null
+            where tenant_id = v_outcome.tenant_id and webhook_id = p_webhook_id and id = v_outcome.id;
+            continue;
+        end if;
+        update hark.webhook_deliveries d
+        set lease_until = null,
+            attempts = d.attempts + 1,
+            state = case
+                        when v_outcome.outcome = 'delivered' then 'delivered'
+                        when d.created_at < now() - make_interval(secs => p_retry_for_seconds) then 'failed'
+                        else 'pending' end,
+            next_attempt_at = case
+                                  when v_outcome.outcome = 'failed' then now() + make_interval(secs =>
+                                      least(p_retry_base_ms / 1000.0 * power(2, least(d.attempts, 20)), 3600)
+                                      * (0.5 + random()))
+                                  else d.next_attempt_at end,
+            last_attempt_at = now(),
+            last_status = v_outcome.status,
+            last_error = v_outcome.error,
+            response_snippet = v_outcome.snippet,
+            latency_ms = v_outcome.latency_ms,
+            delivered_at = case when v_outcome.outcome = 'delivered' then now() end
+        where d.tenant_id = v_outcome.tenant_id and d.webhook_id = p_webhook_id and d.id = v_outcome.id;
+    end loop;
 
     select bool_or(o ->> 'outcome' = 'delivered'), bool_or(o ->> 'outcome' = 'failed'),
            bool_or(o ->> 'outcome' = 'failed' and (o ->> 'status')::integer = 410)
     into v_delivered, v_failed, v_gone
     from jsonb_array_elements(p_outcomes) o;
 
-    select * into v_webhook from hark.webhooks where id = p_webhook_id for update;
+    select * into v_webhook from hark.webhooks
+    where tenant_id = (p_outcomes -> 0 ->> 'tenant_id')::uuid and id = p_webhook_id;
     if v_webhook.id is null then
         return;
     end if;
@@ -577,8 +610,8 @@ declare
 begin
     perform hark_api.enter_delivery();
     delete from hark.webhook_deliveries
-    where (tenant_id, id) in (
-        select tenant_id, id from hark.webhook_deliveries
+    where (tenant_id, webhook_id, id) in (
+        select tenant_id, webhook_id, id from hark.webhook_deliveries
         where state <> 'pending' and created_at < now() - make_interval(secs => p_keep_seconds)
         order by created_at
         limit p_batch);

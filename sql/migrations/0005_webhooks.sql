@@ -61,19 +61,18 @@ create table hark.webhook_deliveries (
     response_snippet text,
     latency_ms integer,
     delivered_at timestamptz,
-    primary key (tenant_id, id),
+    -- Also an endpoint's deliveries, newest first, and the replay of a period.
+    primary key (tenant_id, webhook_id, id),
     foreign key (tenant_id, webhook_id) references hark.webhooks (tenant_id, id) on delete cascade,
     constraint webhook_deliveries_state_valid check (state in ('pending', 'delivered', 'failed')),
     constraint webhook_deliveries_snippet_length check (octet_length(response_snippet) <= 1024),
     constraint webhook_deliveries_error_length check (octet_length(last_error) <= 1024)
 );
 
--- The queue: the head of each endpoint's and order key's chain is the first entry.
+-- The queue: one chain per endpoint and order key, whose head is its first entry.
+-- The write path maintains this and the primary key only.
 create index webhook_deliveries_pending_idx
     on hark.webhook_deliveries (webhook_id, order_key, id) where state = 'pending';
--- An endpoint's deliveries, newest first, and the replay of a period.
-create index webhook_deliveries_webhook_idx
-    on hark.webhook_deliveries (tenant_id, webhook_id, id);
 -- The sweep of finished deliveries past their keeping time.
 create index webhook_deliveries_finished_idx
     on hark.webhook_deliveries (created_at) where state <> 'pending';

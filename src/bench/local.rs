@@ -53,6 +53,8 @@ pub struct Local {
     instances: Vec<(Child, u16)>,
     /// Whether the instances keep their limits.
     limits: InstanceLimits,
+    /// Settings every instance gets beyond the limits.
+    settings: Vec<(&'static str, String)>,
 }
 
 /// A free TCP port on 127.0.0.1.
@@ -80,6 +82,7 @@ impl Local {
         server_url: &str,
         count: usize,
         limits: InstanceLimits,
+        settings: Vec<(&'static str, String)>,
     ) -> anyhow::Result<Self> {
         let admin_url = with_database(server_url, "postgres");
         let database = format!("hark_bench_{}", chrono::Utc::now().timestamp());
@@ -99,6 +102,7 @@ impl Local {
             secret: hex::encode(secret_bytes),
             instances: Vec::new(),
             limits,
+            settings,
         };
         for _ in 0..count {
             let (child, port) = local.spawn_instance().await?;
@@ -112,6 +116,15 @@ impl Local {
 
     /// Starts one more instance (not waited for).
     pub async fn spawn_instance(&self) -> anyhow::Result<(Child, u16)> {
+        self.spawn_instance_with(&[]).await
+    }
+
+    /// Starts one more instance with settings of its own over the others' (not
+    /// waited for).
+    pub async fn spawn_instance_with(
+        &self,
+        own: &[(&str, String)],
+    ) -> anyhow::Result<(Child, u16)> {
         let port = free_port()?;
         let mut command = Command::new(std::env::current_exe()?);
         command
@@ -129,6 +142,14 @@ impl Local {
             for (name, value) in LIFTED_LIMITS {
                 command.env(name, value);
             }
+        }
+        for (name, value) in self
+            .settings
+            .iter()
+            .map(|(name, value)| (*name, value))
+            .chain(own.iter().map(|(name, value)| (*name, value)))
+        {
+            command.env(name, value);
         }
         let child = command.spawn().context("could not start an instance")?;
         Ok((child, port))

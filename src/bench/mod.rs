@@ -37,8 +37,9 @@ pub enum Scenario {
     /// another tenant runs each known abuse; local instances with the default limits,
     /// `--duration` seconds per phase.
     Neighbours,
-    /// The chat scenario without webhook endpoints, with two, and without again;
-    /// then deliveries per second and event-to-delivery latency.
+    /// The chat scenario without webhook endpoints and with two (the outbox's cost to
+    /// the write path), the backlog's delivery, the chat scenario while delivering,
+    /// and event-to-delivery latency at a fixed rate; local instances.
     Webhooks,
 }
 
@@ -124,8 +125,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         local::InstanceLimits::Lifted
     };
+    // The webhooks scenario's instances deliver nothing: it starts a delivering
+    // instance of its own when it wants deliveries.
+    let settings = if args.scenario == Scenario::Webhooks {
+        vec![("HARK_WEBHOOK_CONCURRENCY", "0".to_owned())]
+    } else {
+        Vec::new()
+    };
     let local = if args.target.is_empty() {
-        Some(local::Local::start(&args.database_url, 2, limits).await?)
+        Some(local::Local::start(&args.database_url, 2, limits, settings).await?)
     } else {
         None
     };
@@ -165,7 +173,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             report.print(baseline.as_ref());
             Ok(())
         }
-        Scenario::Webhooks => webhooks::run(&targets, &args, args.shape()).await,
+        Scenario::Webhooks => match &local {
+            Some(local) => webhooks::run(local, &args, args.shape()).await,
+            None => Err(anyhow::anyhow!(
+                "webhooks starts its own instances, one of them delivering: run it without --target"
+            )),
+        },
         Scenario::Connections => memory::connections(&targets, local.as_ref(), &args).await,
         Scenario::ColdStart => match &local {
             Some(local) => memory::cold_start(local).await,
