@@ -289,7 +289,7 @@ pub struct Config {
     #[arg(long, env = "HARK_WEBHOOK_CONCURRENCY", default_value_t = 32)]
     pub webhook_concurrency: usize,
 
-    /// Runs of deliveries out at once per endpoint, over every instance.
+    /// Runs of deliveries (so requests) out at once per endpoint from one instance.
     #[arg(long, env = "HARK_WEBHOOK_ENDPOINT_CONCURRENCY", default_value_t = 16)]
     pub webhook_endpoint_concurrency: i32,
 

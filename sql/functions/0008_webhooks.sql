@@ -407,66 +407,94 @@ $$;
 -- Claims up to p_runs runs for this instance: a run is the next p_run_length pending
 -- deliveries of one endpoint and order key, from the oldest, when that one is due and
 -- nobody holds it. A run is leased for p_lease_seconds: another instance takes it
--- again only after that, so an instance that dies mid-delivery loses nothing. An
--- endpoint has at most p_endpoint_concurrency runs out at once, over every instance.
--- Answers [{webhook: {id, tenant_id, url, secrets}, deliveries: [{id, message_id,
--- payload, attempts}]}].
+-- again only after that, so an instance that dies mid-delivery loses nothing. Chains
+-- are visited round-robin from just past p_after ({webhook_id, order_key}, the last
+-- chain this instance claimed), so that every chain gets its turn; the walk stops once
+-- it has found p_runs. p_room says how many more runs the instance may take per
+-- endpoint ({webhook_id: n}; p_endpoint_concurrency for those absent).
+-- Answers {runs: [{webhook: {id, tenant_id, url, secrets}, deliveries: [{id,
+-- tenant_id, message_id, payload, attempts, created_at}]}], after: the last chain
+-- claimed, for the next claim's p_after}.
 create function hark_api.webhook_claim(
-    p_runs integer, p_run_length integer, p_lease_seconds integer, p_endpoint_concurrency integer)
+    p_runs integer, p_run_length integer, p_lease_seconds integer, p_endpoint_concurrency integer,
+    p_room jsonb, p_after jsonb)
 returns jsonb
 language plpgsql
 -- The queue's walks must go along its index whatever the statistics say: planned
 -- while the table was small (a plan is kept for the connection's life), they would
--- read and sort every waiting delivery once it is not.
+-- read and sort every waiting delivery once it is not. The plans' costs that these
+-- settings inflate would make PostgreSQL compile them (JIT), which takes longer than
+-- the claim itself.
 set enable_seqscan = off
 set enable_bitmapscan = off
+set enable_sort = off
 set enable_hashjoin = off
 set enable_mergejoin = off
+set jit = off
 as $$
 declare
-    v_tenants uuid[];
-    v_webhooks uuid[];
-    v_heads bigint[];
+    v_nil constant uuid := '00000000-0000-0000-0000-000000000000';
+    v_after_webhook uuid := coalesce((p_after ->> 'webhook_id')::uuid, v_nil);
+    v_after_key uuid := coalesce((p_after ->> 'order_key')::uuid, v_nil);
+    v_room jsonb := coalesce(p_room, '{}'::jsonb);
+    v_left integer;
+    v_head record;
+    v_lap integer;
+    v_start_webhook uuid;
+    v_start_key uuid;
+    v_tenants uuid[] := '{}';
+    v_webhooks uuid[] := '{}';
+    v_heads bigint[] := '{}';
+    v_last jsonb;
     v_runs jsonb;
 begin
     perform hark_api.enter_delivery();
-    -- The chains' heads are found by skipping through the queue's index from one
-    -- endpoint and order key to the next: in (webhook_id, order_key, id) order, the
-    -- first entry past a chain is the head of the next one. A claim thus costs an index
-    -- probe per chain, not a read of every delivery waiting in them.
-    with recursive heads as (
-        (select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
-         from hark.webhook_deliveries d
-         where d.state = 'pending'
-         order by d.webhook_id, d.order_key, d.id
-         limit 1)
-        union all
-        select next.*
-        from heads h
-        cross join lateral (
-            select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
-            from hark.webhook_deliveries d
-            where d.state = 'pending' and (d.webhook_id, d.order_key) > (h.webhook_id, h.order_key)
-            order by d.webhook_id, d.order_key, d.id
-            limit 1) next),
-    out_now as (
-        select webhook_id, count(*) filter (where lease_until > now()) as leased
-        from heads group by webhook_id),
-    ready as (
-        select h.*, row_number() over (partition by h.webhook_id order by h.next_attempt_at, h.id) as rank
-        from heads h
-        where h.next_attempt_at <= now() and (h.lease_until is null or h.lease_until <= now()))
-    select array_agg(r.tenant_id), array_agg(r.webhook_id), array_agg(r.id)
-    into v_tenants, v_webhooks, v_heads
-    from (select r.tenant_id, r.webhook_id, r.id
-          from ready r
-          join out_now o on o.webhook_id = r.webhook_id
-          join hark.webhooks w on w.tenant_id = r.tenant_id and w.id = r.webhook_id
-          where w.enabled and r.rank <= p_endpoint_concurrency - o.leased
-          order by r.next_attempt_at, r.id
-          limit p_runs) r;
-    if v_heads is null then
-        return '[]'::jsonb;
+    -- Two laps: from just past the last chain claimed to the end, then from the start.
+    for v_lap in 1..2 loop
+        -- The heads of the chains (one per endpoint and order key: its first pending
+        -- delivery) in (webhook_id, order_key) order from the lap's start, found by
+        -- skipping through the queue's index: in (webhook_id, order_key, id) order,
+        -- the first entry past a chain is the next chain's head. The loop reads them
+        -- lazily, so a claim costs an index probe per chain visited, however many
+        -- deliveries wait in them.
+        v_start_webhook := case when v_lap = 1 then v_after_webhook else v_nil end;
+        v_start_key := case when v_lap = 1 then v_after_key else v_nil end;
+        for v_head in
+            with recursive heads as (
+                (select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
+                 from hark.webhook_deliveries d
+                 where d.state = 'pending' and (d.webhook_id, d.order_key) > (v_start_webhook, v_start_key)
+                 order by d.webhook_id, d.order_key, d.id
+                 limit 1)
+                union all
+                select next.*
+                from heads h
+                cross join lateral (
+                    select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
+                    from hark.webhook_deliveries d
+                    where d.state = 'pending' and (d.webhook_id, d.order_key) > (h.webhook_id, h.order_key)
+                    order by d.webhook_id, d.order_key, d.id
+                    limit 1) next)
+            select * from heads
+        loop
+            exit when cardinality(v_heads) >= p_runs
+                   or (v_lap = 2 and (v_head.webhook_id, v_head.order_key) > (v_after_webhook, v_after_key));
+            continue when v_head.next_attempt_at > now() or v_head.lease_until > now();
+            v_left := coalesce((v_room ->> v_head.webhook_id::text)::integer, p_endpoint_concurrency);
+            continue when v_left <= 0;
+            continue when not exists (
+                select from hark.webhooks w
+                where w.tenant_id = v_head.tenant_id and w.id = v_head.webhook_id and w.enabled);
+            v_room := jsonb_set(v_room, array[v_head.webhook_id::text], to_jsonb(v_left - 1));
+            v_tenants := v_tenants || v_head.tenant_id;
+            v_webhooks := v_webhooks || v_head.webhook_id;
+            v_heads := v_heads || v_head.id;
+            v_last := jsonb_build_object('webhook_id', v_head.webhook_id, 'order_key', v_head.order_key);
+        end loop;
+        exit when cardinality(v_heads) >= p_runs or v_after_webhook = v_nil;
+    end loop;
+    if cardinality(v_heads) = 0 then
+        return jsonb_build_object('runs', '[]'::jsonb, 'after', p_after);
     end if;
     with locked as (
         select d.id, d.webhook_id, d.order_key
@@ -507,7 +535,7 @@ begin
                    order by l.id) as deliveries
           from leased l
           group by l.head, l.tenant_id, l.webhook_id) run;
-    return coalesce(v_runs, '[]'::jsonb);
+    return jsonb_build_object('runs', coalesce(v_runs, '[]'::jsonb), 'after', v_last);
 end
 $$;
 

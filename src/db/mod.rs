@@ -44,8 +44,9 @@ pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Regis
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
 pub use users::{NewBackendUser, Role, User, UserPage, UserPatch};
 pub use webhooks::{
-    ClaimedDelivery, ClaimedEndpoint, ClaimedRun, DeliveryOutcome, NewWebhook, OutcomeKind,
-    RetryPolicy, Webhook, WebhookBacklog, WebhookDelivery, WebhookDeliveryPage, WebhookReplay,
+    ChainKey, Claim, ClaimedDelivery, ClaimedEndpoint, ClaimedRun, DeliveryOutcome, NewWebhook,
+    OutcomeKind, RetryPolicy, Webhook, WebhookBacklog, WebhookDelivery, WebhookDeliveryPage,
+    WebhookReplay,
 };
 
 /// A failure to talk to the database.

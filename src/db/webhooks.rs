@@ -2,6 +2,8 @@
 //! endpoints a tenant's administrators manage, and the claims and settlements of the
 //! delivery workers.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
@@ -102,6 +104,24 @@ pub struct NewWebhook {
     pub event_types: Vec<String>,
     /// The signing secret (`whsec_…`).
     pub secret: String,
+}
+
+/// What a claim took.
+#[derive(Debug, Deserialize)]
+pub struct Claim {
+    /// The runs, each to be attempted in order.
+    pub runs: Vec<ClaimedRun>,
+    /// Where the next claim starts its round: the last chain this one took.
+    pub after: Option<ChainKey>,
+}
+
+/// A chain of the queue: the deliveries of one endpoint and order key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChainKey {
+    /// The endpoint.
+    pub webhook_id: Uuid,
+    /// The room, or the tenant.
+    pub order_key: Uuid,
 }
 
 /// A run of deliveries claimed by this instance: the next pending deliveries of one
@@ -412,18 +432,28 @@ impl Database {
     }
 
     /// Claims up to `runs` runs of at most `run_length` deliveries for this instance,
-    /// leased for `lease_seconds`, at most `endpoint_concurrency` runs per endpoint
-    /// over every instance.
+    /// leased for `lease_seconds`, visiting chains round-robin from just past `after`.
+    /// `room` says how many more runs the instance may take per endpoint (others:
+    /// `endpoint_concurrency`).
     pub async fn webhook_claim(
         &self,
         runs: i32,
         run_length: i32,
         lease_seconds: i32,
         endpoint_concurrency: i32,
-    ) -> Result<Vec<ClaimedRun>, DatabaseError> {
+        room: &HashMap<Uuid, i32>,
+        after: Option<&ChainKey>,
+    ) -> Result<Claim, DatabaseError> {
         self.call(
             "webhook_claim",
-            &[&runs, &run_length, &lease_seconds, &endpoint_concurrency],
+            &[
+                &runs,
+                &run_length,
+                &lease_seconds,
+                &endpoint_concurrency,
+                &Json(room),
+                &Json(after),
+            ],
         )
         .await
     }

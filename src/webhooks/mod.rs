@@ -16,13 +16,16 @@
 //! after the other in outbox order; a failing one holds its later ones back until it
 //! is delivered or given up. *One attempt at a time*: claims skip locked rows and
 //! leased runs, so a delivery is attempted by one instance at a time. *Bounded*: at
-//! most `HARK_WEBHOOK_ENDPOINT_CONCURRENCY` runs per endpoint over every instance,
-//! `HARK_WEBHOOK_CONCURRENCY` runs per instance, `HARK_WEBHOOK_TIMEOUT_MS` per
-//! attempt, 500 characters of an answer kept.
+//! most `HARK_WEBHOOK_ENDPOINT_CONCURRENCY` runs (so requests) per endpoint per
+//! instance, `HARK_WEBHOOK_CONCURRENCY` runs per instance, `HARK_WEBHOOK_TIMEOUT_MS`
+//! per attempt, 500 characters of an answer kept. *Fair*: each claim visits the
+//! queue's chains round-robin from where the instance's last claim stopped, and costs
+//! an index probe per chain visited, not a read of the backlog.
 
 mod signing;
 mod target;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +33,11 @@ use anyhow::Context as _;
 use chrono::Utc;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use uuid::Uuid;
 
-use crate::db::{ClaimedDelivery, ClaimedRun, Database, DeliveryOutcome, OutcomeKind, RetryPolicy};
+use crate::db::{
+    ChainKey, ClaimedDelivery, ClaimedRun, Database, DeliveryOutcome, OutcomeKind, RetryPolicy,
+};
 use crate::metrics::METRICS;
 
 pub use signing::generate_secret;
@@ -65,7 +71,7 @@ pub struct WebhookSettings {
     pub retry: RetryPolicy,
     /// Runs this instance attempts at once; 0: it delivers none.
     pub concurrency: usize,
-    /// Runs out at once per endpoint, over every instance.
+    /// Runs out at once per endpoint from this instance.
     pub endpoint_concurrency: i32,
     /// Deliveries per run.
     pub run_length: i32,
@@ -140,18 +146,30 @@ fn http_client(settings: &WebhookSettings) -> anyhow::Result<reqwest::Client> {
 }
 
 /// The worker's loop: claim as many runs as there is room for, attempt each in a task
-/// of its own, and claim again when one ends, when woken, or each second.
+/// of its own, and claim again when one ends, when woken, or each second. Chains are
+/// claimed round-robin (each claim starts past the last chain the previous one took),
+/// and each endpoint has at most `endpoint_concurrency` runs out from this instance.
 async fn work(worker: Worker, wake: Arc<Notify>) {
     let settings = worker.settings.clone();
     let lease_seconds = i32::try_from(settings.lease.as_secs()).unwrap_or(i32::MAX);
     let mut running = JoinSet::new();
+    let mut per_endpoint: HashMap<Uuid, i32> = HashMap::new();
+    let mut after: Option<ChainKey> = None;
     let mut last_sweep: Option<Instant> = None;
     let mut last_claim = Instant::now();
     loop {
+        // Every run that ended frees its place, not one per turn of the loop.
+        while let Some(ended) = running.try_join_next() {
+            release(&mut per_endpoint, ended);
+        }
         let free = settings.concurrency.saturating_sub(running.len());
         if free > 0 {
             last_claim = Instant::now();
             let wanted = i32::try_from(free).unwrap_or(i32::MAX);
+            let room: HashMap<Uuid, i32> = per_endpoint
+                .iter()
+                .map(|(webhook, out)| (*webhook, settings.endpoint_concurrency - out))
+                .collect();
             match worker
                 .db
                 .webhook_claim(
@@ -159,15 +177,19 @@ async fn work(worker: Worker, wake: Arc<Notify>) {
                     settings.run_length,
                     lease_seconds,
                     settings.endpoint_concurrency,
+                    &room,
+                    after.as_ref(),
                 )
                 .await
             {
-                Ok(runs) => {
-                    let claimed_all = runs.len() == free;
-                    for run in runs {
+                Ok(claim) => {
+                    let claimed_all = claim.runs.len() == free;
+                    after = claim.after.or(after);
+                    for run in claim.runs {
+                        *per_endpoint.entry(run.webhook.id).or_default() += 1;
                         running.spawn(deliver_run(worker.clone(), run));
                     }
-                    // More may be due: claim again once a run ends, not after a poll.
+                    // More may be due: claim again at once, not after a poll.
                     if claimed_all && running.len() < settings.concurrency {
                         continue;
                     }
@@ -187,9 +209,27 @@ async fn work(worker: Worker, wake: Arc<Notify>) {
             () = wake.notified() => {
                 tokio::time::sleep_until((last_claim + WAKE_PAUSE).into()).await;
             }
-            Some(_) = running.join_next(), if !running.is_empty() => {}
+            Some(ended) = running.join_next(), if !running.is_empty() => {
+                release(&mut per_endpoint, ended);
+            }
             () = tokio::time::sleep(POLL_EVERY) => {}
         }
+    }
+}
+
+/// Counts a run that ended out of its endpoint's runs. A run whose task failed (it
+/// cannot name its endpoint) is not counted out; its lease ends it anyway.
+fn release(per_endpoint: &mut HashMap<Uuid, i32>, ended: Result<Uuid, tokio::task::JoinError>) {
+    match ended {
+        Ok(webhook) => {
+            if let Some(out) = per_endpoint.get_mut(&webhook) {
+                *out -= 1;
+                if *out <= 0 {
+                    per_endpoint.remove(&webhook);
+                }
+            }
+        }
+        Err(error) => tracing::error!(%error, "a webhook delivery task failed"),
     }
 }
 
@@ -210,8 +250,8 @@ async fn sweep(db: &Database, keep_seconds: i32) {
 /// Attempts a run's deliveries in order, stopping at the first failure (its later
 /// deliveries wait behind it) or when the lease is nearly over, then records how each
 /// went. Should recording fail, the lease runs out and the run is attempted again:
-/// at least once, never lost.
-async fn deliver_run(worker: Worker, run: ClaimedRun) {
+/// at least once, never lost. Answers the run's endpoint.
+async fn deliver_run(worker: Worker, run: ClaimedRun) -> Uuid {
     let settings = &worker.settings;
     // A delivery is started only while it can end before the lease does.
     let last_start = Instant::now() + settings.lease.saturating_sub(settings.timeout * 2);
@@ -236,13 +276,14 @@ async fn deliver_run(worker: Worker, run: ClaimedRun) {
             .webhook_settle(run.webhook.id, &outcomes, settings.retry)
             .await
         {
-            Ok(()) => return,
+            Ok(()) => break,
             Err(error) => {
                 tracing::warn!(%error, attempt, webhook_id = %run.webhook.id, "could not record webhook deliveries");
                 tokio::time::sleep(RETRY_AFTER).await;
             }
         }
     }
+    run.webhook.id
 }
 
 /// One attempt: the signed POST, and what came of it.
