@@ -521,3 +521,61 @@ async fn an_instance_killed_mid_delivery_loses_nothing_and_another_delivers_it_u
     let unique: std::collections::HashSet<&String> = ids.iter().collect();
     assert_eq!(unique.len(), 10);
 }
+
+#[tokio::test]
+async fn a_delivery_failing_past_the_retry_period_is_given_up_and_the_rooms_later_ones_follow() {
+    let app = spawn_app_with(|config| config.webhook_retry_for_seconds = 1).await;
+    let receiver = Receiver::start().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let (webhook_id, _) =
+        create_webhook(&app, &owner.token, &receiver.url, &["message.created"]).await;
+    receiver.answer_always(500);
+    app.send(&bob.token, &room_id, "doomed").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    receiver.answer_always(204);
+    app.send(&bob.token, &room_id, "after it").await;
+    let accepted = receiver.wait_for_accepted(1, PATIENCE).await;
+    assert_eq!(accepted[0].body["data"]["data"]["body"], "after it");
+    let failed = app
+        .get(
+            &format!("/v1/webhooks/{webhook_id}/deliveries?state=failed"),
+            &owner.token,
+        )
+        .await
+        .expect(200);
+    println!("given up: {}", failed["items"][0]);
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        failed["items"][0]["payload"]["data"]["data"]["body"],
+        "doomed"
+    );
+    assert_eq!(failed["items"][0]["last_status"], 500);
+    assert!(failed["items"][0]["attempts"].as_i64().unwrap() >= 2);
+}
+
+#[tokio::test]
+async fn an_endpoint_failing_for_too_long_is_disabled_and_the_tenants_other_endpoints_hear_of_it() {
+    let app = spawn_app_with(|config| config.webhook_disable_after_seconds = 1).await;
+    let failing = Receiver::start().await;
+    failing.answer_always(500);
+    let watching = Receiver::start().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let (failing_id, _) =
+        create_webhook(&app, &owner.token, &failing.url, &["message.created"]).await;
+    let (_, secret) =
+        create_webhook(&app, &owner.token, &watching.url, &["webhook.disabled"]).await;
+    app.send(&bob.token, &room_id, "into the void").await;
+    let heard = watching.wait_for_accepted(1, PATIENCE).await;
+    println!("the other endpoint heard: {}", heard[0].body);
+    assert_eq!(heard[0].body["type"], "webhook.disabled");
+    assert_eq!(heard[0].body["data"]["webhook_id"], failing_id);
+    assert_eq!(heard[0].body["data"]["reason"], "failing");
+    assert!(heard[0].verifies_with(&secret));
+    let disabled = app
+        .get(&format!("/v1/webhooks/{failing_id}"), &owner.token)
+        .await
+        .expect(200);
+    assert_eq!(disabled["enabled"], false);
+    assert_eq!(disabled["disabled_reason"], "failing");
+    assert_eq!(disabled["backlog"], 1);
+}
