@@ -11,7 +11,7 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::auth::Principal;
-use crate::db::{Database, DatabaseError};
+use crate::db::{Database, DatabaseError, Param};
 
 /// A webhook endpoint as its administrators see it; the secret is shown once, at
 /// creation and at rotation.
@@ -242,20 +242,35 @@ impl From<&Principal> for Acting {
 }
 
 impl Database {
+    /// Calls a function that takes who acts first (tenant, user, session and API key
+    /// digest), then `rest`.
+    async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        function: &'static str,
+        principal: &Principal,
+        rest: &[&dyn Param],
+    ) -> Result<T, DatabaseError> {
+        let acting = Acting::from(principal);
+        let mut params: Vec<&dyn Param> = vec![
+            &acting.tenant_id,
+            &acting.user_id,
+            &acting.session_id,
+            &acting.key_hash,
+        ];
+        params.extend_from_slice(rest);
+        self.call(function, &params).await
+    }
+
     /// Stores a new endpoint.
     pub async fn webhook_create(
         &self,
         principal: &Principal,
         webhook: &NewWebhook,
     ) -> Result<Webhook, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
+        self.call_as(
             "webhook_create",
+            principal,
             &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
                 &webhook.webhook_id,
                 &webhook.url,
                 &webhook.description,
@@ -268,12 +283,7 @@ impl Database {
 
     /// The tenant's endpoints, newest first.
     pub async fn webhook_list(&self, principal: &Principal) -> Result<Vec<Webhook>, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
-            "webhook_list",
-            &[&a.tenant_id, &a.user_id, &a.session_id, &a.key_hash],
-        )
-        .await
+        self.call_as("webhook_list", principal, &[]).await
     }
 
     /// One endpoint.
@@ -282,18 +292,7 @@ impl Database {
         principal: &Principal,
         webhook_id: Uuid,
     ) -> Result<Webhook, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
-            "webhook_get",
-            &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
-                &webhook_id,
-            ],
-        )
-        .await
+        self.call_as("webhook_get", principal, &[&webhook_id]).await
     }
 
     /// Changes an endpoint: the patch holds the fields to change, already checked.
@@ -303,19 +302,8 @@ impl Database {
         webhook_id: Uuid,
         patch: &serde_json::Value,
     ) -> Result<Webhook, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
-            "webhook_update",
-            &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
-                &webhook_id,
-                patch,
-            ],
-        )
-        .await
+        self.call_as("webhook_update", principal, &[&webhook_id, patch])
+            .await
     }
 
     /// Deletes an endpoint and its deliveries.
@@ -324,18 +312,8 @@ impl Database {
         principal: &Principal,
         webhook_id: Uuid,
     ) -> Result<(), DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
-            "webhook_delete",
-            &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
-                &webhook_id,
-            ],
-        )
-        .await
+        self.call_as("webhook_delete", principal, &[&webhook_id])
+            .await
     }
 
     /// Replaces an endpoint's secret; the old one signs too for `grace_seconds`.
@@ -346,18 +324,10 @@ impl Database {
         secret: &str,
         grace_seconds: i32,
     ) -> Result<Webhook, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
+        self.call_as(
             "webhook_rotate_secret",
-            &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
-                &webhook_id,
-                &secret,
-                &grace_seconds,
-            ],
+            principal,
+            &[&webhook_id, &secret, &grace_seconds],
         )
         .await
     }
@@ -371,20 +341,10 @@ impl Database {
         limit: i32,
         state: Option<&str>,
     ) -> Result<WebhookDeliveryPage, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
+        self.call_as(
             "webhook_deliveries",
-            &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
-                &webhook_id,
-                &before,
-                &limit,
-                &state,
-                &self.max_page_bytes,
-            ],
+            principal,
+            &[&webhook_id, &before, &limit, &state, &self.max_page_bytes],
         )
         .await
     }
@@ -396,19 +356,8 @@ impl Database {
         webhook_id: Uuid,
         since: DateTime<Utc>,
     ) -> Result<WebhookReplay, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
-            "webhook_replay",
-            &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
-                &webhook_id,
-                &since,
-            ],
-        )
-        .await
+        self.call_as("webhook_replay", principal, &[&webhook_id, &since])
+            .await
     }
 
     /// Queues a `webhook.test` event for the endpoint.
@@ -417,18 +366,8 @@ impl Database {
         principal: &Principal,
         webhook_id: Uuid,
     ) -> Result<WebhookDelivery, DatabaseError> {
-        let a = Acting::from(principal);
-        self.call(
-            "webhook_test",
-            &[
-                &a.tenant_id,
-                &a.user_id,
-                &a.session_id,
-                &a.key_hash,
-                &webhook_id,
-            ],
-        )
-        .await
+        self.call_as("webhook_test", principal, &[&webhook_id])
+            .await
     }
 
     /// Claims up to `runs` runs of at most `run_length` deliveries for this instance,
