@@ -1,5 +1,6 @@
 //! What every request shares: the database, tokens, password hashing, real-time
-//! delivery, the message writer, the purge of deleted rooms, webhook delivery, limits and configuration. Below the routes
+//! delivery, the message writer, the purge of deleted rooms, limits and configuration
+//! (webhook delivery is started here and runs on its own). Below the routes
 //! (`api`), the WebSocket and event-stream edges and authentication, which all take
 //! it; it imports none of them.
 
@@ -28,8 +29,6 @@ pub struct AppState {
     pub writer: MessageWriter,
     /// Deletes deleted rooms' history in the background.
     pub purger: Purger,
-    /// Delivers webhooks from the outbox.
-    pub webhooks: Deliverer,
     /// Rate limits and connection counts.
     pub limits: Arc<Limits>,
     /// The configuration the instance started with.
@@ -58,6 +57,8 @@ impl AppState {
     pub fn new(db: Database, config: Config) -> anyhow::Result<Self> {
         let tokens = Arc::new(TokenIssuer::new(config.tokens()?)?);
         let passwords = PasswordHasher::new(config.passwords())?;
+        // The webhook worker runs on its own; the node wakes it on each notification
+        // that deliveries were queued.
         let webhooks = Deliverer::start(db.clone(), config.webhooks())?;
         let realtime = Node::start(
             db.without_statement_timeout(),
@@ -73,7 +74,6 @@ impl AppState {
             realtime,
             writer,
             purger,
-            webhooks,
             limits: Arc::new(Limits::from_config(&config)),
             config: Arc::new(config),
         })

@@ -583,8 +583,8 @@ begin
                         else 'pending' end,
             next_attempt_at = case
                                   when v_outcome.outcome = 'failed' then now() + make_interval(secs =>
-                                      least(p_retry_base_ms / 1000.0 * power(2, least(d.attempts, 20)), 3600)
-                                      * (0.5 + random()))
+                                      least(p_retry_base_ms / 1000.0 * power(2, least(d.attempts, 20))
+                                            * (0.5 + random()), 3600))
                                   else d.next_attempt_at end,
             last_attempt_at = now(),
             last_status = v_outcome.status,

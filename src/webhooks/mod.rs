@@ -109,11 +109,6 @@ impl Deliverer {
         Ok(Self { wake })
     }
 
-    /// Has the worker claim now: deliveries were queued, or an endpoint came back.
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
     /// The waker, for the real-time node to call on each `hark_webhooks` notification.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
