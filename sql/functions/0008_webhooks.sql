@@ -241,7 +241,7 @@ stable
 as $$
     select jsonb_build_object(
         'id', p_delivery.id,
-        'message_id', p_delivery.message_id,
+        'webhook_message_id', p_delivery.message_id,
         'event_type', p_delivery.event_type,
         'state', p_delivery.state,
         'attempts', p_delivery.attempts,

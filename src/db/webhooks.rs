@@ -47,8 +47,9 @@ pub struct Webhook {
 pub struct WebhookDelivery {
     /// The delivery's id: the cursor of the list.
     pub id: i64,
-    /// The `webhook-id` header, the same for every attempt and replay.
-    pub message_id: String,
+    /// The `webhook-id` header (Standard Webhooks' message id), the same for every
+    /// attempt and replay. Named apart from a chat message's id.
+    pub webhook_message_id: String,
     /// The event's type.
     pub event_type: String,
     /// `pending`, `delivered` or `failed` (given up).

@@ -167,7 +167,7 @@ async fn a_receiver_that_fails_its_first_attempts_gets_every_delivery_under_the_
     assert_eq!(items.len(), 5);
     assert!(items.iter().all(|item| item["state"] == "delivered"));
     assert_eq!(items[4]["attempts"], 4);
-    assert_eq!(items[4]["message_id"], first_id);
+    assert_eq!(items[4]["webhook_message_id"], first_id);
     assert_eq!(items[4]["last_status"], 204);
     assert!(items[4]["latency_ms"].is_number());
     assert_eq!(items[0]["attempts"], 1);
@@ -342,7 +342,7 @@ async fn a_test_event_reaches_the_endpoint_whatever_its_event_types() {
         .expect(202);
     let accepted = receiver.wait_for_accepted(1, PATIENCE).await;
     assert_eq!(accepted[0].body["type"], "webhook.test");
-    assert_eq!(accepted[0].id(), queued["message_id"]);
+    assert_eq!(accepted[0].id(), queued["webhook_message_id"]);
     assert!(accepted[0].verifies_with(&secret));
 }
 
