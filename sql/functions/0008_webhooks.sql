@@ -29,6 +29,7 @@ as $$
         'reaction.added', 'reaction.removed',
         'member.joined', 'member.left', 'member.role_changed',
         'room.created', 'room.updated', 'room.archived', 'room.deleted',
+        'user.created', 'user.updated', 'user.deleted', 'tenant.updated',
         'webhook.disabled', 'webhook.test']
 $$;
 
@@ -375,6 +376,21 @@ returns boolean
 language sql
 stable
 as $$ select exists (select from hark.webhooks where tenant_id = p_tenant_id and enabled) $$;
+
+-- Queues an event of the tenant outside rooms (users, the tenant's settings) for the
+-- endpoints, in order with the tenant's other such events.
+create function hark_api.webhook_tenant_event(p_tenant_id uuid, p_type text, p_data jsonb)
+returns void
+language plpgsql
+as $$
+begin
+    if hark_api.webhooks_enabled(p_tenant_id) then
+        perform hark_api.webhook_enqueue(p_tenant_id, p_tenant_id, jsonb_build_array(jsonb_build_object(
+            'type', p_type, 'timestamp', now(),
+            'data', jsonb_build_object('tenant_id', p_tenant_id) || p_data)));
+    end if;
+end
+$$;
 
 -- Queues room events as written to the log (event_json's shape) for the endpoints.
 create function hark_api.webhook_enqueue_room_events(p_tenant_id uuid, p_room_id uuid, p_events jsonb)

@@ -92,6 +92,22 @@ pub enum WebhookEventType {
     #[oai(rename = "room.deleted")]
     #[serde(rename = "room.deleted")]
     RoomDeleted,
+    /// A user was created (registration or the backend).
+    #[oai(rename = "user.created")]
+    #[serde(rename = "user.created")]
+    UserCreated,
+    /// A user's profile or role changed.
+    #[oai(rename = "user.updated")]
+    #[serde(rename = "user.updated")]
+    UserUpdated,
+    /// A user was deleted.
+    #[oai(rename = "user.deleted")]
+    #[serde(rename = "user.deleted")]
+    UserDeleted,
+    /// The tenant's settings changed.
+    #[oai(rename = "tenant.updated")]
+    #[serde(rename = "tenant.updated")]
+    TenantUpdated,
     /// One of the tenant's endpoints was disabled after failing for too long.
     #[oai(rename = "webhook.disabled")]
     #[serde(rename = "webhook.disabled")]

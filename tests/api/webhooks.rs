@@ -598,3 +598,63 @@ async fn an_endpoint_failing_for_too_long_is_disabled_and_the_tenants_other_endp
     assert_eq!(disabled["disabled_reason"], "failing");
     assert_eq!(disabled["backlog"], 1);
 }
+
+#[tokio::test]
+async fn users_and_the_tenants_settings_are_heard_in_the_order_they_changed() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let tenant = app.create_tenant("acme").await;
+    let owner = &tenant.owner;
+    let (_, secret) = create_webhook(
+        &app,
+        &owner.token,
+        &receiver.url,
+        &[
+            "user.created",
+            "user.updated",
+            "user.deleted",
+            "tenant.updated",
+        ],
+    )
+    .await;
+    let bob = app.register("acme", "bob").await;
+    app.patch(
+        &format!("/v1/users/{}", bob.user_id),
+        &owner.token,
+        json!({"display_name": "Robert"}),
+    )
+    .await
+    .expect(200);
+    app.patch("/v1/tenant", &owner.token, json!({"name": "Acme Inc."}))
+        .await
+        .expect(200);
+    app.delete(&format!("/v1/users/{}", bob.user_id), &owner.token)
+        .await
+        .expect(204);
+
+    let heard = receiver.wait_for_accepted(4, PATIENCE).await;
+    let types: Vec<&str> = heard
+        .iter()
+        .map(|d| d.body["type"].as_str().unwrap())
+        .collect();
+    println!("heard: {types:?}");
+    assert_eq!(
+        types,
+        [
+            "user.created",
+            "user.updated",
+            "tenant.updated",
+            "user.deleted"
+        ]
+    );
+    assert!(heard.iter().all(|d| d.verifies_with(&secret)));
+    assert!(
+        heard
+            .iter()
+            .all(|d| d.body["data"]["tenant_id"] == owner.tenant_id)
+    );
+    assert_eq!(heard[0].body["data"]["user"]["username"], "bob");
+    assert_eq!(heard[1].body["data"]["user"]["display_name"], "Robert");
+    assert_eq!(heard[2].body["data"]["tenant"]["name"], "Acme Inc.");
+    assert_eq!(heard[3].body["data"]["user_id"], bob.user_id);
+}
