@@ -76,7 +76,7 @@ begin
         updated_at = now()
     where t.id = p_tenant_id
     returning * into v_tenant;
-    perform hark_api.webhook_tenant_event(p_tenant_id, 'tenant.updated',
+    perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'tenant.updated',
         jsonb_build_object('tenant', hark_api.tenant_json(v_tenant), 'actor_id', p_user_id));
     return hark_api.tenant_json(v_tenant);
 end
@@ -165,7 +165,7 @@ begin
     perform set_config('hark.user_id', p_user_id::text, true);
     insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
     values (v_tenant_id, p_user_id, p_username, p_email, p_display_name, 'member', p_password_hash);
-    perform hark_api.webhook_tenant_event(v_tenant_id, 'user.created', jsonb_build_object(
+    perform hark_api.webhook_event(v_tenant_id, v_tenant_id, 'user.created', jsonb_build_object(
         'user', (select hark_api.user_json(u, true) from hark.users u
                  where u.tenant_id = v_tenant_id and u.id = p_user_id)));
     return jsonb_build_object(
@@ -361,7 +361,7 @@ begin
     insert into hark.users (tenant_id, id, username, email, display_name, external_id, role)
     values (p_tenant_id, p_user_id, p_username, p_email, p_display_name, p_external_id, p_role)
     returning * into v_user;
-    perform hark_api.webhook_tenant_event(p_tenant_id, 'user.created',
+    perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.created',
         jsonb_build_object('user', hark_api.user_json(v_user, true)));
     return hark_api.user_json(v_user, true);
 end

@@ -149,7 +149,7 @@ begin
         updated_at = now()
     where u.id = p_target_id
     returning * into v_target;
-    perform hark_api.webhook_tenant_event(p_tenant_id, 'user.updated',
+    perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.updated',
         jsonb_build_object('user', hark_api.user_json(v_target, true), 'actor_id', p_user_id));
     return hark_api.user_json(v_target, true);
 end
@@ -188,7 +188,7 @@ begin
     where id = p_target_id;
     update hark.sessions set revoked_at = now() where user_id = p_target_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, p_target_id, null);
-    perform hark_api.webhook_tenant_event(p_tenant_id, 'user.deleted',
+    perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.deleted',
         jsonb_build_object('user_id', p_target_id, 'actor_id', p_user_id));
 end
 $$;

@@ -511,12 +511,8 @@ begin
     update hark.rooms set deleted_at = now(), invite_code = null, direct_key = null
     where tenant_id = p_tenant_id and id = p_room_id;
     perform set_config('hark.purging', '', true);
-    if hark_api.webhooks_enabled(p_tenant_id) then
-        perform hark_api.webhook_enqueue(p_tenant_id, p_room_id, jsonb_build_array(jsonb_build_object(
-            'type', 'room.deleted', 'timestamp', now(), 'data', jsonb_build_object(
-                'tenant_id', p_tenant_id, 'room_id', p_room_id, 'actor_id', p_user_id,
-                'last_seq', v_room.last_seq))));
-    end if;
+    perform hark_api.webhook_event(p_tenant_id, p_room_id, 'room.deleted', jsonb_build_object(
+        'room_id', p_room_id, 'actor_id', p_user_id, 'last_seq', v_room.last_seq));
 end
 $$;
 

@@ -17,8 +17,9 @@ begin
 end
 $$;
 
--- The event types an endpoint may ask for. Room events are the log's types; the
--- others are written by the functions that cause them.
+-- The event types an endpoint may ask for. Room events are the log's types (a room's
+-- creation is its first member.joined); the others are written by the functions that
+-- cause them.
 create function hark_api.webhook_event_types()
 returns text[]
 language sql
@@ -28,7 +29,7 @@ as $$
         'message.created', 'message.edited', 'message.deleted',
         'reaction.added', 'reaction.removed',
         'member.joined', 'member.left', 'member.role_changed',
-        'room.created', 'room.updated', 'room.archived', 'room.deleted',
+        'room.updated', 'room.archived', 'room.deleted',
         'user.created', 'user.updated', 'user.deleted', 'tenant.updated',
         'webhook.disabled', 'webhook.test']
 $$;
@@ -377,15 +378,17 @@ language sql
 stable
 as $$ select exists (select from hark.webhooks where tenant_id = p_tenant_id and enabled) $$;
 
--- Queues an event of the tenant outside rooms (users, the tenant's settings) for the
--- endpoints, in order with the tenant's other such events.
-create function hark_api.webhook_tenant_event(p_tenant_id uuid, p_type text, p_data jsonb)
+-- Queues one event that is not in a room's log (a room's deletion, users, the
+-- tenant's settings, endpoints) for the endpoints: {type, timestamp: now, data:
+-- {tenant_id} and p_data}, in order with the other events of p_order_key (the room,
+-- or the tenant).
+create function hark_api.webhook_event(p_tenant_id uuid, p_order_key uuid, p_type text, p_data jsonb)
 returns void
 language plpgsql
 as $$
 begin
     if hark_api.webhooks_enabled(p_tenant_id) then
-        perform hark_api.webhook_enqueue(p_tenant_id, p_tenant_id, jsonb_build_array(jsonb_build_object(
+        perform hark_api.webhook_enqueue(p_tenant_id, p_order_key, jsonb_build_array(jsonb_build_object(
             'type', p_type, 'timestamp', now(),
             'data', jsonb_build_object('tenant_id', p_tenant_id) || p_data)));
     end if;
@@ -631,10 +634,9 @@ begin
         if v_webhook.enabled and v_webhook.failing_since < now() - make_interval(secs => p_disable_after_seconds) then
             update hark.webhooks set enabled = false, disabled_reason = 'failing', updated_at = now()
             where tenant_id = v_webhook.tenant_id and id = p_webhook_id;
-            perform hark_api.webhook_enqueue(v_webhook.tenant_id, v_webhook.tenant_id, jsonb_build_array(
-                jsonb_build_object('type', 'webhook.disabled', 'timestamp', now(), 'data', jsonb_build_object(
-                    'tenant_id', v_webhook.tenant_id, 'webhook_id', v_webhook.id, 'url', v_webhook.url,
-                    'reason', 'failing', 'failing_since', v_webhook.failing_since))));
+            perform hark_api.webhook_event(v_webhook.tenant_id, v_webhook.tenant_id, 'webhook.disabled',
+                jsonb_build_object('webhook_id', v_webhook.id, 'url', v_webhook.url,
+                                   'reason', 'failing', 'failing_since', v_webhook.failing_since));
         end if;
     elsif v_delivered and v_webhook.failing_since is not null then
         update hark.webhooks set failing_since = null

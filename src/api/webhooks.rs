@@ -64,7 +64,7 @@ pub enum WebhookEventType {
     #[oai(rename = "reaction.removed")]
     #[serde(rename = "reaction.removed")]
     ReactionRemoved,
-    /// Someone joined a room or was added.
+    /// Someone joined a room or was added (a room's creation is its owner's).
     #[oai(rename = "member.joined")]
     #[serde(rename = "member.joined")]
     MemberJoined,
@@ -76,10 +76,6 @@ pub enum WebhookEventType {
     #[oai(rename = "member.role_changed")]
     #[serde(rename = "member.role_changed")]
     MemberRoleChanged,
-    /// A room was created.
-    #[oai(rename = "room.created")]
-    #[serde(rename = "room.created")]
-    RoomCreated,
     /// A room's settings changed.
     #[oai(rename = "room.updated")]
     #[serde(rename = "room.updated")]

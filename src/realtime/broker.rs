@@ -1,6 +1,6 @@
 //! The broker: how events arrive. The instance's one LISTEN connection is a dedicated
 //! session (never a pooled one), LISTENing on the channels of rooms with local
-//! subscribers and on the presence and revocation channels; each notification is
+//! subscribers and on the presence, revocation and webhook channels; each notification is
 //! decoded here into one typed [`Notice`]. When the connection drops, it reconnects
 //! with backoff, LISTENs again, and says so ([`Notice::Reconnected`]), so that every
 //! subscribed room's log is read from where delivery stopped.

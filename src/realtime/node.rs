@@ -2,7 +2,8 @@
 //! arrive), the hub (who is subscribed, and the fan-out) and presence, keeps the
 //! registry of open streams, and runs the dispatcher, which hands each decoded
 //! notification to the hub without ever waiting for the database (reads of the log
-//! run in the hub's per-room tasks).
+//! run in the hub's per-room tasks), and wakes the webhook worker when deliveries
+//! were queued.
 
 use std::{
     sync::{

@@ -658,3 +658,34 @@ async fn users_and_the_tenants_settings_are_heard_in_the_order_they_changed() {
     assert_eq!(heard[2].body["data"]["tenant"]["name"], "Acme Inc.");
     assert_eq!(heard[3].body["data"]["user_id"], bob.user_id);
 }
+
+#[tokio::test]
+async fn a_rooms_deletion_is_heard_after_its_last_event() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let tenant = app.create_tenant("acme").await;
+    let owner = &tenant.owner;
+    let (_, secret) = create_webhook(
+        &app,
+        &owner.token,
+        &receiver.url,
+        &["member.joined", "room.deleted"],
+    )
+    .await;
+    let room_id = id_of(&app.create_room(&owner.token, "doomed", "private").await);
+    app.delete(&format!("/v1/rooms/{room_id}"), &owner.token)
+        .await
+        .expect(204);
+    let heard = receiver.wait_for_accepted(2, PATIENCE).await;
+    println!(
+        "heard: {:?}",
+        heard.iter().map(|d| &d.body).collect::<Vec<_>>()
+    );
+    assert_eq!(heard[0].body["type"], "member.joined");
+    assert_eq!(heard[0].body["data"]["room_id"], room_id);
+    assert_eq!(heard[1].body["type"], "room.deleted");
+    assert_eq!(heard[1].body["data"]["room_id"], room_id);
+    assert_eq!(heard[1].body["data"]["actor_id"], owner.user_id);
+    assert!(heard[1].body["data"]["last_seq"].as_i64().unwrap() >= 1);
+    assert!(heard.iter().all(|d| d.verifies_with(&secret)));
+}
