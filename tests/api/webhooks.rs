@@ -373,13 +373,27 @@ async fn urls_that_are_not_https_or_name_a_private_address_are_refused_unless_al
         assert_eq!(refused["field"], "url");
     }
     assert_eq!(app.count_rows("webhooks").await, before);
-    app.post(
-        "/v1/webhooks",
-        Some(&tenant.owner.token),
-        json!({"url": "https://hooks.example.com/x", "event_types": ["*"]}),
+    let created = app
+        .post(
+            "/v1/webhooks",
+            Some(&tenant.owner.token),
+            json!({"url": "https://hooks.example.com/x", "event_types": ["*"]}),
+        )
+        .await
+        .expect(201);
+    // A change of URL is held to the same rule, and a refused one changes nothing.
+    let path = format!("/v1/webhooks/{}", id_of(&created["webhook"]));
+    app.patch(
+        &path,
+        &tenant.owner.token,
+        json!({"url": "https://10.0.0.8/x"}),
     )
     .await
-    .expect(201);
+    .expect_error(422, "invalid_url");
+    assert_eq!(
+        app.get(&path, &tenant.owner.token).await.expect(200)["url"],
+        "https://hooks.example.com/x"
+    );
 }
 
 #[tokio::test]
