@@ -57,15 +57,20 @@ as $$ select nullif(current_setting('hark.user_id', true), '')::uuid $$;
 -- Enters the context of a verified access token and checks what a signature cannot:
 -- that its session is still open, its user not deleted and its tenant not deleted.
 -- Returns the user's role as it is now (it may have changed since the token was issued).
+-- A session of kind 'acting' is an API key acting as the user (hark_api.key_acting_session):
+-- the key must still be live, its creator still an owner or admin, and the user's role
+-- not above the creator's, checked here so that every path through a session obeys it.
 create function hark_api.enter_session(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
 returns text
 language plpgsql
 as $$
 declare
     v_role text;
+    v_key_id uuid;
+    v_key_role text;
 begin
     perform hark_api.enter(p_tenant_id, p_user_id);
-    select u.role into v_role
+    select u.role, s.api_key_id into v_role, v_key_id
     from hark.sessions s
     join hark.users u on u.tenant_id = s.tenant_id and u.id = s.user_id
     join hark.tenants t on t.id = s.tenant_id
@@ -78,6 +83,37 @@ begin
     if v_role is null then
         perform hark_api.fail(401, 'token_revoked', 'The token has been revoked, or its user or tenant no longer exists');
     end if;
+    if v_key_id is not null then
+        v_key_role := hark_api.enter_key_role(p_tenant_id, v_key_id);
+        if hark_api.role_rank(v_role) > hark_api.role_rank(v_key_role) then
+            perform hark_api.fail(403, 'role_above_key',
+                'This API key was created by an admin: it cannot act for owners');
+        end if;
+    end if;
+    return v_role;
+end
+$$;
+
+-- The role a key acts with: its creator's current one, if the key is live and its
+-- creator still an owner or admin (401 otherwise); kept transaction-locally in
+-- hark.key_role for the checks that follow.
+create function hark_api.enter_key_role(p_tenant_id uuid, p_key_id uuid)
+returns text
+language plpgsql
+as $$
+declare
+    v_role text;
+begin
+    select c.role into v_role
+    from hark.api_keys k
+    join hark.users c on c.tenant_id = k.tenant_id and c.id = k.created_by
+    where k.tenant_id = p_tenant_id and k.id = p_key_id and k.revoked_at is null
+      and c.deleted_at is null and c.role in ('owner', 'admin');
+    if v_role is null then
+        perform hark_api.fail(401, 'invalid_api_key',
+            'The API key is unknown or revoked, or its creator is no longer an owner or admin');
+    end if;
+    perform set_config('hark.key_role', v_role, true);
     return v_role;
 end
 $$;
@@ -93,26 +129,33 @@ language plpgsql
 as $$
 declare
     v_key_id uuid;
-    v_role text;
 begin
     perform hark_api.enter(p_tenant_id, null);
-    select k.id, u.role into v_key_id, v_role
+    select k.id into v_key_id
     from hark.api_keys k
     join hark.tenants t on t.id = k.tenant_id
-    join hark.users u on u.tenant_id = k.tenant_id and u.id = k.created_by
-    where k.tenant_id = p_tenant_id and k.secret_hash = p_secret_hash
-      and k.revoked_at is null and t.deleted_at is null
-      and u.deleted_at is null and u.role in ('owner', 'admin');
-    if v_key_id is null then
-        perform hark_api.fail(401, 'invalid_api_key',
-            'The API key is unknown or revoked, or its creator is no longer an owner or admin');
-    end if;
-    perform set_config('hark.key_role', v_role, true);
+    where k.tenant_id = p_tenant_id and k.secret_hash = p_secret_hash and t.deleted_at is null;
+    perform hark_api.enter_key_role(p_tenant_id, v_key_id);
     -- Recording every use would turn each read into a write; a minute's precision is enough.
     update hark.api_keys
     set last_used_at = now()
     where id = v_key_id and (last_used_at is null or last_used_at < now() - interval '1 minute');
     return v_key_id;
+end
+$$;
+
+-- Enters the context of a tenant's administrator: a user's session whose current role
+-- is owner or admin, or an API key (p_key_hash set), which acts as its creator's role.
+create function hark_api.enter_admin(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
+returns void
+language plpgsql
+as $$
+begin
+    if p_key_hash is not null then
+        perform hark_api.enter_api_key(p_tenant_id, p_key_hash);
+    else
+        perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
+    end if;
 end
 $$;
 
@@ -206,8 +249,21 @@ as $$
         'role', p_user.role,
         'external_id', case when p_show_private then p_user.external_id end,
         'metadata', case when p_show_private then p_user.metadata end,
+        'deactivated_at', p_user.deactivated_at,
         'created_at', p_user.created_at,
         'updated_at', p_user.updated_at)
+$$;
+
+-- A deactivated user cannot log in, be minted a session or be acted for (403).
+create function hark_api.require_active(p_user hark.users)
+returns void
+language plpgsql
+as $$
+begin
+    if p_user.deactivated_at is not null then
+        perform hark_api.fail(403, 'user_deactivated', 'This user is deactivated');
+    end if;
+end
 $$;
 
 create function hark_api.tenant_json(p_tenant hark.tenants)

@@ -14,6 +14,7 @@ begin
     if v_user.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
+    perform hark_api.require_active(v_user);
     insert into hark.sessions (tenant_id, id, user_id, kind, refresh_hash, expires_at)
     values (hark_api.current_tenant_id(), p_session_id, p_user_id, p_kind, p_refresh_hash, p_expires_at);
     return hark_api.user_json(v_user, true);

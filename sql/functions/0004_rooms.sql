@@ -296,22 +296,35 @@ begin
 end
 $$;
 
--- Creates a group room with the caller as its owner.
+-- Creates a group room with the caller as its owner and, optionally, other users of
+-- the tenant as members (at most 100, each joining with its own member.joined).
 create function hark_api.room_create(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
-    p_room_id uuid, p_name text, p_topic text, p_visibility text)
+    p_room_id uuid, p_name text, p_topic text, p_visibility text, p_member_ids uuid[])
 returns jsonb
 language plpgsql
 as $$
 declare
     v_room hark.rooms;
+    v_member_id uuid;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.validate_room_fields(p_name, p_topic, p_visibility);
+    if cardinality(p_member_ids) > 100 then
+        perform hark_api.fail(422, 'too_many_members', 'A room is created with at most 100 other members', 'member_ids');
+    end if;
     insert into hark.rooms (tenant_id, id, kind, name, topic, visibility, created_by)
     values (p_tenant_id, p_room_id, 'group', p_name, p_topic, p_visibility, p_user_id);
     perform hark_api.draw_invite_code(p_room_id);
     perform hark_api.add_member(p_room_id, p_user_id, 'owner');
+    for v_member_id in
+        select distinct m from unnest(coalesce(p_member_ids, '{}')) m where m <> p_user_id order by m
+    loop
+        if not exists (select from hark.users where id = v_member_id and deleted_at is null) then
+            perform hark_api.fail(404, 'user_not_found', 'No user has the id ' || v_member_id, 'member_ids');
+        end if;
+        perform hark_api.add_member(p_room_id, v_member_id, 'member');
+    end loop;
     select * into v_room from hark.rooms where id = p_room_id;
     return hark_api.room_json(v_room);
 end

@@ -220,9 +220,7 @@ language plpgsql
 as $$
 declare
     v_room hark.rooms;
-    v_message hark.messages;
     v_existing jsonb;
-    v_json jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id, p_wait);
@@ -232,13 +230,30 @@ begin
     if v_existing is not null then
         return jsonb_build_object('created', false, 'message', v_existing);
     end if;
+    return hark_api.message_write(v_room, p_message_id, p_user_id, p_kind, p_body, p_attachment,
+                                  p_reply_to_id, p_client_id, p_traceparent);
+end
+$$;
+
+-- Writes one checked message under its room's lock (p_room as locked) and appends its
+-- event; answers the send's result. A null sender is a system message of the backend.
+create function hark_api.message_write(
+    p_room hark.rooms, p_message_id uuid, p_user_id uuid, p_kind text, p_body text, p_attachment jsonb,
+    p_reply_to_id uuid, p_client_id text, p_traceparent text)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_message hark.messages;
+    v_json jsonb;
+begin
     insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id, client_id)
-    values (p_tenant_id, p_message_id, p_room_id, v_room.last_seq + 1, p_user_id, p_kind, coalesce(p_body, ''),
+    values (p_room.tenant_id, p_message_id, p_room.id, p_room.last_seq + 1, p_user_id, p_kind, coalesce(p_body, ''),
             p_attachment, p_reply_to_id, p_client_id)
     returning * into v_message;
     -- A new message has no reactions: its shape is built once, for the event and the answer.
     v_json := hark_api.message_json_with(v_message, '[]'::jsonb);
-    if hark_api.append_events(p_room_id, jsonb_build_array(jsonb_build_object(
+    if hark_api.append_events(p_room.id, jsonb_build_array(jsonb_build_object(
            'type', 'message.created', 'data', v_json)), p_traceparent) <> v_message.seq then
         raise exception 'seq mismatch: message % got seq % but not its event', v_message.id, v_message.seq;
     end if;

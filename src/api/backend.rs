@@ -2,13 +2,18 @@
 //! that already have users create them here and mint their tokens.
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json, types::Example};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::Example,
+};
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::api::security::ApiKeyAuth;
+use crate::api::security::{AdminAuth, ApiKeyAuth};
 use crate::auth::{AuthSession, PendingSession};
-use crate::db::{NewBackendUser, Role, User};
+use crate::db::{Message, NewBackendUser, Role, RoomKind, TenantRoomFilter, TenantRoomPage, User};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -86,6 +91,34 @@ pub enum BackendSessionsRevoked {
     #[oai(status = 204)]
     Revoked,
 }
+
+/// A system message from the tenant's backend.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct SystemMessageRequest {
+    /// The text, as long as a message may be (`HARK_MAX_MESSAGE_BYTES`).
+    #[oai(validator(min_length = 1))]
+    pub body: String,
+}
+
+impl Example for SystemMessageRequest {
+    fn example() -> Self {
+        Self {
+            body: "Your order #4711 has shipped".to_owned(),
+        }
+    }
+}
+
+/// The answer to a system message.
+#[derive(ApiResponse)]
+pub enum SystemMessageSent {
+    /// The message is in the room's log, with no sender.
+    #[oai(status = 201)]
+    Created(Json<Message>),
+}
+
+/// The page size of the tenant's rooms when none is asked for.
+const DEFAULT_ROOM_PAGE_SIZE: i32 = 50;
 
 /// Backend operations.
 #[derive(Default)]
@@ -173,5 +206,83 @@ impl BackendApi {
             .backend_sessions_revoke(auth.0.tenant_id, &auth.0.hash(), user_id.0)
             .await?;
         Ok(BackendSessionsRevoked::Revoked)
+    }
+
+    /// Send a system message (API key)
+    ///
+    /// A message of kind `system` with no sender (`sender` is null), by the same rules,
+    /// log and events as every send: the room must exist and not be archived. To send
+    /// as a user, present the key as a bearer token with `X-Hark-User` on
+    /// `POST /v1/rooms/{room_id}/messages`.
+    #[oai(
+        path = "/v1/backend/rooms/:room_id/messages",
+        method = "post",
+        operation_id = "backendSendSystemMessage"
+    )]
+    async fn send_system_message(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        /// The room's id.
+        room_id: Path<Uuid>,
+        body: Json<SystemMessageRequest>,
+    ) -> Result<SystemMessageSent, ApiError> {
+        let sent = state
+            .db
+            .system_message_send(
+                &auth.0,
+                room_id.0,
+                Uuid::now_v7(),
+                &body.0.body,
+                state.config.max_message_bytes,
+                crate::telemetry::current_traceparent().as_deref(),
+            )
+            .await?;
+        Ok(SystemMessageSent::Created(Json(sent.message)))
+    }
+
+    /// List every room of the tenant (owners, admins, API key)
+    ///
+    /// In order of creation, public, private and direct rooms alike, with filters.
+    #[oai(
+        path = "/v1/backend/rooms",
+        method = "get",
+        operation_id = "backendListRooms"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_rooms(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// Only rooms of this kind.
+        kind: Query<Option<RoomKind>>,
+        /// Only archived rooms (`true`) or only rooms not archived (`false`).
+        archived: Query<Option<bool>>,
+        /// Only rooms this user is a member of.
+        member_id: Query<Option<Uuid>>,
+        /// Only rooms whose name contains this text, case-insensitively (at most 100
+        /// characters).
+        q: Query<Option<String>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<Uuid>>,
+        /// 1 to 200 rooms (50 when absent).
+        limit: Query<Option<i32>>,
+    ) -> Result<Json<TenantRoomPage>, ApiError> {
+        let filter = TenantRoomFilter {
+            kind: kind.0,
+            archived: archived.0,
+            member_id: member_id.0,
+            query: q.0,
+        };
+        let page = state
+            .db
+            .room_list_all(
+                &auth.principal(),
+                &filter,
+                cursor.0,
+                limit.0.unwrap_or(DEFAULT_ROOM_PAGE_SIZE),
+            )
+            .await?;
+        Ok(Json(page))
     }
 }

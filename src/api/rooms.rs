@@ -31,6 +31,10 @@ pub struct CreateRoomRequest {
     pub topic: Option<String>,
     /// `private` (the default) or `public`.
     pub visibility: Option<Visibility>,
+    /// Other users of the tenant who join as members at once (at most 100); each
+    /// joins with its own `member.joined` event.
+    #[oai(validator(max_items = 100))]
+    pub member_ids: Option<Vec<Uuid>>,
 }
 
 impl Example for CreateRoomRequest {
@@ -39,6 +43,7 @@ impl Example for CreateRoomRequest {
             name: "general".to_owned(),
             topic: Some("Everything and nothing".to_owned()),
             visibility: Some(Visibility::Public),
+            member_ids: None,
         }
     }
 }
@@ -122,6 +127,7 @@ impl RoomsApi {
             name: body.0.name,
             topic: body.0.topic,
             visibility: body.0.visibility.unwrap_or(Visibility::Private),
+            member_ids: body.0.member_ids.unwrap_or_default(),
         };
         let created = state.db.room_create(&auth.0, &room).await;
         if created.is_err() {

@@ -9,7 +9,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::api::security::BearerAuth;
+use crate::api::security::{AdminAuth, BearerAuth};
 use crate::db::{Role, User, UserPage, UserPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -135,5 +135,53 @@ impl UsersApi {
     ) -> Result<UserDeleted, ApiError> {
         state.db.user_delete(&auth.0, user_id.0).await?;
         Ok(UserDeleted::Deleted)
+    }
+
+    /// Deactivate a user (owners, admins, API key)
+    ///
+    /// The user keeps their rooms and history but cannot log in, be minted a session
+    /// or be acted for; every session ends and their streams end (4001) on every
+    /// instance within a second. Only owners deactivate owners; nobody deactivates
+    /// themselves, and the tenant keeps an active owner. Deactivating twice changes
+    /// nothing.
+    #[oai(
+        path = "/v1/users/:user_id/deactivate",
+        method = "post",
+        operation_id = "deactivateUser"
+    )]
+    async fn deactivate_user(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<Json<User>, ApiError> {
+        let user = state
+            .db
+            .user_set_active(&auth.principal(), user_id.0, false)
+            .await?;
+        Ok(Json(user))
+    }
+
+    /// Reactivate a user (owners, admins, API key)
+    ///
+    /// The user may log in and be minted sessions again.
+    #[oai(
+        path = "/v1/users/:user_id/reactivate",
+        method = "post",
+        operation_id = "reactivateUser"
+    )]
+    async fn reactivate_user(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<Json<User>, ApiError> {
+        let user = state
+            .db
+            .user_set_active(&auth.principal(), user_id.0, true)
+            .await?;
+        Ok(Json(user))
     }
 }

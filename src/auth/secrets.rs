@@ -105,6 +105,11 @@ impl ApiKeySecret {
         Self { tenant_id, key }
     }
 
+    /// Whether a token is meant as an API key (it may still be malformed).
+    pub fn looks_like(token: &str) -> bool {
+        token.starts_with(API_KEY_PREFIX)
+    }
+
     /// Reads a key given by a client.
     pub fn parse(key: &str) -> Result<Self, ApiError> {
         let invalid =

@@ -5,8 +5,8 @@ use poem_openapi::Object;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::Caller;
-use crate::db::{Database, DatabaseError};
+use crate::auth::{ApiKeySecret, Caller};
+use crate::db::{Database, DatabaseError, Role};
 
 /// A tenant API key as listed; the secret itself is shown once, at creation.
 #[derive(Debug, Clone, Deserialize, Object)]
@@ -84,4 +84,27 @@ impl Database {
         )
         .await
     }
+
+    /// The session through which an API key acts as one of the tenant's users, opened
+    /// on first use; SQL checks the key, the user and their roles.
+    pub async fn key_acting_session(
+        &self,
+        key: &ApiKeySecret,
+        user_id: Uuid,
+    ) -> Result<ActingSession, DatabaseError> {
+        self.call(
+            "key_acting_session",
+            &[&key.tenant_id, &key.hash(), &user_id],
+        )
+        .await
+    }
+}
+
+/// The session of an API key acting as a user.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActingSession {
+    /// The session's id, which every call made for the user carries.
+    pub session_id: Uuid,
+    /// The user's role now.
+    pub role: Role,
 }

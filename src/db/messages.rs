@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{ApiKeySecret, Caller};
 use crate::db::{Database, DatabaseError, UserRef};
 
 /// What a message is.
@@ -309,6 +309,31 @@ impl Database {
                 &max_body_bytes,
                 &traceparent,
                 &wait,
+            ],
+        )
+        .await
+    }
+
+    /// Sends a system message with no sender, with an API key.
+    pub async fn system_message_send(
+        &self,
+        key: &ApiKeySecret,
+        room_id: Uuid,
+        message_id: Uuid,
+        body: &str,
+        max_body_bytes: i32,
+        traceparent: Option<&str>,
+    ) -> Result<SentMessage, DatabaseError> {
+        self.call(
+            "system_message_send",
+            &[
+                &key.tenant_id,
+                &key.hash(),
+                &room_id,
+                &message_id,
+                &body,
+                &max_body_bytes,
+                &traceparent,
             ],
         )
         .await

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0005_webhooks",
         include_str!("../../sql/migrations/0005_webhooks.sql"),
     ),
+    (
+        6,
+        "0006_server_side",
+        include_str!("../../sql/migrations/0006_server_side.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -78,6 +83,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0008_webhooks",
         include_str!("../../sql/functions/0008_webhooks.sql"),
+    ),
+    (
+        "0009_server_side",
+        include_str!("../../sql/functions/0009_server_side.sql"),
     ),
 ];
 

@@ -7,6 +7,7 @@
 //! request to the next through a pooled connection or a transaction-mode pooler.
 //! Functions answer JSON, decoded here into the types the API serves.
 
+mod acting;
 mod api_keys;
 mod batch;
 mod messages;
@@ -27,7 +28,7 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::types::{Json, ToSql, Type};
 use tracing::Instrument;
 
-pub use api_keys::{ApiKey, NewApiKey};
+pub use api_keys::{ActingSession, ApiKey, NewApiKey};
 pub use batch::{BatchSettings, BatchStats, ItemFailure, MessageWriter};
 pub use messages::{
     Attachment, EventPage, EventType, HistoryCursor, Message, MessageKind, MessagePage,
@@ -38,7 +39,7 @@ pub use migrate::{MigrationReport, ensure_database_exists, migrate};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
     Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomSummary,
-    UserRef, Visibility,
+    TenantRoomFilter, TenantRoomPage, UserRef, Visibility,
 };
 pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};

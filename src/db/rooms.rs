@@ -5,7 +5,7 @@ use poem_openapi::{Enum, Object, types::Example, types::MaybeUndefined};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Principal};
 use crate::db::{Database, DatabaseError, Message, Role};
 
 /// Whether a room is a group or the direct room of two users.
@@ -115,6 +115,28 @@ pub struct RoomPage {
     pub next_cursor: Option<String>,
 }
 
+/// One page of every room of a tenant.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct TenantRoomPage {
+    /// Rooms, in order of creation.
+    pub items: Vec<Room>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Which of a tenant's rooms to list.
+#[derive(Debug, Clone, Default)]
+pub struct TenantRoomFilter {
+    /// Only rooms of this kind.
+    pub kind: Option<RoomKind>,
+    /// Only archived rooms (true) or rooms not archived (false).
+    pub archived: Option<bool>,
+    /// Only rooms this user is a member of.
+    pub member_id: Option<Uuid>,
+    /// Only rooms whose name contains this text, case-insensitively.
+    pub query: Option<String>,
+}
+
 /// The changes to a room; absent fields stay as they are.
 #[derive(Debug, Clone, Default, Serialize, Object)]
 #[oai(example)]
@@ -192,6 +214,8 @@ pub struct NewRoom {
     pub topic: Option<String>,
     /// Public or private.
     pub visibility: Visibility,
+    /// Other users of the tenant who join it as members at once.
+    pub member_ids: Vec<Uuid>,
 }
 
 impl Database {
@@ -211,6 +235,7 @@ impl Database {
                 &room.name,
                 &room.topic,
                 &room.visibility.as_str(),
+                &room.member_ids,
             ],
         )
         .await
@@ -492,6 +517,33 @@ impl Database {
                 &caller.session_id,
                 &room_id,
                 &user_id,
+            ],
+        )
+        .await
+    }
+
+    /// One page of every room of the tenant, for its owners, admins and API keys.
+    pub async fn room_list_all(
+        &self,
+        principal: &Principal,
+        filter: &TenantRoomFilter,
+        after: Option<Uuid>,
+        limit: i32,
+    ) -> Result<TenantRoomPage, DatabaseError> {
+        let kind = filter.kind.map(|kind| match kind {
+            RoomKind::Group => "group",
+            RoomKind::Direct => "direct",
+        });
+        self.call_as(
+            "room_list_all",
+            principal,
+            &[
+                &kind,
+                &filter.archived,
+                &filter.member_id,
+                &filter.query,
+                &after,
+                &limit,
             ],
         )
         .await

@@ -6,7 +6,7 @@ use poem_openapi::{Enum, Object, types::Example, types::MaybeUndefined};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Principal};
 use crate::db::{Database, DatabaseError};
 
 /// A user's role in their tenant.
@@ -56,6 +56,9 @@ pub struct User {
     /// Free-form JSON object for the tenant's own use. Only shown to the user, to the
     /// tenant's owners and admins, and to API keys (absent for others).
     pub metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// When the user was deactivated: they cannot log in, be minted a session or be
+    /// acted for until reactivated. Absent for active users.
+    pub deactivated_at: Option<DateTime<Utc>>,
     /// When the user was created.
     pub created_at: DateTime<Utc>,
     /// When the user was last changed.
@@ -247,5 +250,16 @@ impl Database {
             ],
         )
         .await
+    }
+
+    /// Deactivates (`active` false) or reactivates a user, as an owner, admin or API key.
+    pub async fn user_set_active(
+        &self,
+        principal: &Principal,
+        user_id: Uuid,
+        active: bool,
+    ) -> Result<User, DatabaseError> {
+        self.call_as("user_set_active", principal, &[&user_id, &active])
+            .await
     }
 }

@@ -22,6 +22,7 @@ mod revocation;
 mod rooms;
 mod row_level_security;
 mod secure_defaults;
+mod server_side;
 mod soak;
 mod tenants;
 mod tls;

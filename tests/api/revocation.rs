@@ -1,5 +1,5 @@
-//! Revocation reaches every stream: logging out, deleting a user or a tenant, and an
-//! API key ending a user's sessions close that session's (or user's, or tenant's)
+//! Revocation reaches every stream: logging out, deleting or deactivating a user,
+//! deleting a tenant, and an API key ending a user's sessions close that session's (or user's, or tenant's)
 //! WebSockets and event streams on every instance within a second, and the user
 //! leaves presence at once; an expired token ends an event stream too.
 
@@ -141,6 +141,23 @@ async fn deleting_a_user_ends_their_streams_on_every_instance() {
         )
         .await
         .expect(204);
+    watched.assert_streams_end(revoked).await;
+}
+
+#[tokio::test]
+async fn deactivating_a_user_ends_their_streams_on_every_instance() {
+    let watched = watched().await;
+    let revoked = Instant::now();
+    let user = watched
+        .a
+        .post(
+            &format!("/v1/users/{}/deactivate", watched.bob.user_id),
+            Some(&watched.owner.token),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    assert!(user["deactivated_at"].is_string());
     watched.assert_streams_end(revoked).await;
 }
 
