@@ -250,6 +250,7 @@ as $$
         'external_id', case when p_show_private then p_user.external_id end,
         'metadata', case when p_show_private then p_user.metadata end,
         'deactivated_at', p_user.deactivated_at,
+        'last_seen_at', p_user.last_seen_at,
         'created_at', p_user.created_at,
         'updated_at', p_user.updated_at)
 $$;

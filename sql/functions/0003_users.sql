@@ -50,8 +50,11 @@ $$;
 
 -- One page of the tenant's live users in id order (ids are time-ordered UUIDv7, so
 -- this is the order of creation), optionally of one role, after the cursor p_after.
+-- With p_online, only users who are (true) or are not (false) among p_online_ids, the
+-- users connected now as the instance's presence knows them.
 create function hark_api.user_list(
-    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_role text, p_after uuid, p_limit integer)
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_role text, p_after uuid, p_limit integer,
+    p_online boolean, p_online_ids uuid[])
 returns jsonb
 language plpgsql
 as $$
@@ -76,6 +79,7 @@ begin
         select u.* from hark.users u
         where u.deleted_at is null
           and (p_role is null or u.role = p_role)
+          and (p_online is null or (u.id = any(p_online_ids)) = p_online)
           and (p_after is null or u.id > p_after)
         order by u.id
         limit p_limit
@@ -193,3 +197,16 @@ begin
 end
 $$;
 
+-- Records that an instance just saw the user connected (a subscription of theirs
+-- ended); at most one write a minute per user.
+create function hark_api.user_seen(p_tenant_id uuid, p_user_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter(p_tenant_id, null);
+    update hark.users set last_seen_at = now()
+    where tenant_id = p_tenant_id and id = p_user_id
+      and (last_seen_at is null or last_seen_at < now() - interval '1 minute');
+end
+$$;

@@ -185,6 +185,7 @@ begin
     select jsonb_agg(hark_api.event_json(written) order by written.seq) into v_written from written;
     perform hark_api.publish_events(v_tenant_id, p_room_id, v_written, v_last, p_traceparent);
     perform hark_api.webhook_enqueue_room_events(v_tenant_id, p_room_id, v_written);
+    perform hark_api.feed_unread(p_room_id, v_written, v_last - v_count);
     return v_last;
 end
 $$;
@@ -275,6 +276,8 @@ begin
             (select last_seq from hark.rooms where id = p_room_id))
     returning * into v_member;
     perform hark_api.append_event(p_room_id, 'member.joined', hark_api.member_json(v_member));
+    perform hark_api.feed_append(array[p_user_id], 'feed.room_added',
+        hark_api.feed_room(p_room_id) || jsonb_build_object('role', p_role));
     return hark_api.member_json(v_member);
 end
 $$;
@@ -495,6 +498,9 @@ begin
     if v_room.archived_at is null then
         update hark.rooms set archived_at = now(), updated_at = now() where id = p_room_id;
         perform hark_api.append_event(p_room_id, 'room.archived', jsonb_build_object('archived', true));
+        perform hark_api.feed_append(
+            array(select user_id from hark.room_members where room_id = p_room_id),
+            'feed.room_archived', hark_api.feed_room(p_room_id));
     end if;
     select * into v_room from hark.rooms where id = p_room_id;
     return hark_api.room_json(v_room);
@@ -517,6 +523,9 @@ begin
     if hark_api.require_member(p_room_id) <> 'owner' then
         perform hark_api.fail(403, 'forbidden', 'Only an owner of the room may delete it');
     end if;
+    perform hark_api.feed_append(
+        array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id),
+        'feed.room_removed', hark_api.feed_room(p_room_id) || jsonb_build_object('reason', 'deleted'));
     delete from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id;
     -- An updated row must stay visible to whoever updates it: for this one statement,
     -- the purge's view, in which deleted rooms are.
@@ -670,6 +679,9 @@ begin
     perform hark_api.append_event(p_room_id, 'member.left', jsonb_build_object(
         'user', hark_api.user_ref(p_user_id),
         'removed_by', case when p_user_id <> hark_api.current_user_id() then hark_api.current_user_id() end));
+    perform hark_api.feed_append(array[p_user_id], 'feed.room_removed',
+        hark_api.feed_room(p_room_id) || jsonb_build_object(
+            'reason', case when p_user_id = hark_api.current_user_id() then 'left' else 'removed' end));
 end
 $$;
 

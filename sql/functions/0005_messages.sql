@@ -568,6 +568,10 @@ begin
     if v_last_read > coalesce(v_before, 0) then
         perform hark_api.publish_signal(p_tenant_id, p_room_id, 'read', jsonb_build_object(
             'user', hark_api.user_ref(p_user_id), 'seq', v_last_read));
+        -- The reader's other devices and clients update the room's badge from the feed.
+        perform hark_api.feed_append(array[p_user_id], 'feed.read',
+            hark_api.feed_room(p_room_id) || jsonb_build_object(
+                'seq', v_last_read, 'unread_count', hark_api.unread_count(p_room_id, v_last_read)));
     end if;
     return jsonb_build_object(
         'room_id', p_room_id,

@@ -62,6 +62,16 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    -- A user's own id names their feed (sql/functions/0010_user_feed.sql), which only
+    -- they may subscribe to; anyone else's id is a room that does not exist.
+    if p_room_id = p_user_id then
+        return jsonb_build_object(
+            'room_id', p_user_id,
+            'tenant_id', p_tenant_id,
+            'last_seq', coalesce((select last_seq from hark.user_feeds
+                                  where tenant_id = p_tenant_id and user_id = p_user_id), 0),
+            'user', hark_api.user_ref(p_user_id));
+    end if;
     perform hark_api.require_readable(p_room_id);
     return jsonb_build_object(
         'room_id', p_room_id,
@@ -82,6 +92,9 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter(p_tenant_id, null);
+    if exists (select from hark.users where tenant_id = p_tenant_id and id = p_room_id) then
+        return hark_api.feed_page(p_tenant_id, p_room_id, p_after_seq, p_upto_seq, p_limit, p_max_bytes);
+    end if;
     return hark_api.log_page(p_tenant_id, p_room_id, p_after_seq, p_upto_seq, p_limit, p_max_bytes);
 end
 $$;

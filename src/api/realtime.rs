@@ -140,34 +140,36 @@ impl RealtimeApi {
         #[oai(name = "Last-Event-ID")]
         last_event_id: Header<Option<String>>,
     ) -> Result<EventStream<futures_util::stream::BoxStream<'static, sse::Item>>, ApiError> {
-        let since = match (&last_event_id.0, since.0) {
-            (Some(header), _) => Some(header.trim().parse::<i64>().map_err(|_| {
-                ApiError::invalid(
-                    "Last-Event-ID",
-                    "invalid_seq",
-                    "Last-Event-ID must be a seq",
-                )
-            })?),
-            (None, since) => since,
-        };
-        if since.is_some_and(|since| since < 0) {
-            return Err(ApiError::invalid(
-                "since",
-                "invalid_seq",
-                "A seq is never negative",
-            ));
-        }
-        let stream_slot = state.limits.streams.open(auth.caller().user_id)?;
-        let grant = state.db.room_subscribe(auth.caller(), room_id.0).await?;
-        let stream = sse::subscribe(state.realtime.clone(), auth.caller(), grant, since).await?;
-        // The stream holds its slot in the user's count until the client goes away.
-        let stream = futures_util::StreamExt::map(stream, move |item| {
-            let _held = &stream_slot;
-            item
-        });
-        Ok(EventStream::new(futures_util::StreamExt::boxed(stream))
-            .keep_alive(SSE_KEEP_ALIVE)
-            .to_event(sse::to_event))
+        open_stream(&state, auth.caller(), room_id.0, since.0, last_event_id.0).await
+    }
+
+    /// Stream the caller's own events (Server-Sent Events)
+    ///
+    /// The caller's feed: what happens to them across rooms (`feed.room_added` when
+    /// added to a room or a direct room is opened with them, `feed.room_removed`,
+    /// `feed.room_archived`, `feed.unread` when messages of others arrive in a room
+    /// they had read, `feed.read` when their read marker moves on any device), with
+    /// its own gapless `seq` and the rooms' resume: `since` or `Last-Event-ID`. Each
+    /// event's `room_id` is the caller's id, which is also how the WebSocket subscribes
+    /// to the feed.
+    #[oai(
+        path = "/v1/users/me/events",
+        method = "get",
+        operation_id = "streamMyEvents"
+    )]
+    async fn stream_my_events(
+        &self,
+        state: Data<&AppState>,
+        auth: StreamAuth,
+        /// The last seq the client has.
+        #[oai(validator(minimum(value = "0")))]
+        since: Query<Option<i64>>,
+        /// Sent by a reconnecting EventSource: the last seq it received.
+        #[oai(name = "Last-Event-ID")]
+        last_event_id: Header<Option<String>>,
+    ) -> Result<EventStream<futures_util::stream::BoxStream<'static, sse::Item>>, ApiError> {
+        let feed = auth.caller().user_id;
+        open_stream(&state, auth.caller(), feed, since.0, last_event_id.0).await
     }
 
     /// List a room's online members (members)
@@ -192,4 +194,43 @@ impl RealtimeApi {
             .await?;
         Ok(Json(OnlineMembers { items }))
     }
+}
+
+/// Opens the event stream of a room, or of the caller's feed (their own id), after
+/// `since` or `Last-Event-ID`.
+async fn open_stream(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    room_id: Uuid,
+    since: Option<i64>,
+    last_event_id: Option<String>,
+) -> Result<EventStream<futures_util::stream::BoxStream<'static, sse::Item>>, ApiError> {
+    let since = match (&last_event_id, since) {
+        (Some(header), _) => Some(header.trim().parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "Last-Event-ID",
+                "invalid_seq",
+                "Last-Event-ID must be a seq",
+            )
+        })?),
+        (None, since) => since,
+    };
+    if since.is_some_and(|since| since < 0) {
+        return Err(ApiError::invalid(
+            "since",
+            "invalid_seq",
+            "A seq is never negative",
+        ));
+    }
+    let stream_slot = state.limits.streams.open(caller.user_id)?;
+    let grant = state.db.room_subscribe(caller, room_id).await?;
+    let stream = sse::subscribe(state.realtime.clone(), caller, grant, since).await?;
+    // The stream holds its slot in the user's count until the client goes away.
+    let stream = futures_util::StreamExt::map(stream, move |item| {
+        let _held = &stream_slot;
+        item
+    });
+    Ok(EventStream::new(futures_util::StreamExt::boxed(stream))
+        .keep_alive(SSE_KEEP_ALIVE)
+        .to_event(sse::to_event))
 }

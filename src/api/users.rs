@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::security::{AdminAuth, BearerAuth};
-use crate::db::{Role, User, UserPage, UserPatch};
+use crate::db::{Role, User, UserFilter, UserPage, UserPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -44,7 +44,8 @@ impl UsersApi {
     /// List the tenant's users
     ///
     /// In order of creation, `limit` at a time (1 to 200, default 50); pass the
-    /// answer's `next_cursor` as `cursor` for the next page.
+    /// answer's `next_cursor` as `cursor` for the next page. `online=true` lists the
+    /// users connected now, on any instance.
     #[oai(path = "/v1/users", method = "get", operation_id = "listUsers")]
     async fn list_users(
         &self,
@@ -52,6 +53,9 @@ impl UsersApi {
         auth: BearerAuth,
         /// Only users of this role.
         role: Query<Option<Role>>,
+        /// Only users connected now (`true`: a WebSocket or event stream of theirs is
+        /// subscribed on any instance) or not connected (`false`).
+        online: Query<Option<bool>>,
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Users per page, 1 to 200.
@@ -59,8 +63,19 @@ impl UsersApi {
         limit: Query<Option<i32>>,
     ) -> Result<Json<UserPage>, ApiError> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
+        let filter = UserFilter {
+            role: role.0,
+            online: online.0,
+            online_ids: match online.0 {
+                Some(_) => state.realtime.online_in_tenant(auth.0.tenant_id),
+                None => Vec::new(),
+            },
+        };
         Ok(Json(
-            state.db.user_list(&auth.0, role.0, cursor.0, limit).await?,
+            state
+                .db
+                .user_list(&auth.0, &filter, cursor.0, limit)
+                .await?,
         ))
     }
 

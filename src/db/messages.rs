@@ -221,6 +221,34 @@ pub enum EventType {
     #[serde(rename = "room.archived")]
     #[oai(rename = "room.archived")]
     RoomArchived,
+    /// In a user's feed: the user joined or was added to a room, a direct room with
+    /// them was opened, or they created a room. `data`: `room_id`, `kind`, `name`,
+    /// `visibility`, `role`.
+    #[serde(rename = "feed.room_added")]
+    #[oai(rename = "feed.room_added")]
+    FeedRoomAdded,
+    /// In a user's feed: the user left a room, was removed, or the room was deleted.
+    /// `data`: `room_id`, `kind`, `name`, `visibility`, `reason` (`left`, `removed`,
+    /// `deleted`).
+    #[serde(rename = "feed.room_removed")]
+    #[oai(rename = "feed.room_removed")]
+    FeedRoomRemoved,
+    /// In a user's feed: a room of theirs was archived. `data`: `room_id`, `kind`,
+    /// `name`, `visibility`.
+    #[serde(rename = "feed.room_archived")]
+    #[oai(rename = "feed.room_archived")]
+    FeedRoomArchived,
+    /// In a user's feed: messages of others arrived in a room where they had read
+    /// everything (its unread count left zero). `data`: `room_id`, `kind`, `name`,
+    /// `visibility`, `seq` (the first new message's).
+    #[serde(rename = "feed.unread")]
+    #[oai(rename = "feed.unread")]
+    FeedUnread,
+    /// In a user's feed: their read marker in a room moved (on any device). `data`:
+    /// `room_id`, `kind`, `name`, `visibility`, `seq`, `unread_count`.
+    #[serde(rename = "feed.read")]
+    #[oai(rename = "feed.read")]
+    FeedRead,
 }
 
 /// An entry of a room's event log.
@@ -529,6 +557,27 @@ impl Database {
                 &caller.user_id,
                 &caller.session_id,
                 &room_id,
+                &after_seq,
+                &limit,
+                &self.max_page_bytes,
+            ],
+        )
+        .await
+    }
+
+    /// Reads the caller's own feed after a seq.
+    pub async fn feed_list(
+        &self,
+        caller: &Caller,
+        after_seq: i64,
+        limit: i32,
+    ) -> Result<EventPage, DatabaseError> {
+        self.call(
+            "feed_list",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
                 &after_seq,
                 &limit,
                 &self.max_page_bytes,

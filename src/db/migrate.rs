@@ -48,6 +48,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0006_server_side",
         include_str!("../../sql/migrations/0006_server_side.sql"),
     ),
+    (
+        7,
+        "0007_user_feed",
+        include_str!("../../sql/migrations/0007_user_feed.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -87,6 +92,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0009_server_side",
         include_str!("../../sql/functions/0009_server_side.sql"),
+    ),
+    (
+        "0010_user_feed",
+        include_str!("../../sql/functions/0010_user_feed.sql"),
     ),
 ];
 

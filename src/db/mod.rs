@@ -43,7 +43,7 @@ pub use rooms::{
 };
 pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
-pub use users::{NewBackendUser, Role, User, UserPage, UserPatch};
+pub use users::{NewBackendUser, Role, User, UserFilter, UserPage, UserPatch};
 pub use webhooks::{
     ChainKey, Claim, ClaimedDelivery, ClaimedEndpoint, ClaimedRun, DeliveryOutcome, NewWebhook,
     OutcomeKind, RetryPolicy, Webhook, WebhookBacklog, WebhookDelivery, WebhookDeliveryPage,

@@ -59,10 +59,25 @@ pub struct User {
     /// When the user was deactivated: they cannot log in, be minted a session or be
     /// acted for until reactivated. Absent for active users.
     pub deactivated_at: Option<DateTime<Utc>>,
+    /// When the user was last seen connected (to the minute, written when a
+    /// subscription of theirs ends); whether they are connected now is
+    /// `GET /v1/users?online=true`.
+    pub last_seen_at: Option<DateTime<Utc>>,
     /// When the user was created.
     pub created_at: DateTime<Utc>,
     /// When the user was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// Which of the tenant's users to list.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Only users of this role.
+    pub role: Option<Role>,
+    /// Only users connected now (true) or not (false).
+    pub online: Option<bool>,
+    /// The users connected now, across instances.
+    pub online_ids: Vec<Uuid>,
 }
 
 /// One page of users.
@@ -171,15 +186,16 @@ impl Database {
         .await
     }
 
-    /// One page of the tenant's users.
+    /// One page of the tenant's users; with `online`, only those who are (or are
+    /// not) among `online_ids`.
     pub async fn user_list(
         &self,
         caller: &Caller,
-        role: Option<Role>,
+        filter: &UserFilter,
         after: Option<Uuid>,
         limit: i32,
     ) -> Result<UserPage, DatabaseError> {
-        let role = role.map(Role::as_str);
+        let role = filter.role.map(Role::as_str);
         self.call(
             "user_list",
             &[
@@ -189,9 +205,16 @@ impl Database {
                 &role,
                 &after,
                 &limit,
+                &filter.online,
+                &filter.online_ids,
             ],
         )
         .await
+    }
+
+    /// Records that a user was just seen connected.
+    pub async fn user_seen(&self, tenant_id: Uuid, user_id: Uuid) -> Result<(), DatabaseError> {
+        self.call("user_seen", &[&tenant_id, &user_id]).await
     }
 
     /// Changes a user's profile or role.

@@ -136,6 +136,27 @@ impl Node {
         self.inner.presence.online(room_id)
     }
 
+    /// The users of a tenant with a subscription (to a room or their feed) on any
+    /// instance: presence keeps them under the tenant's id, which names no room, so
+    /// that no subscriber receives its presence frames.
+    pub fn online_in_tenant(&self, tenant_id: Uuid) -> Vec<Uuid> {
+        self.inner.presence.online(tenant_id)
+    }
+
+    /// A subscription of the user ended: they leave the tenant's presence here when it
+    /// was their last (after the debounce, or at once), and their `last_seen_at` moves.
+    pub(crate) fn left_tenant(&self, tenant_id: Uuid, user_id: Uuid, at_once: bool) {
+        if let Some(signal) = self.inner.presence.local_leave(tenant_id, user_id, at_once) {
+            publish(self.inner.db.clone(), signal);
+        }
+        let db = self.inner.db.clone();
+        tokio::spawn(async move {
+            if let Err(error) = db.user_seen(tenant_id, user_id).await {
+                tracing::warn!(%error, "could not record when a user was last seen");
+            }
+        });
+    }
+
     /// Asks the broker to LISTEN on the room and waits until it does (or the wait
     /// times out: false).
     pub(crate) async fn listen(&self, room_id: Uuid) -> bool {

@@ -36,6 +36,9 @@ pub struct Subscription {
     /// The subscribed user, once counted in the room's presence here (a subscription
     /// that failed before then leaves no presence to take back).
     present: Option<Uuid>,
+    /// The tenant and user, once counted in the tenant's presence here (every
+    /// subscription is, a feed's included), which the drop takes back.
+    in_tenant: Option<(Uuid, Uuid)>,
     /// The connection's control: a subscription ended by a revocation (4001) leaves
     /// presence at once, any other after the debounce.
     control: Arc<Control>,
@@ -49,6 +52,9 @@ impl Drop for Subscription {
             .is_some_and(|(code, _)| code == CLOSE_UNAUTHORIZED);
         self.node
             .unsubscribe(self.id, self.room_id, self.present, revoked);
+        if let Some((tenant_id, user_id)) = self.in_tenant {
+            self.node.left_tenant(tenant_id, user_id, revoked);
+        }
     }
 }
 
@@ -98,13 +104,20 @@ impl Node {
             id,
             room_id: grant.room_id,
             present: None,
+            in_tenant: None,
             control,
         };
         if !self.listen(grant.room_id).await {
             return Err(SubscribeError::Unavailable);
         }
-        self.joined(grant.room_id, &grant.user);
-        subscription.present = Some(grant.user.id);
+        // A user's feed (keyed by their own id) is theirs alone: nobody's presence
+        // but the tenant's.
+        if grant.room_id != grant.user.id {
+            self.joined(grant.room_id, &grant.user);
+            subscription.present = Some(grant.user.id);
+        }
+        self.joined(grant.tenant_id, &grant.user);
+        subscription.in_tenant = Some((grant.tenant_id, grant.user.id));
         let now = self
             .db()
             .room_subscribe(caller, grant.room_id)

@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod auth;
+mod feed;
 mod fuzz;
 mod health;
 mod helpers;
@@ -14,6 +15,7 @@ mod matrix;
 mod members;
 mod messages;
 mod neighbours;
+mod online;
 mod openapi;
 mod pgbouncer;
 mod pooler;

@@ -88,6 +88,8 @@ const REST: &[(&str, &str)] = &[
     ("getUnreadCounts", "AAAAUA"),
     ("listRoomEvents", "AAAFUN"),
     ("streamRoomEvents", "AAAFUN"),
+    ("streamMyEvents", "AAAAUA"),
+    ("listMyEvents", "AAAAUA"),
     ("listOnlineMembers", "AAAFUN"),
     ("connectWebSocket", "AAAAAA"),
 ];
@@ -318,7 +320,7 @@ async fn rest_case(
         request = request.bearer_auth(token);
     }
     match operation_id {
-        "streamRoomEvents" => {
+        "streamRoomEvents" | "streamMyEvents" => {
             // The stream's status is known as soon as its headers arrive.
             let status = request.send().await.unwrap().status().as_u16();
             (classify(status), status.to_string())

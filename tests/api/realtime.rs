@@ -450,7 +450,7 @@ async fn a_subscriber_that_stops_reading_is_closed_with_4009_while_others_keep_r
 }
 
 /// Reads SSE events from a response until `count` events arrived.
-async fn read_sse(response: reqwest::Response, count: usize) -> Vec<(String, String, Value)> {
+pub async fn read_sse(response: reqwest::Response, count: usize) -> Vec<(String, String, Value)> {
     let mut events = Vec::new();
     let mut buffer = String::new();
     let mut stream = response.bytes_stream();

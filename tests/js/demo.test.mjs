@@ -1,6 +1,7 @@
 // The demo page at /demo in Debian's Chromium, driven by playwright-core: two browser
 // contexts are two users of the demo tenant who chat both ways and see each other's
-// messages, typing and presence; a reload resumes the history. Screenshots go to
+// messages, typing and presence; a reload resumes the history; a direct room one
+// opens appears in the other's list without a reload. Screenshots go to
 // target/screenshots/. Run by scripts/client-tests.sh (HARK_URL, tenant `demo`).
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -39,7 +40,7 @@ async function say(page, text) {
   await page.click('#send-button');
 }
 
-test('two users chat in the demo page, see typing and presence, and a reload resumes the history', async () => {
+test('two users chat in the demo page, see typing and presence, a reload resumes the history, and a direct room appears without a reload', async () => {
   await mkdir(screenshots, { recursive: true });
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: chromiumArgs });
   try {
@@ -92,6 +93,17 @@ test('two users chat in the demo page, see typing and presence, and a reload res
     const bodies = await ben.locator('#messages li.message .bubble').allTextContents();
     assert.deepEqual(bodies, ['hello ben', 'hi ana, loud and clear', 'third message', 'after the reload']);
     await ben.screenshot({ path: `${screenshots}demo-ben-after-reload.png` });
+
+    // Ana opens a direct room with ben: it appears in ben's list without a reload
+    // (his feed), and her message is there when he opens it.
+    await ana.fill('#direct-input', benName);
+    await ana.click('#direct-room button');
+    await ana.locator('#room-name').getByText(benName).waitFor();
+    await say(ana, 'just between us');
+    await ben.locator('#rooms').getByText(anaName).waitFor();
+    await ben.locator('#rooms').getByText(anaName).click();
+    await ben.locator('#messages').getByText('just between us').waitFor();
+    await ben.screenshot({ path: `${screenshots}demo-ben-direct.png` });
     console.log(`demo page: ${bodies.length} messages both ways; screenshots in ${screenshots}`);
   } finally {
     await browser.close();

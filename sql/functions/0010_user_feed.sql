@@ -1,0 +1,136 @@
+-- Each user's event feed (migration 0007): what happens to the user across rooms, with
+-- a gapless per-user seq. The real-time core serves a feed as it serves a room, keyed
+-- by the user's id: hark_api.publish_events wakes the channel named after that id,
+-- hark_api.room_subscribe grants it to its user alone, and hark_api.room_events_after
+-- reads it; so subscribing, resuming with since, catching up and SSE are the rooms' own.
+
+-- A feed event as frames and pages show it: the feed's id (its user's) as room_id.
+create function hark_api.feed_event_json(p_event hark.user_events)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'room_id', p_event.user_id,
+        'seq', p_event.seq,
+        'type', p_event.type,
+        'actor_id', p_event.actor_id,
+        'at', p_event.created_at,
+        'data', p_event.data)
+$$;
+
+-- Appends one event to the feed of each of p_user_ids (of the current tenant), by the
+-- current user, each with the next seq of its feed, and wakes each feed's listeners.
+-- Feed rows are locked in user-id order, so that concurrent appends cannot deadlock.
+create function hark_api.feed_append(p_user_ids uuid[], p_type text, p_data jsonb)
+returns void
+language plpgsql
+as $$
+declare
+    v_tenant_id uuid := hark_api.current_tenant_id();
+    v_event record;
+begin
+    if coalesce(cardinality(p_user_ids), 0) = 0 then
+        return;
+    end if;
+    for v_event in
+        with bumped as (
+            insert into hark.user_feeds as f (tenant_id, user_id, last_seq)
+            select v_tenant_id, u.id, 1 from (select distinct unnest(p_user_ids) as id) u order by u.id
+            on conflict (tenant_id, user_id) do update set last_seq = f.last_seq + 1
+            returning f.user_id, f.last_seq),
+        written as (
+            insert into hark.user_events (tenant_id, user_id, seq, type, actor_id, data)
+            select v_tenant_id, b.user_id, b.last_seq, p_type, hark_api.current_user_id(), p_data
+            from bumped b
+            returning *)
+        select w.user_id, w.seq, hark_api.feed_event_json(w) as json from written w
+    loop
+        perform hark_api.publish_events(v_tenant_id, v_event.user_id, jsonb_build_array(v_event.json),
+                                        v_event.seq, null);
+    end loop;
+end
+$$;
+
+-- A room as a feed event names it: enough to list it before fetching it.
+create function hark_api.feed_room(p_room_id uuid)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'room_id', r.id, 'kind', r.kind, 'name', r.name, 'visibility', r.visibility)
+    from hark.rooms r where r.id = p_room_id
+$$;
+
+-- feed.unread: the members of a room for whom messages of others just arrived after
+-- they had read every message of others before (their unread count left zero). Called
+-- by hark_api.append_events with the events it wrote and the room's seq before them.
+create function hark_api.feed_unread(p_room_id uuid, p_events jsonb, p_before_seq bigint)
+returns void
+language plpgsql
+as $$
+declare
+    v_users uuid[];
+    v_first bigint;
+begin
+    select min((e ->> 'seq')::bigint) into v_first
+    from jsonb_array_elements(p_events) e where e ->> 'type' = 'message.created';
+    if v_first is null then
+        return;
+    end if;
+    select array_agg(m.user_id order by m.user_id) into v_users
+    from hark.room_members m
+    where m.room_id = p_room_id
+      and exists (
+          select from jsonb_array_elements(p_events) e
+          where e ->> 'type' = 'message.created'
+            and (e -> 'data' -> 'sender' ->> 'id') is distinct from m.user_id::text)
+      and not exists (
+          select from hark.messages msg
+          where msg.room_id = p_room_id and msg.seq > m.last_read_seq and msg.seq <= p_before_seq
+            and msg.deleted_at is null and msg.sender_id is distinct from m.user_id);
+    perform hark_api.feed_append(v_users, 'feed.unread',
+        hark_api.feed_room(p_room_id) || jsonb_build_object('seq', v_first));
+end
+$$;
+
+-- A page of a feed for subscribers the instance has already authorised, shaped like
+-- hark_api.log_page's; last_seq is null once the user is deleted.
+create function hark_api.feed_page(
+    p_tenant_id uuid, p_user_id uuid, p_after_seq bigint, p_upto_seq bigint, p_limit integer,
+    p_max_bytes integer)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'items', hark_api.page_within(coalesce((
+            select jsonb_agg(hark_api.feed_event_json(page) order by page.seq)
+            from (
+                select * from hark.user_events e
+                where e.tenant_id = p_tenant_id and e.user_id = p_user_id
+                  and e.seq > p_after_seq
+                  and (p_upto_seq is null or e.seq <= p_upto_seq)
+                order by e.seq
+                limit p_limit
+            ) page), '[]'::jsonb), p_max_bytes),
+        'last_seq', (
+            select coalesce(f.last_seq, 0)
+            from hark.users u
+            left join hark.user_feeds f on f.tenant_id = u.tenant_id and f.user_id = u.id
+            where u.tenant_id = p_tenant_id and u.id = p_user_id and u.deleted_at is null));
+$$;
+
+-- The caller's own feed, after a seq (REST): the same events as its stream.
+create function hark_api.feed_list(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_after_seq bigint, p_limit integer,
+    p_max_bytes integer)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    return hark_api.feed_page(p_tenant_id, p_user_id, p_after_seq, null, p_limit, p_max_bytes);
+end
+$$;

@@ -1,0 +1,52 @@
+-- Each user's own event feed: what happens to them across rooms (added to a room, a
+-- new direct room, removed, a room deleted or archived, a room with new messages,
+-- their own read markers), with a gapless per-user seq, so that a connection hears
+-- about its user without subscribing to every room and resumes like a room's
+-- subscriber. And when each user was last connected. This file is an immutable
+-- migration.
+
+-- When the user last had a subscription end on any instance (written at most once a
+-- minute per user); whether they are connected now is presence's, not a table's.
+alter table hark.users add column last_seen_at timestamptz;
+
+-- The newest seq of each user's feed; a user without a row has seq 0.
+create table hark.user_feeds (
+    tenant_id uuid not null,
+    user_id uuid not null,
+    last_seq bigint not null,
+    primary key (tenant_id, user_id),
+    foreign key (tenant_id, user_id) references hark.users (tenant_id, id) on delete cascade
+);
+
+create table hark.user_events (
+    tenant_id uuid not null,
+    user_id uuid not null,
+    seq bigint not null,
+    type text not null,
+    actor_id uuid,
+    data jsonb not null default '{}',
+    created_at timestamptz not null default now(),
+    primary key (tenant_id, user_id, seq),
+    foreign key (tenant_id, user_id) references hark.users (tenant_id, id) on delete cascade,
+    constraint user_events_seq_positive check (seq > 0),
+    constraint user_events_type_valid check (type in (
+        'feed.room_added', 'feed.room_removed', 'feed.room_archived', 'feed.unread', 'feed.read'))
+);
+create index user_events_created_idx on hark.user_events (created_at);
+
+do $$
+declare
+    table_name text;
+begin
+    foreach table_name in array array['user_feeds', 'user_events'] loop
+        execute format('alter table hark.%I enable row level security', table_name);
+        execute format('alter table hark.%I force row level security', table_name);
+        execute format(
+            'create policy tenant_isolation on hark.%I '
+            'using (tenant_id = nullif(current_setting(''hark.tenant_id'', true), '''')::uuid) '
+            'with check (tenant_id = nullif(current_setting(''hark.tenant_id'', true), '''')::uuid)',
+            table_name);
+        execute format('grant select, insert, update, delete on hark.%I to hark_app', table_name);
+    end loop;
+end
+$$;
