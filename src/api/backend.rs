@@ -260,12 +260,13 @@ impl BackendApi {
         archived: Query<Option<bool>>,
         /// Only rooms this user is a member of.
         member_id: Query<Option<Uuid>>,
-        /// Only rooms whose name contains this text, case-insensitively (at most 100
-        /// characters).
+        /// Only rooms whose name contains this text, case-insensitively.
+        #[oai(validator(max_length = 100))]
         q: Query<Option<String>>,
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
-        /// 1 to 200 rooms (50 when absent).
+        /// Rooms per page, 1 to 200 (50 when absent).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i32>>,
     ) -> Result<Json<TenantRoomPage>, ApiError> {
         let filter = TenantRoomFilter {

@@ -376,3 +376,23 @@ async fn user_routes_need_a_token() {
             .expect_error(401, "missing_token");
     }
 }
+
+#[tokio::test]
+async fn metadata_holding_the_largest_numbers_reads_back_as_it_was_written() {
+    let app = spawn_app().await;
+    app.create_tenant("acme").await;
+    let bob = app.register("acme", "bob").await;
+    // Postgres writes 1.7976931348623157e308 back as its 309 digits, which a fast
+    // float parser rounds past the largest double.
+    let metadata = json!({"max": 1.797_693_134_862_315_7e308, "min": -1.797_693_134_862_315_7e308, "tiny": 5e-324});
+    app.patch(
+        &format!("/v1/users/{}", bob.user_id),
+        &bob.token,
+        json!({"metadata": metadata}),
+    )
+    .await
+    .expect(200);
+    let me = app.get("/v1/users/me", &bob.token).await.expect(200);
+    assert_eq!(me["metadata"], metadata);
+    app.get("/v1/users", &bob.token).await.expect(200);
+}
