@@ -134,3 +134,21 @@ begin
     return hark_api.feed_page(p_tenant_id, p_user_id, p_after_seq, null, p_limit, p_max_bytes);
 end
 $$;
+
+-- Of p_candidates, the users who share a room with p_user_id: whose feeds hear that
+-- user's presence changes. Answers an array of ids.
+create function hark_api.users_sharing_a_room(p_tenant_id uuid, p_user_id uuid, p_candidates uuid[])
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter(p_tenant_id, null);
+    return coalesce((
+        select jsonb_agg(distinct other.user_id)
+        from hark.room_members mine
+        join hark.room_members other on other.room_id = mine.room_id
+        where mine.user_id = p_user_id
+          and other.user_id = any(p_candidates)
+          and other.user_id <> p_user_id), '[]'::jsonb);
+end
+$$;

@@ -105,4 +105,17 @@ impl Database {
         )
         .await
     }
+
+    /// Of `candidates`, the users who share a room with `user_id` (for presence in
+    /// their feeds).
+    pub async fn users_sharing_a_room(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        candidates: &[Uuid],
+    ) -> Result<Vec<Uuid>, DatabaseError> {
+        let candidates = candidates.to_vec();
+        self.call("users_sharing_a_room", &[&tenant_id, &user_id, &candidates])
+            .await
+    }
 }

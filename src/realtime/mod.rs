@@ -16,6 +16,7 @@
 
 pub mod broker;
 pub mod cursor;
+pub mod feeds;
 pub mod hub;
 pub mod log;
 pub mod node;

@@ -21,6 +21,7 @@ use crate::db::{Database, UserRef};
 use crate::realtime::{
     RealtimeSettings,
     broker::{self, BrokerHandle, Command, Notice, RoomNotification},
+    feeds::Feeds,
     hub::{Departures, Hub},
     presence::{Change, Presence, Signal},
     protocol::ServerFrame,
@@ -50,6 +51,8 @@ struct Inner {
     next_id: AtomicU64,
     /// Who is where.
     presence: Presence,
+    /// Whose feeds are open here, for presence changes in feeds.
+    feeds: Feeds,
     /// Wakes the webhook delivery worker when deliveries were queued, and after the
     /// LISTEN connection came back (wake-ups may have been missed meanwhile).
     webhooks: Arc<Notify>,
@@ -74,6 +77,7 @@ impl Node {
             ),
             db,
             presence: Presence::new(settings.presence_heartbeat, settings.presence_debounce),
+            feeds: Feeds::default(),
             settings,
             broker,
             registry: Arc::new(Registry::default()),
@@ -141,6 +145,16 @@ impl Node {
     /// that no subscriber receives its presence frames.
     pub fn online_in_tenant(&self, tenant_id: Uuid) -> Vec<Uuid> {
         self.inner.presence.online(tenant_id)
+    }
+
+    /// A subscription to the user's own feed began here.
+    pub(crate) fn feed_opened(&self, tenant_id: Uuid, user_id: Uuid) {
+        self.inner.feeds.opened(tenant_id, user_id);
+    }
+
+    /// A subscription to the user's own feed ended here.
+    pub(crate) fn feed_closed(&self, tenant_id: Uuid, user_id: Uuid) {
+        self.inner.feeds.closed(tenant_id, user_id);
     }
 
     /// A subscription of the user ended: they leave the tenant's presence here when it
@@ -294,12 +308,54 @@ fn leave(inner: &Inner, left: Departures) {
 
 fn announce_presence(inner: &Inner, changes: Vec<Change>) {
     for change in changes {
+        let status = if change.online { "online" } else { "offline" };
         let frame = ServerFrame::Presence {
             room_id: change.room_id,
             user: &change.user,
-            status: if change.online { "online" } else { "offline" },
+            status,
         };
         inner.hub.signal(change.room_id, &frame.text().into());
+        // A change of the tenant's presence (keyed by the tenant's id) reaches the open
+        // feeds of the users who share a room with the user.
+        let feeds = inner.feeds.in_tenant(change.room_id);
+        if !feeds.is_empty() {
+            tokio::spawn(announce_in_feeds(
+                inner.db.clone(),
+                inner.hub.clone(),
+                change,
+                feeds,
+                status,
+            ));
+        }
+    }
+}
+
+/// Sends a tenant presence change to the feeds, among `feeds`, of users who share a
+/// room with its user. Like every presence frame it is a signal, not in the log.
+async fn announce_in_feeds(
+    db: Database,
+    hub: Hub,
+    change: Change,
+    feeds: Vec<Uuid>,
+    status: &'static str,
+) {
+    let sharing = match db
+        .users_sharing_a_room(change.room_id, change.user.id, &feeds)
+        .await
+    {
+        Ok(sharing) => sharing,
+        Err(error) => {
+            tracing::warn!(%error, "could not find the feeds a presence change reaches");
+            return;
+        }
+    };
+    for feed in sharing {
+        let frame = ServerFrame::Presence {
+            room_id: feed,
+            user: &change.user,
+            status,
+        };
+        hub.signal(feed, &frame.text().into());
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Subscription {
     /// The tenant and user, once counted in the tenant's presence here (every
     /// subscription is, a feed's included), which the drop takes back.
     in_tenant: Option<(Uuid, Uuid)>,
+    /// Whether this is a subscription to the user's own feed, counted among the
+    /// instance's open feeds until dropped.
+    feed: bool,
     /// The connection's control: a subscription ended by a revocation (4001) leaves
     /// presence at once, any other after the debounce.
     control: Arc<Control>,
@@ -53,6 +56,9 @@ impl Drop for Subscription {
         self.node
             .unsubscribe(self.id, self.room_id, self.present, revoked);
         if let Some((tenant_id, user_id)) = self.in_tenant {
+            if self.feed {
+                self.node.feed_closed(tenant_id, user_id);
+            }
             self.node.left_tenant(tenant_id, user_id, revoked);
         }
     }
@@ -105,6 +111,7 @@ impl Node {
             room_id: grant.room_id,
             present: None,
             in_tenant: None,
+            feed: false,
             control,
         };
         if !self.listen(grant.room_id).await {
@@ -112,12 +119,16 @@ impl Node {
         }
         // A user's feed (keyed by their own id) is theirs alone: nobody's presence
         // but the tenant's.
-        if grant.room_id != grant.user.id {
+        if grant.room_id == grant.user.id {
+            self.feed_opened(grant.tenant_id, grant.user.id);
+            subscription.feed = true;
+        } else {
             self.joined(grant.room_id, &grant.user);
             subscription.present = Some(grant.user.id);
         }
-        self.joined(grant.tenant_id, &grant.user);
+        // Set together with `feed`, so that the drop closes the feed it opened.
         subscription.in_tenant = Some((grant.tenant_id, grant.user.id));
+        self.joined(grant.tenant_id, &grant.user);
         let now = self
             .db()
             .room_subscribe(caller, grant.room_id)

@@ -72,3 +72,43 @@ async fn a_user_subscribed_on_another_instance_is_listed_online_until_they_go() 
         .expect(200);
     assert!(seen["last_seen_at"].is_string(), "{seen}");
 }
+
+/// The next presence frame on a connection, skipping events and answers.
+async fn next_presence(socket: &mut WsClient) -> Value {
+    loop {
+        let frame = socket
+            .next(crate::ws::WAIT)
+            .await
+            .expect("a presence frame in time");
+        if frame["op"] == "presence" {
+            return frame;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_feed_hears_users_who_share_a_room_come_and_go_and_nobody_else() {
+    let a = spawn_app().await;
+    let b = a.spawn_peer().await;
+    let (owner, bob, _room_id) = crate::helpers::room_with_bob(&a).await;
+    let carol = a.register("acme", "carol").await;
+    let mut feed = WsClient::connect(&b, &bob.token).await;
+    feed.subscribe(&bob.user_id, None).await;
+
+    // Carol shares no room with bob: her coming is not his business.
+    let mut carols = WsClient::connect(&a, &carol.token).await;
+    carols.subscribe(&carol.user_id, None).await;
+    until_listed(&a, &owner, "carol", true).await;
+    let mut owners = WsClient::connect(&a, &owner.token).await;
+    owners.subscribe(&owner.user_id, None).await;
+    let online = next_presence(&mut feed).await;
+    assert_eq!(online["room_id"], bob.user_id.as_str());
+    assert_eq!(online["user"]["username"], "owner");
+    assert_eq!(online["status"], "online");
+
+    owners.close().await;
+    let offline = next_presence(&mut feed).await;
+    assert_eq!(offline["user"]["username"], "owner");
+    assert_eq!(offline["status"], "offline");
+    drop(carols);
+}
