@@ -16,7 +16,7 @@ as $$
         'member.joined', 'member.left', 'member.role_changed',
         'room.updated', 'room.archived', 'room.deleted',
         'user.created', 'user.updated', 'user.deleted', 'tenant.updated',
-        'webhook.disabled', 'webhook.test']
+        'webhook.disabled', 'webhook.test', 'notification.message']
 $$;
 
 -- The most endpoints a tenant may have.
@@ -385,15 +385,43 @@ create function hark_api.webhook_enqueue_room_events(p_tenant_id uuid, p_room_id
 returns void
 language plpgsql
 as $$
+declare
+    v_events jsonb;
 begin
     if hark_api.webhooks_enabled(p_tenant_id) then
-        perform hark_api.webhook_enqueue(p_tenant_id, p_room_id, (
-            select jsonb_agg(jsonb_build_object(
-                       'type', e.event ->> 'type',
-                       'timestamp', e.event -> 'at',
-                       'data', e.event || jsonb_build_object('tenant_id', p_tenant_id))
-                   order by e.position)
-            from jsonb_array_elements(p_events) with ordinality as e(event, position)));
+        select jsonb_agg(jsonb_build_object(
+                   'type', e.event ->> 'type',
+                   'timestamp', e.event -> 'at',
+                   'data', e.event || jsonb_build_object('tenant_id', p_tenant_id))
+               order by e.position)
+        into v_events
+        from jsonb_array_elements(p_events) with ordinality as e(event, position);
+        -- Each new message is followed, for endpoints that want it, by the members it
+        -- should be pushed to: those not connected when it was sent.
+        if exists (select from hark.webhooks
+                   where tenant_id = p_tenant_id and enabled
+                     and event_types && array['notification.message', '*']) then
+            select jsonb_agg(item order by position, sub) into v_events
+            from (
+                select e.item, e.position, 0 as sub
+                from jsonb_array_elements(v_events) with ordinality as e(item, position)
+                union all
+                select jsonb_build_object(
+                           'type', 'notification.message',
+                           'timestamp', e.item -> 'timestamp',
+                           'data', jsonb_build_object(
+                               'tenant_id', p_tenant_id, 'room_id', p_room_id,
+                               'message', e.item -> 'data' -> 'data',
+                               'user_ids', n.user_ids)),
+                       e.position, 1
+                from jsonb_array_elements(v_events) with ordinality as e(item, position)
+                cross join lateral (
+                    select hark_api.members_not_connected(
+                        p_room_id, (e.item -> 'data' -> 'data' -> 'sender' ->> 'id')::uuid) as user_ids) n
+                where e.item ->> 'type' = 'message.created' and jsonb_array_length(n.user_ids) > 0
+            ) ordered;
+        end if;
+        perform hark_api.webhook_enqueue(p_tenant_id, p_room_id, v_events);
     end if;
 end
 $$;

@@ -152,3 +152,42 @@ begin
           and other.user_id <> p_user_id), '[]'::jsonb);
 end
 $$;
+
+-- Replaces what instance p_instance_id recorded as connected with p_pairs (an array
+-- of {tenant_id, user_id}), valid for p_ttl_ms; and forgets the rows of instances that
+-- stopped syncing.
+create function hark_api.connections_sync(p_instance_id uuid, p_ttl_ms bigint, p_pairs jsonb)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter(null, null), set_config('hark.connections', 'on', true);
+    delete from hark.user_connections c
+    where c.instance_id = p_instance_id
+      and not exists (
+          select from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
+          where p.tenant_id = c.tenant_id and p.user_id = c.user_id);
+    insert into hark.user_connections (tenant_id, user_id, instance_id, seen_until)
+    select p.tenant_id, p.user_id, p_instance_id, now() + p_ttl_ms * interval '1 millisecond'
+    from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
+    on conflict (tenant_id, user_id, instance_id) do update set seen_until = excluded.seen_until;
+    delete from hark.user_connections where seen_until < now();
+end
+$$;
+
+-- Of a room's members, those who are not connected now (no live row in
+-- hark.user_connections) and did not send p_sender_id's message: whom a
+-- notification.message webhook names. Answers an array of ids, in id order.
+create function hark_api.members_not_connected(p_room_id uuid, p_sender_id uuid)
+returns jsonb
+language sql
+stable
+as $$
+    select coalesce(jsonb_agg(m.user_id order by m.user_id), '[]'::jsonb)
+    from hark.room_members m
+    where m.room_id = p_room_id
+      and m.user_id is distinct from p_sender_id
+      and not exists (
+          select from hark.user_connections c
+          where c.tenant_id = m.tenant_id and c.user_id = m.user_id and c.seen_until > now())
+$$;

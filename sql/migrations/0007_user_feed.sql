@@ -50,3 +50,28 @@ begin
     end loop;
 end
 $$;
+
+-- Who is connected, as each instance last recorded it (hark_api.connections_sync):
+-- one row per user and instance with a subscription there, valid until seen_until.
+-- Webhooks of messages for members who are not connected (notification.message)
+-- read it in the sending transaction; presence itself stays in memory. No foreign
+-- key: these rows are the instances' view, replaced at every sync.
+create table hark.user_connections (
+    tenant_id uuid not null,
+    user_id uuid not null,
+    instance_id uuid not null,
+    seen_until timestamptz not null,
+    primary key (tenant_id, user_id, instance_id)
+);
+create index user_connections_instance_idx on hark.user_connections (instance_id);
+
+alter table hark.user_connections enable row level security;
+alter table hark.user_connections force row level security;
+-- An instance syncs its rows across tenants (the transaction-local setting
+-- hark.connections, set by hark_api.connections_sync alone).
+create policy tenant_isolation on hark.user_connections
+    using (tenant_id = nullif(current_setting('hark.tenant_id', true), '')::uuid
+           or current_setting('hark.connections', true) = 'on')
+    with check (tenant_id = nullif(current_setting('hark.tenant_id', true), '')::uuid
+                or current_setting('hark.connections', true) = 'on');
+grant select, insert, update, delete on hark.user_connections to hark_app;

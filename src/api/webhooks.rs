@@ -112,6 +112,13 @@ pub enum WebhookEventType {
     #[oai(rename = "webhook.test")]
     #[serde(rename = "webhook.test")]
     WebhookTest,
+    /// A message, right after its `message.created`, with the members it should be
+    /// pushed to: `data.user_ids`, those not connected (no subscription on any
+    /// instance) when it was sent, the sender left out; not sent when there are none.
+    /// `data`: `room_id`, `message`, `user_ids`.
+    #[oai(rename = "notification.message")]
+    #[serde(rename = "notification.message")]
+    NotificationMessage,
 }
 
 impl WebhookEventType {

@@ -118,4 +118,26 @@ impl Database {
         self.call("users_sharing_a_room", &[&tenant_id, &user_id, &candidates])
             .await
     }
+
+    /// Records the users connected to this instance (`(tenant, user)` pairs), valid
+    /// for `ttl` unless synced again, in place of what it recorded before.
+    pub async fn connections_sync(
+        &self,
+        instance_id: Uuid,
+        ttl: std::time::Duration,
+        connected: &[(Uuid, Uuid)],
+    ) -> Result<(), DatabaseError> {
+        let pairs: Vec<serde_json::Value> = connected
+            .iter()
+            .map(|(tenant_id, user_id)| {
+                serde_json::json!({"tenant_id": tenant_id, "user_id": user_id})
+            })
+            .collect();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self.call(
+            "connections_sync",
+            &[&instance_id, &ttl_ms, &tokio_postgres::types::Json(&pairs)],
+        )
+        .await
+    }
 }

@@ -16,7 +16,6 @@
 
 pub mod broker;
 pub mod cursor;
-pub mod feeds;
 pub mod hub;
 pub mod log;
 pub mod node;
@@ -26,6 +25,7 @@ pub mod registry;
 pub mod socket;
 pub mod sse;
 pub mod subscription;
+pub mod tenant_users;
 
 use std::time::Duration;
 

@@ -21,12 +21,12 @@ use crate::db::{Database, UserRef};
 use crate::realtime::{
     RealtimeSettings,
     broker::{self, BrokerHandle, Command, Notice, RoomNotification},
-    feeds::Feeds,
     hub::{Departures, Hub},
     presence::{Change, Presence, Signal},
     protocol::ServerFrame,
     registry::{Control, Registration, Registry},
     room_channel,
+    tenant_users::TenantUsers,
 };
 
 /// The instance's real-time node.
@@ -52,7 +52,12 @@ struct Inner {
     /// Who is where.
     presence: Presence,
     /// Whose feeds are open here, for presence changes in feeds.
-    feeds: Feeds,
+    feeds: TenantUsers,
+    /// Who has a subscription here, which the connection sync writes to the
+    /// database (`hark.user_connections`).
+    connected: TenantUsers,
+    /// Wakes the connection sync when `connected` changed.
+    connections_changed: Notify,
     /// Wakes the webhook delivery worker when deliveries were queued, and after the
     /// LISTEN connection came back (wake-ups may have been missed meanwhile).
     webhooks: Arc<Notify>,
@@ -77,7 +82,9 @@ impl Node {
             ),
             db,
             presence: Presence::new(settings.presence_heartbeat, settings.presence_debounce),
-            feeds: Feeds::default(),
+            feeds: TenantUsers::default(),
+            connected: TenantUsers::default(),
+            connections_changed: Notify::new(),
             settings,
             broker,
             registry: Arc::new(Registry::default()),
@@ -91,6 +98,7 @@ impl Node {
             heartbeat_period,
             heartbeat,
         ));
+        tokio::spawn(sync_connections(Arc::downgrade(&inner)));
         // Leaves are checked a few times per debounce, so one is late by a quarter at most.
         let leaves_period = (inner.presence.debounce() / 4).max(Duration::from_millis(20));
         tokio::spawn(periodically(
@@ -157,11 +165,23 @@ impl Node {
         self.inner.feeds.closed(tenant_id, user_id);
     }
 
+    /// A subscription of the user began here: they join the tenant's presence, and
+    /// the database learns they are connected when it is their first here.
+    pub(crate) fn joined_tenant(&self, tenant_id: Uuid, user: &UserRef) {
+        self.joined(tenant_id, user);
+        if self.inner.connected.opened(tenant_id, user.id) {
+            self.inner.connections_changed.notify_one();
+        }
+    }
+
     /// A subscription of the user ended: they leave the tenant's presence here when it
     /// was their last (after the debounce, or at once), and their `last_seen_at` moves.
     pub(crate) fn left_tenant(&self, tenant_id: Uuid, user_id: Uuid, at_once: bool) {
         if let Some(signal) = self.inner.presence.local_leave(tenant_id, user_id, at_once) {
             publish(self.inner.db.clone(), signal);
+        }
+        if self.inner.connected.closed(tenant_id, user_id) {
+            self.inner.connections_changed.notify_one();
         }
         let db = self.inner.db.clone();
         tokio::spawn(async move {
@@ -356,6 +376,34 @@ async fn announce_in_feeds(
             status,
         };
         hub.signal(feed, &frame.text().into());
+    }
+}
+
+/// How long the connection sync waits after a change for others to join it.
+const CONNECTIONS_SETTLE: Duration = Duration::from_millis(20);
+
+/// Keeps `hark.user_connections` true for this instance: after each change (a user's
+/// first subscription here, or their last ending), and at every presence heartbeat, it
+/// writes the whole set of users connected here, so that a write that failed or came
+/// late is corrected by the next. Rows of an instance that stops syncing expire after
+/// three heartbeats.
+async fn sync_connections(node: Weak<Inner>) {
+    loop {
+        let Some(inner) = node.upgrade() else { return };
+        let period = inner.settings.presence_heartbeat;
+        let changed = inner.connections_changed.notified();
+        if tokio::time::timeout(period, changed).await.is_ok() {
+            tokio::time::sleep(CONNECTIONS_SETTLE).await;
+        }
+        let connected = inner.connected.all();
+        let ttl = period * 3;
+        if let Err(error) = inner
+            .db
+            .connections_sync(inner.presence.instance_id, ttl, &connected)
+            .await
+        {
+            tracing::warn!(%error, "could not record who is connected here");
+        }
     }
 }
 

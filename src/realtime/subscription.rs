@@ -128,7 +128,7 @@ impl Node {
         }
         // Set together with `feed`, so that the drop closes the feed it opened.
         subscription.in_tenant = Some((grant.tenant_id, grant.user.id));
-        self.joined(grant.tenant_id, &grant.user);
+        self.joined_tenant(grant.tenant_id, &grant.user);
         let now = self
             .db()
             .room_subscribe(caller, grant.room_id)

@@ -703,3 +703,71 @@ async fn a_rooms_deletion_is_heard_after_its_last_event() {
     assert!(heard[1].body["data"]["last_seq"].as_i64().unwrap() >= 1);
     assert!(heard.iter().all(|d| d.verifies_with(&secret)));
 }
+
+#[tokio::test]
+async fn a_message_is_followed_by_a_notification_naming_the_members_not_connected() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let carol = app.register("acme", "carol").await;
+    app.add_member(&owner.token, &room_id, &carol.user_id).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = create_webhook(
+        &app,
+        &owner.token,
+        &receiver.url,
+        &["message.created", "notification.message"],
+    )
+    .await;
+    // Bob is connected (his feed); carol is not.
+    let mut socket = crate::ws::WsClient::connect(&app, &bob.token).await;
+    socket.subscribe(&bob.user_id, None).await;
+    for _ in 0..100 {
+        if app.count_rows("user_connections").await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.count_rows("user_connections").await,
+        1,
+        "bob's connection is recorded"
+    );
+
+    let message = app.send(&owner.token, &room_id, "anyone?").await;
+    let received = receiver.wait_for_accepted(2, PATIENCE).await;
+    let types: Vec<_> = received.iter().map(|r| r.body["type"].clone()).collect();
+    assert_eq!(
+        types,
+        [json!("message.created"), json!("notification.message")]
+    );
+    let notification = &received[1];
+    assert!(notification.verifies_with(&secret));
+    assert_eq!(notification.body["data"]["message"]["id"], message["id"]);
+    assert_eq!(notification.body["data"]["room_id"], room_id.as_str());
+    assert_eq!(
+        notification.body["data"]["user_ids"],
+        json!([carol.user_id]),
+        "neither the sender nor the connected member"
+    );
+
+    // Once bob is gone too, both are named.
+    socket.close().await;
+    for _ in 0..100 {
+        if app.count_rows("user_connections").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.send(&owner.token, &room_id, "hello?").await;
+    let received = receiver.wait_for_accepted(4, PATIENCE).await;
+    let mut named: Vec<String> = received[3].body["data"]["user_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    named.sort();
+    let mut expected = vec![bob.user_id.clone(), carol.user_id.clone()];
+    expected.sort();
+    assert_eq!(named, expected);
+}
