@@ -196,17 +196,3 @@ begin
         jsonb_build_object('user_id', p_target_id, 'actor_id', p_user_id));
 end
 $$;
-
--- Records that an instance just saw the user connected (a subscription of theirs
--- ended); at most one write a minute per user.
-create function hark_api.user_seen(p_tenant_id uuid, p_user_id uuid)
-returns void
-language plpgsql
-as $$
-begin
-    perform hark_api.enter(p_tenant_id, null);
-    update hark.users set last_seen_at = now()
-    where tenant_id = p_tenant_id and id = p_user_id
-      and (last_seen_at is null or last_seen_at < now() - interval '1 minute');
-end
-$$;

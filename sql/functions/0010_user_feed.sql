@@ -154,24 +154,49 @@ end
 $$;
 
 -- Replaces what instance p_instance_id recorded as connected with p_pairs (an array
--- of {tenant_id, user_id}), valid for p_ttl_ms; and forgets the rows of instances that
--- stopped syncing.
+-- of {tenant_id, user_id}), valid for p_ttl_ms, and forgets the rows of instances that
+-- stopped syncing. Users who came or went on this instance since its last sync are
+-- seen now (users.last_seen_at).
 create function hark_api.connections_sync(p_instance_id uuid, p_ttl_ms bigint, p_pairs jsonb)
 returns void
 language plpgsql
 as $$
+declare
+    v_changed jsonb;
+    v_tenant record;
 begin
     perform hark_api.enter(null, null), set_config('hark.connections', 'on', true);
-    delete from hark.user_connections c
-    where c.instance_id = p_instance_id
-      and not exists (
-          select from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
-          where p.tenant_id = c.tenant_id and p.user_id = c.user_id);
-    insert into hark.user_connections (tenant_id, user_id, instance_id, seen_until)
-    select p.tenant_id, p.user_id, p_instance_id, now() + p_ttl_ms * interval '1 millisecond'
-    from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
-    on conflict (tenant_id, user_id, instance_id) do update set seen_until = excluded.seen_until;
+    with pairs as (
+        select p.tenant_id, p.user_id
+        from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)),
+    gone as (
+        delete from hark.user_connections c
+        where c.instance_id = p_instance_id
+          and not exists (select from pairs p where p.tenant_id = c.tenant_id and p.user_id = c.user_id)
+        returning c.tenant_id, c.user_id),
+    came as (
+        insert into hark.user_connections (tenant_id, user_id, instance_id, seen_until)
+        select p.tenant_id, p.user_id, p_instance_id, now() + p_ttl_ms * interval '1 millisecond'
+        from pairs p
+        on conflict (tenant_id, user_id, instance_id) do update set seen_until = excluded.seen_until
+        -- xmax is 0 for a row just inserted, not for one updated.
+        returning tenant_id, user_id, xmax = 0 as inserted)
+    select jsonb_agg(jsonb_build_object('tenant_id', changed.tenant_id, 'user_id', changed.user_id))
+    into v_changed
+    from (select tenant_id, user_id from gone
+          union
+          select tenant_id, user_id from came where inserted) changed;
     delete from hark.user_connections where seen_until < now();
+    -- Users are updated tenant by tenant, under each tenant's row-level security.
+    for v_tenant in
+        select c.tenant_id, array_agg(c.user_id) as user_ids
+        from jsonb_to_recordset(coalesce(v_changed, '[]')) as c(tenant_id uuid, user_id uuid)
+        group by c.tenant_id
+    loop
+        perform set_config('hark.tenant_id', v_tenant.tenant_id::text, true);
+        update hark.users set last_seen_at = now()
+        where tenant_id = v_tenant.tenant_id and id = any(v_tenant.user_ids);
+    end loop;
 end
 $$;
 

@@ -5,8 +5,8 @@
 -- subscriber. And when each user was last connected. This file is an immutable
 -- migration.
 
--- When the user last had a subscription end on any instance (written at most once a
--- minute per user); whether they are connected now is presence's, not a table's.
+-- When the user last connected or went, on any instance (hark_api.connections_sync);
+-- whether they are connected now is presence's, not a table's.
 alter table hark.users add column last_seen_at timestamptz;
 
 -- The newest seq of each user's feed; a user without a row has seq 0.

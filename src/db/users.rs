@@ -59,8 +59,8 @@ pub struct User {
     /// When the user was deactivated: they cannot log in, be minted a session or be
     /// acted for until reactivated. Absent for active users.
     pub deactivated_at: Option<DateTime<Utc>>,
-    /// When the user was last seen connected (to the minute, written when a
-    /// subscription of theirs ends); whether they are connected now is
+    /// When the user last connected or went, on any instance (recorded by the
+    /// instance within a moment); whether they are connected now is
     /// `GET /v1/users?online=true`.
     pub last_seen_at: Option<DateTime<Utc>>,
     /// When the user was created.
@@ -210,11 +210,6 @@ impl Database {
             ],
         )
         .await
-    }
-
-    /// Records that a user was just seen connected.
-    pub async fn user_seen(&self, tenant_id: Uuid, user_id: Uuid) -> Result<(), DatabaseError> {
-        self.call("user_seen", &[&tenant_id, &user_id]).await
     }
 
     /// Changes a user's profile or role.

@@ -175,7 +175,8 @@ impl Node {
     }
 
     /// A subscription of the user ended: they leave the tenant's presence here when it
-    /// was their last (after the debounce, or at once), and their `last_seen_at` moves.
+    /// was their last (after the debounce, or at once), and the database learns they
+    /// went (which moves their `last_seen_at`).
     pub(crate) fn left_tenant(&self, tenant_id: Uuid, user_id: Uuid, at_once: bool) {
         if let Some(signal) = self.inner.presence.local_leave(tenant_id, user_id, at_once) {
             publish(self.inner.db.clone(), signal);
@@ -183,12 +184,6 @@ impl Node {
         if self.inner.connected.closed(tenant_id, user_id) {
             self.inner.connections_changed.notify_one();
         }
-        let db = self.inner.db.clone();
-        tokio::spawn(async move {
-            if let Err(error) = db.user_seen(tenant_id, user_id).await {
-                tracing::warn!(%error, "could not record when a user was last seen");
-            }
-        });
     }
 
     /// Asks the broker to LISTEN on the room and waits until it does (or the wait
