@@ -185,7 +185,7 @@ begin
     select jsonb_agg(hark_api.event_json(written) order by written.seq) into v_written from written;
     perform hark_api.publish_events(v_tenant_id, p_room_id, v_written, v_last, p_traceparent);
     perform hark_api.webhook_enqueue_room_events(v_tenant_id, p_room_id, v_written);
-    perform hark_api.feed_unread(p_room_id, v_written, v_last - v_count);
+    perform hark_api.feed_unread(p_room_id, v_written);
     return v_last;
 end
 $$;

@@ -63,33 +63,33 @@ as $$
     from hark.rooms r where r.id = p_room_id
 $$;
 
--- feed.unread: the members of a room for whom messages of others just arrived after
--- they had read every message of others before (their unread count left zero). Called
--- by hark_api.append_events with the events it wrote and the room's seq before them.
-create function hark_api.feed_unread(p_room_id uuid, p_events jsonb, p_before_seq bigint)
+-- feed.unread: the members of a room for whom messages of others just arrived while
+-- none were waiting (room_members.has_unread was false; their unread count left zero).
+-- Called by hark_api.append_events with the events it wrote. A busy room costs one
+-- scan of its members' flags per write and no feed writes until someone reads.
+create function hark_api.feed_unread(p_room_id uuid, p_events jsonb)
 returns void
 language plpgsql
 as $$
 declare
-    v_users uuid[];
+    v_senders uuid[];
     v_first bigint;
+    v_users uuid[];
 begin
-    select min((e ->> 'seq')::bigint) into v_first
+    select array_agg(distinct (e -> 'data' -> 'sender' ->> 'id')::uuid), min((e ->> 'seq')::bigint)
+    into v_senders, v_first
     from jsonb_array_elements(p_events) e where e ->> 'type' = 'message.created';
     if v_first is null then
         return;
     end if;
-    select array_agg(m.user_id order by m.user_id) into v_users
-    from hark.room_members m
-    where m.room_id = p_room_id
-      and exists (
-          select from jsonb_array_elements(p_events) e
-          where e ->> 'type' = 'message.created'
-            and (e -> 'data' -> 'sender' ->> 'id') is distinct from m.user_id::text)
-      and not exists (
-          select from hark.messages msg
-          where msg.room_id = p_room_id and msg.seq > m.last_read_seq and msg.seq <= p_before_seq
-            and msg.deleted_at is null and msg.sender_id is distinct from m.user_id);
+    -- A member is made unread by a message of anyone else: not when every sender of
+    -- these messages is the member (a system message has no sender: everyone's).
+    with flagged as (
+        update hark.room_members m set has_unread = true
+        where m.room_id = p_room_id and not m.has_unread
+          and not (v_senders <@ array[m.user_id])
+        returning m.user_id)
+    select array_agg(user_id order by user_id) into v_users from flagged;
     perform hark_api.feed_append(v_users, 'feed.unread',
         hark_api.feed_room(p_room_id) || jsonb_build_object('seq', v_first));
 end
@@ -155,43 +155,32 @@ $$;
 
 -- Replaces what instance p_instance_id recorded as connected with p_pairs (an array
 -- of {tenant_id, user_id}), valid for p_ttl_ms, and forgets the rows of instances that
--- stopped syncing. Users who came or went on this instance since its last sync are
--- seen now (users.last_seen_at).
-create function hark_api.connections_sync(p_instance_id uuid, p_ttl_ms bigint, p_pairs jsonb)
+-- stopped syncing. The users of p_seen (same shape: those who came or went on the
+-- instance since its last sync, a short visit included) are seen now
+-- (users.last_seen_at).
+create function hark_api.connections_sync(p_instance_id uuid, p_ttl_ms bigint, p_pairs jsonb, p_seen jsonb)
 returns void
 language plpgsql
 as $$
 declare
-    v_changed jsonb;
     v_tenant record;
 begin
     perform hark_api.enter(null, null), set_config('hark.connections', 'on', true);
-    with pairs as (
-        select p.tenant_id, p.user_id
-        from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)),
-    gone as (
-        delete from hark.user_connections c
-        where c.instance_id = p_instance_id
-          and not exists (select from pairs p where p.tenant_id = c.tenant_id and p.user_id = c.user_id)
-        returning c.tenant_id, c.user_id),
-    came as (
-        insert into hark.user_connections (tenant_id, user_id, instance_id, seen_until)
-        select p.tenant_id, p.user_id, p_instance_id, now() + p_ttl_ms * interval '1 millisecond'
-        from pairs p
-        on conflict (tenant_id, user_id, instance_id) do update set seen_until = excluded.seen_until
-        -- xmax is 0 for a row just inserted, not for one updated.
-        returning tenant_id, user_id, xmax = 0 as inserted)
-    select jsonb_agg(jsonb_build_object('tenant_id', changed.tenant_id, 'user_id', changed.user_id))
-    into v_changed
-    from (select tenant_id, user_id from gone
-          union
-          select tenant_id, user_id from came where inserted) changed;
+    delete from hark.user_connections c
+    where c.instance_id = p_instance_id
+      and not exists (
+          select from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
+          where p.tenant_id = c.tenant_id and p.user_id = c.user_id);
+    insert into hark.user_connections (tenant_id, user_id, instance_id, seen_until)
+    select p.tenant_id, p.user_id, p_instance_id, now() + p_ttl_ms * interval '1 millisecond'
+    from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
+    on conflict (tenant_id, user_id, instance_id) do update set seen_until = excluded.seen_until;
     delete from hark.user_connections where seen_until < now();
     -- Users are updated tenant by tenant, under each tenant's row-level security.
     for v_tenant in
-        select c.tenant_id, array_agg(c.user_id) as user_ids
-        from jsonb_to_recordset(coalesce(v_changed, '[]')) as c(tenant_id uuid, user_id uuid)
-        group by c.tenant_id
+        select s.tenant_id, array_agg(s.user_id) as user_ids
+        from jsonb_to_recordset(p_seen) as s(tenant_id uuid, user_id uuid)
+        group by s.tenant_id
     loop
         perform set_config('hark.tenant_id', v_tenant.tenant_id::text, true);
         update hark.users set last_seen_at = now()

@@ -9,6 +9,16 @@
 -- whether they are connected now is presence's, not a table's.
 alter table hark.users add column last_seen_at timestamptz;
 
+-- Whether messages of others wait after the member's read marker: set when such a
+-- message arrives (which is when the member's feed hears feed.unread), cleared when
+-- the member reads them all. It makes that transition one index scan of the room's
+-- members per write, instead of a look at the messages after each member's marker.
+alter table hark.room_members add column has_unread boolean not null default false;
+update hark.room_members m set has_unread = true
+where exists (select from hark.messages msg
+              where msg.room_id = m.room_id and msg.seq > m.last_read_seq
+                and msg.deleted_at is null and msg.sender_id is distinct from m.user_id);
+
 -- The newest seq of each user's feed; a user without a row has seq 0.
 create table hark.user_feeds (
     tenant_id uuid not null,

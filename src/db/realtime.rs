@@ -120,24 +120,33 @@ impl Database {
     }
 
     /// Records the users connected to this instance (`(tenant, user)` pairs), valid
-    /// for `ttl` unless synced again, in place of what it recorded before.
+    /// for `ttl` unless synced again, in place of what it recorded before; and that
+    /// the users of `seen` (who came or went since) were seen now.
     pub async fn connections_sync(
         &self,
         instance_id: Uuid,
         ttl: std::time::Duration,
         connected: &[(Uuid, Uuid)],
+        seen: &[(Uuid, Uuid)],
     ) -> Result<(), DatabaseError> {
-        let pairs: Vec<serde_json::Value> = connected
-            .iter()
-            .map(|(tenant_id, user_id)| {
-                serde_json::json!({"tenant_id": tenant_id, "user_id": user_id})
-            })
-            .collect();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.call(
             "connections_sync",
-            &[&instance_id, &ttl_ms, &tokio_postgres::types::Json(&pairs)],
+            &[
+                &instance_id,
+                &ttl_ms,
+                &tokio_postgres::types::Json(pairs_json(connected)),
+                &tokio_postgres::types::Json(pairs_json(seen)),
+            ],
         )
         .await
     }
+}
+
+/// `(tenant, user)` pairs as the SQL functions read them.
+fn pairs_json(pairs: &[(Uuid, Uuid)]) -> Vec<serde_json::Value> {
+    pairs
+        .iter()
+        .map(|(tenant_id, user_id)| serde_json::json!({"tenant_id": tenant_id, "user_id": user_id}))
+        .collect()
 }

@@ -3,11 +3,13 @@
 //! registry of open streams, and runs the dispatcher, which hands each decoded
 //! notification to the hub without ever waiting for the database (reads of the log
 //! run in the hub's per-room tasks), and wakes the webhook worker when deliveries
-//! were queued.
+//! were queued. It also keeps the database told who is connected here
+//! (`sync_connections`), for webhooks to users who are not.
 
 use std::{
+    collections::HashSet,
     sync::{
-        Arc, Weak,
+        Arc, Mutex, PoisonError, Weak,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -58,6 +60,9 @@ struct Inner {
     connected: TenantUsers,
     /// Wakes the connection sync when `connected` changed.
     connections_changed: Notify,
+    /// Users who came or went here since the last connection sync, which records
+    /// them as seen (a visit shorter than the sync's pause included).
+    seen: Mutex<HashSet<(Uuid, Uuid)>>,
     /// Wakes the webhook delivery worker when deliveries were queued, and after the
     /// LISTEN connection came back (wake-ups may have been missed meanwhile).
     webhooks: Arc<Notify>,
@@ -85,6 +90,7 @@ impl Node {
             feeds: TenantUsers::default(),
             connected: TenantUsers::default(),
             connections_changed: Notify::new(),
+            seen: Mutex::new(HashSet::new()),
             settings,
             broker,
             registry: Arc::new(Registry::default()),
@@ -170,7 +176,7 @@ impl Node {
     pub(crate) fn joined_tenant(&self, tenant_id: Uuid, user: &UserRef) {
         self.joined(tenant_id, user);
         if self.inner.connected.opened(tenant_id, user.id) {
-            self.inner.connections_changed.notify_one();
+            self.inner.connection_changed(tenant_id, user.id);
         }
     }
 
@@ -182,7 +188,7 @@ impl Node {
             publish(self.inner.db.clone(), signal);
         }
         if self.inner.connected.closed(tenant_id, user_id) {
-            self.inner.connections_changed.notify_one();
+            self.inner.connection_changed(tenant_id, user_id);
         }
     }
 
@@ -374,6 +380,17 @@ async fn announce_in_feeds(
     }
 }
 
+impl Inner {
+    /// The user came or went here: the connection sync records it.
+    fn connection_changed(&self, tenant_id: Uuid, user_id: Uuid) {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((tenant_id, user_id));
+        self.connections_changed.notify_one();
+    }
+}
+
 /// How long the connection sync waits after a change for others to join it.
 const CONNECTIONS_SETTLE: Duration = Duration::from_millis(20);
 
@@ -391,13 +408,23 @@ async fn sync_connections(node: Weak<Inner>) {
             tokio::time::sleep(CONNECTIONS_SETTLE).await;
         }
         let connected = inner.connected.all();
+        let seen: Vec<(Uuid, Uuid)> =
+            std::mem::take(&mut *inner.seen.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_iter()
+                .collect();
         let ttl = period * 3;
         if let Err(error) = inner
             .db
-            .connections_sync(inner.presence.instance_id, ttl, &connected)
+            .connections_sync(inner.presence.instance_id, ttl, &connected, &seen)
             .await
         {
             tracing::warn!(%error, "could not record who is connected here");
+            // Seen is kept for the next sync; who is connected is taken afresh.
+            inner
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(seen);
         }
     }
 }
