@@ -171,6 +171,8 @@ declare
     v_tenant_id uuid := hark_api.current_tenant_id();
     v_last bigint;
     v_written jsonb;
+    v_senders uuid[];
+    v_first_message bigint;
 begin
     update hark.rooms
     set last_seq = last_seq + v_count, last_event_at = now()
@@ -182,10 +184,16 @@ begin
                coalesce((e.event ->> 'actor_id')::uuid, hark_api.current_user_id()), e.event -> 'data'
         from jsonb_array_elements(p_events) with ordinality as e(event, position)
         returning *)
-    select jsonb_agg(hark_api.event_json(written) order by written.seq) into v_written from written;
+    select jsonb_agg(hark_api.event_json(written) order by written.seq),
+           array_agg(distinct written.actor_id) filter (where written.type = 'message.created'),
+           min(written.seq) filter (where written.type = 'message.created')
+    into v_written, v_senders, v_first_message
+    from written;
     perform hark_api.publish_events(v_tenant_id, p_room_id, v_written, v_last, p_traceparent);
     perform hark_api.webhook_enqueue_room_events(v_tenant_id, p_room_id, v_written);
-    perform hark_api.feed_unread(p_room_id, v_written);
+    if v_first_message is not null then
+        perform hark_api.feed_unread(v_tenant_id, p_room_id, v_senders, v_first_message);
+    end if;
     return v_last;
 end
 $$;

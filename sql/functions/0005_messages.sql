@@ -565,7 +565,7 @@ begin
     returning m.last_read_seq into v_last_read;
     update hark.room_members
     set has_unread = hark_api.unread_count(p_room_id, v_last_read) > 0
-    where room_id = p_room_id and user_id = p_user_id;
+    where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_user_id;
     -- A read marker that moved is a signal for the room's subscribers (read
     -- receipts, the reader's other devices), like typing: by NOTIFY, not in the log.
     if v_last_read > coalesce(v_before, 0) then

@@ -65,33 +65,29 @@ $$;
 
 -- feed.unread: the members of a room for whom messages of others just arrived while
 -- none were waiting (room_members.has_unread was false; their unread count left zero).
--- Called by hark_api.append_events with the events it wrote. A busy room costs one
--- scan of its members' flags per write and no feed writes until someone reads.
-create function hark_api.feed_unread(p_room_id uuid, p_events jsonb)
+-- Called by hark_api.append_events when it wrote messages: p_senders are their
+-- senders (null for a system message), p_first_seq the first one's seq. A busy room
+-- costs one scan of its members' flags per write and no feed writes until someone
+-- reads.
+create function hark_api.feed_unread(p_tenant_id uuid, p_room_id uuid, p_senders uuid[], p_first_seq bigint)
 returns void
 language plpgsql
 as $$
 declare
-    v_senders uuid[];
-    v_first bigint;
     v_users uuid[];
 begin
-    select array_agg(distinct (e -> 'data' -> 'sender' ->> 'id')::uuid), min((e ->> 'seq')::bigint)
-    into v_senders, v_first
-    from jsonb_array_elements(p_events) e where e ->> 'type' = 'message.created';
-    if v_first is null then
-        return;
-    end if;
     -- A member is made unread by a message of anyone else: not when every sender of
     -- these messages is the member (a system message has no sender: everyone's).
     with flagged as (
         update hark.room_members m set has_unread = true
-        where m.room_id = p_room_id and not m.has_unread
-          and not (v_senders <@ array[m.user_id])
+        where m.tenant_id = p_tenant_id and m.room_id = p_room_id and not m.has_unread
+          and not (p_senders <@ array[m.user_id])
         returning m.user_id)
     select array_agg(user_id order by user_id) into v_users from flagged;
-    perform hark_api.feed_append(v_users, 'feed.unread',
-        hark_api.feed_room(p_room_id) || jsonb_build_object('seq', v_first));
+    if v_users is not null then
+        perform hark_api.feed_append(v_users, 'feed.unread',
+            hark_api.feed_room(p_room_id) || jsonb_build_object('seq', p_first_seq));
+    end if;
 end
 $$;
 
@@ -146,8 +142,8 @@ begin
     return coalesce((
         select jsonb_agg(distinct other.user_id)
         from hark.room_members mine
-        join hark.room_members other on other.room_id = mine.room_id
-        where mine.user_id = p_user_id
+        join hark.room_members other on other.tenant_id = mine.tenant_id and other.room_id = mine.room_id
+        where mine.tenant_id = p_tenant_id and mine.user_id = p_user_id
           and other.user_id = any(p_candidates)
           and other.user_id <> p_user_id), '[]'::jsonb);
 end
@@ -199,7 +195,7 @@ stable
 as $$
     select coalesce(jsonb_agg(m.user_id order by m.user_id), '[]'::jsonb)
     from hark.room_members m
-    where m.room_id = p_room_id
+    where m.tenant_id = hark_api.current_tenant_id() and m.room_id = p_room_id
       and m.user_id is distinct from p_sender_id
       and not exists (
           select from hark.user_connections c

@@ -14,6 +14,8 @@ alter table hark.users add column last_seen_at timestamptz;
 -- the member reads them all. It makes that transition one index scan of the room's
 -- members per write, instead of a look at the messages after each member's marker.
 alter table hark.room_members add column has_unread boolean not null default false;
+-- The members a new message may flag: a busy room's writes find none here at once.
+create index room_members_caught_up_idx on hark.room_members (tenant_id, room_id) where not has_unread;
 update hark.room_members m set has_unread = true
 where exists (select from hark.messages msg
               where msg.room_id = m.room_id and msg.seq > m.last_read_seq
