@@ -560,11 +560,15 @@ declare
     v_count integer;
 begin
     perform hark_api.enter(null, null), set_config('hark.purging', 'on', true);
-    select tenant_id, id into v_room from hark.rooms
-    where deleted_at is not null
-    order by deleted_at
+    -- A room whose events still wait in the webhook outbox keeps its log until they
+    -- are fanned out (hark_api.webhook_fanout reads them from it).
+    select r.tenant_id, r.id into v_room from hark.rooms r
+    where r.deleted_at is not null
+      and not exists (select from hark.webhook_outbox o
+                      where o.tenant_id = r.tenant_id and o.room_id = r.id)
+    order by r.deleted_at
     limit 1
-    for update skip locked;
+    for update of r skip locked;
     if v_room.id is null then
         return to_jsonb(0);
     end if;

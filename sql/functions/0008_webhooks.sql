@@ -331,28 +331,97 @@ language sql
 volatile
 as $$ select 'msg_' || replace(gen_random_uuid()::text, '-', '') $$;
 
--- The outbox: queues events ({type, timestamp, data}, in order) for every enabled
--- endpoint of the tenant that asked for their type, in the transaction that wrote
--- them, and wakes the delivery workers when it queued any. Every writer of an event
--- that endpoints may hear calls it (append_events for the room log).
+-- Queues events ({type, timestamp, data}, in order) of p_order_key's chain that are
+-- not in a room's log, in the transaction that wrote them, for the delivery workers
+-- to fan out (hark_api.webhook_fanout), and wakes them.
 create function hark_api.webhook_enqueue(p_tenant_id uuid, p_order_key uuid, p_events jsonb)
 returns void
 language plpgsql
 as $$
-declare
-    v_count integer;
 begin
-    insert into hark.webhook_deliveries (tenant_id, webhook_id, message_id, order_key, event_type, payload)
-    select p_tenant_id, w.id, hark_api.webhook_message_id(), p_order_key, e.event ->> 'type', e.event
+    insert into hark.webhook_outbox (tenant_id, order_key, events)
+    values (p_tenant_id, p_order_key, p_events);
+    perform pg_notify('hark_webhooks', '');
+end
+$$;
+
+-- Turns events into deliveries, one per event and enabled endpoint that asked for its
+-- type and existed when the events were written (p_written_at), in event order.
+create function hark_api.webhook_deliveries_insert(
+    p_tenant_id uuid, p_order_key uuid, p_events jsonb, p_written_at timestamptz)
+returns void
+language plpgsql
+as $$
+begin
+    insert into hark.webhook_deliveries
+        (tenant_id, webhook_id, message_id, order_key, event_type, payload, created_at, next_attempt_at)
+    select p_tenant_id, w.id, hark_api.webhook_message_id(), p_order_key, e.event ->> 'type', e.event,
+           p_written_at, now()
     from jsonb_array_elements(p_events) with ordinality as e(event, position)
     join hark.webhooks w
-      on w.tenant_id = p_tenant_id and w.enabled
+      on w.tenant_id = p_tenant_id and w.enabled and w.created_at <= p_written_at
      and ((e.event ->> 'type') = any (w.event_types) or '*' = any (w.event_types))
     order by e.position, w.id;
-    get diagnostics v_count = row_count;
-    if v_count > 0 then
-        perform pg_notify('hark_webhooks', '');
+end
+$$;
+
+-- The fan-out: turns up to p_limit of the oldest outbox rows, of every tenant, into
+-- deliveries, reading room events from the log, and removes them; answers how many it
+-- took. One instance fans out at a time (an advisory lock; the others answer 0 at
+-- once), so that deliveries of a chain are created in the order of its rows: rows of
+-- one room are written under its lock, so their ids follow their commits.
+create function hark_api.webhook_fanout(p_limit integer)
+returns integer
+language plpgsql
+as $$
+declare
+    v_row hark.webhook_outbox;
+    v_events jsonb;
+    v_count integer := 0;
+begin
+    perform hark_api.enter_delivery();
+    -- "HWOB" in ASCII.
+    if not pg_try_advisory_xact_lock(x'48574f42'::bigint) then
+        return 0;
     end if;
+    for v_row in select * from hark.webhook_outbox order by id limit p_limit loop
+        if v_row.room_id is null then
+            v_events := v_row.events;
+        else
+            -- The log's rows are the tenant's: read them under its row-level security.
+            perform set_config('hark.tenant_id', v_row.tenant_id::text, true);
+            select jsonb_agg(item.event order by item.seq, item.sub) into v_events
+            from (
+                select jsonb_build_object(
+                           'type', e.type, 'timestamp', e.created_at,
+                           'data', hark_api.event_json(e) || jsonb_build_object('tenant_id', e.tenant_id)) as event,
+                       e.seq, 0 as sub
+                from hark.room_events e
+                where e.tenant_id = v_row.tenant_id and e.room_id = v_row.room_id
+                  and e.seq between v_row.first_seq and v_row.last_seq
+                union all
+                -- Each message is followed by whom to push it to, as it was when sent.
+                select jsonb_build_object(
+                           'type', 'notification.message', 'timestamp', e.created_at,
+                           'data', jsonb_build_object(
+                               'tenant_id', e.tenant_id, 'room_id', e.room_id, 'message', e.data,
+                               'user_ids', v_row.notifications -> e.seq::text)),
+                       e.seq, 1
+                from hark.room_events e
+                where v_row.notifications is not null
+                  and e.tenant_id = v_row.tenant_id and e.room_id = v_row.room_id
+                  and e.seq between v_row.first_seq and v_row.last_seq
+                  and v_row.notifications ? e.seq::text
+            ) item;
+            perform set_config('hark.tenant_id', '', true);
+        end if;
+        if v_events is not null then
+            perform hark_api.webhook_deliveries_insert(v_row.tenant_id, v_row.order_key, v_events, v_row.created_at);
+        end if;
+        delete from hark.webhook_outbox where tenant_id = v_row.tenant_id and id = v_row.id;
+        v_count := v_count + 1;
+    end loop;
+    return v_count;
 end
 $$;
 
@@ -380,49 +449,36 @@ begin
 end
 $$;
 
--- Queues room events as written to the log (event_json's shape) for the endpoints.
+-- Queues room events just written to the log (event_json's shape, in seq order) for
+-- the endpoints: one outbox row naming the stretch of the log, without the events
+-- themselves. When an endpoint wants notification.message, the members not connected
+-- now are kept with it for each new message.
 create function hark_api.webhook_enqueue_room_events(p_tenant_id uuid, p_room_id uuid, p_events jsonb)
 returns void
 language plpgsql
 as $$
 declare
-    v_events jsonb;
+    v_notifications jsonb;
 begin
-    if hark_api.webhooks_enabled(p_tenant_id) then
-        select jsonb_agg(jsonb_build_object(
-                   'type', e.event ->> 'type',
-                   'timestamp', e.event -> 'at',
-                   'data', e.event || jsonb_build_object('tenant_id', p_tenant_id))
-               order by e.position)
-        into v_events
-        from jsonb_array_elements(p_events) with ordinality as e(event, position);
-        -- Each new message is followed, for endpoints that want it, by the members it
-        -- should be pushed to: those not connected when it was sent.
-        if exists (select from hark.webhooks
-                   where tenant_id = p_tenant_id and enabled
-                     and event_types && array['notification.message', '*']) then
-            select jsonb_agg(item order by position, sub) into v_events
-            from (
-                select e.item, e.position, 0 as sub
-                from jsonb_array_elements(v_events) with ordinality as e(item, position)
-                union all
-                select jsonb_build_object(
-                           'type', 'notification.message',
-                           'timestamp', e.item -> 'timestamp',
-                           'data', jsonb_build_object(
-                               'tenant_id', p_tenant_id, 'room_id', p_room_id,
-                               'message', e.item -> 'data' -> 'data',
-                               'user_ids', n.user_ids)),
-                       e.position, 1
-                from jsonb_array_elements(v_events) with ordinality as e(item, position)
-                cross join lateral (
-                    select hark_api.members_not_connected(
-                        p_room_id, (e.item -> 'data' -> 'data' -> 'sender' ->> 'id')::uuid) as user_ids) n
-                where e.item ->> 'type' = 'message.created' and jsonb_array_length(n.user_ids) > 0
-            ) ordered;
-        end if;
-        perform hark_api.webhook_enqueue(p_tenant_id, p_room_id, v_events);
+    if not hark_api.webhooks_enabled(p_tenant_id) then
+        return;
     end if;
+    if exists (select from hark.webhooks
+               where tenant_id = p_tenant_id and enabled
+                 and event_types && array['notification.message', '*']) then
+        select jsonb_object_agg(n.seq, n.user_ids) into v_notifications
+        from (
+            select e ->> 'seq' as seq,
+                   hark_api.members_not_connected(p_room_id, (e -> 'data' -> 'sender' ->> 'id')::uuid) as user_ids
+            from jsonb_array_elements(p_events) e
+            where e ->> 'type' = 'message.created'
+        ) n
+        where jsonb_array_length(n.user_ids) > 0;
+    end if;
+    insert into hark.webhook_outbox (tenant_id, order_key, room_id, first_seq, last_seq, notifications)
+    values (p_tenant_id, p_room_id, p_room_id,
+            (p_events -> 0 ->> 'seq')::bigint, (p_events -> -1 ->> 'seq')::bigint, v_notifications);
+    perform pg_notify('hark_webhooks', '');
 end
 $$;
 
@@ -687,9 +743,12 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_delivery();
+    -- Outbox rows not fanned out yet count once each (a row may hold several events).
     return (select jsonb_build_object(
                 'pending', count(*),
                 'oldest_seconds', coalesce(extract(epoch from now() - min(created_at)), 0))
-            from hark.webhook_deliveries where state = 'pending');
+            from (select created_at from hark.webhook_deliveries where state = 'pending'
+                  union all
+                  select created_at from hark.webhook_outbox) queued);
 end
 $$;

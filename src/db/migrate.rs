@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0007_user_feed",
         include_str!("../../sql/migrations/0007_user_feed.sql"),
     ),
+    (
+        8,
+        "0008_webhook_outbox",
+        include_str!("../../sql/migrations/0008_webhook_outbox.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.

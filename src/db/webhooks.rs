@@ -381,4 +381,10 @@ impl Database {
     pub async fn webhook_backlog(&self) -> Result<WebhookBacklog, DatabaseError> {
         self.call("webhook_backlog", &[]).await
     }
+
+    /// Turns up to `limit` of the oldest outbox rows into deliveries; answers how many
+    /// it took (0 at once while another instance fans out).
+    pub async fn webhook_fanout(&self, limit: i32) -> Result<i32, DatabaseError> {
+        self.call("webhook_fanout", &[&limit]).await
+    }
 }

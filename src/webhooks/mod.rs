@@ -1,11 +1,16 @@
 //! Webhooks: every instance's delivery worker, which takes deliveries from the
 //! database's outbox and POSTs them, signed, to the tenants' endpoints.
 //!
-//! The outbox (`hark.webhook_deliveries`) is written by the SQL that writes the
-//! events, in the same transaction (`hark_api.webhook_enqueue`), never from memory,
-//! and its commit NOTIFYs `hark_webhooks`, which wakes the worker of every instance
-//! (through the real-time broker's one LISTEN connection); a poll each second catches
-//! retries that fall due and wake-ups missed while that connection was down.
+//! The outbox (`hark.webhook_outbox`) is written by the SQL that writes the events, in
+//! the same transaction, never from memory: one small row per write, naming the
+//! stretch of a room's log written (`hark_api.webhook_enqueue_room_events`) or holding
+//! other events (`hark_api.webhook_enqueue`). Its commit NOTIFYs `hark_webhooks`,
+//! which wakes the worker of every instance (through the real-time broker's one
+//! LISTEN connection); a poll each second catches retries that fall due and wake-ups
+//! missed while that connection was down. The worker first fans outbox rows out into
+//! per-endpoint deliveries (`hark.webhook_deliveries`, `hark_api.webhook_fanout`: one
+//! instance at a time, in outbox order, removing each row in the transaction that
+//! creates its deliveries), then claims deliveries.
 //!
 //! Guarantees, and how: *at least once*: a delivery leaves the outbox only when an
 //! endpoint answered 2xx, or after `HARK_WEBHOOK_RETRY_FOR_SECONDS` of failures; a
@@ -45,6 +50,10 @@ pub use target::{UrlRefusal, check_url};
 
 /// How often the worker looks for due retries without being woken.
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Outbox rows (one write of a room, or other events) fanned out into deliveries per
+/// statement.
+const FANOUT_BATCH: i32 = 200;
+
 /// The least time between two claims made because deliveries were queued: a busy
 /// write path queues some in every transaction, and each wakes every instance, so
 /// wake-ups are gathered rather than each paid with a claim. It is the most it adds
@@ -157,6 +166,15 @@ async fn work(worker: Worker, wake: Arc<Notify>) {
         while let Some(ended) = running.try_join_next() {
             release(&mut per_endpoint, ended);
         }
+        // Events written since become deliveries first, whatever room there is to
+        // attempt them; a full batch means more wait.
+        let more_to_fan_out = match worker.db.webhook_fanout(FANOUT_BATCH).await {
+            Ok(taken) => taken == FANOUT_BATCH,
+            Err(error) => {
+                tracing::warn!(%error, "could not fan webhook events out; trying again");
+                false
+            }
+        };
         let free = settings.concurrency.saturating_sub(running.len());
         if free > 0 {
             last_claim = Instant::now();
@@ -195,6 +213,9 @@ async fn work(worker: Worker, wake: Arc<Notify>) {
                     continue;
                 }
             }
+        }
+        if more_to_fan_out {
+            continue;
         }
         if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
             last_sweep = Some(Instant::now());
