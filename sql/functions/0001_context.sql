@@ -95,7 +95,7 @@ end
 $$;
 
 -- The role a key acts with: its creator's current one, if the key is live and its
--- creator still an owner or admin (401 otherwise); kept transaction-locally in
+-- creator still an active owner or admin (401 otherwise); kept transaction-locally in
 -- hark.key_role for the checks that follow.
 create function hark_api.enter_key_role(p_tenant_id uuid, p_key_id uuid)
 returns text
@@ -108,10 +108,10 @@ begin
     from hark.api_keys k
     join hark.users c on c.tenant_id = k.tenant_id and c.id = k.created_by
     where k.tenant_id = p_tenant_id and k.id = p_key_id and k.revoked_at is null
-      and c.deleted_at is null and c.role in ('owner', 'admin');
+      and c.deleted_at is null and c.deactivated_at is null and c.role in ('owner', 'admin');
     if v_role is null then
         perform hark_api.fail(401, 'invalid_api_key',
-            'The API key is unknown or revoked, or its creator is no longer an owner or admin');
+            'The API key is unknown or revoked, or its creator is no longer an active owner or admin');
     end if;
     perform set_config('hark.key_role', v_role, true);
     return v_role;

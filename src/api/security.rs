@@ -19,9 +19,10 @@ pub const ACTING_USER_HEADER: &str = "X-Hark-User";
 
 /// A user's access token: `Authorization: Bearer <JWT>`. A tenant's backend may
 /// instead present one of its API keys as the bearer token (`Bearer hark_sk_…`) with
-/// the header `X-Hark-User: <user id>`, and act as that user on any route a user may
-/// call: the same rules, events and errors, and the key's own limits (it acts for no
-/// user above its creator's role, and stops acting when revoked).
+/// the header `X-Hark-User: <user id>`, and act as that user on any REST route or
+/// event stream a user may call (the WebSocket takes access tokens only): the same
+/// rules, events and errors, and the key's own limits (it acts for no user above its
+/// creator's role, and stops acting when revoked).
 #[derive(SecurityScheme)]
 #[oai(
     rename = "bearerAuth",

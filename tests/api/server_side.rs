@@ -625,10 +625,38 @@ async fn a_deactivated_user_cannot_log_in_or_be_acted_for_until_reactivated() {
         .expect(200);
     assert!(listed["deactivated_at"].is_string(), "still listed, marked");
 
+    // A deactivated admin's keys stop working with them.
+    let admins_key = api_key(&app, &admin).await;
+    with_key(
+        &app,
+        reqwest::Method::GET,
+        "/v1/backend/rooms",
+        &admins_key,
+        None,
+    )
+    .await
+    .expect(200);
+    app.post(
+        &format!("/v1/users/{}/deactivate", admin.user_id),
+        Some(&tenant.owner.token),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    with_key(
+        &app,
+        reqwest::Method::GET,
+        "/v1/backend/rooms",
+        &admins_key,
+        None,
+    )
+    .await
+    .expect_error(401, "invalid_api_key");
+
     let user = app
         .post(
             &format!("/v1/users/{}/reactivate", bob.user_id),
-            Some(&admin.token),
+            Some(&tenant.owner.token),
             json!({}),
         )
         .await
