@@ -185,7 +185,7 @@ impl Metrics {
             .expect("a valid metric"),
             webhook_backlog: IntGauge::new(
                 "hark_webhook_backlog",
-                "Webhook deliveries not yet made, over every endpoint",
+                "Webhook deliveries not yet made, over every endpoint (a write not yet fanned out counts once)",
             )
             .expect("a valid metric"),
             webhook_oldest_pending: prometheus::Gauge::new(

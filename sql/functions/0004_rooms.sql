@@ -507,7 +507,7 @@ begin
         update hark.rooms set archived_at = now(), updated_at = now() where id = p_room_id;
         perform hark_api.append_event(p_room_id, 'room.archived', jsonb_build_object('archived', true));
         perform hark_api.feed_append(
-            array(select user_id from hark.room_members where room_id = p_room_id),
+            array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id),
             'feed.room_archived', hark_api.feed_room(p_room_id));
     end if;
     select * into v_room from hark.rooms where id = p_room_id;

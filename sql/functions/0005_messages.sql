@@ -549,6 +549,7 @@ as $$
 declare
     v_last_read bigint;
     v_before bigint;
+    v_unread bigint;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
@@ -563,9 +564,11 @@ begin
     from hark.rooms r
     where r.id = m.room_id and m.room_id = p_room_id and m.user_id = p_user_id
     returning m.last_read_seq into v_last_read;
+    v_unread := hark_api.unread_count(p_room_id, v_last_read);
     update hark.room_members
-    set has_unread = hark_api.unread_count(p_room_id, v_last_read) > 0
-    where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_user_id;
+    set has_unread = v_unread > 0
+    where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_user_id
+      and has_unread <> (v_unread > 0);
     -- A read marker that moved is a signal for the room's subscribers (read
     -- receipts, the reader's other devices), like typing: by NOTIFY, not in the log.
     if v_last_read > coalesce(v_before, 0) then
@@ -574,12 +577,12 @@ begin
         -- The reader's other devices and clients update the room's badge from the feed.
         perform hark_api.feed_append(array[p_user_id], 'feed.read',
             hark_api.feed_room(p_room_id) || jsonb_build_object(
-                'seq', v_last_read, 'unread_count', hark_api.unread_count(p_room_id, v_last_read)));
+                'seq', v_last_read, 'unread_count', v_unread));
     end if;
     return jsonb_build_object(
         'room_id', p_room_id,
         'last_read_seq', v_last_read,
-        'unread_count', hark_api.unread_count(p_room_id, v_last_read));
+        'unread_count', v_unread);
 end
 $$;
 

@@ -12,7 +12,7 @@
 //! instance at a time, in outbox order, removing each row in the transaction that
 //! creates its deliveries), then claims deliveries.
 //!
-//! Guarantees, and how: *at least once*: a delivery leaves the outbox only when an
+//! Guarantees, and how: *at least once*: a delivery leaves the queue only when an
 //! endpoint answered 2xx, or after `HARK_WEBHOOK_RETRY_FOR_SECONDS` of failures; a
 //! claimed run is leased (`HARK_WEBHOOK_LEASE_SECONDS`) rather than locked, so an
 //! instance killed mid-delivery leaves it to be taken again when the lease ends, under
