@@ -458,14 +458,19 @@ returns void
 language plpgsql
 as $$
 declare
+    v_enabled boolean;
+    v_notify boolean;
     v_notifications jsonb;
 begin
-    if not hark_api.webhooks_enabled(p_tenant_id) then
+    -- One look at the tenant's endpoints (at most 20): any enabled, and any of them
+    -- wanting notification.message.
+    select count(*) > 0, coalesce(bool_or(event_types && array['notification.message', '*']), false)
+    into v_enabled, v_notify
+    from hark.webhooks where tenant_id = p_tenant_id and enabled;
+    if not v_enabled then
         return;
     end if;
-    if exists (select from hark.webhooks
-               where tenant_id = p_tenant_id and enabled
-                 and event_types && array['notification.message', '*']) then
+    if v_notify then
         select jsonb_object_agg(n.seq, n.user_ids) into v_notifications
         from (
             select e ->> 'seq' as seq,
