@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 
 source scripts/lib/server.sh
 
+# One worker: with two, schemathesis 4.32.5 on Python 3.11 sometimes fails inside itself
+# ("AST constructor recursion depth mismatch", a race in the interpreter's ast module
+# between its threads), which says nothing about the API.
 port=${HARK_FUZZ_PORT:-18490}
 url="http://127.0.0.1:$port"
 examples=${HARK_FUZZ_EXAMPLES:-40}
@@ -51,7 +54,7 @@ status=0
     --exclude-operation-id backendRevokeSessions \
     --exclude-operation-id connectWebSocket --exclude-operation-id streamRoomEvents \
     --exclude-operation-id streamMyEvents \
-    --max-examples "$examples" --workers 2 --seed "${HARK_FUZZ_SEED:-20261121}" --warnings off \
+    --max-examples "$examples" --workers 1 --seed "${HARK_FUZZ_SEED:-20261121}" --warnings off \
     || status=$?
 if grep -q "ERROR" "$server_log"; then
     echo "the server logged errors while fuzzed:" >&2
