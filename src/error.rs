@@ -326,6 +326,7 @@ impl From<DatabaseError> for ApiError {
                         detail: db_error.detail(),
                         column: db_error.column(),
                         constraint: db_error.constraint(),
+                        hint: db_error.hint(),
                     },
                 )
                 .unwrap_or_else(|| {
@@ -345,6 +346,7 @@ impl From<DatabaseError> for ApiError {
                     detail: failure.detail.as_deref(),
                     column: failure.column.as_deref(),
                     constraint: failure.constraint.as_deref(),
+                    hint: failure.hint.as_deref(),
                 },
             )
             .unwrap_or_else(|| {
@@ -393,16 +395,22 @@ struct SqlError<'a> {
     detail: Option<&'a str>,
     column: Option<&'a str>,
     constraint: Option<&'a str>,
+    hint: Option<&'a str>,
 }
 
 /// Maps a SQLSTATE raised by Postgres to a client error, or `None` when it is a
 /// server fault. This is the one SQLSTATE-to-status table of the project.
 fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
     // Errors raised by hark_api.fail: SQLSTATE HK<status>, the stable code as the
-    // message, the explanation as the detail, the field as the column.
+    // message, the explanation as the detail, the field as the column; a 429's hint,
+    // when SQL gives one (slow mode), is the seconds to wait.
     if let Some(status) = error.code.strip_prefix("HK") {
         let status = status.parse::<u16>().ok()?;
         let status = StatusCode::from_u16(status).ok()?;
+        let retry_after = error
+            .hint
+            .filter(|_| status == StatusCode::TOO_MANY_REQUESTS)
+            .and_then(|hint| hint.parse::<u32>().ok());
         return Some(ApiError {
             status,
             code: error.message.to_owned(),
@@ -411,7 +419,9 @@ fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
                 .column
                 .filter(|column| !column.is_empty())
                 .map(str::to_owned),
-            headers: Vec::new(),
+            headers: retry_after
+                .map(|seconds| vec![("retry-after", seconds.to_string())])
+                .unwrap_or_default(),
         });
     }
     let constraint = error.constraint.unwrap_or_default();

@@ -38,7 +38,8 @@ begin
             set_config('hark.tenant_id', coalesce(p_tenant_id::text, ''), true),
             set_config('hark.user_id', coalesce(p_user_id::text, ''), true),
             set_config('hark.tenant_slug', '', true),
-            set_config('hark.key_role', '', true);
+            set_config('hark.key_role', '', true),
+            set_config('hark.key_id', '', true);
 end
 $$;
 
@@ -113,7 +114,7 @@ begin
         perform hark_api.fail(401, 'invalid_api_key',
             'The API key is unknown or revoked, or its creator is no longer an active owner or admin');
     end if;
-    perform set_config('hark.key_role', v_role, true);
+    perform set_config('hark.key_role', v_role, true), set_config('hark.key_id', p_key_id::text, true);
     return v_role;
 end
 $$;
@@ -215,7 +216,7 @@ returns integer
 language sql
 immutable
 as $$
-    select case p_role when 'owner' then 3 when 'admin' then 2 when 'member' then 1 else 0 end
+    select case p_role when 'owner' then 4 when 'admin' then 3 when 'moderator' then 2 when 'member' then 1 else 0 end
 $$;
 
 create function hark_api.require_admin(p_role text)
@@ -250,12 +251,16 @@ as $$
         'external_id', case when p_show_private then p_user.external_id end,
         'metadata', case when p_show_private then p_user.metadata end,
         'deactivated_at', p_user.deactivated_at,
+        'banned_at', p_user.banned_at,
+        'ban_expires_at', p_user.ban_expires_at,
+        'ban_reason', case when p_show_private then p_user.ban_reason end,
         'last_seen_at', p_user.last_seen_at,
         'created_at', p_user.created_at,
         'updated_at', p_user.updated_at)
 $$;
 
--- A deactivated user cannot log in, be minted a session or be acted for (403).
+-- A deactivated user, or one banned from the tenant (until the ban ends), cannot log
+-- in, be minted a session or be acted for (403).
 create function hark_api.require_active(p_user hark.users)
 returns void
 language plpgsql
@@ -263,6 +268,9 @@ as $$
 begin
     if p_user.deactivated_at is not null then
         perform hark_api.fail(403, 'user_deactivated', 'This user is deactivated');
+    end if;
+    if p_user.banned_at is not null and (p_user.ban_expires_at is null or p_user.ban_expires_at > now()) then
+        perform hark_api.fail(403, 'user_banned', 'This user is banned from this chat');
     end if;
 end
 $$;

@@ -79,6 +79,7 @@ begin
     returning * into v_tenant;
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'tenant.updated',
         jsonb_build_object('tenant', hark_api.tenant_json(v_tenant), 'actor_id', p_user_id));
+    perform hark_api.audit('tenant.update', 'tenant', p_tenant_id, null, null, jsonb_build_object('patch', p_patch));
     return hark_api.tenant_json(v_tenant);
 end
 $$;
@@ -313,6 +314,8 @@ begin
     insert into hark.api_keys (tenant_id, id, name, prefix, secret_hash, created_by)
     values (p_tenant_id, p_key_id, p_name, p_prefix, p_secret_hash, p_user_id)
     returning * into v_key;
+    perform hark_api.audit('api_key.create', 'api_key', p_key_id, null, null,
+        jsonb_build_object('name', p_name, 'prefix', p_prefix));
     return hark_api.api_key_json(v_key);
 end
 $$;
@@ -341,11 +344,12 @@ begin
     if not found then
         perform hark_api.fail(404, 'api_key_not_found', 'No such API key');
     end if;
+    perform hark_api.audit('api_key.revoke', 'api_key', p_key_id, null, null, '{}');
 end
 $$;
 
 -- With an API key: create a user of the tenant (no password; the backend mints its
--- tokens). The role may be member or admin, never owner.
+-- tokens). The role may be member, moderator or admin, never owner.
 create function hark_api.backend_user_create(
     p_tenant_id uuid, p_secret_hash bytea,
     p_user_id uuid, p_username text, p_email text, p_display_name text, p_external_id text, p_role text)
@@ -356,8 +360,8 @@ declare
     v_user hark.users;
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
-    if p_role not in ('member', 'admin') then
-        perform hark_api.fail(422, 'invalid_role', 'An API key may create members and admins only', 'role');
+    if p_role not in ('member', 'moderator', 'admin') then
+        perform hark_api.fail(422, 'invalid_role', 'An API key may create members, moderators and admins only', 'role');
     end if;
     insert into hark.users (tenant_id, id, username, email, display_name, external_id, role)
     values (p_tenant_id, p_user_id, p_username, p_email, p_display_name, p_external_id, p_role)

@@ -65,8 +65,8 @@ declare
     v_count integer;
 begin
     v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if p_role is not null and p_role not in ('owner', 'admin', 'member') then
-        perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin or member', 'role');
+    if p_role is not null and p_role not in ('owner', 'admin', 'moderator', 'member') then
+        perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin, moderator or member', 'role');
     end if;
     if p_limit is null or p_limit < 1 or p_limit > 200 then
         perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
@@ -102,6 +102,7 @@ declare
     v_caller_role text;
     v_target hark.users;
     v_new_role text;
+    v_old_role text;
     v_field text;
 begin
     v_caller_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
@@ -109,6 +110,7 @@ begin
     if v_target.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
+    v_old_role := v_target.role;
     if p_target_id <> p_user_id and v_caller_role not in ('owner', 'admin') then
         perform hark_api.fail(403, 'forbidden', 'Only owners and admins may change other users');
     end if;
@@ -125,8 +127,8 @@ begin
     end if;
     if p_patch ? 'role' then
         v_new_role := p_patch ->> 'role';
-        if v_new_role is null or v_new_role not in ('owner', 'admin', 'member') then
-            perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin or member', 'role');
+        if v_new_role is null or v_new_role not in ('owner', 'admin', 'moderator', 'member') then
+            perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin, moderator or member', 'role');
         end if;
         if v_caller_role not in ('owner', 'admin') then
             perform hark_api.fail(403, 'forbidden', 'Only owners and admins may change roles');
@@ -153,6 +155,10 @@ begin
         updated_at = now()
     where u.id = p_target_id
     returning * into v_target;
+    if v_new_role is not null and v_new_role <> v_old_role then
+        perform hark_api.audit('user.role_change', 'user', p_target_id, null, null,
+            jsonb_build_object('role', v_new_role, 'previous_role', v_old_role));
+    end if;
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.updated',
         jsonb_build_object('user', hark_api.user_json(v_target, true), 'actor_id', p_user_id));
     return hark_api.user_json(v_target, true);
@@ -190,6 +196,10 @@ begin
     update hark.users
     set deleted_at = now(), updated_at = now(), password_hash = null, email = null, external_id = null
     where id = p_target_id;
+    if p_target_id <> p_user_id then
+        perform hark_api.audit('user.delete', 'user', p_target_id, null, null,
+            jsonb_build_object('username', v_target.username));
+    end if;
     update hark.sessions set revoked_at = now() where user_id = p_target_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, p_target_id, null);
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.deleted',

@@ -247,6 +247,7 @@ as $$
         'updated_at', p_room.updated_at,
         'last_seq', p_room.last_seq,
         'last_activity_at', p_room.last_event_at,
+        'slow_mode_seconds', p_room.slow_mode_seconds,
         'member_count', (select count(*) from hark.room_members c where c.room_id = p_room.id),
         'my_role', m.role,
         'last_read_seq', m.last_read_seq,
@@ -271,7 +272,8 @@ as $$
         'last_read_seq', p_member.last_read_seq)
 $$;
 
--- Adds a member and appends member.joined; answers the membership.
+-- Adds a member and appends member.joined; answers the membership. A user banned
+-- from the room is refused here, whichever way they come (by id, code or an admin).
 create function hark_api.add_member(p_room_id uuid, p_user_id uuid, p_role text)
 returns jsonb
 language plpgsql
@@ -279,6 +281,7 @@ as $$
 declare
     v_member hark.room_members;
 begin
+    perform hark_api.require_not_banned(p_room_id, p_user_id);
     insert into hark.room_members (tenant_id, room_id, user_id, role, last_read_seq)
     values (hark_api.current_tenant_id(), p_room_id, p_user_id, p_role,
             (select last_seq from hark.rooms where id = p_room_id))
@@ -358,6 +361,9 @@ begin
     end if;
     if not exists (select from hark.users where id = p_other_user_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
+    end if;
+    if hark_api.blocked_between(p_user_id, p_other_user_id) then
+        perform hark_api.fail(403, 'blocked', 'You cannot write to this user');
     end if;
     v_key := least(p_user_id::text, p_other_user_id::text) || ':' || greatest(p_user_id::text, p_other_user_id::text);
     insert into hark.rooms (tenant_id, id, kind, visibility, direct_key, created_by)
@@ -471,6 +477,11 @@ begin
     if p_patch ? 'topic' and jsonb_typeof(p_patch -> 'topic') not in ('string', 'null') then
         perform hark_api.fail(422, 'invalid_topic', 'The topic must be a string or null', 'topic');
     end if;
+    if p_patch ? 'slow_mode_seconds' and (jsonb_typeof(p_patch -> 'slow_mode_seconds') <> 'number'
+       or (p_patch ->> 'slow_mode_seconds')::numeric not between 0 and 21600
+       or (p_patch ->> 'slow_mode_seconds')::numeric <> trunc((p_patch ->> 'slow_mode_seconds')::numeric)) then
+        perform hark_api.fail(422, 'invalid_slow_mode_seconds', 'slow_mode_seconds must be a whole number from 0 to 21600', 'slow_mode_seconds');
+    end if;
     perform hark_api.validate_room_fields(
         coalesce(p_patch ->> 'name', v_room.name),
         case when p_patch ? 'topic' then p_patch ->> 'topic' else v_room.topic end,
@@ -479,13 +490,15 @@ begin
     set name = coalesce(p_patch ->> 'name', r.name),
         topic = case when p_patch ? 'topic' then p_patch ->> 'topic' else r.topic end,
         visibility = coalesce(p_patch ->> 'visibility', r.visibility),
+        slow_mode_seconds = coalesce((p_patch ->> 'slow_mode_seconds')::integer, r.slow_mode_seconds),
         updated_at = now()
     where r.id = p_room_id
     returning * into v_room;
     perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
-        'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility, 'changed', (
+        'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility,
+        'slow_mode_seconds', v_room.slow_mode_seconds, 'changed', (
             select coalesce(jsonb_agg(key order by key), '[]'::jsonb)
-            from jsonb_object_keys(p_patch) key where key in ('name', 'topic', 'visibility'))));
+            from jsonb_object_keys(p_patch) key where key in ('name', 'topic', 'visibility', 'slow_mode_seconds'))));
     select * into v_room from hark.rooms where id = p_room_id;
     return hark_api.room_json(v_room);
 end
@@ -671,8 +684,9 @@ begin
 end
 $$;
 
--- Removes a member and appends member.left. The last owner stays.
-create function hark_api.remove_member(p_room_id uuid, p_user_id uuid)
+-- Removes a member and appends member.left with why (p_reason: left, removed or
+-- banned; null: left when they remove themselves, else removed). The last owner stays.
+create function hark_api.remove_member(p_room_id uuid, p_user_id uuid, p_reason text)
 returns void
 language plpgsql
 as $$
@@ -687,13 +701,17 @@ begin
        and not exists (select from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_user_id) then
         perform hark_api.fail(409, 'last_owner', 'The room must keep an owner: hand ownership over first');
     end if;
+    p_reason := coalesce(p_reason, case when p_user_id = hark_api.current_user_id() then 'left' else 'removed' end);
     delete from hark.room_members where room_id = p_room_id and user_id = p_user_id;
     perform hark_api.append_event(p_room_id, 'member.left', jsonb_build_object(
         'user', hark_api.user_ref(p_user_id),
-        'removed_by', case when p_user_id <> hark_api.current_user_id() then hark_api.current_user_id() end));
+        'reason', p_reason,
+        'removed_by', case when p_reason <> 'left' then hark_api.current_user_id() end));
     perform hark_api.feed_append(array[p_user_id], 'feed.room_removed',
-        hark_api.feed_room(p_room_id) || jsonb_build_object(
-            'reason', case when p_user_id = hark_api.current_user_id() then 'left' else 'removed' end));
+        hark_api.feed_room(p_room_id) || jsonb_build_object('reason', p_reason));
+    if p_reason <> 'left' then
+        perform hark_api.audit('member.remove', 'user', p_user_id, p_room_id, null, jsonb_build_object('reason', p_reason));
+    end if;
 end
 $$;
 
@@ -708,7 +726,7 @@ begin
     v_room := hark_api.lock_room(p_room_id);
     perform hark_api.require_member(p_room_id);
     perform hark_api.require_group(v_room);
-    perform hark_api.remove_member(p_room_id, p_user_id);
+    perform hark_api.remove_member(p_room_id, p_user_id, 'left');
 end
 $$;
 
@@ -793,7 +811,7 @@ begin
             perform hark_api.fail(403, 'forbidden', 'Only an owner may remove owners and admins');
         end if;
     end if;
-    perform hark_api.remove_member(p_room_id, p_member_id);
+    perform hark_api.remove_member(p_room_id, p_member_id, null);
 end
 $$;
 
@@ -839,6 +857,8 @@ begin
     if v_old_role <> p_role then
         perform hark_api.append_event(p_room_id, 'member.role_changed', hark_api.member_json(v_member)
             || jsonb_build_object('previous_role', v_old_role));
+        perform hark_api.audit('member.role_change', 'user', p_member_id, p_room_id, null,
+            jsonb_build_object('role', p_role, 'previous_role', v_old_role));
     end if;
     return hark_api.member_json(v_member);
 end

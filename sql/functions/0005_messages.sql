@@ -156,26 +156,41 @@ begin
 end
 $$;
 
--- The rules of sending, the one copy of them: hark_api.message_send and
--- hark_api.message_send_batch both call it, under the room's lock, with the sender's
--- role in the room (null: not a member) and whether the room is archived. p_pending
--- holds what a batch accepted before this item and has not written yet: the message
--- JSON by "room/sender/client id", and the room of each new message by its id.
+-- What the send rules need of a room, taken under its lock (hark_api.send_context):
+-- its id, whether it is archived or direct, and its slow mode.
+create function hark_api.send_context(p_room hark.rooms)
+returns jsonb
+language sql
+immutable
+as $$
+    select jsonb_build_object(
+        'id', p_room.id, 'archived', p_room.archived_at is not null, 'direct', p_room.kind = 'direct',
+        'slow_mode_seconds', p_room.slow_mode_seconds)
+$$;
+
+-- The rules of sending, the one copy of them: hark_api.message_send,
+-- hark_api.message_send_batch and the backend's system messages call it, under the
+-- room's lock, with the sender's role in the room (null: not a member) and the room's
+-- hark_api.send_context. p_pending holds what a batch accepted before this item and
+-- has not written yet: the message JSON by "room/sender/client id", the room of each
+-- new message by its id, and "slow/room/sender" for senders held to slow mode.
 -- Answers the earlier message with the same client id (the send is answered with it
--- and writes nothing), or null: the message may be sent.
+-- and writes nothing), or null: the message may be sent (and, when a 'flag' word
+-- filter matched it, it is in the moderation queue as p_message_id).
 create function hark_api.message_check(
-    p_role text, p_archived boolean, p_room_id uuid, p_user_id uuid,
+    p_role text, p_room jsonb, p_user_id uuid, p_message_id uuid,
     p_kind text, p_body text, p_attachment jsonb, p_reply_to_id uuid, p_client_id text,
     p_max_body_bytes integer, p_pending jsonb)
 returns jsonb
 language plpgsql
 as $$
 declare
+    p_room_id uuid := (p_room ->> 'id')::uuid;
     v_key text;
     v_existing hark.messages;
 begin
     -- One statement for both (each PERFORM is a run of the executor); in this order.
-    perform hark_api.require_role(p_role), hark_api.require_open(p_archived);
+    perform hark_api.require_role(p_role), hark_api.require_open((p_room ->> 'archived')::boolean);
     if p_client_id is not null then
         if char_length(p_client_id) not between 1 and 100 then
             perform hark_api.fail(422, 'invalid_client_id', 'The client id must be 1 to 100 characters', 'client_id');
@@ -202,6 +217,16 @@ begin
                          and room_id = p_room_id) then
         perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
     end if;
+    if p_user_id is not null then
+        perform hark_api.require_may_post(p_room_id, p_user_id, (p_room ->> 'direct')::boolean);
+        perform hark_api.slow_mode_check(p_room_id, p_user_id, p_role,
+                                         (p_room ->> 'slow_mode_seconds')::integer, p_pending);
+    end if;
+    if hark_api.filter_check(p_body) then
+        perform hark_api.flag_message(p_room_id, p_message_id, p_user_id, jsonb_build_object(
+            'id', p_message_id, 'room_id', p_room_id, 'sender', hark_api.user_ref(p_user_id),
+            'kind', p_kind, 'body', p_body, 'attachment', p_attachment));
+    end if;
     return null;
 end
 $$;
@@ -225,7 +250,7 @@ begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id, p_wait);
     v_existing := hark_api.message_check(
-        hark_api.member_role(p_room_id), v_room.archived_at is not null, p_room_id, p_user_id,
+        hark_api.member_role(p_room_id), hark_api.send_context(v_room), p_user_id, p_message_id,
         p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, '{}');
     if v_existing is not null then
         return jsonb_build_object('created', false, 'message', v_existing);
@@ -237,6 +262,7 @@ $$;
 
 -- Writes one checked message under its room's lock (p_room as locked) and appends its
 -- event; answers the send's result. A null sender is a system message of the backend.
+-- In slow mode, the sender's last_sent_at moves to now.
 create function hark_api.message_write(
     p_room hark.rooms, p_message_id uuid, p_user_id uuid, p_kind text, p_body text, p_attachment jsonb,
     p_reply_to_id uuid, p_client_id text, p_traceparent text)
@@ -256,6 +282,10 @@ begin
     if hark_api.append_events(p_room.id, jsonb_build_array(jsonb_build_object(
            'type', 'message.created', 'data', v_json)), p_traceparent) <> v_message.seq then
         raise exception 'seq mismatch: message % got seq % but not its event', v_message.id, v_message.seq;
+    end if;
+    if p_room.slow_mode_seconds > 0 and p_user_id is not null then
+        update hark.room_members set last_sent_at = now()
+        where tenant_id = p_room.tenant_id and room_id = p_room.id and user_id = p_user_id;
     end if;
     return jsonb_build_object('created', true, 'message', v_json);
 end
@@ -308,9 +338,11 @@ declare
     v_items jsonb;
     v_first bigint;
     v_last bigint;
+    v_blocked uuid[];
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
+    v_blocked := hark_api.blocked_by(p_user_id);
     if p_limit is null or p_limit < 1 or p_limit > 200 then
         perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
     end if;
@@ -340,7 +372,7 @@ begin
     ), kept as (
         -- Nearest the cursor first, cut by bytes, then in seq order.
         select e.item from jsonb_array_elements(hark_api.page_within((
-            select jsonb_agg(hark_api.message_json(page, p_user_id) order by
+            select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(page, p_user_id), v_blocked) order by
                        case when p_after is not null then page.seq - p_after
                             when p_before is not null then p_before - page.seq
                             when p_around is not null then abs(page.seq - p_around)
@@ -368,7 +400,8 @@ as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
-    return hark_api.message_json(hark_api.find_message(p_room_id, p_message_id, false), p_user_id);
+    return hark_api.hide_blocked(hark_api.message_json(hark_api.find_message(p_room_id, p_message_id, false), p_user_id),
+                                 hark_api.blocked_by(p_user_id));
 end
 $$;
 
@@ -385,6 +418,7 @@ declare
     v_message hark.messages;
     v_attachment jsonb;
     v_edits integer;
+    v_flag boolean;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id);
@@ -397,8 +431,10 @@ begin
         perform hark_api.fail(409, 'message_deleted', 'The message has been deleted');
     end if;
     perform hark_api.require_not_archived(v_room);
+    perform hark_api.require_may_post(p_room_id, p_user_id, v_room.kind = 'direct');
     v_attachment := case when p_keep_attachment then v_message.attachment else p_attachment end;
     perform hark_api.validate_message(v_message.kind, p_body, v_attachment, p_max_body_bytes);
+    v_flag := hark_api.filter_check(p_body);
     -- The edit history is bounded, so that no message's history grows without end.
     select coalesce(max(version), 0) into v_edits
     from hark.message_edits where tenant_id = p_tenant_id and message_id = p_message_id;
@@ -414,6 +450,11 @@ begin
     where id = p_message_id
     returning * into v_message;
     perform hark_api.append_event(p_room_id, 'message.edited', hark_api.message_json(v_message, null));
+    if v_flag then
+        -- A message flagged before is queued once; an edit that matches is queued anew
+        -- only if nothing of it was queued.
+        perform hark_api.flag_message(p_room_id, p_message_id, p_user_id, hark_api.message_json(v_message, null));
+    end if;
     return hark_api.message_json(v_message, p_user_id);
 end
 $$;
@@ -460,8 +501,32 @@ begin
 end
 $$;
 
--- Deletes a message (its author or a room owner or admin): the message becomes a
--- tombstone, its earlier versions are erased, and message.deleted says so.
+-- Makes a message (locked) a tombstone: its earlier versions are erased, and
+-- message.deleted says so; a deletion by someone else than the author is audited.
+-- Deleting a tombstone changes nothing.
+create function hark_api.delete_message(p_room_id uuid, p_message hark.messages)
+returns void
+language plpgsql
+as $$
+begin
+    if p_message.deleted_at is not null then
+        return;
+    end if;
+    update hark.messages set body = '', attachment = null, deleted_at = now() where id = p_message.id;
+    delete from hark.message_edits where message_id = p_message.id;
+    perform hark_api.append_event(p_room_id, 'message.deleted', jsonb_build_object(
+        'message_id', p_message.id,
+        'message_seq', p_message.seq,
+        'deleted_by', hark_api.user_ref(hark_api.current_user_id())));
+    if p_message.sender_id is distinct from hark_api.current_user_id() then
+        perform hark_api.audit('message.delete', 'message', p_message.id, p_room_id, null,
+            jsonb_build_object('sender_id', p_message.sender_id, 'seq', p_message.seq));
+    end if;
+end
+$$;
+
+-- Deletes a message: its author (a member), an owner or admin of the room, or a
+-- moderator of the tenant, member of the room or not.
 create function hark_api.message_delete(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid)
 returns void
@@ -473,20 +538,16 @@ declare
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.lock_room(p_room_id);
-    v_role := hark_api.require_member(p_room_id);
+    v_role := hark_api.member_role(p_room_id);
+    if v_role is null and not hark_api.is_tenant_moderator() then
+        perform hark_api.require_role(v_role);
+    end if;
     v_message := hark_api.find_message(p_room_id, p_message_id, true);
-    if v_message.sender_id is distinct from p_user_id and v_role not in ('owner', 'admin') then
-        perform hark_api.fail(403, 'forbidden', 'Only the author or an owner or admin of the room may delete a message');
+    if v_message.sender_id is distinct from p_user_id and coalesce(v_role, '') not in ('owner', 'admin')
+       and not hark_api.is_tenant_moderator() then
+        perform hark_api.fail(403, 'forbidden', 'Only the author, an owner or admin of the room or a moderator may delete a message');
     end if;
-    if v_message.deleted_at is not null then
-        return;
-    end if;
-    update hark.messages set body = '', attachment = null, deleted_at = now() where id = p_message_id;
-    delete from hark.message_edits where message_id = p_message_id;
-    perform hark_api.append_event(p_room_id, 'message.deleted', jsonb_build_object(
-        'message_id', p_message_id,
-        'message_seq', v_message.seq,
-        'deleted_by', hark_api.user_ref(p_user_id)));
+    perform hark_api.delete_message(p_room_id, v_message);
 end
 $$;
 
@@ -507,6 +568,7 @@ begin
     perform hark_api.require_member(p_room_id);
     v_message := hark_api.find_message(p_room_id, p_message_id, false);
     perform hark_api.require_not_archived(v_room);
+    perform hark_api.require_may_post(p_room_id, p_user_id, v_room.kind = 'direct');
     if v_message.deleted_at is not null then
         perform hark_api.fail(409, 'message_deleted', 'The message has been deleted');
     end if;

@@ -10,7 +10,7 @@
 -- hark_api.message_send (tenant_id, user_id, session_id, room_id, message_id, kind,
 -- body, attachment, reply_to_id, client_id). Answers an array of the same length:
 -- {"ok": <the answer of message_send>} or {"error": {sqlstate, message, detail,
--- column, constraint}} per item, or {"busy": true} for the items of a room another
+-- column, constraint, hint}} per item, or {"busy": true} for the items of a room another
 -- transaction holds: the batch does not wait for it (see hark_api.lock_room), and the
 -- writer sends those items aside. p_traceparent, when the batch is traced, rides in
 -- its notifications.
@@ -35,6 +35,7 @@ declare
     v_detail text;
     v_column text;
     v_constraint text;
+    v_hint text;
     v_key text;
     v_role text;
     v_room_state jsonb;
@@ -52,9 +53,8 @@ begin
         order by room_id
     loop
         perform hark_api.enter(v_room.tenant_id, null);
-        select jsonb_build_object(
-                   'tenant_id', r.tenant_id, 'first_seq', r.last_seq, 'next_seq', r.last_seq,
-                   'archived', r.archived_at is not null)
+        select hark_api.send_context(r) || jsonb_build_object(
+                   'tenant_id', r.tenant_id, 'first_seq', r.last_seq, 'next_seq', r.last_seq)
         into v_room_state
         from hark.rooms r where r.tenant_id = v_room.tenant_id and r.id = v_room.room_id
         for update skip locked;
@@ -101,7 +101,7 @@ begin
                 v_roles := v_roles || jsonb_build_object(v_key, v_role);
             end if;
             v_existing := hark_api.message_check(
-                v_role, (v_room_state ->> 'archived')::boolean, v_item.room_id, v_item.user_id,
+                v_role, v_room_state, v_item.user_id, v_item.message_id,
                 v_item.kind, v_item.body, v_item.attachment, v_item.reply_to_id, v_item.client_id,
                 p_max_body_bytes, v_pending);
             if v_existing is not null then
@@ -121,6 +121,9 @@ begin
                 'room_id', v_item.room_id, 'type', 'message.created', 'actor_id', v_item.user_id, 'data', v_json));
             v_new := array_append(v_new, v_row);
             v_pending := v_pending || jsonb_build_object(v_item.message_id::text, v_item.room_id);
+            if (v_room_state ->> 'slow_mode_seconds')::integer > 0 then
+                v_pending := v_pending || jsonb_build_object('slow/' || v_item.room_id || '/' || v_item.user_id, true);
+            end if;
             if v_item.client_id is not null then
                 v_pending := v_pending || jsonb_build_object(
                     v_item.room_id || '/' || v_item.user_id || '/' || v_item.client_id, v_json);
@@ -133,10 +136,11 @@ begin
                 v_message = message_text,
                 v_detail = pg_exception_detail,
                 v_column = column_name,
-                v_constraint = constraint_name;
+                v_constraint = constraint_name,
+                v_hint = pg_exception_hint;
             v_results := array_append(v_results, jsonb_build_object('error', jsonb_build_object(
                 'sqlstate', v_state, 'message', v_message, 'detail', v_detail,
-                'column', v_column, 'constraint', v_constraint)));
+                'column', v_column, 'constraint', v_constraint, 'hint', v_hint)));
         end;
     end loop;
 
@@ -160,6 +164,11 @@ begin
                     v_room.room_id, v_room.next_seq;
             end if;
         end loop;
+        -- Senders held to slow mode: what their next send is measured from.
+        update hark.room_members m set last_sent_at = now()
+        from (select split_part(key, '/', 2)::uuid as room_id, split_part(key, '/', 3)::uuid as user_id
+              from jsonb_object_keys(v_pending) key where key like 'slow/%') slow
+        where m.tenant_id = v_tenant and m.room_id = slow.room_id and m.user_id = slow.user_id;
     end loop;
     return to_jsonb(v_results);
 end

@@ -14,8 +14,10 @@ as $$
         'message.created', 'message.edited', 'message.deleted',
         'reaction.added', 'reaction.removed',
         'member.joined', 'member.left', 'member.role_changed',
+        'member.muted', 'member.unmuted', 'member.banned', 'member.unbanned',
         'room.updated', 'room.archived', 'room.deleted',
-        'user.created', 'user.updated', 'user.deleted', 'tenant.updated',
+        'user.created', 'user.updated', 'user.deleted', 'user.banned', 'user.unbanned', 'tenant.updated',
+        'report.created', 'report.resolved',
         'webhook.disabled', 'webhook.test', 'notification.message']
 $$;
 
@@ -107,6 +109,8 @@ begin
     values (p_tenant_id, p_webhook_id, p_url, coalesce(p_description, ''),
             array(select distinct unnest(p_event_types) order by 1), p_secret)
     returning * into v_webhook;
+    perform hark_api.audit('webhook.create', 'webhook', p_webhook_id, null, null,
+        jsonb_build_object('url', p_url, 'event_types', v_webhook.event_types));
     return hark_api.webhook_json(v_webhook);
 end
 $$;
@@ -181,6 +185,7 @@ begin
     if v_webhook.enabled then
         perform pg_notify('hark_webhooks', '');
     end if;
+    perform hark_api.audit('webhook.update', 'webhook', p_webhook_id, null, null, jsonb_build_object('patch', p_patch));
     return hark_api.webhook_json(v_webhook);
 end
 $$;
@@ -194,6 +199,7 @@ begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     perform hark_api.find_webhook(p_webhook_id, true);
     delete from hark.webhooks where tenant_id = p_tenant_id and id = p_webhook_id;
+    perform hark_api.audit('webhook.delete', 'webhook', p_webhook_id, null, null, '{}');
 end
 $$;
 
@@ -217,6 +223,7 @@ begin
         updated_at = now()
     where tenant_id = p_tenant_id and id = p_webhook_id
     returning * into v_webhook;
+    perform hark_api.audit('webhook.rotate_secret', 'webhook', p_webhook_id, null, null, '{}');
     return hark_api.webhook_json(v_webhook);
 end
 $$;

@@ -88,6 +88,8 @@ begin
     end if;
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.updated',
         jsonb_build_object('user', hark_api.user_json(v_target, true), 'actor_id', p_user_id));
+    perform hark_api.audit(case when p_active then 'user.reactivate' else 'user.deactivate' end,
+        'user', p_target_id, null, null, '{}');
     return hark_api.user_json(v_target, true);
 end
 $$;
@@ -107,7 +109,7 @@ begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
     v_room := hark_api.lock_room(p_room_id, true);
     perform hark_api.message_check(
-        'owner', v_room.archived_at is not null, p_room_id, null,
+        'owner', hark_api.send_context(v_room), null, p_message_id,
         'system', p_body, null, null, null, p_max_body_bytes, '{}');
     return hark_api.message_write(v_room, p_message_id, null, 'system', p_body, null, null, null, p_traceparent);
 end

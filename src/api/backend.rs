@@ -33,7 +33,7 @@ pub struct BackendCreateUserRequest {
     /// The backend's own id for the user (1 to 200 characters), unique in the tenant.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub external_id: Option<String>,
-    /// `member` (the default) or `admin`: a key never makes owners.
+    /// `member` (the default), `moderator` or `admin`: a key never makes owners.
     pub role: Option<BackendRole>,
 }
 
@@ -43,6 +43,8 @@ pub struct BackendCreateUserRequest {
 pub enum BackendRole {
     /// An ordinary user.
     Member,
+    /// Moderates every room of the tenant.
+    Moderator,
     /// Manages users and API keys.
     Admin,
 }
@@ -51,6 +53,7 @@ impl From<BackendRole> for Role {
     fn from(role: BackendRole) -> Self {
         match role {
             BackendRole::Member => Self::Member,
+            BackendRole::Moderator => Self::Moderator,
             BackendRole::Admin => Self::Admin,
         }
     }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::security::BearerAuth;
-use crate::db::{Member, MemberPage, Role, RoomAccess};
+use crate::db::{Member, MemberPage, RoomAccess, RoomRole};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -39,12 +39,14 @@ impl Example for AddMemberRequest {
 #[oai(example)]
 pub struct SetRoleRequest {
     /// `owner`, `admin` or `member`.
-    pub role: Role,
+    pub role: RoomRole,
 }
 
 impl Example for SetRoleRequest {
     fn example() -> Self {
-        Self { role: Role::Admin }
+        Self {
+            role: RoomRole::Admin,
+        }
     }
 }
 

@@ -11,8 +11,10 @@ mod health;
 pub mod in_flight;
 mod members;
 mod messages;
+mod moderation;
 mod realtime;
 mod rooms;
+mod safety;
 pub mod security;
 mod tenants;
 mod users;
@@ -45,6 +47,9 @@ pub enum ApiTags {
     Backend,
     /// Signed deliveries of events to the tenant's endpoints.
     Webhooks,
+    /// Blocks, reports, the moderation queue, mutes, bans, word filters and the audit
+    /// log.
+    Moderation,
     /// Health and readiness probes.
     Operations,
 }
@@ -62,7 +67,12 @@ pub type Api = (
     realtime::RealtimeApi,
     api_keys::ApiKeysApi,
     backend::BackendApi,
-    webhooks::WebhooksApi,
+    // Tuples have `Default` up to twelve members: the last groups the rest.
+    (
+        webhooks::WebhooksApi,
+        safety::SafetyApi,
+        moderation::ModerationApi,
+    ),
 );
 
 /// The OpenAPI service: the routes together with their description.

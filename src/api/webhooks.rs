@@ -76,6 +76,22 @@ pub enum WebhookEventType {
     #[oai(rename = "member.role_changed")]
     #[serde(rename = "member.role_changed")]
     MemberRoleChanged,
+    /// A member was muted in a room.
+    #[oai(rename = "member.muted")]
+    #[serde(rename = "member.muted")]
+    MemberMuted,
+    /// A mute was lifted.
+    #[oai(rename = "member.unmuted")]
+    #[serde(rename = "member.unmuted")]
+    MemberUnmuted,
+    /// A user was banned from a room.
+    #[oai(rename = "member.banned")]
+    #[serde(rename = "member.banned")]
+    MemberBanned,
+    /// A room ban was lifted.
+    #[oai(rename = "member.unbanned")]
+    #[serde(rename = "member.unbanned")]
+    MemberUnbanned,
     /// A room's settings changed.
     #[oai(rename = "room.updated")]
     #[serde(rename = "room.updated")]
@@ -100,6 +116,23 @@ pub enum WebhookEventType {
     #[oai(rename = "user.deleted")]
     #[serde(rename = "user.deleted")]
     UserDeleted,
+    /// A user was banned from the tenant. `data`: `user`, `reason`, `actor_id`.
+    #[oai(rename = "user.banned")]
+    #[serde(rename = "user.banned")]
+    UserBanned,
+    /// A tenant-wide ban was lifted. `data`: `user`, `actor_id`.
+    #[oai(rename = "user.unbanned")]
+    #[serde(rename = "user.unbanned")]
+    UserUnbanned,
+    /// A message or user was reported, by a member or by a word filter that flags.
+    /// `data`: `report`.
+    #[oai(rename = "report.created")]
+    #[serde(rename = "report.created")]
+    ReportCreated,
+    /// A report was resolved with an action. `data`: `report`.
+    #[oai(rename = "report.resolved")]
+    #[serde(rename = "report.resolved")]
+    ReportResolved,
     /// The tenant's settings changed.
     #[oai(rename = "tenant.updated")]
     #[serde(rename = "tenant.updated")]

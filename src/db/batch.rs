@@ -51,6 +51,9 @@ pub struct ItemFailure {
     pub column: Option<String>,
     /// The constraint violated, if any.
     pub constraint: Option<String>,
+    /// The hint (for `hark_api.fail`'s 429s, the seconds to wait).
+    #[serde(default)]
+    pub hint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +156,7 @@ impl MessageWriter {
                 detail: Some("Text may not contain the NUL character (U+0000)".to_owned()),
                 column: Some(field.to_owned()),
                 constraint: None,
+                hint: None,
             },
         });
         if let Some(refused) = refused {

@@ -99,6 +99,10 @@ pub struct Message {
     pub deleted_at: Option<DateTime<Utc>>,
     /// Reaction counts, in the order the emoji were first used.
     pub reactions: Vec<ReactionCount>,
+    /// In the history of a user who blocked its sender: true, and the body and
+    /// attachment are withheld. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<bool>,
 }
 
 /// The answer to a send.
@@ -205,7 +209,8 @@ pub enum EventType {
     #[serde(rename = "member.joined")]
     #[oai(rename = "member.joined")]
     MemberJoined,
-    /// `data`: `user`, and `removed_by` when someone else removed them.
+    /// `data`: `user`, `reason` (`left`, `removed`, `banned`), and `removed_by` when
+    /// someone else removed them.
     #[serde(rename = "member.left")]
     #[oai(rename = "member.left")]
     MemberLeft,
@@ -213,7 +218,27 @@ pub enum EventType {
     #[serde(rename = "member.role_changed")]
     #[oai(rename = "member.role_changed")]
     MemberRoleChanged,
-    /// `data`: the room's `name`, `topic`, `visibility`, and which of them `changed`.
+    /// A member may read but not write (send, edit, react) until `expires_at` (null:
+    /// until unmuted). `data`: `user`, `reason`, `expires_at`.
+    #[serde(rename = "member.muted")]
+    #[oai(rename = "member.muted")]
+    MemberMuted,
+    /// A mute was lifted. `data`: `user`.
+    #[serde(rename = "member.unmuted")]
+    #[oai(rename = "member.unmuted")]
+    MemberUnmuted,
+    /// A user may not join until `expires_at` (null: until unbanned); a member was
+    /// removed first (`member.left` with reason `banned`). `data`: `user`, `reason`,
+    /// `expires_at`.
+    #[serde(rename = "member.banned")]
+    #[oai(rename = "member.banned")]
+    MemberBanned,
+    /// A ban was lifted. `data`: `user`.
+    #[serde(rename = "member.unbanned")]
+    #[oai(rename = "member.unbanned")]
+    MemberUnbanned,
+    /// `data`: the room's `name`, `topic`, `visibility`, `slow_mode_seconds`, and which
+    /// of them `changed`.
     #[serde(rename = "room.updated")]
     #[oai(rename = "room.updated")]
     RoomUpdated,
@@ -249,6 +274,12 @@ pub enum EventType {
     #[serde(rename = "feed.read")]
     #[oai(rename = "feed.read")]
     FeedRead,
+    /// In a user's feed: they blocked or unblocked a user (on any device), so that
+    /// every device hides that user's messages in live events alike. `data`:
+    /// `user_id`, `blocked`.
+    #[serde(rename = "feed.blocks_changed")]
+    #[oai(rename = "feed.blocks_changed")]
+    FeedBlocksChanged,
 }
 
 /// An entry of a room's event log.

@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0008_webhook_outbox",
         include_str!("../../sql/migrations/0008_webhook_outbox.sql"),
     ),
+    (
+        9,
+        "0009_moderation",
+        include_str!("../../sql/migrations/0009_moderation.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -101,6 +106,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0010_user_feed",
         include_str!("../../sql/functions/0010_user_feed.sql"),
+    ),
+    (
+        "0011_moderation",
+        include_str!("../../sql/functions/0011_moderation.sql"),
     ),
 ];
 

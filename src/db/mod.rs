@@ -12,6 +12,7 @@ mod api_keys;
 mod batch;
 mod messages;
 mod migrate;
+mod moderation;
 mod realtime;
 mod rooms;
 mod sessions;
@@ -36,6 +37,11 @@ pub use messages::{
     SentMessage, UnreadSummary,
 };
 pub use migrate::{MigrationReport, ensure_database_exists, migrate};
+pub use moderation::{
+    AuditEntry, AuditFilter, AuditPage, Block, BlockPage, FilterAction, NewReport, Report,
+    ReportAction, ReportFilter, ReportPage, ReportReason, ReportState, Resolution, Restriction,
+    RestrictionKind, RestrictionPage, Sanction, WordFilter, WordFilterList,
+};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
     Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomSummary,
@@ -43,7 +49,7 @@ pub use rooms::{
 };
 pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
-pub use users::{NewBackendUser, Role, User, UserFilter, UserPage, UserPatch};
+pub use users::{NewBackendUser, Role, RoomRole, User, UserFilter, UserPage, UserPatch};
 pub use webhooks::{
     ChainKey, Claim, ClaimedDelivery, ClaimedEndpoint, ClaimedRun, DeliveryOutcome, NewWebhook,
     OutcomeKind, RetryPolicy, Webhook, WebhookBacklog, WebhookDelivery, WebhookDeliveryPage,

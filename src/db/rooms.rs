@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
-use crate::db::{Database, DatabaseError, Message, Role};
+use crate::db::{Database, DatabaseError, Message, RoomRole};
 
 /// Whether a room is a group or the direct room of two users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
@@ -84,8 +84,11 @@ pub struct Room {
     pub last_activity_at: DateTime<Utc>,
     /// How many members it has.
     pub member_count: i64,
+    /// Slow mode: members other than its owners and admins and the tenant's
+    /// moderators send one message per this many seconds (0: off).
+    pub slow_mode_seconds: i32,
     /// The caller's role, absent when the caller is not a member.
-    pub my_role: Option<Role>,
+    pub my_role: Option<RoomRole>,
     /// The caller's read marker, absent when the caller is not a member.
     pub last_read_seq: Option<i64>,
     /// The other member of a direct room.
@@ -152,6 +155,12 @@ pub struct RoomPatch {
     /// Public or private.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visibility: Option<Visibility>,
+    /// Slow mode: one message per this many seconds for each member other than the
+    /// room's owners and admins and the tenant's moderators (0 turns it off; at most
+    /// 21600, six hours).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(minimum(value = "0"), maximum(value = "21600")))]
+    pub slow_mode_seconds: Option<i32>,
 }
 
 impl Example for RoomPatch {
@@ -160,6 +169,7 @@ impl Example for RoomPatch {
             name: Some("lobby".to_owned()),
             topic: MaybeUndefined::Value("Say hello".to_owned()),
             visibility: Some(Visibility::Public),
+            slow_mode_seconds: None,
         }
     }
 }
@@ -172,7 +182,7 @@ pub struct Member {
     /// The user.
     pub user: UserRef,
     /// Their role in the room.
-    pub role: Role,
+    pub role: RoomRole,
     /// When they joined.
     pub joined_at: DateTime<Utc>,
     /// Their read marker.
@@ -200,7 +210,7 @@ pub struct RoomAccess {
     /// Whether the user may send to it now (a member, and the room is not archived).
     pub can_send: bool,
     /// The user's role in the room, if a member.
-    pub role: Option<Role>,
+    pub role: Option<RoomRole>,
 }
 
 /// A new group room.
@@ -486,7 +496,7 @@ impl Database {
         caller: &Caller,
         room_id: Uuid,
         user_id: Uuid,
-        role: Role,
+        role: RoomRole,
     ) -> Result<Member, DatabaseError> {
         self.call(
             "member_set_role",

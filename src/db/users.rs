@@ -18,12 +18,40 @@ pub enum Role {
     Owner,
     /// Manages users and API keys.
     Admin,
+    /// Moderates every room of the tenant: the moderation queue, deleting messages,
+    /// muting and banning in rooms, banning members from the tenant.
+    Moderator,
     /// An ordinary user.
     Member,
 }
 
 impl Role {
     /// The name used in SQL and in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Moderator => "moderator",
+            Self::Member => "member",
+        }
+    }
+}
+
+/// A user's role in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum RoomRole {
+    /// Changes roles and deletes the room; a room always has one.
+    Owner,
+    /// Changes settings, adds and removes members, mutes and bans.
+    Admin,
+    /// Reads and writes.
+    Member,
+}
+
+impl RoomRole {
+    /// The name used in SQL.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Owner => "owner",
@@ -59,6 +87,14 @@ pub struct User {
     /// When the user was deactivated: they cannot log in, be minted a session or be
     /// acted for until reactivated. Absent for active users.
     pub deactivated_at: Option<DateTime<Utc>>,
+    /// When the user was banned from the tenant: they cannot log in, be minted a
+    /// session or be acted for until the ban is lifted or ends. Absent otherwise.
+    pub banned_at: Option<DateTime<Utc>>,
+    /// When the ban ends by itself; absent for a ban until lifted.
+    pub ban_expires_at: Option<DateTime<Utc>>,
+    /// Why the user was banned. Only shown to the user, to the tenant's owners and
+    /// admins, and to API keys.
+    pub ban_reason: Option<String>,
     /// When the user last connected or went, on any instance (recorded by the
     /// instance within a moment); whether they are connected now is
     /// `GET /v1/users?online=true`.

@@ -147,6 +147,8 @@ fn body_for(operation_id: &str, own_user_id: &str) -> serde_json::Value {
         "markRead" => json!({"seq": 1}),
         "updateWebhook" => json!({"enabled": false}),
         "replayWebhook" => json!({"since": "2020-01-01T00:00:00Z"}),
+        "muteMember" | "banFromRoom" => json!({"user_id": own_user_id}),
+        "resolveReport" => json!({"action": "dismiss"}),
         _ => json!({}),
     }
 }
@@ -204,6 +206,24 @@ async fn every_operation_with_an_id_of_another_tenant_answers_not_found_and_chan
         .await
         .expect(201);
     let webhook_id = crate::helpers::id_of(&webhook["webhook"]);
+    let report = app
+        .post(
+            "/v1/reports",
+            Some(&acme.owner.token),
+            json!({"room_id": room_id, "message_id": message_id, "reason": "spam"}),
+        )
+        .await
+        .expect(201);
+    let report_id = crate::helpers::id_of(&report);
+    let filter = app
+        .post(
+            "/v1/moderation/filters",
+            Some(&acme.owner.token),
+            json!({"term": "acme", "action": "flag"}),
+        )
+        .await
+        .expect(201);
+    let filter_id = crate::helpers::id_of(&filter);
 
     let globex = app.create_tenant("globex").await;
     let globex_key = app
@@ -233,6 +253,8 @@ async fn every_operation_with_an_id_of_another_tenant_answers_not_found_and_chan
                 .replace("{user_id}", &alice.user_id)
                 .replace("{key_id}", &key_id)
                 .replace("{webhook_id}", &webhook_id)
+                .replace("{report_id}", &report_id)
+                .replace("{filter_id}", &filter_id)
                 .replace("{emoji}", "%F0%9F%91%8D")
                 .replace("{username}", "alice-only");
             assert!(

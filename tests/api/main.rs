@@ -14,6 +14,7 @@ mod limits;
 mod matrix;
 mod members;
 mod messages;
+mod moderation;
 mod neighbours;
 mod online;
 mod openapi;

@@ -1,7 +1,8 @@
 //! The authorization matrix: every operation of the OpenAPI document and every
 //! WebSocket op, called by every kind of caller (the tenant's and the room's owner, an
-//! admin of both, a member of the room, a member of the tenant outside the room, and
-//! nobody) and by another tenant's owner with this tenant's ids, each against a fresh
+//! admin of both, a member of the room, a member of the tenant outside the room,
+//! nobody, and a moderator of the tenant outside the room) and by another tenant's
+//! owner with this tenant's ids, each against a fresh
 //! tenant. Each answer is classified (A: passed authorization, with 2xx or a rule's
 //! 409/422; U: 401; F: 403; N: 404) and compared with the table below. An operation or
 //! op missing from the table fails the test, so a new route cannot go unchecked.
@@ -14,7 +15,15 @@ use crate::helpers::{Session, TestApp, id_of, spawn_app};
 use crate::ws::WsClient;
 
 /// Callers, in the order of the expectation strings.
-const CALLERS: [&str; 6] = ["owner", "admin", "member", "outsider", "nobody", "foreign"];
+const CALLERS: [&str; 7] = [
+    "owner",
+    "admin",
+    "member",
+    "outsider",
+    "nobody",
+    "foreign",
+    "moderator",
+];
 
 /// What each caller gets, per operation: one letter per caller of `CALLERS`.
 /// Tenant-level operations treat the room caller roles as tenant roles (the owner
@@ -24,74 +33,92 @@ const CALLERS: [&str; 6] = ["owner", "admin", "member", "outsider", "nobody", "f
 /// the tenant outside the private room gets 403 `not_a_member`; another tenant's
 /// caller gets 404, as for an id that does not exist.
 const REST: &[(&str, &str)] = &[
-    ("healthz", "AAAAAA"),
-    ("readyz", "AAAAAA"),
-    ("metrics", "AAAAAA"),
-    ("createTenant", "AAAAAA"),
-    ("getTenant", "AAAAUA"),
-    ("updateTenant", "AAFFUA"),
-    ("deleteTenant", "AFFFUA"),
-    ("register", "AAAAAA"),
-    ("login", "AAAAAA"),
-    ("refresh", "AAAAAA"),
-    ("logout", "AAAAUA"),
-    ("getMe", "AAAAUA"),
-    ("listUsers", "AAAAUA"),
-    ("getUser", "AAAAUN"),
-    ("getUserByUsername", "AAAAUN"),
-    ("updateUser", "AAAFUN"),
-    ("deleteUser", "AAAFUN"),
-    ("deactivateUser", "AAFFUN"),
-    ("reactivateUser", "AAFFUN"),
-    ("createApiKey", "AAFFUA"),
-    ("listApiKeys", "AAFFUA"),
-    ("revokeApiKey", "AAFFUN"),
-    ("createWebhook", "AAFFUA"),
-    ("listWebhooks", "AAFFUA"),
-    ("getWebhook", "AAFFUN"),
-    ("updateWebhook", "AAFFUN"),
-    ("deleteWebhook", "AAFFUN"),
-    ("rotateWebhookSecret", "AAFFUN"),
-    ("listWebhookDeliveries", "AAFFUN"),
-    ("replayWebhook", "AAFFUN"),
-    ("testWebhook", "AAFFUN"),
-    ("backendCreateUser", "UUUUUU"),
-    ("backendCreateSession", "UUUUUU"),
-    ("backendRevokeSessions", "UUUUUU"),
-    ("backendSendSystemMessage", "UUUUUU"),
-    ("backendListRooms", "AAFFUA"),
-    ("listRooms", "AAAAUA"),
-    ("createRoom", "AAAAUA"),
-    ("getOrCreateDirectRoom", "AAAAUN"),
-    ("joinRoomByCode", "AAAAUN"),
-    ("getRoom", "AAAFUN"),
-    ("updateRoom", "AAFFUN"),
-    ("deleteRoom", "AFFFUN"),
-    ("archiveRoom", "AAFFUN"),
-    ("rotateInviteCode", "AAFFUN"),
-    ("joinRoom", "AAAFUN"),
-    ("leaveRoom", "AAAFUN"),
-    ("listMembers", "AAAFUN"),
-    ("addMember", "AAFFUN"),
-    ("removeMember", "AAAFUN"),
-    ("setMemberRole", "AFFFUN"),
-    ("checkRoomAccess", "AAAFUN"),
-    ("listMessages", "AAAFUN"),
-    ("sendMessage", "AAAFUN"),
-    ("getMessage", "AAAFUN"),
-    ("editMessage", "FFAFUN"),
-    ("deleteMessage", "AAAFUN"),
-    ("listMessageVersions", "AAAFUN"),
-    ("addReaction", "AAAFUN"),
-    ("removeReaction", "AAAFUN"),
-    ("markRead", "AAAFUN"),
-    ("getUnreadCounts", "AAAAUA"),
-    ("listRoomEvents", "AAAFUN"),
-    ("streamRoomEvents", "AAAFUN"),
-    ("streamMyEvents", "AAAAUA"),
-    ("listMyEvents", "AAAAUA"),
-    ("listOnlineMembers", "AAAFUN"),
-    ("connectWebSocket", "AAAAAA"),
+    ("healthz", "AAAAAAA"),
+    ("readyz", "AAAAAAA"),
+    ("metrics", "AAAAAAA"),
+    ("createTenant", "AAAAAAA"),
+    ("getTenant", "AAAAUAA"),
+    ("updateTenant", "AAFFUAF"),
+    ("deleteTenant", "AFFFUAF"),
+    ("register", "AAAAAAA"),
+    ("login", "AAAAAAA"),
+    ("refresh", "AAAAAAA"),
+    ("logout", "AAAAUAA"),
+    ("getMe", "AAAAUAA"),
+    ("listUsers", "AAAAUAA"),
+    ("getUser", "AAAAUNA"),
+    ("getUserByUsername", "AAAAUNA"),
+    ("updateUser", "AAAFUNF"),
+    ("deleteUser", "AAAFUNF"),
+    ("deactivateUser", "AAFFUNF"),
+    ("reactivateUser", "AAFFUNF"),
+    ("createApiKey", "AAFFUAF"),
+    ("listApiKeys", "AAFFUAF"),
+    ("revokeApiKey", "AAFFUNF"),
+    ("createWebhook", "AAFFUAF"),
+    ("listWebhooks", "AAFFUAF"),
+    ("getWebhook", "AAFFUNF"),
+    ("updateWebhook", "AAFFUNF"),
+    ("deleteWebhook", "AAFFUNF"),
+    ("rotateWebhookSecret", "AAFFUNF"),
+    ("listWebhookDeliveries", "AAFFUNF"),
+    ("replayWebhook", "AAFFUNF"),
+    ("testWebhook", "AAFFUNF"),
+    ("backendCreateUser", "UUUUUUU"),
+    ("backendCreateSession", "UUUUUUU"),
+    ("backendRevokeSessions", "UUUUUUU"),
+    ("backendSendSystemMessage", "UUUUUUU"),
+    ("backendListRooms", "AAFFUAF"),
+    ("listRooms", "AAAAUAA"),
+    ("createRoom", "AAAAUAA"),
+    ("getOrCreateDirectRoom", "AAAAUNA"),
+    ("joinRoomByCode", "AAAAUNA"),
+    ("getRoom", "AAAFUNF"),
+    ("updateRoom", "AAFFUNF"),
+    ("deleteRoom", "AFFFUNF"),
+    ("archiveRoom", "AAFFUNF"),
+    ("rotateInviteCode", "AAFFUNF"),
+    ("joinRoom", "AAAFUNF"),
+    ("leaveRoom", "AAAFUNF"),
+    ("listMembers", "AAAFUNF"),
+    ("addMember", "AAFFUNF"),
+    ("removeMember", "AAAFUNF"),
+    ("setMemberRole", "AFFFUNF"),
+    ("checkRoomAccess", "AAAFUNF"),
+    ("listMessages", "AAAFUNF"),
+    ("sendMessage", "AAAFUNF"),
+    ("getMessage", "AAAFUNF"),
+    ("editMessage", "FFAFUNF"),
+    ("deleteMessage", "AAAFUNA"),
+    ("listMessageVersions", "AAAFUNF"),
+    ("addReaction", "AAAFUNF"),
+    ("removeReaction", "AAAFUNF"),
+    ("markRead", "AAAFUNF"),
+    ("getUnreadCounts", "AAAAUAA"),
+    ("listRoomEvents", "AAAFUNF"),
+    ("streamRoomEvents", "AAAFUNF"),
+    ("streamMyEvents", "AAAAUAA"),
+    ("listMyEvents", "AAAAUAA"),
+    ("listOnlineMembers", "AAAFUNF"),
+    ("connectWebSocket", "AAAAAAA"),
+    ("blockUser", "AAAAUNA"),
+    ("listBlocks", "AAAAUAA"),
+    ("unblockUser", "AAAAUAA"),
+    ("createReport", "AAAFUNF"),
+    ("listReports", "AAFFUAA"),
+    ("resolveReport", "AAFFUNA"),
+    ("muteMember", "AAFFUNA"),
+    ("listMutes", "AAFFUNA"),
+    ("unmuteMember", "AAFFUNA"),
+    ("banFromRoom", "AAFFUNA"),
+    ("listRoomBans", "AAFFUNA"),
+    ("unbanFromRoom", "AAFFUNA"),
+    ("banUser", "AAFFUNA"),
+    ("unbanUser", "AAFFUNA"),
+    ("listWordFilters", "AAFFUAA"),
+    ("createWordFilter", "AAFFUAF"),
+    ("deleteWordFilter", "AAFFUNF"),
+    ("listAuditLog", "AAFFUAF"),
 ];
 
 /// The same for the WebSocket ops. `nobody` sends the op without authenticating and
@@ -99,16 +126,16 @@ const REST: &[(&str, &str)] = &[
 /// carries the member's token, which any other user's connection refuses (403
 /// `other_user`: a connection stays with its user).
 const WEBSOCKET: &[(&str, &str)] = &[
-    ("auth", "FFAFAF"),
-    ("subscribe", "AAAFUN"),
-    ("unsubscribe", "AAAAUA"),
-    ("send", "AAAFUN"),
-    ("edit", "FFAFUN"),
-    ("delete", "AAAFUN"),
-    ("react", "AAAFUN"),
-    ("read", "AAAFUN"),
-    ("typing", "AAAFUN"),
-    ("ping", "AAAAUA"),
+    ("auth", "FFAFAFF"),
+    ("subscribe", "AAAFUNF"),
+    ("unsubscribe", "AAAAUAA"),
+    ("send", "AAAFUNF"),
+    ("edit", "FFAFUNF"),
+    ("delete", "AAAFUNA"),
+    ("react", "AAAFUNF"),
+    ("read", "AAAFUNF"),
+    ("typing", "AAAFUNF"),
+    ("ping", "AAAAUAA"),
 ];
 
 /// One tenant with every kind of caller, a private room, a message, an API key and a
@@ -119,11 +146,14 @@ struct Fixture {
     admin: Session,
     member: Session,
     outsider: Session,
+    moderator: Session,
     room_id: String,
     invite_code: String,
     message_id: String,
     key_id: String,
     webhook_id: String,
+    report_id: String,
+    filter_id: String,
 }
 
 async fn fixture(app: &TestApp, slug: &str) -> Fixture {
@@ -131,13 +161,16 @@ async fn fixture(app: &TestApp, slug: &str) -> Fixture {
     let admin = app.register(slug, "admin").await;
     let member = app.register(slug, "member").await;
     let outsider = app.register(slug, "outsider").await;
-    app.patch(
-        &format!("/v1/users/{}", admin.user_id),
-        &owner.token,
-        json!({"role": "admin"}),
-    )
-    .await
-    .expect(200);
+    let moderator = app.register(slug, "moderator").await;
+    for (user, role) in [(&admin, "admin"), (&moderator, "moderator")] {
+        app.patch(
+            &format!("/v1/users/{}", user.user_id),
+            &owner.token,
+            json!({"role": role}),
+        )
+        .await
+        .expect(200);
+    }
     let room = app.create_room(&owner.token, "matrix", "private").await;
     let room_id = id_of(&room);
     for user in [&admin, &member] {
@@ -175,8 +208,26 @@ async fn fixture(app: &TestApp, slug: &str) -> Fixture {
         )
         .await
         .expect(201);
+    let report = app
+        .post(
+            "/v1/reports",
+            Some(&outsider.token),
+            json!({"user_id": member.user_id, "reason": "harassment"}),
+        )
+        .await
+        .expect(201);
+    let filter = app
+        .post(
+            "/v1/moderation/filters",
+            Some(&owner.token),
+            json!({"term": "casino*", "action": "flag"}),
+        )
+        .await
+        .expect(201);
     Fixture {
         slug: slug.to_owned(),
+        report_id: id_of(&report),
+        filter_id: id_of(&filter),
         webhook_id: id_of(&webhook["webhook"]),
         invite_code: room["invite_code"].as_str().unwrap().to_owned(),
         key_id: key["api_key"]["id"].as_str().unwrap().to_owned(),
@@ -184,6 +235,7 @@ async fn fixture(app: &TestApp, slug: &str) -> Fixture {
         admin,
         member,
         outsider,
+        moderator,
         room_id,
         message_id,
     }
@@ -196,6 +248,7 @@ impl Fixture {
             "admin" => Some(&self.admin),
             "member" => Some(&self.member),
             "outsider" => Some(&self.outsider),
+            "moderator" => Some(&self.moderator),
             _ => None,
         }
     }
@@ -208,6 +261,8 @@ impl Fixture {
             .replace("{user_id}", &self.member.user_id)
             .replace("{key_id}", &self.key_id)
             .replace("{webhook_id}", &self.webhook_id)
+            .replace("{report_id}", &self.report_id)
+            .replace("{filter_id}", &self.filter_id)
             .replace("{emoji}", "%F0%9F%91%8D")
             .replace("{username}", "member")
     }
@@ -233,6 +288,11 @@ impl Fixture {
             "sendMessage" | "editMessage" => json!({"body": "matrix"}),
             "addReaction" => json!({"emoji": "🎉"}),
             "markRead" => json!({"seq": 1}),
+            "blockUser" => json!({"user_id": self.outsider.user_id}),
+            "createReport" => json!({"room_id": self.room_id, "message_id": self.message_id,
+                "reason": "spam"}),
+            "resolveReport" => json!({"action": "dismiss"}),
+            "muteMember" | "banFromRoom" => json!({"user_id": self.member.user_id}),
             _ => example.cloned().unwrap_or_else(|| json!({})),
         }
     }

@@ -3,99 +3,46 @@
 //! sender, every room of the tenant, rooms created with their members, and users
 //! deactivated and reactivated.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{Answer, Session, TestApp, id_of, room_with_bob, spawn_app};
-
-/// A new API key of the tenant, created by `creator`.
-async fn api_key(app: &TestApp, creator: &Session) -> String {
-    app.post(
-        "/v1/api-keys",
-        Some(&creator.token),
-        json!({"name": "backend"}),
-    )
-    .await
-    .expect(201)["key"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// A request made by `key` acting as `user_id`.
-async fn acting(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    key: &str,
-    user_id: &str,
-    body: Option<Value>,
-) -> Answer {
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.address))
-        .bearer_auth(key)
-        .header("x-hark-user", user_id);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    TestApp::answer(request.send().await.unwrap()).await
-}
-
-/// A request made with `key` in `X-Api-Key`.
-async fn with_key(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> Answer {
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.address))
-        .header("x-api-key", key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    TestApp::answer(request.send().await.unwrap()).await
-}
+use crate::helpers::{TestApp, id_of, room_with_bob, spawn_app};
 
 #[tokio::test]
 async fn a_key_acting_as_a_user_sends_edits_and_deletes_as_that_user_by_the_same_rules() {
     let app = spawn_app().await;
     let (owner, bob, room_id) = room_with_bob(&app).await;
     let carol = app.register("acme", "carol").await;
-    let key = api_key(&app, &owner).await;
+    let key = app.api_key(&owner).await;
     let messages = format!("/v1/rooms/{room_id}/messages");
 
-    let sent = acting(
-        &app,
-        reqwest::Method::POST,
-        &messages,
-        &key,
-        &bob.user_id,
-        Some(json!({"body": "from bob's backend", "client_id": "order-1"})),
-    )
-    .await
-    .expect(201);
+    let sent = app
+        .acting(
+            reqwest::Method::POST,
+            &messages,
+            &key,
+            &bob.user_id,
+            Some(json!({"body": "from bob's backend", "client_id": "order-1"})),
+        )
+        .await
+        .expect(201);
     assert_eq!(sent["sender"]["username"], "bob");
-    let again = acting(
-        &app,
-        reqwest::Method::POST,
-        &messages,
-        &key,
-        &bob.user_id,
-        Some(json!({"body": "from bob's backend", "client_id": "order-1"})),
-    )
-    .await
-    .expect(200);
+    let again = app
+        .acting(
+            reqwest::Method::POST,
+            &messages,
+            &key,
+            &bob.user_id,
+            Some(json!({"body": "from bob's backend", "client_id": "order-1"})),
+        )
+        .await
+        .expect(200);
     assert_eq!(
         again["id"], sent["id"],
         "a client id is idempotent for a key too"
     );
 
     let message = format!("{messages}/{}", id_of(&sent));
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::PATCH,
         &message,
         &key,
@@ -106,8 +53,7 @@ async fn a_key_acting_as_a_user_sends_edits_and_deletes_as_that_user_by_the_same
     .expect(200);
     // The rules of the client hold: carol is not in the room, and the owner is not
     // the author.
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::POST,
         &messages,
         &key,
@@ -116,8 +62,7 @@ async fn a_key_acting_as_a_user_sends_edits_and_deletes_as_that_user_by_the_same
     )
     .await
     .expect_error(403, "not_a_member");
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::PATCH,
         &message,
         &key,
@@ -126,16 +71,9 @@ async fn a_key_acting_as_a_user_sends_edits_and_deletes_as_that_user_by_the_same
     )
     .await
     .expect_error(403, "not_the_author");
-    acting(
-        &app,
-        reqwest::Method::DELETE,
-        &message,
-        &key,
-        &bob.user_id,
-        None,
-    )
-    .await
-    .expect(204);
+    app.acting(reqwest::Method::DELETE, &message, &key, &bob.user_id, None)
+        .await
+        .expect(204);
 
     let history = app.get(&messages, &owner.token).await.expect(200);
     let items = history["items"].as_array().unwrap();
@@ -164,31 +102,25 @@ async fn a_key_acting_as_a_user_lists_their_rooms_with_unread_counts() {
     let (owner, bob, room_id) = room_with_bob(&app).await;
     app.send(&owner.token, &room_id, "one").await;
     app.send(&owner.token, &room_id, "two").await;
-    let key = api_key(&app, &owner).await;
-    let rooms = acting(
-        &app,
-        reqwest::Method::GET,
-        "/v1/rooms",
-        &key,
-        &bob.user_id,
-        None,
-    )
-    .await
-    .expect(200);
+    let key = app.api_key(&owner).await;
+    let rooms = app
+        .acting(reqwest::Method::GET, "/v1/rooms", &key, &bob.user_id, None)
+        .await
+        .expect(200);
     let items = rooms["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["unread_count"], 2);
     assert_eq!(items[0]["my_role"], "member");
-    let unread = acting(
-        &app,
-        reqwest::Method::GET,
-        "/v1/users/me/unread",
-        &key,
-        &bob.user_id,
-        None,
-    )
-    .await
-    .expect(200);
+    let unread = app
+        .acting(
+            reqwest::Method::GET,
+            "/v1/users/me/unread",
+            &key,
+            &bob.user_id,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(unread["total"], 2);
 }
 
@@ -198,9 +130,8 @@ async fn a_key_acts_for_no_user_above_its_creator_and_stops_acting_once_revoked(
     let tenant = app.create_tenant("acme").await;
     let admin = app.admin(&tenant, "adele").await;
     let bob = app.register("acme", "bob").await;
-    let key = api_key(&app, &admin).await;
-    acting(
-        &app,
+    let key = app.api_key(&admin).await;
+    app.acting(
         reqwest::Method::GET,
         "/v1/users/me",
         &key,
@@ -209,16 +140,16 @@ async fn a_key_acts_for_no_user_above_its_creator_and_stops_acting_once_revoked(
     )
     .await
     .expect_error(403, "role_above_key");
-    let me = acting(
-        &app,
-        reqwest::Method::GET,
-        "/v1/users/me",
-        &key,
-        &bob.user_id,
-        None,
-    )
-    .await
-    .expect(200);
+    let me = app
+        .acting(
+            reqwest::Method::GET,
+            "/v1/users/me",
+            &key,
+            &bob.user_id,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(me["username"], "bob");
 
     // Bob promoted above the key's creator: the same acting session is refused.
@@ -229,8 +160,7 @@ async fn a_key_acts_for_no_user_above_its_creator_and_stops_acting_once_revoked(
     )
     .await
     .expect(200);
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::GET,
         "/v1/users/me",
         &key,
@@ -241,8 +171,7 @@ async fn a_key_acts_for_no_user_above_its_creator_and_stops_acting_once_revoked(
     .expect_error(403, "role_above_key");
 
     let carol = app.register("acme", "carol").await;
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::GET,
         "/v1/users/me",
         &key,
@@ -256,8 +185,7 @@ async fn a_key_acts_for_no_user_above_its_creator_and_stops_acting_once_revoked(
     app.delete(&format!("/v1/api-keys/{key_id}"), &admin.token)
         .await
         .expect(204);
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::GET,
         "/v1/users/me",
         &key,
@@ -273,7 +201,7 @@ async fn a_key_naming_no_user_or_a_user_it_cannot_see_is_refused() {
     let app = spawn_app().await;
     let acme = app.create_tenant("acme").await;
     let globex = app.create_tenant("globex").await;
-    let key = api_key(&app, &acme.owner).await;
+    let key = app.api_key(&acme.owner).await;
     let answer = TestApp::answer(
         app.client
             .get(format!("{}/v1/users/me", app.address))
@@ -284,18 +212,10 @@ async fn a_key_naming_no_user_or_a_user_it_cannot_see_is_refused() {
     )
     .await;
     answer.expect_error(401, "acting_user_required");
-    acting(
-        &app,
-        reqwest::Method::GET,
-        "/v1/users/me",
-        &key,
-        "bob",
-        None,
-    )
-    .await
-    .expect_error(422, "invalid_acting_user");
-    acting(
-        &app,
+    app.acting(reqwest::Method::GET, "/v1/users/me", &key, "bob", None)
+        .await
+        .expect_error(422, "invalid_acting_user");
+    app.acting(
         reqwest::Method::GET,
         "/v1/users/me",
         &key,
@@ -305,8 +225,7 @@ async fn a_key_naming_no_user_or_a_user_it_cannot_see_is_refused() {
     .await
     .expect_error(404, "user_not_found");
     // Another tenant's user is a user that does not exist.
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::GET,
         "/v1/users/me",
         &key,
@@ -334,18 +253,18 @@ async fn a_key_naming_no_user_or_a_user_it_cannot_see_is_refused() {
 async fn a_system_message_has_no_sender_and_follows_the_rules_of_every_send() {
     let app = spawn_app().await;
     let (owner, bob, room_id) = room_with_bob(&app).await;
-    let key = api_key(&app, &owner).await;
+    let key = app.api_key(&owner).await;
     app.send(&bob.token, &room_id, "before").await;
     let path = format!("/v1/backend/rooms/{room_id}/messages");
-    let sent = with_key(
-        &app,
-        reqwest::Method::POST,
-        &path,
-        &key,
-        Some(json!({"body": "Your order has shipped"})),
-    )
-    .await
-    .expect(201);
+    let sent = app
+        .with_key(
+            reqwest::Method::POST,
+            &path,
+            &key,
+            Some(json!({"body": "Your order has shipped"})),
+        )
+        .await
+        .expect(201);
     assert!(sent["sender"].is_null());
     assert_eq!(sent["kind"], "system");
     let history = app
@@ -367,8 +286,7 @@ async fn a_system_message_has_no_sender_and_follows_the_rules_of_every_send() {
     assert!(history["items"][1]["sender"].is_null());
 
     let before = app.snapshot().await;
-    with_key(
-        &app,
+    app.with_key(
         reqwest::Method::POST,
         &path,
         &key,
@@ -377,8 +295,7 @@ async fn a_system_message_has_no_sender_and_follows_the_rules_of_every_send() {
     .await
     .expect_error(422, "empty_body");
     let too_long = "x".repeat(20_000);
-    with_key(
-        &app,
+    app.with_key(
         reqwest::Method::POST,
         &path,
         &key,
@@ -387,8 +304,7 @@ async fn a_system_message_has_no_sender_and_follows_the_rules_of_every_send() {
     .await
     .expect_error(422, "body_too_long");
     let unknown = format!("/v1/backend/rooms/{}/messages", uuid::Uuid::now_v7());
-    with_key(
-        &app,
+    app.with_key(
         reqwest::Method::POST,
         &unknown,
         &key,
@@ -411,8 +327,7 @@ async fn a_system_message_has_no_sender_and_follows_the_rules_of_every_send() {
     .await
     .expect(200);
     let archived = app.snapshot().await;
-    with_key(
-        &app,
+    app.with_key(
         reqwest::Method::POST,
         &path,
         &key,
@@ -496,31 +411,32 @@ async fn every_room_of_the_tenant_is_listed_with_filters_and_a_cursor() {
     let globex = app.create_tenant("globex").await;
     app.create_room(&globex.owner.token, "globex room", "public")
         .await;
-    let key = api_key(&app, &owner).await;
+    let key = app.api_key(&owner).await;
 
-    let all = with_key(&app, reqwest::Method::GET, "/v1/backend/rooms", &key, None)
+    let all = app
+        .with_key(reqwest::Method::GET, "/v1/backend/rooms", &key, None)
         .await
         .expect(200);
     assert_eq!(all["items"].as_array().unwrap().len(), 3, "{all}");
-    let direct = with_key(
-        &app,
-        reqwest::Method::GET,
-        "/v1/backend/rooms?kind=direct",
-        &key,
-        None,
-    )
-    .await
-    .expect(200);
+    let direct = app
+        .with_key(
+            reqwest::Method::GET,
+            "/v1/backend/rooms?kind=direct",
+            &key,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(direct["items"].as_array().unwrap().len(), 1);
-    let bobs = with_key(
-        &app,
-        reqwest::Method::GET,
-        &format!("/v1/backend/rooms?member_id={}", bob.user_id),
-        &key,
-        None,
-    )
-    .await
-    .expect(200);
+    let bobs = app
+        .with_key(
+            reqwest::Method::GET,
+            &format!("/v1/backend/rooms?member_id={}", bob.user_id),
+            &key,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(bobs["items"].as_array().unwrap().len(), 2);
     let named = app
         .get("/v1/backend/rooms?q=CORNER", &owner.token)
@@ -528,25 +444,25 @@ async fn every_room_of_the_tenant_is_listed_with_filters_and_a_cursor() {
         .expect(200);
     assert_eq!(named["items"][0]["name"], "Carol's corner");
 
-    let first = with_key(
-        &app,
-        reqwest::Method::GET,
-        "/v1/backend/rooms?limit=2",
-        &key,
-        None,
-    )
-    .await
-    .expect(200);
+    let first = app
+        .with_key(
+            reqwest::Method::GET,
+            "/v1/backend/rooms?limit=2",
+            &key,
+            None,
+        )
+        .await
+        .expect(200);
     let cursor = first["next_cursor"].as_str().unwrap();
-    let second = with_key(
-        &app,
-        reqwest::Method::GET,
-        &format!("/v1/backend/rooms?limit=2&cursor={cursor}"),
-        &key,
-        None,
-    )
-    .await
-    .expect(200);
+    let second = app
+        .with_key(
+            reqwest::Method::GET,
+            &format!("/v1/backend/rooms?limit=2&cursor={cursor}"),
+            &key,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(second["items"].as_array().unwrap().len(), 1);
     assert!(second["next_cursor"].is_null());
     assert_eq!(first["items"][0]["id"], room_id.as_str());
@@ -565,7 +481,7 @@ async fn a_deactivated_user_cannot_log_in_or_be_acted_for_until_reactivated() {
     let tenant = app.create_tenant("acme").await;
     let admin = app.admin(&tenant, "adele").await;
     let bob = app.register("acme", "bob").await;
-    let key = api_key(&app, &tenant.owner).await;
+    let key = app.api_key(&tenant.owner).await;
     let deactivate = format!("/v1/users/{}/deactivate", bob.user_id);
 
     app.post(&deactivate, Some(&bob.token), json!({}))
@@ -586,7 +502,8 @@ async fn a_deactivated_user_cannot_log_in_or_be_acted_for_until_reactivated() {
     .await
     .expect_error(409, "cannot_deactivate_self");
 
-    let user = with_key(&app, reqwest::Method::POST, &deactivate, &key, None)
+    let user = app
+        .with_key(reqwest::Method::POST, &deactivate, &key, None)
         .await
         .expect(200);
     assert!(user["deactivated_at"].is_string());
@@ -600,8 +517,7 @@ async fn a_deactivated_user_cannot_log_in_or_be_acted_for_until_reactivated() {
     )
     .await
     .expect_error(403, "user_deactivated");
-    with_key(
-        &app,
+    app.with_key(
         reqwest::Method::POST,
         &format!("/v1/backend/users/{}/sessions", bob.user_id),
         &key,
@@ -609,8 +525,7 @@ async fn a_deactivated_user_cannot_log_in_or_be_acted_for_until_reactivated() {
     )
     .await
     .expect_error(403, "user_deactivated");
-    acting(
-        &app,
+    app.acting(
         reqwest::Method::GET,
         "/v1/users/me",
         &key,
@@ -626,16 +541,10 @@ async fn a_deactivated_user_cannot_log_in_or_be_acted_for_until_reactivated() {
     assert!(listed["deactivated_at"].is_string(), "still listed, marked");
 
     // A deactivated admin's keys stop working with them.
-    let admins_key = api_key(&app, &admin).await;
-    with_key(
-        &app,
-        reqwest::Method::GET,
-        "/v1/backend/rooms",
-        &admins_key,
-        None,
-    )
-    .await
-    .expect(200);
+    let admins_key = app.api_key(&admin).await;
+    app.with_key(reqwest::Method::GET, "/v1/backend/rooms", &admins_key, None)
+        .await
+        .expect(200);
     app.post(
         &format!("/v1/users/{}/deactivate", admin.user_id),
         Some(&tenant.owner.token),
@@ -643,15 +552,9 @@ async fn a_deactivated_user_cannot_log_in_or_be_acted_for_until_reactivated() {
     )
     .await
     .expect(200);
-    with_key(
-        &app,
-        reqwest::Method::GET,
-        "/v1/backend/rooms",
-        &admins_key,
-        None,
-    )
-    .await
-    .expect_error(401, "invalid_api_key");
+    app.with_key(reqwest::Method::GET, "/v1/backend/rooms", &admins_key, None)
+        .await
+        .expect_error(401, "invalid_api_key");
 
     let user = app
         .post(

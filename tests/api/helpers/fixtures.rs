@@ -3,7 +3,10 @@
 
 use serde_json::{Value, json};
 
-use super::{app::TestApp, settings::PASSWORD};
+use super::{
+    app::{Answer, TestApp},
+    settings::PASSWORD,
+};
 
 /// A user with a session.
 #[derive(Debug, Clone)]
@@ -159,10 +162,69 @@ impl TestApp {
             "reactions",
             "webhooks",
             "webhook_deliveries",
+            "blocks",
+            "room_restrictions",
+            "reports",
+            "word_filters",
+            "audit_log",
         ] {
             counts.push(self.count_rows(table).await);
         }
         counts
+    }
+}
+
+impl TestApp {
+    /// A new API key of the tenant, created by `creator`.
+    pub async fn api_key(&self, creator: &Session) -> String {
+        self.post(
+            "/v1/api-keys",
+            Some(&creator.token),
+            json!({"name": "backend"}),
+        )
+        .await
+        .expect(201)["key"]
+            .as_str()
+            .expect("a key")
+            .to_owned()
+    }
+
+    /// A request made by `key` acting as `user_id` (`X-Hark-User`).
+    pub async fn acting(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        user_id: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(key)
+            .header("x-hark-user", user_id);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        TestApp::answer(request.send().await.expect("a response")).await
+    }
+
+    /// A request made with `key` in `X-Api-Key`.
+    pub async fn with_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .header("x-api-key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        TestApp::answer(request.send().await.expect("a response")).await
     }
 }
 
