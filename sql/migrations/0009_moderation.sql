@@ -63,6 +63,7 @@ create table hark.room_restrictions (
     constraint room_restrictions_kind_valid check (kind in ('mute', 'ban')),
     constraint room_restrictions_reason_length check (reason is null or char_length(reason) <= 500)
 );
+create index room_restrictions_user_idx on hark.room_restrictions (tenant_id, user_id);
 
 -- Reports of messages and users, by members (reporter_id) or by a word filter
 -- (reporter_id null, reason 'filtered'). The message foreign key is checked at commit:
@@ -106,6 +107,7 @@ create unique index reports_user_once on hark.reports (tenant_id, reporter_id, t
 create unique index reports_filtered_once on hark.reports (tenant_id, message_id)
     where reporter_id is null;
 create index reports_queue_idx on hark.reports (tenant_id, state, id);
+create index reports_room_idx on hark.reports (tenant_id, room_id, id);
 create index reports_message_idx on hark.reports (tenant_id, message_id) where message_id is not null;
 create index reports_target_idx on hark.reports (tenant_id, target_user_id, id);
 

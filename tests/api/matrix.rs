@@ -103,7 +103,7 @@ const REST: &[(&str, &str)] = &[
     ("connectWebSocket", "AAAAAAA"),
     ("blockUser", "AAAAUNA"),
     ("listBlocks", "AAAAUAA"),
-    ("unblockUser", "AAAAUAA"),
+    ("unblockUser", "AAAAUNA"),
     ("createReport", "AAAFUNF"),
     ("listReports", "AAFFUAA"),
     ("resolveReport", "AAFFUNA"),

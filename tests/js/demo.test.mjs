@@ -1,7 +1,9 @@
 // The demo page at /demo in Debian's Chromium, driven by playwright-core: two browser
 // contexts are two users of the demo tenant who chat both ways and see each other's
 // messages, typing and presence; a reload resumes the history; a direct room one
-// opens appears in the other's list without a reload. Screenshots go to
+// opens appears in the other's list without a reload. Then, in a tenant of its own
+// (HARK_TENANT_CREATION=open), a member reports a message and blocks its sender, and
+// the tenant's owner acts from the moderation queue. Screenshots go to
 // target/screenshots/. Run by scripts/client-tests.sh (HARK_URL, tenant `demo`).
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -26,9 +28,9 @@ const chromiumArgs = [
   '--disable-sync',
 ];
 
-async function registerIn(page, username) {
+async function registerIn(page, username, slug = tenant) {
   await page.goto(`${baseUrl}/demo`);
-  await page.fill('#tenant', tenant);
+  await page.fill('#tenant', slug);
   await page.fill('#username', username);
   await page.fill('#password', password);
   await page.click('#register-button');
@@ -105,6 +107,86 @@ test('two users chat in the demo page, see typing and presence, a reload resumes
     await ben.locator('#messages').getByText('just between us').waitFor();
     await ben.screenshot({ path: `${screenshots}demo-ben-direct.png` });
     console.log(`demo page: ${bodies.length} messages both ways; screenshots in ${screenshots}`);
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a member reports a message and blocks its sender, and a moderator deletes it and mutes from the queue', async () => {
+  await mkdir(screenshots, { recursive: true });
+  const slug = `mod-${suffix}`;
+  const created = await fetch(`${baseUrl}/v1/tenants`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ slug, name: 'Moderated', registration_open: true, owner: { username: 'mia', password } }),
+  });
+  assert.equal(created.status, 201, await created.text());
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: chromiumArgs });
+  try {
+    const page = async () => (await browser.newContext({ viewport: { width: 1000, height: 640 } })).newPage();
+    const [mia, ben, cleo] = [await page(), await page(), await page()];
+    await mia.goto(`${baseUrl}/demo`);
+    await mia.fill('#tenant', slug);
+    await mia.fill('#username', 'mia');
+    await mia.fill('#password', password);
+    await mia.click('#login-button');
+    await mia.locator('#whoami').getByText('mia').waitFor();
+    await mia.fill('#new-room', 'town square');
+    await mia.click('#create-room button');
+    await mia.locator('#room-name').getByText('town square').waitFor();
+    const code = (await mia.textContent('#invite-code')).trim();
+    for (const [user, name] of [[ben, 'ben'], [cleo, 'cleo']]) {
+      await registerIn(user, name, slug);
+      await user.fill('#invite-input', code);
+      await user.click('#join-room button');
+      await user.locator('#room-name').getByText('town square').waitFor();
+    }
+    assert.equal(await ben.isVisible('#moderation-button'), false, 'members have no queue');
+
+    // Ben reports cleo's spam, then blocks her: her messages are hidden for him alone.
+    await say(cleo, 'buy cheap pills now');
+    const spam = ben.locator('#messages li.message', { hasText: 'buy cheap pills now' });
+    await spam.waitFor();
+    await spam.locator('button.report').click();
+    await ben.selectOption('#report-reason', 'spam');
+    await ben.fill('#report-details', 'she posts this everywhere');
+    await ben.click('#report-submit');
+    await ben.locator('#notice').getByText('Reported').waitFor();
+    await spam.locator('button.block').click();
+    await ben.locator('#notice').getByText('You blocked cleo').waitFor();
+    await ben.locator('#messages li.hidden-message').first().waitFor();
+    await say(cleo, 'really cheap');
+    await mia.locator('#messages').getByText('really cheap').waitFor();
+    await ben.locator('#messages li.hidden-message').nth(1).waitFor();
+    assert.equal(await ben.locator('#messages').getByText('really cheap').count(), 0, 'hidden for the blocker');
+    await ben.screenshot({ path: `${screenshots}demo-ben-blocked.png` });
+
+    // Mia, the tenant's owner, deletes the message from the queue and then mutes cleo.
+    await mia.click('#moderation-button');
+    const report = mia.locator('#reports li.report', { hasText: 'buy cheap pills now' });
+    await report.waitFor();
+    await report.getByText('she posts this everywhere').waitFor();
+    await mia.screenshot({ path: `${screenshots}demo-moderation-queue.png` });
+    await report.locator('button.delete_message').click();
+    await mia.locator('#reports').getByText('Nothing to review.').waitFor();
+    await mia.click('#close-moderation');
+    await mia.locator('#messages li.message', { hasText: '(deleted)' }).waitFor();
+    await cleo.locator('#messages li.message', { hasText: '(deleted)' }).waitFor();
+
+    await say(cleo, 'last chance pills');
+    const again = mia.locator('#messages li.message', { hasText: 'last chance pills' });
+    await again.waitFor();
+    await again.locator('button.report').click();
+    await mia.click('#report-submit');
+    await mia.locator('#notice').getByText('Reported').waitFor();
+    await mia.click('#moderation-button');
+    await mia.locator('#reports li.report', { hasText: 'last chance pills' }).locator('button.mute').click();
+    await mia.locator('#reports').getByText('Nothing to review.').waitFor();
+    await say(cleo, 'can I still talk?');
+    await cleo.locator('#typing').getByText('Not sent').waitFor();
+    assert.match(await cleo.textContent('#typing'), /muted/);
+    await cleo.screenshot({ path: `${screenshots}demo-cleo-muted.png` });
+    console.log('demo page: report, block and the moderation queue work');
   } finally {
     await browser.close();
   }
