@@ -158,6 +158,7 @@ impl ModerationApi {
         method = "get",
         operation_id = "listReports"
     )]
+    #[allow(clippy::too_many_arguments)]
     async fn list_reports(
         &self,
         state: Data<&AppState>,
@@ -493,6 +494,7 @@ impl ModerationApi {
     /// resolutions, word filters, tenant settings, API keys, webhooks, deactivations.
     /// Newest first; nothing in it can be changed or deleted through the API.
     #[oai(path = "/v1/audit-log", method = "get", operation_id = "listAuditLog")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_audit_log(
         &self,
         state: Data<&AppState>,
