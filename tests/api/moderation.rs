@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Session, TestApp, id_of, room_with_bob, spawn_app};
+use crate::helpers::{Receiver, Session, TestApp, id_of, room_with_bob, spawn_app};
 use crate::ws::{Ending, WAIT, WsClient};
 
 /// Makes a user of `acme` a tenant moderator (by its owner).
@@ -58,14 +58,23 @@ async fn concurrent_sends(
     room_id: &str,
     count: usize,
 ) -> (usize, Vec<String>) {
+    let bodies = (0..count).map(|index| format!("at once {index}")).collect();
+    concurrent_sends_of(app, token, room_id, bodies).await
+}
+
+/// These sends of `user` to a room at once; answers as [`concurrent_sends`].
+async fn concurrent_sends_of(
+    app: &TestApp,
+    token: &str,
+    room_id: &str,
+    bodies: Vec<String>,
+) -> (usize, Vec<String>) {
     let path = format!("/v1/rooms/{room_id}/messages");
-    let answers = futures_util::future::join_all((0..count).map(|index| {
-        app.post(
-            &path,
-            Some(token),
-            json!({"body": format!("at once {index}")}),
-        )
-    }))
+    let answers = futures_util::future::join_all(
+        bodies
+            .into_iter()
+            .map(|body| app.post(&path, Some(token), json!({ "body": body }))),
+    )
     .await;
     let accepted = answers.iter().filter(|answer| answer.status == 201).count();
     let codes = answers
@@ -889,8 +898,6 @@ async fn word_filters_block_or_flag_messages_ignoring_case_and_diacritics_on_eve
 
     // Flagged messages are accepted and queued, once each.
     let flagged = app.send(&bob.token, &room_id, "Best CASINOS in town").await;
-    let (accepted, _) = concurrent_sends(&app, &bob.token, &room_id, 4).await;
-    assert_eq!(accepted, 4);
     let queue = app
         .get("/v1/moderation/reports?state=open", &owner.token)
         .await
@@ -901,6 +908,24 @@ async fn word_filters_block_or_flag_messages_ignoring_case_and_diacritics_on_eve
     assert_eq!(items[0]["message_id"], flagged["id"]);
     assert!(items[0]["reporter"].is_null());
     assert_eq!(items[0]["target_user"]["id"], bob.user_id.as_str());
+
+    // Sent at once, so that the writer batches them, each is judged alone: the blocked
+    // ones fail, the others are written and the flagged ones queued.
+    let bodies = (0..12)
+        .map(|index| match index % 3 {
+            0 => format!("casino night {index}"),
+            1 => format!("đồ ngốc {index}"),
+            _ => format!("plain {index}"),
+        })
+        .collect();
+    let (accepted, codes) = concurrent_sends_of(&app, &bob.token, &room_id, bodies).await;
+    assert_eq!(accepted, 8);
+    assert_eq!(codes, vec!["blocked_content"; 4]);
+    let queue = app
+        .get("/v1/moderation/reports?state=open", &owner.token)
+        .await
+        .expect(200);
+    assert_eq!(queue["items"].as_array().unwrap().len(), 5, "{queue}");
 
     // Removed, a filter stops applying.
     let filters = app
@@ -1018,4 +1043,63 @@ async fn the_audit_log_records_administrative_actions_and_nobody_can_change_it()
             refused.as_db_error()
         );
     }
+}
+
+#[tokio::test]
+async fn reports_resolutions_mutes_and_bans_reach_the_tenants_webhooks() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    app.post(
+        "/v1/webhooks",
+        Some(&owner.token),
+        json!({"url": receiver.url, "event_types":
+            ["report.created", "report.resolved", "member.muted", "user.banned"]}),
+    )
+    .await
+    .expect(201);
+    let message = app.send(&bob.token, &room_id, "spam spam spam").await;
+    let report = app
+        .post(
+            "/v1/reports",
+            Some(&owner.token),
+            json!({"room_id": room_id, "message_id": message["id"], "reason": "spam"}),
+        )
+        .await
+        .expect(201);
+    app.post(
+        &format!("/v1/moderation/reports/{}/resolve", id_of(&report)),
+        Some(&owner.token),
+        json!({"action": "mute", "duration_seconds": 60}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        &format!("/v1/users/{}/ban", bob.user_id),
+        Some(&owner.token),
+        json!({"reason": "spam"}),
+    )
+    .await
+    .expect(200);
+
+    let delivered = receiver.wait_for_accepted(4, Duration::from_secs(30)).await;
+    let mut types: Vec<&str> = delivered
+        .iter()
+        .map(|delivery| delivery.body["type"].as_str().unwrap())
+        .collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        [
+            "member.muted",
+            "report.created",
+            "report.resolved",
+            "user.banned"
+        ]
+    );
+    let resolved = delivered
+        .iter()
+        .find(|delivery| delivery.body["type"] == "report.resolved")
+        .unwrap();
+    assert_eq!(resolved.body["data"]["report"]["action"], "mute");
 }
