@@ -210,6 +210,18 @@ as $$
         'tenant_id', p_tenant_id, 'user_id', p_user_id, 'session_id', p_session_id)::text)
 $$;
 
+-- A page size must be between 1 and p_max (422 invalid_limit otherwise).
+create function hark_api.check_limit(p_limit integer, p_max integer)
+returns void
+language plpgsql
+as $$
+begin
+    if p_limit is null or p_limit < 1 or p_limit > p_max then
+        perform hark_api.fail(422, 'invalid_limit', format('The limit must be between 1 and %s', p_max), 'limit');
+    end if;
+end
+$$;
+
 -- Roles in order: a caller never gives or acts with a role ranked above its own.
 create function hark_api.role_rank(p_role text)
 returns integer

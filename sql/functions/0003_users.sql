@@ -68,9 +68,7 @@ begin
     if p_role is not null and p_role not in ('owner', 'admin', 'moderator', 'member') then
         perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin, moderator or member', 'role');
     end if;
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     select coalesce(jsonb_agg(hark_api.user_json(page, page.id = p_user_id or v_role in ('owner', 'admin')) order by page.id), '[]'::jsonb),
            max(page.id::text)::uuid,
            count(*)

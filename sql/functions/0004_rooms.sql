@@ -273,7 +273,8 @@ as $$
 $$;
 
 -- Adds a member and appends member.joined; answers the membership. A user banned
--- from the room is refused here, whichever way they come (by id, code or an admin).
+-- from the room is refused here, whichever way they come (by id, code or an admin),
+-- and a user muted there comes back muted.
 create function hark_api.add_member(p_room_id uuid, p_user_id uuid, p_role text)
 returns jsonb
 language plpgsql
@@ -282,9 +283,9 @@ declare
     v_member hark.room_members;
 begin
     perform hark_api.require_not_banned(p_room_id, p_user_id);
-    insert into hark.room_members (tenant_id, room_id, user_id, role, last_read_seq)
+    insert into hark.room_members (tenant_id, room_id, user_id, role, last_read_seq, muted_until)
     values (hark_api.current_tenant_id(), p_room_id, p_user_id, p_role,
-            (select last_seq from hark.rooms where id = p_room_id))
+            (select last_seq from hark.rooms where id = p_room_id), hark_api.mute_until(p_room_id, p_user_id))
     returning * into v_member;
     perform hark_api.append_event(p_room_id, 'member.joined', hark_api.member_json(v_member));
     perform hark_api.feed_append(array[p_user_id], 'feed.room_added',
@@ -396,9 +397,7 @@ declare
     v_last_id uuid;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     if p_cursor is not null then
         begin
             v_before_activity := split_part(p_cursor, '_', 1)::timestamptz;
@@ -746,9 +745,7 @@ begin
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     perform hark_api.require_member(p_room_id);
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     select coalesce(jsonb_agg(hark_api.member_json(page) order by page.user_id), '[]'::jsonb),
            count(*), max(page.user_id::text)::uuid
     into v_items, v_count, v_last

@@ -156,29 +156,30 @@ begin
 end
 $$;
 
--- What the send rules need of a room, taken under its lock (hark_api.send_context):
--- its id, whether it is archived or direct, and its slow mode.
-create function hark_api.send_context(p_room hark.rooms)
+-- What the send rules need of a room, taken under its lock: its id, whether it is
+-- archived or direct, its slow mode, and its tenant's word filters (p_filters,
+-- hark_api.filter_patterns, which a batch reads once per tenant).
+create function hark_api.send_context(p_room hark.rooms, p_filters jsonb)
 returns jsonb
 language sql
 immutable
 as $$
     select jsonb_build_object(
         'id', p_room.id, 'archived', p_room.archived_at is not null, 'direct', p_room.kind = 'direct',
-        'slow_mode_seconds', p_room.slow_mode_seconds)
+        'slow_mode_seconds', p_room.slow_mode_seconds, 'filters', p_filters)
 $$;
 
 -- The rules of sending, the one copy of them: hark_api.message_send,
 -- hark_api.message_send_batch and the backend's system messages call it, under the
--- room's lock, with the sender's role in the room (null: not a member) and the room's
--- hark_api.send_context. p_pending holds what a batch accepted before this item and
+-- room's lock, with the sender's hark_api.sender_state in the room (its role, null
+-- when not a member, and the end of a mute) and the room's hark_api.send_context. p_pending holds what a batch accepted before this item and
 -- has not written yet: the message JSON by "room/sender/client id", the room of each
 -- new message by its id, and "slow/room/sender" for senders held to slow mode.
 -- Answers the earlier message with the same client id (the send is answered with it
 -- and writes nothing), or null: the message may be sent (and, when a 'flag' word
 -- filter matched it, it is in the moderation queue as p_message_id).
 create function hark_api.message_check(
-    p_role text, p_room jsonb, p_user_id uuid, p_message_id uuid,
+    p_sender jsonb, p_room jsonb, p_user_id uuid, p_message_id uuid,
     p_kind text, p_body text, p_attachment jsonb, p_reply_to_id uuid, p_client_id text,
     p_max_body_bytes integer, p_pending jsonb)
 returns jsonb
@@ -186,6 +187,7 @@ language plpgsql
 as $$
 declare
     p_room_id uuid := (p_room ->> 'id')::uuid;
+    p_role text := p_sender ->> 'role';
     v_key text;
     v_existing hark.messages;
 begin
@@ -217,12 +219,22 @@ begin
                          and room_id = p_room_id) then
         perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
     end if;
+    -- Each moderation rule is called only when it may apply (a mute on record, a
+    -- direct room, slow mode, filters): a send in a room without any pays for the
+    -- tests alone, not for function calls.
     if p_user_id is not null then
-        perform hark_api.require_may_post(p_room_id, p_user_id, (p_room ->> 'direct')::boolean);
-        perform hark_api.slow_mode_check(p_room_id, p_user_id, p_role,
-                                         (p_room ->> 'slow_mode_seconds')::integer, p_pending);
+        if p_sender ->> 'muted_until' is not null then
+            perform hark_api.require_not_muted((p_sender ->> 'muted_until')::timestamptz);
+        end if;
+        if (p_room ->> 'direct')::boolean then
+            perform hark_api.require_not_blocked(p_room_id, p_user_id);
+        end if;
+        if (p_room ->> 'slow_mode_seconds')::integer > 0 then
+            perform hark_api.slow_mode_check(p_room_id, p_user_id, p_role,
+                                             (p_room ->> 'slow_mode_seconds')::integer, p_pending);
+        end if;
     end if;
-    if hark_api.filter_check(p_body) then
+    if jsonb_typeof(p_room -> 'filters') = 'object' and hark_api.filter_check(p_body, p_room -> 'filters') then
         perform hark_api.flag_message(p_room_id, p_message_id, p_user_id, jsonb_build_object(
             'id', p_message_id, 'room_id', p_room_id, 'sender', hark_api.user_ref(p_user_id),
             'kind', p_kind, 'body', p_body, 'attachment', p_attachment));
@@ -250,7 +262,8 @@ begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id, p_wait);
     v_existing := hark_api.message_check(
-        hark_api.member_role(p_room_id), hark_api.send_context(v_room), p_user_id, p_message_id,
+        hark_api.sender_state(p_room_id), hark_api.send_context(v_room, hark_api.filter_patterns()),
+        p_user_id, p_message_id,
         p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, '{}');
     if v_existing is not null then
         return jsonb_build_object('created', false, 'message', v_existing);
@@ -343,9 +356,7 @@ begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
     v_blocked := hark_api.blocked_by(p_user_id);
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     if (p_before is not null)::int + (p_after is not null)::int + (p_around is not null)::int > 1 then
         perform hark_api.fail(422, 'conflicting_cursors', 'Give at most one of before, after and around', 'before');
     end if;
@@ -434,7 +445,7 @@ begin
     perform hark_api.require_may_post(p_room_id, p_user_id, v_room.kind = 'direct');
     v_attachment := case when p_keep_attachment then v_message.attachment else p_attachment end;
     perform hark_api.validate_message(v_message.kind, p_body, v_attachment, p_max_body_bytes);
-    v_flag := hark_api.filter_check(p_body);
+    v_flag := hark_api.filter_check(p_body, hark_api.filter_patterns());
     -- The edit history is bounded, so that no message's history grows without end.
     select coalesce(max(version), 0) into v_edits
     from hark.message_edits where tenant_id = p_tenant_id and message_id = p_message_id;
@@ -474,9 +485,7 @@ begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
     perform hark_api.find_message(p_room_id, p_message_id, false);
-    if p_limit is null or p_limit < 1 or p_limit > 100 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 100', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 100);
     if p_after is null or p_after < 0 then
         perform hark_api.fail(422, 'invalid_version', 'The version must be zero or more', 'after');
     end if;
@@ -684,9 +693,7 @@ as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
-    if p_limit is null or p_limit < 1 or p_limit > 1000 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 1000', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 1000);
     if p_after_seq is null or p_after_seq < 0 then
         perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'after');
     end if;

@@ -24,7 +24,9 @@ declare
     v_tenant uuid;
     v_rooms jsonb := '{}';
     v_checked_sessions jsonb := '{}';
-    v_roles jsonb := '{}';
+    v_senders_state jsonb := '{}';
+    v_filters jsonb := '{}';
+    v_slow_mode boolean := false;
     v_senders jsonb := '{}';
     v_pending jsonb := '{}';
     v_new hark.messages[] := '{}';
@@ -37,7 +39,7 @@ declare
     v_constraint text;
     v_hint text;
     v_key text;
-    v_role text;
+    v_sender jsonb;
     v_room_state jsonb;
     v_existing jsonb;
     v_json jsonb;
@@ -53,7 +55,11 @@ begin
         order by room_id
     loop
         perform hark_api.enter(v_room.tenant_id, null);
-        select hark_api.send_context(r) || jsonb_build_object(
+        -- A tenant's word filters, once per batch.
+        if not v_filters ? v_room.tenant_id::text then
+            v_filters := v_filters || jsonb_build_object(v_room.tenant_id::text, hark_api.filter_patterns());
+        end if;
+        select hark_api.send_context(r, v_filters -> v_room.tenant_id::text) || jsonb_build_object(
                    'tenant_id', r.tenant_id, 'first_seq', r.last_seq, 'next_seq', r.last_seq)
         into v_room_state
         from hark.rooms r where r.tenant_id = v_room.tenant_id and r.id = v_room.room_id
@@ -94,14 +100,14 @@ begin
                 perform hark_api.fail(404, 'room_not_found', 'No such room');
             end if;
             v_key := v_item.room_id || '/' || v_item.user_id;
-            if v_roles ? v_key then
-                v_role := v_roles ->> v_key;
+            if v_senders_state ? v_key then
+                v_sender := v_senders_state -> v_key;
             else
-                v_role := hark_api.member_role(v_item.room_id);
-                v_roles := v_roles || jsonb_build_object(v_key, v_role);
+                v_sender := hark_api.sender_state(v_item.room_id);
+                v_senders_state := v_senders_state || jsonb_build_object(v_key, v_sender);
             end if;
             v_existing := hark_api.message_check(
-                v_role, v_room_state, v_item.user_id, v_item.message_id,
+                v_sender, v_room_state, v_item.user_id, v_item.message_id,
                 v_item.kind, v_item.body, v_item.attachment, v_item.reply_to_id, v_item.client_id,
                 p_max_body_bytes, v_pending);
             if v_existing is not null then
@@ -123,6 +129,7 @@ begin
             v_pending := v_pending || jsonb_build_object(v_item.message_id::text, v_item.room_id);
             if (v_room_state ->> 'slow_mode_seconds')::integer > 0 then
                 v_pending := v_pending || jsonb_build_object('slow/' || v_item.room_id || '/' || v_item.user_id, true);
+                v_slow_mode := true;
             end if;
             if v_item.client_id is not null then
                 v_pending := v_pending || jsonb_build_object(
@@ -165,10 +172,12 @@ begin
             end if;
         end loop;
         -- Senders held to slow mode: what their next send is measured from.
-        update hark.room_members m set last_sent_at = now()
-        from (select split_part(key, '/', 2)::uuid as room_id, split_part(key, '/', 3)::uuid as user_id
-              from jsonb_object_keys(v_pending) key where key like 'slow/%') slow
-        where m.tenant_id = v_tenant and m.room_id = slow.room_id and m.user_id = slow.user_id;
+        if v_slow_mode then
+            update hark.room_members m set last_sent_at = now()
+            from (select split_part(key, '/', 2)::uuid as room_id, split_part(key, '/', 3)::uuid as user_id
+                  from jsonb_object_keys(v_pending) key where key like 'slow/%') slow
+            where m.tenant_id = v_tenant and m.room_id = slow.room_id and m.user_id = slow.user_id;
+        end if;
     end loop;
     return to_jsonb(v_results);
 end

@@ -109,7 +109,7 @@ begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
     v_room := hark_api.lock_room(p_room_id, true);
     perform hark_api.message_check(
-        'owner', hark_api.send_context(v_room), null, p_message_id,
+        '{"role": "owner"}', hark_api.send_context(v_room, hark_api.filter_patterns()), null, p_message_id,
         'system', p_body, null, null, null, p_max_body_bytes, '{}');
     return hark_api.message_write(v_room, p_message_id, null, 'system', p_body, null, null, null, p_traceparent);
 end
@@ -133,9 +133,7 @@ begin
     if p_kind is not null and p_kind not in ('group', 'direct') then
         perform hark_api.fail(422, 'invalid_kind', 'The kind must be group or direct', 'kind');
     end if;
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     if p_query is not null and char_length(p_query) > 100 then
         perform hark_api.fail(422, 'invalid_query', 'The query must be at most 100 characters', 'q');
     end if;

@@ -157,30 +157,78 @@ as $$
                 else p_message end
 $$;
 
--- May this member write into the room (send, edit, react)? Not while muted in it, and
--- not in a direct room between two users of whom one blocked the other. p_direct: the
--- room is a direct room.
-create function hark_api.require_may_post(p_room_id uuid, p_user_id uuid, p_direct boolean)
+-- What the send rules need of the current user in a room, in one probe of the
+-- membership: their role (null: not a member) and the end of their mute, if any.
+create function hark_api.sender_state(p_room_id uuid)
+returns jsonb
+language plpgsql
+stable
+as $$
+begin
+    return coalesce((
+        select jsonb_build_object('role', role, 'muted_until', muted_until)
+        from hark.room_members
+        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id
+          and user_id = hark_api.current_user_id()), '{}');
+end
+$$;
+
+-- The end of a user's mute in force in a room ('infinity': until lifted), or null:
+-- what room_members.muted_until mirrors.
+create function hark_api.mute_until(p_room_id uuid, p_user_id uuid)
+returns timestamptz
+language sql
+stable
+as $$
+    select coalesce(expires_at, 'infinity') from hark.room_restrictions
+    where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
+      and kind = 'mute' and (expires_at is null or expires_at > now())
+$$;
+
+-- Fails with 403 muted while a mute (its end, from room_members.muted_until) lasts.
+create function hark_api.require_not_muted(p_until timestamptz)
 returns void
 language plpgsql
 as $$
-declare
-    v_until timestamptz;
 begin
-    select coalesce(expires_at, 'infinity') into v_until from hark.room_restrictions
-    where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
-      and kind = 'mute' and (expires_at is null or expires_at > now());
-    if v_until is not null then
-        perform hark_api.fail(403, 'muted', case when v_until = 'infinity' then 'You are muted in this room'
-            else format('You are muted in this room until %s', v_until) end);
+    if p_until > now() then
+        perform hark_api.fail(403, 'muted', case when p_until = 'infinity' then 'You are muted in this room'
+            else format('You are muted in this room until %s', p_until) end);
     end if;
-    if p_direct and exists (
+end
+$$;
+
+-- Fails with 403 blocked when one of the two members of a direct room blocked the
+-- other.
+create function hark_api.require_not_blocked(p_room_id uuid, p_user_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    if exists (
         select from hark.blocks b
         join hark.room_members o on o.tenant_id = b.tenant_id and o.room_id = p_room_id and o.user_id <> p_user_id
         where b.tenant_id = hark_api.current_tenant_id()
           and ((b.blocker_id = o.user_id and b.blocked_id = p_user_id)
                or (b.blocker_id = p_user_id and b.blocked_id = o.user_id))) then
         perform hark_api.fail(403, 'blocked', 'You cannot write to this user');
+    end if;
+end
+$$;
+
+-- May this member write into the room (edit, react)? Not while muted in it, and not in
+-- a direct room between two users of whom one blocked the other (p_direct: the room
+-- is direct). Sends check the same in hark_api.message_check, from the sender's state.
+create function hark_api.require_may_post(p_room_id uuid, p_user_id uuid, p_direct boolean)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.require_not_muted((
+        select muted_until from hark.room_members
+        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id));
+    if p_direct then
+        perform hark_api.require_not_blocked(p_room_id, p_user_id);
     end if;
 end
 $$;
@@ -220,48 +268,44 @@ begin
 end
 $$;
 
--- What the tenant's word filters say of a text: 'block', 'flag' or null.
-create function hark_api.filter_action(p_text text)
-returns text
+-- The tenant's word filters as one regular expression per action
+-- ({"block": …, "flag": …}), or null when it has none: read once per send or batch, so
+-- that each message is matched without a query.
+create function hark_api.filter_patterns()
+returns jsonb
 language plpgsql
 stable
 as $$
-declare
-    v_folded text;
-    v_filter record;
 begin
-    if p_text is null or p_text = '' then
-        return null;
-    end if;
-    for v_filter in
-        select f.action, string_agg(hark_api.filter_regex(f.folded), '|') as regex
-        from hark.word_filters f
-        where f.tenant_id = hark_api.current_tenant_id()
-        group by f.action
-        order by f.action = 'block' desc
-    loop
-        v_folded := coalesce(v_folded, hark_api.fold_text(p_text));
-        if v_folded collate "und-x-icu" ~ v_filter.regex then
-            return v_filter.action;
-        end if;
-    end loop;
-    return null;
+    return (
+        select jsonb_object_agg(f.action, f.regex)
+        from (
+            select action, string_agg(hark_api.filter_regex(folded), '|') as regex
+            from hark.word_filters
+            where tenant_id = hark_api.current_tenant_id()
+            group by action
+        ) f);
 end
 $$;
 
--- Refuses a text that a 'block' filter matches (422 blocked_content); answers whether
--- a 'flag' filter matches it, so that the writer queues it for moderators.
-create function hark_api.filter_check(p_text text)
+-- Refuses a text that a 'block' filter of p_patterns (hark_api.filter_patterns)
+-- matches (422 blocked_content); answers whether a 'flag' filter matches it, so that
+-- the writer queues it for moderators.
+create function hark_api.filter_check(p_text text, p_patterns jsonb)
 returns boolean
 language plpgsql
 as $$
 declare
-    v_action text := hark_api.filter_action(p_text);
+    v_folded text;
 begin
-    if v_action = 'block' then
+    if p_patterns is null or jsonb_typeof(p_patterns) <> 'object' or coalesce(p_text, '') = '' then
+        return false;
+    end if;
+    v_folded := hark_api.fold_text(p_text);
+    if v_folded collate "und-x-icu" ~ (p_patterns ->> 'block') then
         perform hark_api.fail(422, 'blocked_content', 'The message contains words this chat does not accept', 'body');
     end if;
-    return v_action = 'flag';
+    return coalesce(v_folded collate "und-x-icu" ~ (p_patterns ->> 'flag'), false);
 end
 $$;
 
@@ -379,6 +423,9 @@ begin
     returning * into v_restriction;
     if p_kind = 'ban' and hark_api.member_role_of(p_room.id, p_target_id) is not null then
         perform hark_api.remove_member(p_room.id, p_target_id, 'banned');
+    elsif p_kind = 'mute' then
+        update hark.room_members set muted_until = coalesce(v_restriction.expires_at, 'infinity')
+        where tenant_id = p_room.tenant_id and room_id = p_room.id and user_id = p_target_id;
     end if;
     perform hark_api.append_event(p_room.id, case p_kind when 'mute' then 'member.muted' else 'member.banned' end,
         jsonb_build_object('user', hark_api.user_ref(p_target_id), 'reason', p_reason,
@@ -423,6 +470,10 @@ begin
     delete from hark.room_restrictions
     where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_target_id and kind = p_kind;
     if found then
+        if p_kind = 'mute' then
+            update hark.room_members set muted_until = null
+            where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_target_id;
+        end if;
         perform hark_api.append_event(p_room_id, case p_kind when 'mute' then 'member.unmuted' else 'member.unbanned' end,
             jsonb_build_object('user', hark_api.user_ref(p_target_id)));
         perform hark_api.audit('room.un' || p_kind, 'user', p_target_id, p_room_id, null, '{}');
@@ -447,9 +498,7 @@ begin
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     perform hark_api.require_room_moderator(p_room_id);
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     select coalesce(jsonb_agg(hark_api.restriction_json(page) order by page.user_id), '[]'::jsonb),
            count(*), max(page.user_id::text)::uuid
     into v_items, v_count, v_last
@@ -626,9 +675,7 @@ declare
     v_last uuid;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if p_limit is null or p_limit < 1 or p_limit > 1000 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 1000', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 1000);
     select coalesce(jsonb_agg(jsonb_build_object('user', hark_api.user_ref(page.blocked_id),
                                                  'created_at', page.created_at) order by page.blocked_id), '[]'::jsonb),
            count(*), max(page.blocked_id::text)::uuid
@@ -742,9 +789,7 @@ declare
     v_last uuid;
 begin
     perform hark_api.enter_moderator(p_tenant_id, p_user_id, p_session_id, p_key_hash);
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     if p_state is not null and p_state not in ('open', 'resolved') then
         perform hark_api.fail(422, 'invalid_state', 'The state must be open or resolved', 'state');
     end if;
@@ -917,9 +962,7 @@ declare
     v_last bigint;
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
-    if p_limit is null or p_limit < 1 or p_limit > 200 then
-        perform hark_api.fail(422, 'invalid_limit', 'The limit must be between 1 and 200', 'limit');
-    end if;
+    perform hark_api.check_limit(p_limit, 200);
     if p_before is not null and p_before < 1 then
         perform hark_api.fail(422, 'invalid_before', 'The cursor must be a positive number', 'before');
     end if;

@@ -19,10 +19,15 @@ alter table hark.users
 -- Slow mode: members other than the room's owners and admins and the tenant's
 -- moderators send one message per slow_mode_seconds; room_members.last_sent_at,
 -- written under the room's lock while slow mode is on, is what the next send is held to.
+-- room_members.muted_until mirrors the member's mute of room_restrictions (which
+-- outlives a membership: a muted member who leaves is muted again on return), so that
+-- a send reads it with the role, in the one probe of the membership.
 alter table hark.rooms
     add column slow_mode_seconds integer not null default 0,
     add constraint rooms_slow_mode_range check (slow_mode_seconds between 0 and 21600);
-alter table hark.room_members add column last_sent_at timestamptz;
+alter table hark.room_members
+    add column last_sent_at timestamptz,
+    add column muted_until timestamptz;
 
 alter table hark.room_events drop constraint room_events_type_valid;
 alter table hark.room_events add constraint room_events_type_valid check (type in (

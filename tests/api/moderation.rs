@@ -521,6 +521,26 @@ async fn a_muted_member_reads_but_cannot_send_edit_or_react_on_any_path() {
     )
     .await
     .expect_error(409, "cannot_restrict_self");
+
+    // Leaving does not lift a mute: back in the room, the member is muted still.
+    app.post(
+        &format!("/v1/rooms/{room_id}/mutes"),
+        Some(&owner.token),
+        json!({"user_id": bob.user_id}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        &format!("/v1/rooms/{room_id}/leave"),
+        Some(&bob.token),
+        json!({}),
+    )
+    .await
+    .expect(204);
+    app.add_member(&owner.token, &room_id, &bob.user_id).await;
+    app.post(&messages, Some(&bob.token), json!({"body": "fresh start?"}))
+        .await
+        .expect_error(403, "muted");
 }
 
 #[tokio::test]
