@@ -145,6 +145,21 @@ begin
 end
 $$;
 
+-- Enters the context of a user's session or of an API key (p_key_hash set) and
+-- answers the role it acts with in the tenant (a key's: its creator's).
+create function hark_api.enter_principal(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
+returns text
+language plpgsql
+as $$
+begin
+    if p_key_hash is not null then
+        perform hark_api.enter_api_key(p_tenant_id, p_key_hash);
+        return current_setting('hark.key_role', true);
+    end if;
+    return hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+end
+$$;
+
 -- Enters the context of a tenant's administrator: a user's session whose current role
 -- is owner or admin, or an API key (p_key_hash set), which acts as its creator's role.
 create function hark_api.enter_admin(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
@@ -152,11 +167,7 @@ returns void
 language plpgsql
 as $$
 begin
-    if p_key_hash is not null then
-        perform hark_api.enter_api_key(p_tenant_id, p_key_hash);
-    else
-        perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
-    end if;
+    perform hark_api.require_admin(hark_api.enter_principal(p_tenant_id, p_user_id, p_session_id, p_key_hash));
 end
 $$;
 

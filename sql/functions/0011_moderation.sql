@@ -76,21 +76,6 @@ begin
 end
 $$;
 
--- Enters the context of a user's session or of an API key (p_key_hash set) and
--- answers the role it acts with in the tenant.
-create function hark_api.enter_principal(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
-returns text
-language plpgsql
-as $$
-begin
-    if p_key_hash is not null then
-        perform hark_api.enter_api_key(p_tenant_id, p_key_hash);
-        return current_setting('hark.key_role', true);
-    end if;
-    return hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-end
-$$;
-
 -- Enters the context of a tenant moderator: a user whose role is owner, admin or
 -- moderator, or an API key.
 create function hark_api.enter_moderator(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)

@@ -183,8 +183,8 @@ test('a member reports a message and blocks its sender, and a moderator deletes 
     await mia.locator('#reports li.report', { hasText: 'last chance pills' }).locator('button.mute').click();
     await mia.locator('#reports').getByText('Nothing to review.').waitFor();
     await say(cleo, 'can I still talk?');
-    await cleo.locator('#typing').getByText('Not sent').waitFor();
-    assert.match(await cleo.textContent('#typing'), /muted/);
+    await cleo.locator('#notice').getByText('Not sent').waitFor();
+    assert.match(await cleo.textContent('#notice'), /muted/);
     await cleo.screenshot({ path: `${screenshots}demo-cleo-muted.png` });
     console.log('demo page: report, block and the moderation queue work');
   } finally {
