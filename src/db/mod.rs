@@ -44,12 +44,12 @@ pub use moderation::{
 };
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
-    Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomSummary,
-    TenantRoomFilter, TenantRoomPage, UserRef, Visibility,
+    Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomRole,
+    RoomSummary, TenantRoomFilter, TenantRoomPage, UserRef, Visibility,
 };
 pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};
-pub use users::{NewBackendUser, Role, RoomRole, User, UserFilter, UserPage, UserPatch};
+pub use users::{NewBackendUser, Role, User, UserFilter, UserPage, UserPatch};
 pub use webhooks::{
     ChainKey, Claim, ClaimedDelivery, ClaimedEndpoint, ClaimedRun, DeliveryOutcome, NewWebhook,
     OutcomeKind, RetryPolicy, Webhook, WebhookBacklog, WebhookDelivery, WebhookDeliveryPage,

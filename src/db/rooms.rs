@@ -6,7 +6,31 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
-use crate::db::{Database, DatabaseError, Message, RoomRole};
+use crate::db::{Database, DatabaseError, Message};
+
+/// A user's role in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
+#[serde(rename_all = "snake_case")]
+#[oai(rename_all = "snake_case")]
+pub enum RoomRole {
+    /// Changes roles and deletes the room; a room always has one.
+    Owner,
+    /// Changes settings, adds and removes members, mutes and bans.
+    Admin,
+    /// Reads and writes.
+    Member,
+}
+
+impl RoomRole {
+    /// The name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Member => "member",
+        }
+    }
+}
 
 /// Whether a room is a group or the direct room of two users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]

@@ -37,30 +37,6 @@ impl Role {
     }
 }
 
-/// A user's role in a room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
-#[serde(rename_all = "snake_case")]
-#[oai(rename_all = "snake_case")]
-pub enum RoomRole {
-    /// Changes roles and deletes the room; a room always has one.
-    Owner,
-    /// Changes settings, adds and removes members, mutes and bans.
-    Admin,
-    /// Reads and writes.
-    Member,
-}
-
-impl RoomRole {
-    /// The name used in SQL.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Owner => "owner",
-            Self::Admin => "admin",
-            Self::Member => "member",
-        }
-    }
-}
-
 /// A user of a tenant.
 #[derive(Debug, Clone, Deserialize, Object)]
 pub struct User {
