@@ -99,8 +99,9 @@ begin
 end
 $$;
 
--- Tells the room's listeners that the caller is typing (members only). Nothing is
--- stored: the signal expires on the clients.
+-- Tells the room's listeners that the caller is typing (members who may write: not
+-- while muted, nor in a direct room with a block). Nothing is stored: the signal
+-- expires on the clients.
 -- A profile too big for the payload (only rows from before profile URLs were bounded
 -- by bytes can be) travels as the user's id and username.
 create function hark_api.typing(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
@@ -112,6 +113,8 @@ declare
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
+    perform hark_api.require_may_post(p_room_id, p_user_id, exists (
+        select from hark.rooms where tenant_id = p_tenant_id and id = p_room_id and kind = 'direct'));
     v_user := hark_api.user_ref(p_user_id);
     if octet_length(v_user::text) > 3000 then
         v_user := jsonb_build_object('id', v_user -> 'id', 'username', v_user -> 'username');

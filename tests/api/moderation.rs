@@ -440,6 +440,11 @@ async fn a_muted_member_reads_but_cannot_send_edit_or_react_on_any_path() {
         ws_send(&app, &bob.token, &room_id, "muted?").await["code"],
         "muted"
     );
+    let mut bobs = WsClient::connect(&app, &bob.token).await;
+    bobs.send(json!({"op": "typing", "ref": "t", "room_id": room_id}))
+        .await;
+    assert_eq!(bobs.answer("t").await["code"], "muted", "no typing either");
+    bobs.close().await;
     app.acting(
         Method::POST,
         &messages,
