@@ -35,6 +35,36 @@ async fn ws_send(app: &TestApp, token: &str, room_id: &str, body: &str) -> Value
     answer
 }
 
+/// Sends `body` as `sender` over REST, over a WebSocket, and by an API key acting as
+/// them, and asserts that each path refuses it with `status` and `code`.
+async fn refused_on_every_path(
+    app: &TestApp,
+    key: &str,
+    sender: &Session,
+    room_id: &str,
+    body: &str,
+    status: u16,
+    code: &str,
+) {
+    let messages = format!("/v1/rooms/{room_id}/messages");
+    app.post(&messages, Some(&sender.token), json!({ "body": body }))
+        .await
+        .expect_error(status, code);
+    assert_eq!(
+        ws_send(app, &sender.token, room_id, body).await["code"],
+        code
+    );
+    app.acting(
+        Method::POST,
+        &messages,
+        key,
+        &sender.user_id,
+        Some(json!({ "body": body })),
+    )
+    .await
+    .expect_error(status, code);
+}
+
 /// The types of a room's events after `after`.
 async fn event_types(app: &TestApp, token: &str, room_id: &str, after: i64) -> Vec<String> {
     app.get(
@@ -114,22 +144,7 @@ async fn a_block_keeps_both_users_from_writing_in_their_direct_room_on_every_pat
     assert_eq!(blocked["user"]["id"], carol.user_id.as_str());
     let before = app.snapshot().await;
     let messages = format!("/v1/rooms/{direct_id}/messages");
-    app.post(&messages, Some(&carol.token), json!({"body": "hear me"}))
-        .await
-        .expect_error(403, "blocked");
-    assert_eq!(
-        ws_send(&app, &carol.token, &direct_id, "hear me").await["code"],
-        "blocked"
-    );
-    app.acting(
-        Method::POST,
-        &messages,
-        &key,
-        &carol.user_id,
-        Some(json!({"body": "hear me"})),
-    )
-    .await
-    .expect_error(403, "blocked");
+    refused_on_every_path(&app, &key, &carol, &direct_id, "hear me", 403, "blocked").await;
     app.post(
         &format!("/v1/rooms/{direct_id}/messages/{}/reactions", id_of(&hello)),
         Some(&carol.token),
@@ -433,27 +448,12 @@ async fn a_muted_member_reads_but_cannot_send_edit_or_react_on_any_path() {
 
     let before = app.snapshot().await;
     let messages = format!("/v1/rooms/{room_id}/messages");
-    app.post(&messages, Some(&bob.token), json!({"body": "muted?"}))
-        .await
-        .expect_error(403, "muted");
-    assert_eq!(
-        ws_send(&app, &bob.token, &room_id, "muted?").await["code"],
-        "muted"
-    );
+    refused_on_every_path(&app, &key, &bob, &room_id, "muted?", 403, "muted").await;
     let mut bobs = WsClient::connect(&app, &bob.token).await;
     bobs.send(json!({"op": "typing", "ref": "t", "room_id": room_id}))
         .await;
     assert_eq!(bobs.answer("t").await["code"], "muted", "no typing either");
     bobs.close().await;
-    app.acting(
-        Method::POST,
-        &messages,
-        &key,
-        &bob.user_id,
-        Some(json!({"body": "muted?"})),
-    )
-    .await
-    .expect_error(403, "muted");
     let (accepted, codes) = concurrent_sends(&app, &bob.token, &room_id, 12).await;
     assert_eq!(accepted, 0);
     assert!(codes.iter().all(|code| code == "muted"), "{codes:?}");
@@ -815,19 +815,7 @@ async fn slow_mode_lets_one_message_through_per_interval_whatever_the_path_or_co
         .parse()
         .unwrap();
     assert!((1..=30).contains(&wait), "Retry-After {wait}");
-    assert_eq!(
-        ws_send(&app, &bob.token, &room_id, "again").await["code"],
-        "slow_mode"
-    );
-    app.acting(
-        Method::POST,
-        &format!("{room}/messages"),
-        &key,
-        &bob.user_id,
-        Some(json!({"body": "again"})),
-    )
-    .await
-    .expect_error(429, "slow_mode");
+    refused_on_every_path(&app, &key, &bob, &room_id, "again", 429, "slow_mode").await;
 
     // The room's owners and admins are exempt.
     let (accepted, _) = concurrent_sends(&app, &owner.token, &room_id, 5).await;
@@ -882,19 +870,16 @@ async fn word_filters_block_or_flag_messages_ignoring_case_and_diacritics_on_eve
             .await
             .expect_error(422, "blocked_content");
     }
-    assert_eq!(
-        ws_send(&app, &bob.token, &room_id, "Đồ ngốc").await["code"],
-        "blocked_content"
-    );
-    app.acting(
-        Method::POST,
-        &messages,
+    refused_on_every_path(
+        &app,
         &key,
-        &bob.user_id,
-        Some(json!({"body": "do ngoc"})),
+        &bob,
+        &room_id,
+        "Đồ ngốc",
+        422,
+        "blocked_content",
     )
-    .await
-    .expect_error(422, "blocked_content");
+    .await;
     app.with_key(
         Method::POST,
         &format!("/v1/backend/rooms/{room_id}/messages"),
