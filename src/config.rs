@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "HARK_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
     pub statement_timeout_ms: u64,
 
+    /// How long one message search may run before it is cancelled (503
+    /// `statement_timeout`), in milliseconds; the statement timeout holds too when it is
+    /// shorter. Searches cost what their words match, so they get a bound of their own.
+    #[arg(long, env = "HARK_SEARCH_TIMEOUT_MS", default_value_t = 2_000)]
+    pub search_timeout_ms: u64,
+
     /// How long a request waits for a pooled connection, in milliseconds.
     #[arg(long, env = "HARK_DB_POOL_TIMEOUT_MS", default_value_t = 5_000)]
     pub db_pool_timeout_ms: u64,
@@ -468,6 +474,7 @@ impl Config {
             max_edits_per_message: self.max_edits_per_message,
             max_page_bytes: self.max_page_bytes,
             statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(1)),
+            search_timeout: Duration::from_millis(self.search_timeout_ms.max(1)),
         }
     }
 

@@ -528,7 +528,7 @@ fn check_violation(constraint: &str) -> ApiError {
             "external_id",
             "The external id must be 1 to 200 characters",
         ),
-        "users_metadata_size" => (
+        "users_metadata_size" | "rooms_metadata_size" => (
             "invalid_metadata",
             "metadata",
             "The metadata must be at most 8 KiB",

@@ -311,3 +311,36 @@ as $$
         'created_at', p_tenant.created_at,
         'updated_at', p_tenant.updated_at)
 $$;
+
+-- The opaque cursor of a list ordered by a time and an id, newest first.
+create function hark_api.time_cursor(p_at timestamptz, p_id uuid)
+returns text
+language sql
+immutable
+as $$
+    select (extract(epoch from p_at) * 1000000)::bigint || '_' || p_id
+$$;
+
+-- A time cursor read back: null for none, 422 invalid_cursor for one this server did
+-- not make.
+create function hark_api.parse_time_cursor(p_cursor text)
+returns record
+language plpgsql
+immutable
+as $$
+declare
+    v_at timestamptz;
+    v_id uuid;
+begin
+    if p_cursor is null then
+        select null::timestamptz, null::uuid into v_at, v_id;
+    elsif p_cursor !~ '^[0-9]{1,18}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+        perform hark_api.fail(422, 'invalid_cursor', 'The cursor is not one this API gave out', 'cursor');
+    else
+        -- Whole microseconds, exactly (to_timestamp's double precision would round).
+        v_at := timestamptz 'epoch' + split_part(p_cursor, '_', 1)::bigint * interval '1 microsecond';
+        v_id := split_part(p_cursor, '_', 2)::uuid;
+    end if;
+    return (v_at, v_id);
+end
+$$;

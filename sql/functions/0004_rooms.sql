@@ -248,6 +248,9 @@ as $$
         'last_seq', p_room.last_seq,
         'last_activity_at', p_room.last_event_at,
         'slow_mode_seconds', p_room.slow_mode_seconds,
+        'members_can_pin', p_room.members_can_pin,
+        'members_can_mention_room', p_room.members_can_mention_room,
+        'metadata', p_room.metadata,
         'member_count', (select count(*) from hark.room_members c where c.room_id = p_room.id),
         'my_role', m.role,
         'last_read_seq', m.last_read_seq,
@@ -398,14 +401,8 @@ declare
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.check_limit(p_limit, 200);
-    if p_cursor is not null then
-        begin
-            v_before_activity := split_part(p_cursor, '_', 1)::timestamptz;
-            v_before_id := split_part(p_cursor, '_', 2)::uuid;
-        exception when others then
-            perform hark_api.fail(422, 'invalid_cursor', 'The cursor is not one this API gave out', 'cursor');
-        end;
-    end if;
+    select at, id into v_before_activity, v_before_id
+    from hark_api.parse_time_cursor(p_cursor) as c(at timestamptz, id uuid);
     with page as (
         select r as room, m.last_read_seq, r.last_event_at as activity, r.id
         from hark.room_members m
@@ -422,6 +419,7 @@ begin
                    'last_message', (
                        select hark_api.message_json(msg, p_user_id) from hark.messages msg
                        where msg.room_id = page.id and msg.deleted_at is null
+                         and (msg.parent_id is null or msg.show_in_room)
                        order by msg.seq desc limit 1))
                order by page.activity desc, page.id desc), '[]'::jsonb),
            count(*),
@@ -431,8 +429,7 @@ begin
     from page;
     return jsonb_build_object(
         'items', v_items,
-        'next_cursor', case when v_count = p_limit
-                            then to_char(v_last_activity at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '_' || v_last_id end);
+        'next_cursor', case when v_count = p_limit then hark_api.time_cursor(v_last_activity, v_last_id) end);
 end
 $$;
 
@@ -481,6 +478,16 @@ begin
        or (p_patch ->> 'slow_mode_seconds')::numeric <> trunc((p_patch ->> 'slow_mode_seconds')::numeric)) then
         perform hark_api.fail(422, 'invalid_slow_mode_seconds', 'slow_mode_seconds must be a whole number from 0 to 21600', 'slow_mode_seconds');
     end if;
+    if p_patch ? 'members_can_pin' and jsonb_typeof(p_patch -> 'members_can_pin') <> 'boolean' then
+        perform hark_api.fail(422, 'invalid_members_can_pin', 'members_can_pin must be true or false', 'members_can_pin');
+    end if;
+    if p_patch ? 'members_can_mention_room' and jsonb_typeof(p_patch -> 'members_can_mention_room') <> 'boolean' then
+        perform hark_api.fail(422, 'invalid_members_can_mention_room', 'members_can_mention_room must be true or false',
+                              'members_can_mention_room');
+    end if;
+    if p_patch ? 'metadata' and jsonb_typeof(p_patch -> 'metadata') <> 'object' then
+        perform hark_api.fail(422, 'invalid_metadata', 'metadata must be a JSON object', 'metadata');
+    end if;
     perform hark_api.validate_room_fields(
         coalesce(p_patch ->> 'name', v_room.name),
         case when p_patch ? 'topic' then p_patch ->> 'topic' else v_room.topic end,
@@ -490,14 +497,21 @@ begin
         topic = case when p_patch ? 'topic' then p_patch ->> 'topic' else r.topic end,
         visibility = coalesce(p_patch ->> 'visibility', r.visibility),
         slow_mode_seconds = coalesce((p_patch ->> 'slow_mode_seconds')::integer, r.slow_mode_seconds),
+        members_can_pin = coalesce((p_patch ->> 'members_can_pin')::boolean, r.members_can_pin),
+        members_can_mention_room = coalesce((p_patch ->> 'members_can_mention_room')::boolean,
+                                            r.members_can_mention_room),
+        metadata = coalesce(p_patch -> 'metadata', r.metadata),
         updated_at = now()
     where r.id = p_room_id
     returning * into v_room;
     perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
         'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility,
-        'slow_mode_seconds', v_room.slow_mode_seconds, 'changed', (
+        'slow_mode_seconds', v_room.slow_mode_seconds, 'members_can_pin', v_room.members_can_pin,
+        'members_can_mention_room', v_room.members_can_mention_room, 'metadata', v_room.metadata, 'changed', (
             select coalesce(jsonb_agg(key order by key), '[]'::jsonb)
-            from jsonb_object_keys(p_patch) key where key in ('name', 'topic', 'visibility', 'slow_mode_seconds'))));
+            from jsonb_object_keys(p_patch) key
+            where key in ('name', 'topic', 'visibility', 'slow_mode_seconds', 'members_can_pin',
+                          'members_can_mention_room', 'metadata'))));
     select * into v_room from hark.rooms where id = p_room_id;
     return hark_api.room_json(v_room);
 end

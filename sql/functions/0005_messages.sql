@@ -41,7 +41,16 @@ begin
         'edited_at', p_message.edited_at,
         'deleted', p_message.deleted_at is not null,
         'deleted_at', p_message.deleted_at,
-        'reactions', p_reactions);
+        'reactions', p_reactions,
+        'parent_id', p_message.parent_id,
+        'show_in_room', p_message.show_in_room,
+        'reply_count', p_message.reply_count,
+        'last_reply_at', p_message.last_reply_at,
+        'thread_participants', to_jsonb(p_message.thread_participants),
+        'mentions', to_jsonb(p_message.mentions),
+        'mention_room', p_message.mention_room,
+        'pinned_at', p_message.pinned_at,
+        'pinned_by', p_message.pinned_by);
 end
 $$;
 
@@ -93,9 +102,9 @@ as $$
         'data', p_event.data)
 $$;
 
--- Messages of others after the read marker, tombstones excluded.
--- Messages of others after the marker, counted up to 100 (clients show "99+"), so
--- that a count costs a bounded index range however large the backlog.
+-- Messages of others in the main timeline after the read marker, tombstones excluded,
+-- counted up to 100 (clients show "99+"), so that a count costs a bounded index range
+-- however large the backlog. Replies in threads count in their thread.
 create function hark_api.unread_count(p_room_id uuid, p_last_read_seq bigint)
 returns bigint
 language plpgsql
@@ -110,6 +119,7 @@ begin
             where room_id = p_room_id
               and seq > p_last_read_seq
               and deleted_at is null
+              and (parent_id is null or show_in_room)
               and sender_id is distinct from hark_api.current_user_id()
             order by seq
             limit 100
@@ -157,8 +167,9 @@ end
 $$;
 
 -- What the send rules need of a room, taken under its lock: its id, whether it is
--- archived or direct, its slow mode, and its tenant's word filters (p_filters,
--- hark_api.filter_patterns, which a batch reads once per tenant).
+-- archived or direct, its slow mode, its tenant's word filters (p_filters,
+-- hark_api.filter_patterns, which a batch reads once per tenant), and whether its
+-- members may mention the whole room.
 create function hark_api.send_context(p_room hark.rooms, p_filters jsonb)
 returns jsonb
 language sql
@@ -166,22 +177,57 @@ immutable
 as $$
     select jsonb_build_object(
         'id', p_room.id, 'archived', p_room.archived_at is not null, 'direct', p_room.kind = 'direct',
-        'slow_mode_seconds', p_room.slow_mode_seconds, 'filters', p_filters)
+        'slow_mode_seconds', p_room.slow_mode_seconds, 'filters', p_filters,
+        'members_can_mention_room', p_room.members_can_mention_room)
+$$;
+
+-- What a send says of threads and mentions: the thread's first message it replies in
+-- (one level), whether such a reply also shows in the room's main timeline, the
+-- members it mentions, and whether it mentions the whole room.
+create type hark_api.thread_and_mentions as (
+    parent_id uuid,
+    show_in_room boolean,
+    mentions uuid[],
+    mention_room boolean
+);
+
+-- Whether a message is in the room's main timeline: every message but the replies in a
+-- thread that were not sent to the room too.
+create function hark_api.shown_in_room(p_thread hark_api.thread_and_mentions)
+returns boolean
+language sql
+immutable
+as $$
+    select p_thread.parent_id is null or coalesce(p_thread.show_in_room, false)
+$$;
+
+-- The users a message mentions, each once, in the order given.
+create function hark_api.mention_ids(p_thread hark_api.thread_and_mentions, p_sender_id uuid)
+returns uuid[]
+language sql
+immutable
+as $$
+    select coalesce(array_agg(given.id order by given.first), '{}')
+    from (select u.id, min(u.n) as first
+          from unnest(coalesce(p_thread.mentions, '{}')) with ordinality as u(id, n)
+          where u.id is not null
+          group by u.id) given
 $$;
 
 -- The rules of sending, the one copy of them: hark_api.message_send,
 -- hark_api.message_send_batch and the backend's system messages call it, under the
 -- room's lock, with the sender's hark_api.sender_state in the room (its role, null
--- when not a member, and the end of a mute) and the room's hark_api.send_context. p_pending holds what a batch accepted before this item and
--- has not written yet: the message JSON by "room/sender/client id", the room of each
--- new message by its id, and "slow/room/sender" for senders held to slow mode.
--- Answers the earlier message with the same client id (the send is answered with it
--- and writes nothing), or null: the message may be sent (and, when a 'flag' word
--- filter matched it, it is in the moderation queue as p_message_id).
+-- when not a member, and the end of a mute) and the room's hark_api.send_context.
+-- p_pending holds what a batch accepted before this item and has not written yet: the
+-- message JSON by "room/sender/client id", the room of each new message by its id
+-- ("reply/<id>" for the replies in a thread), and "slow/room/sender" for senders held
+-- to slow mode. Answers the earlier message with the same client id (the send is
+-- answered with it and writes nothing), or null: the message may be sent (and, when a
+-- 'flag' word filter matched it, it is in the moderation queue as p_message_id).
 create function hark_api.message_check(
     p_sender jsonb, p_room jsonb, p_user_id uuid, p_message_id uuid,
     p_kind text, p_body text, p_attachment jsonb, p_reply_to_id uuid, p_client_id text,
-    p_max_body_bytes integer, p_pending jsonb)
+    p_max_body_bytes integer, p_pending jsonb, p_thread hark_api.thread_and_mentions)
 returns jsonb
 language plpgsql
 as $$
@@ -213,11 +259,18 @@ begin
         perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room send system messages');
     end if;
     if p_reply_to_id is not null
-       and (p_pending ->> p_reply_to_id::text) is distinct from p_room_id::text
+       and coalesce(p_pending ->> p_reply_to_id::text, p_pending ->> ('reply/' || p_reply_to_id))
+           is distinct from p_room_id::text
        and not exists (select from hark.messages
                        where tenant_id = hark_api.current_tenant_id() and id = p_reply_to_id
                          and room_id = p_room_id) then
         perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
+    end if;
+    if p_thread.parent_id is not null then
+        perform hark_api.thread_parent_check(p_room_id, p_thread.parent_id, p_pending);
+    end if;
+    if cardinality(p_thread.mentions) > 0 or p_thread.mention_room then
+        perform hark_api.mentions_check(p_room, p_role, p_thread.mentions, p_thread.mention_room);
     end if;
     -- Each moderation rule is called only when it may apply (a mute on record, a
     -- direct room, slow mode, filters): a send in a room without any pays for the
@@ -251,12 +304,14 @@ create function hark_api.message_send(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid,
     p_room_id uuid, p_message_id uuid, p_kind text, p_body text, p_attachment jsonb,
     p_reply_to_id uuid, p_client_id text, p_max_body_bytes integer, p_traceparent text,
-    p_wait boolean)
+    p_wait boolean, p_parent_id uuid, p_show_in_room boolean, p_mentions uuid[], p_mention_room boolean)
 returns jsonb
 language plpgsql
 as $$
 declare
     v_room hark.rooms;
+    v_thread hark_api.thread_and_mentions := row(
+        p_parent_id, p_show_in_room, p_mentions, p_mention_room)::hark_api.thread_and_mentions;
     v_existing jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
@@ -264,12 +319,12 @@ begin
     v_existing := hark_api.message_check(
         hark_api.sender_state(p_room_id), hark_api.send_context(v_room, hark_api.filter_patterns()),
         p_user_id, p_message_id,
-        p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, '{}');
+        p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, '{}', v_thread);
     if v_existing is not null then
         return jsonb_build_object('created', false, 'message', v_existing);
     end if;
     return hark_api.message_write(v_room, p_message_id, p_user_id, p_kind, p_body, p_attachment,
-                                  p_reply_to_id, p_client_id, p_traceparent);
+                                  p_reply_to_id, p_client_id, p_traceparent, v_thread);
 end
 $$;
 
@@ -278,7 +333,7 @@ $$;
 -- In slow mode, the sender's last_sent_at moves to now.
 create function hark_api.message_write(
     p_room hark.rooms, p_message_id uuid, p_user_id uuid, p_kind text, p_body text, p_attachment jsonb,
-    p_reply_to_id uuid, p_client_id text, p_traceparent text)
+    p_reply_to_id uuid, p_client_id text, p_traceparent text, p_thread hark_api.thread_and_mentions)
 returns jsonb
 language plpgsql
 as $$
@@ -286,15 +341,21 @@ declare
     v_message hark.messages;
     v_json jsonb;
 begin
-    insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id, client_id)
+    insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id, client_id,
+                               parent_id, show_in_room, mentions, mention_room)
     values (p_room.tenant_id, p_message_id, p_room.id, p_room.last_seq + 1, p_user_id, p_kind, coalesce(p_body, ''),
-            p_attachment, p_reply_to_id, p_client_id)
+            p_attachment, p_reply_to_id, p_client_id,
+            p_thread.parent_id, hark_api.shown_in_room(p_thread), hark_api.mention_ids(p_thread, p_user_id),
+            coalesce(p_thread.mention_room, false))
     returning * into v_message;
     -- A new message has no reactions: its shape is built once, for the event and the answer.
     v_json := hark_api.message_json_with(v_message, '[]'::jsonb);
     if hark_api.append_events(p_room.id, jsonb_build_array(jsonb_build_object(
            'type', 'message.created', 'data', v_json)), p_traceparent) <> v_message.seq then
         raise exception 'seq mismatch: message % got seq % but not its event', v_message.id, v_message.seq;
+    end if;
+    if v_message.parent_id is not null or v_message.mention_room or cardinality(v_message.mentions) > 0 then
+        perform hark_api.conversation_written(p_room.tenant_id, array[v_message]);
     end if;
     if p_room.slow_mode_seconds > 0 and p_user_id is not null then
         update hark.room_members set last_sent_at = now()
@@ -337,8 +398,9 @@ begin
 end
 $$;
 
--- A page of a room's history in seq order: the newest page, or the page before, after
--- or around a seq. Tombstones are included, so that seqs show no holes.
+-- A page of a room's main timeline in seq order: the newest page, or the page before,
+-- after or around a seq. Tombstones are included, so that seqs show no holes but the
+-- replies in threads not sent to the room too, which their thread lists.
 -- A page of history: p_limit messages at most, and p_max_bytes of JSON at most (always
 -- one): the messages nearest the cursor are kept, so the client pages on from there.
 create function hark_api.message_list(
@@ -366,19 +428,23 @@ begin
     with page as (
         (select m.* from hark.messages m
          where m.room_id = p_room_id and p_after is not null and m.seq > p_after
+           and (m.parent_id is null or m.show_in_room)
          order by m.seq limit p_limit)
         union all
         (select m.* from hark.messages m
          where m.room_id = p_room_id and p_after is null and p_around is null
+           and (m.parent_id is null or m.show_in_room)
            and (p_before is null or m.seq < p_before)
          order by m.seq desc limit p_limit)
         union all
         (select m.* from hark.messages m
          where m.room_id = p_room_id and p_around is not null and m.seq <= p_around
+           and (m.parent_id is null or m.show_in_room)
          order by m.seq desc limit (p_limit + 1) / 2)
         union all
         (select m.* from hark.messages m
          where m.room_id = p_room_id and p_around is not null and m.seq > p_around
+           and (m.parent_id is null or m.show_in_room)
          order by m.seq limit p_limit / 2)
     ), kept as (
         -- Nearest the cursor first, cut by bytes, then in seq order.
@@ -397,9 +463,11 @@ begin
     return jsonb_build_object(
         'items', v_items,
         'has_more_before', v_first is not null and exists (
-            select from hark.messages where room_id = p_room_id and seq < v_first),
+            select from hark.messages where room_id = p_room_id and seq < v_first
+                                            and (parent_id is null or show_in_room)),
         'has_more_after', v_last is not null and exists (
-            select from hark.messages where room_id = p_room_id and seq > v_last));
+            select from hark.messages where room_id = p_room_id and seq > v_last
+                                            and (parent_id is null or show_in_room)));
 end
 $$;
 
@@ -417,10 +485,11 @@ end
 $$;
 
 -- Edits a message (its author only). The version it replaces goes into the history.
+-- New mentions replace the old (null keeps them): a mention taken out stops counting.
 create function hark_api.message_edit(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_message_id uuid,
     p_body text, p_attachment jsonb, p_keep_attachment boolean, p_max_body_bytes integer,
-    p_max_edits integer)
+    p_max_edits integer, p_mentions uuid[], p_mention_room boolean)
 returns jsonb
 language plpgsql
 as $$
@@ -430,10 +499,11 @@ declare
     v_attachment jsonb;
     v_edits integer;
     v_flag boolean;
+    v_role text;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id);
-    perform hark_api.require_member(p_room_id);
+    v_role := hark_api.require_member(p_room_id);
     v_message := hark_api.find_message(p_room_id, p_message_id, true);
     if v_message.sender_id is distinct from p_user_id then
         perform hark_api.fail(403, 'not_the_author', 'Only the author may edit a message');
@@ -460,6 +530,7 @@ begin
     set body = coalesce(p_body, ''), attachment = v_attachment, edited_at = now()
     where id = p_message_id
     returning * into v_message;
+    v_message := hark_api.mentions_edit(v_room, v_role, v_message, p_mentions, p_mention_room);
     perform hark_api.append_event(p_room_id, 'message.edited', hark_api.message_json(v_message, null));
     if v_flag then
         -- A message flagged before is queued once; an edit that matches is queued anew
@@ -510,7 +581,8 @@ begin
 end
 $$;
 
--- Makes a message (locked) a tombstone: its earlier versions are erased, and
+-- Makes a message (locked) a tombstone: its earlier versions and its mentions are
+-- erased, it is no longer pinned, and
 -- message.deleted says so; a deletion by someone else than the author is audited.
 -- Deleting a tombstone changes nothing.
 create function hark_api.delete_message(p_room_id uuid, p_message hark.messages)
@@ -521,8 +593,10 @@ begin
     if p_message.deleted_at is not null then
         return;
     end if;
-    update hark.messages set body = '', attachment = null, deleted_at = now() where id = p_message.id;
+    update hark.messages set body = '', attachment = null, deleted_at = now(), pinned_at = null, pinned_by = null
+    where id = p_message.id;
     delete from hark.message_edits where message_id = p_message.id;
+    delete from hark.mentions where tenant_id = p_message.tenant_id and message_id = p_message.id;
     perform hark_api.append_event(p_room_id, 'message.deleted', jsonb_build_object(
         'message_id', p_message.id,
         'message_seq', p_message.seq,
@@ -653,11 +727,12 @@ begin
     return jsonb_build_object(
         'room_id', p_room_id,
         'last_read_seq', v_last_read,
-        'unread_count', v_unread);
+        'unread_count', v_unread,
+        'mention_count', hark_api.mention_count(p_tenant_id, p_user_id, p_room_id, v_last_read));
 end
 $$;
 
--- Unread messages per room (rooms with none left out) and in total.
+-- Unread messages and mentions per room (rooms with neither left out) and in total.
 create function hark_api.unread_summary(p_tenant_id uuid, p_user_id uuid, p_session_id uuid)
 returns jsonb
 language plpgsql
@@ -666,18 +741,23 @@ declare
     v_rooms jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    select coalesce(jsonb_agg(jsonb_build_object('room_id', counts.room_id, 'unread_count', counts.unread) order by counts.room_id), '[]'::jsonb)
+    select coalesce(jsonb_agg(jsonb_build_object(
+               'room_id', counts.room_id, 'unread_count', counts.unread, 'mention_count', counts.mentions)
+               order by counts.room_id), '[]'::jsonb)
     into v_rooms
     from (
         -- offset 0 keeps the subquery from being flattened, which would count twice.
-        select m.room_id, hark_api.unread_count(m.room_id, m.last_read_seq) as unread
+        select m.room_id, hark_api.unread_count(m.room_id, m.last_read_seq) as unread,
+               hark_api.mention_count(p_tenant_id, p_user_id, m.room_id, m.last_read_seq) as mentions
         from hark.room_members m
         where m.tenant_id = p_tenant_id and m.user_id = p_user_id
         offset 0
     ) counts
-    where counts.unread > 0;
+    where counts.unread > 0 or counts.mentions > 0;
     return jsonb_build_object(
         'total', (select coalesce(sum((room ->> 'unread_count')::bigint), 0) from jsonb_array_elements(v_rooms) room),
+        'mention_total',
+            (select coalesce(sum((room ->> 'mention_count')::bigint), 0) from jsonb_array_elements(v_rooms) room),
         'rooms', v_rooms);
 end
 $$;

@@ -8,7 +8,8 @@
 
 -- Sends a batch of messages. p_items is an array of objects with the arguments of
 -- hark_api.message_send (tenant_id, user_id, session_id, room_id, message_id, kind,
--- body, attachment, reply_to_id, client_id). Answers an array of the same length:
+-- body, attachment, reply_to_id, client_id, parent_id, show_in_room, mentions,
+-- mention_room). Answers an array of the same length:
 -- {"ok": <the answer of message_send>} or {"error": {sqlstate, message, detail,
 -- column, constraint, hint}} per item, or {"busy": true} for the items of a room another
 -- transaction holds: the batch does not wait for it (see hark_api.lock_room), and the
@@ -27,6 +28,7 @@ declare
     v_senders_state jsonb := '{}';
     v_filters jsonb := '{}';
     v_slow_mode boolean := false;
+    v_conversation boolean := false;
     v_senders jsonb := '{}';
     v_pending jsonb := '{}';
     v_new hark.messages[] := '{}';
@@ -78,7 +80,11 @@ begin
                (item ->> 'message_id')::uuid as message_id, item ->> 'kind' as kind,
                coalesce(item ->> 'body', '') as body,
                case when jsonb_typeof(item -> 'attachment') = 'object' then item -> 'attachment' end as attachment,
-               (item ->> 'reply_to_id')::uuid as reply_to_id, item ->> 'client_id' as client_id
+               (item ->> 'reply_to_id')::uuid as reply_to_id, item ->> 'client_id' as client_id,
+               row(
+                   (item ->> 'parent_id')::uuid, (item ->> 'show_in_room')::boolean,
+                   array(select jsonb_array_elements_text(coalesce(item -> 'mentions', '[]')))::uuid[],
+                   coalesce((item ->> 'mention_room')::boolean, false))::hark_api.thread_and_mentions as thread
         from jsonb_array_elements(p_items) with ordinality as items(item, position)
         order by position
     loop
@@ -109,7 +115,7 @@ begin
             v_existing := hark_api.message_check(
                 v_sender, v_room_state, v_item.user_id, v_item.message_id,
                 v_item.kind, v_item.body, v_item.attachment, v_item.reply_to_id, v_item.client_id,
-                p_max_body_bytes, v_pending);
+                p_max_body_bytes, v_pending, v_item.thread);
             if v_existing is not null then
                 v_results := array_append(v_results, jsonb_build_object('ok', jsonb_build_object(
                     'created', false, 'message', v_existing)));
@@ -120,13 +126,20 @@ begin
             end if;
             v_row := row(v_item.tenant_id, v_item.message_id, v_item.room_id,
                          (v_room_state ->> 'next_seq')::bigint + 1, v_item.user_id, v_item.kind, v_item.body,
-                         v_item.attachment, v_item.reply_to_id, v_item.client_id, now(), null, null)::hark.messages;
+                         v_item.attachment, v_item.reply_to_id, v_item.client_id, now(), null, null,
+                         (v_item.thread).parent_id, hark_api.shown_in_room(v_item.thread), 0, null, '{}',
+                         hark_api.mention_ids(v_item.thread, v_item.user_id), (v_item.thread).mention_room,
+                         null, null, null)::hark.messages;
+            if v_row.parent_id is not null or v_row.mention_room or cardinality(v_row.mentions) > 0 then
+                v_conversation := true;
+            end if;
             v_json := hark_api.message_json_of(v_row, v_senders -> v_item.user_id::text, '[]'::jsonb);
             v_rooms := jsonb_set(v_rooms, array[v_item.room_id::text, 'next_seq'], to_jsonb(v_row.seq));
             v_events := array_append(v_events, jsonb_build_object(
                 'room_id', v_item.room_id, 'type', 'message.created', 'actor_id', v_item.user_id, 'data', v_json));
             v_new := array_append(v_new, v_row);
-            v_pending := v_pending || jsonb_build_object(v_item.message_id::text, v_item.room_id);
+            v_pending := v_pending || jsonb_build_object(
+                case when v_row.parent_id is null then '' else 'reply/' end || v_item.message_id, v_item.room_id);
             if (v_room_state ->> 'slow_mode_seconds')::integer > 0 then
                 v_pending := v_pending || jsonb_build_object('slow/' || v_item.room_id || '/' || v_item.user_id, true);
                 v_slow_mode := true;
@@ -155,8 +168,20 @@ begin
     -- events through the one event writer, which sends the room's notification.
     for v_tenant in select distinct tenant_id from unnest(v_new) loop
         perform hark_api.enter(v_tenant, null);
-        insert into hark.messages
-        select * from unnest(v_new) new where new.tenant_id = v_tenant order by new.seq;
+        insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id,
+                                   client_id, created_at, parent_id, show_in_room, mentions, mention_room)
+        select new.tenant_id, new.id, new.room_id, new.seq, new.sender_id, new.kind, new.body, new.attachment,
+               new.reply_to_id, new.client_id, new.created_at, new.parent_id, new.show_in_room, new.mentions,
+               new.mention_room
+        from unnest(v_new) new where new.tenant_id = v_tenant order by new.seq;
+        -- Thread summaries and mentions, for the messages that have them.
+        if v_conversation then
+            perform hark_api.conversation_written(v_tenant, array(
+                select new from unnest(v_new) new
+                where new.tenant_id = v_tenant
+                  and (new.parent_id is not null or new.mention_room or cardinality(new.mentions) > 0)
+                order by new.seq));
+        end if;
         for v_room in
             select (event ->> 'room_id')::uuid as room_id,
                    (v_rooms -> (event ->> 'room_id') ->> 'next_seq')::bigint as next_seq,

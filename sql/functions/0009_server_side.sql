@@ -105,13 +105,15 @@ language plpgsql
 as $$
 declare
     v_room hark.rooms;
+    v_plain hark_api.thread_and_mentions := row(null, null, '{}', false)::hark_api.thread_and_mentions;
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
     v_room := hark_api.lock_room(p_room_id, true);
     perform hark_api.message_check(
         '{"role": "owner"}', hark_api.send_context(v_room, hark_api.filter_patterns()), null, p_message_id,
-        'system', p_body, null, null, null, p_max_body_bytes, '{}');
-    return hark_api.message_write(v_room, p_message_id, null, 'system', p_body, null, null, null, p_traceparent);
+        'system', p_body, null, null, null, p_max_body_bytes, '{}', v_plain);
+    return hark_api.message_write(v_room, p_message_id, null, 'system', p_body, null, null, null, p_traceparent,
+                                  v_plain);
 end
 $$;
 

@@ -4,22 +4,6 @@
 -- filters) are called from hark_api.message_check, the one copy of the send rules, so
 -- every path that sends obeys them: REST, WebSocket, batches and API keys alike.
 
--- Text as word filters compare it: lower case, without diacritics (NFKD, combining
--- marks dropped, and the letters with strokes that do not decompose), so that "Đồ",
--- "do" and "DO" are the same word. ICU's lower() knows every script's cases whatever
--- the database's locale.
-create function hark_api.fold_text(p_text text)
-returns text
-language sql
-immutable
-parallel safe
-as $$
-    select translate(
-        regexp_replace(normalize(lower(p_text collate "und-x-icu"), NFKD),
-                       '[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]', '', 'g'),
-        'đħıłøŧ', 'dhilot')
-$$;
-
 -- The regular expression of one folded filter term: the term as a whole word (not
 -- inside a longer word; an edge in a script written without spaces matches anywhere),
 -- with * standing for any letters.
@@ -286,7 +270,7 @@ begin
     if p_patterns is null or jsonb_typeof(p_patterns) <> 'object' or coalesce(p_text, '') = '' then
         return false;
     end if;
-    v_folded := hark_api.fold_text(p_text);
+    v_folded := hark.fold_text(p_text);
     if v_folded collate "und-x-icu" ~ (p_patterns ->> 'block') then
         perform hark_api.fail(422, 'blocked_content', 'The message contains words this chat does not accept', 'body');
     end if;
@@ -876,7 +860,7 @@ declare
     v_folded text;
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
-    v_folded := hark_api.fold_text(btrim(coalesce(p_term, '')));
+    v_folded := hark.fold_text(btrim(coalesce(p_term, '')));
     if char_length(coalesce(p_term, '')) > 100 or v_folded !~ '[^*[:space:]]' then
         perform hark_api.fail(422, 'invalid_term', 'The term must be 1 to 100 characters, not only * and spaces', 'term');
     end if;

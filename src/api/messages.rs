@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::api::ApiTags;
 use crate::api::security::BearerAuth;
 use crate::db::{
-    Attachment, HistoryCursor, Message, MessageKind, MessagePage, MessageVersions, NewMessage,
-    ReadMarker, UnreadSummary,
+    Attachment, HistoryCursor, Message, MessageEdit, MessageKind, MessagePage, MessageVersions,
+    NewMessage, ReadMarker, UnreadSummary,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,6 +37,18 @@ pub struct SendMessageRequest {
     /// first message instead of writing a copy.
     #[oai(validator(min_length = 1, max_length = 100))]
     pub client_id: Option<String>,
+    /// Reply in the thread of this message of the room (threads are one level: it
+    /// cannot be a reply itself).
+    pub parent_id: Option<Uuid>,
+    /// For a reply in a thread: show it in the room's main timeline too (default
+    /// false).
+    pub show_in_room: Option<bool>,
+    /// Users of the room this message mentions (at most 50, each once).
+    #[oai(validator(max_items = 50))]
+    pub mentions: Option<Vec<Uuid>>,
+    /// Mention everyone in the room (`@room`): the room's owners and admins, or every
+    /// member when the room allows it.
+    pub mention_room: Option<bool>,
 }
 
 impl Example for SendMessageRequest {
@@ -47,6 +59,28 @@ impl Example for SendMessageRequest {
             attachment: None,
             reply_to_id: None,
             client_id: Some("0b7c6a52-client-1".to_owned()),
+            parent_id: None,
+            show_in_room: None,
+            mentions: None,
+            mention_room: None,
+        }
+    }
+}
+
+impl SendMessageRequest {
+    /// The message to write, with a new id.
+    pub fn into_message(self) -> NewMessage {
+        NewMessage {
+            message_id: Uuid::now_v7(),
+            kind: self.kind.unwrap_or(MessageKind::Text),
+            body: self.body.unwrap_or_default(),
+            attachment: self.attachment,
+            reply_to_id: self.reply_to_id,
+            client_id: self.client_id,
+            parent_id: self.parent_id,
+            show_in_room: self.show_in_room.unwrap_or(false),
+            mentions: self.mentions.unwrap_or_default(),
+            mention_room: self.mention_room.unwrap_or(false),
         }
     }
 }
@@ -59,6 +93,12 @@ pub struct EditMessageRequest {
     pub body: String,
     /// A new attachment, or null to remove it; absent keeps the current one.
     pub attachment: MaybeUndefined<Attachment>,
+    /// The users it mentions now (members of the room, at most 50); absent keeps the
+    /// mentions. A user taken out no longer counts it among their mentions.
+    #[oai(validator(max_items = 50))]
+    pub mentions: Option<Vec<Uuid>>,
+    /// Whether it mentions everyone in the room now; absent keeps that.
+    pub mention_room: Option<bool>,
 }
 
 impl Example for EditMessageRequest {
@@ -66,6 +106,8 @@ impl Example for EditMessageRequest {
         Self {
             body: "Hello, world (edited)".to_owned(),
             attachment: MaybeUndefined::Undefined,
+            mentions: None,
+            mention_room: None,
         }
     }
 }
@@ -177,15 +219,10 @@ impl MessagesApi {
                 "Too many messages; retry after the Retry-After seconds",
             ));
         }
-        let message = NewMessage {
-            message_id: Uuid::now_v7(),
-            kind: body.kind.unwrap_or(MessageKind::Text),
-            body: body.body.unwrap_or_default(),
-            attachment: body.attachment,
-            reply_to_id: body.reply_to_id,
-            client_id: body.client_id,
-        };
-        let sent = state.writer.send(&auth.0, room_id.0, message).await?;
+        let sent = state
+            .writer
+            .send(&auth.0, room_id.0, body.into_message())
+            .await?;
         let (limit, remaining, reset) = (
             allowance.limit,
             allowance.remaining,
@@ -288,14 +325,19 @@ impl MessagesApi {
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(attachment) => Some(Some(attachment)),
         };
+        let edit = MessageEdit {
+            body: &body.0.body,
+            attachment,
+            mentions: body.0.mentions.as_deref(),
+            mention_room: body.0.mention_room,
+        };
         let message = state
             .db
             .message_edit(
                 &auth.0,
                 room_id.0,
                 message_id.0,
-                &body.0.body,
-                attachment,
+                edit,
                 state.config.max_message_bytes,
             )
             .await?;

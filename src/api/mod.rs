@@ -5,6 +5,7 @@
 mod api_keys;
 mod auth;
 mod backend;
+mod conversations;
 pub mod document;
 mod events;
 mod health;
@@ -15,6 +16,7 @@ mod moderation;
 mod realtime;
 mod rooms;
 mod safety;
+mod search;
 pub mod security;
 mod tenants;
 mod users;
@@ -37,6 +39,8 @@ pub enum ApiTags {
     Members,
     /// Messages, reactions and read markers.
     Messages,
+    /// Threads, mentions, pins and search.
+    Conversations,
     /// A room's event log.
     Events,
     /// WebSocket, Server-Sent Events and presence.
@@ -72,6 +76,8 @@ pub type Api = (
         webhooks::WebhooksApi,
         safety::SafetyApi,
         moderation::ModerationApi,
+        conversations::ConversationsApi,
+        search::SearchApi,
     ),
 );
 

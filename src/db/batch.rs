@@ -77,6 +77,10 @@ struct BatchItem<'a> {
     attachment: Option<&'a Attachment>,
     reply_to_id: Option<Uuid>,
     client_id: Option<&'a str>,
+    parent_id: Option<Uuid>,
+    show_in_room: bool,
+    mentions: &'a [Uuid],
+    mention_room: bool,
 }
 
 /// A send waiting for its batch.
@@ -447,6 +451,10 @@ async fn write_batch(
             attachment: pending.message.attachment.as_ref(),
             reply_to_id: pending.message.reply_to_id,
             client_id: pending.message.client_id.as_deref(),
+            parent_id: pending.message.parent_id,
+            show_in_room: pending.message.show_in_room,
+            mentions: &pending.message.mentions,
+            mention_room: pending.message.mention_room,
         })
         .collect();
     let answer: Result<Vec<Outcome>, DatabaseError> = db

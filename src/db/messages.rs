@@ -103,6 +103,39 @@ pub struct Message {
     /// attachment are withheld. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<bool>,
+    /// For a reply in a thread: the thread's first message.
+    #[serde(default)]
+    pub parent_id: Option<Uuid>,
+    /// Whether the message is in the room's main timeline: always, but for replies in
+    /// a thread that were not sent to the room too.
+    #[serde(default = "shown")]
+    pub show_in_room: bool,
+    /// For the first message of a thread: how many replies it has.
+    #[serde(default)]
+    pub reply_count: i32,
+    /// For the first message of a thread: when the newest reply was sent.
+    #[serde(default)]
+    pub last_reply_at: Option<DateTime<Utc>>,
+    /// For the first message of a thread: the first five users who replied.
+    #[serde(default)]
+    pub thread_participants: Vec<Uuid>,
+    /// The users it mentions.
+    #[serde(default)]
+    pub mentions: Vec<Uuid>,
+    /// Whether it mentions everyone in the room.
+    #[serde(default)]
+    pub mention_room: bool,
+    /// When it was pinned in the room; absent when it is not pinned.
+    #[serde(default)]
+    pub pinned_at: Option<DateTime<Utc>>,
+    /// Who pinned it.
+    #[serde(default)]
+    pub pinned_by: Option<Uuid>,
+}
+
+/// Messages are in the main timeline unless they say otherwise.
+fn shown() -> bool {
+    true
 }
 
 /// The answer to a send.
@@ -161,6 +194,8 @@ pub struct ReadMarker {
     pub last_read_seq: i64,
     /// Messages of others after it, counted up to 100 (show "99+").
     pub unread_count: i64,
+    /// Mentions of the caller after it, counted up to 100.
+    pub mention_count: i64,
 }
 
 /// Unread messages of one room.
@@ -169,8 +204,11 @@ pub struct RoomUnread {
     /// The room.
     pub room_id: Uuid,
     /// Messages of others after the caller's read marker, counted up to 100 (show
-    /// "99+").
+    /// "99+"). Replies in threads count in their thread, unless sent to the room too.
     pub unread_count: i64,
+    /// Messages after the read marker that mention the caller (by name, or the whole
+    /// room), counted up to 100; shown apart from `unread_count`, as a badge of its own.
+    pub mention_count: i64,
 }
 
 /// Unread messages of the caller.
@@ -178,6 +216,8 @@ pub struct RoomUnread {
 pub struct UnreadSummary {
     /// Across all rooms (the sum of the rooms' counts, each at most 100).
     pub total: i64,
+    /// Mentions across all rooms (the sum of the rooms' mention counts).
+    pub mention_total: i64,
     /// Per room, rooms without unread messages left out.
     pub rooms: Vec<RoomUnread>,
 }
@@ -197,6 +237,14 @@ pub enum EventType {
     #[serde(rename = "message.deleted")]
     #[oai(rename = "message.deleted")]
     MessageDeleted,
+    /// A message was pinned. `data`: `message_id`, `message_seq`, `by`, `pinned_at`.
+    #[serde(rename = "message.pinned")]
+    #[oai(rename = "message.pinned")]
+    MessagePinned,
+    /// A message was unpinned. `data`: `message_id`, `message_seq`, `by`.
+    #[serde(rename = "message.unpinned")]
+    #[oai(rename = "message.unpinned")]
+    MessageUnpinned,
     /// `data`: `message_id`, `message_seq`, `emoji`, `user`, `count`.
     #[serde(rename = "reaction.added")]
     #[oai(rename = "reaction.added")]
@@ -280,6 +328,12 @@ pub enum EventType {
     #[serde(rename = "feed.blocks_changed")]
     #[oai(rename = "feed.blocks_changed")]
     FeedBlocksChanged,
+    /// In a user's feed: a message mentions them (by name, or the whole room when
+    /// `mention_room`), sent or edited to. `data`: `room_id`, `kind`, `name`,
+    /// `visibility`, `message_id`, `seq`, `parent_id`, `sender`, `mention_room`.
+    #[serde(rename = "feed.mention")]
+    #[oai(rename = "feed.mention")]
+    FeedMention,
 }
 
 /// An entry of a room's event log.
@@ -325,6 +379,27 @@ pub struct NewMessage {
     pub reply_to_id: Option<Uuid>,
     /// The sender's idempotency key.
     pub client_id: Option<String>,
+    /// The thread it replies in.
+    pub parent_id: Option<Uuid>,
+    /// For a reply in a thread: whether it goes to the room's main timeline too.
+    pub show_in_room: bool,
+    /// The users it mentions.
+    pub mentions: Vec<Uuid>,
+    /// Whether it mentions everyone in the room.
+    pub mention_room: bool,
+}
+
+/// An edit of a message.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageEdit<'a> {
+    /// The new text.
+    pub body: &'a str,
+    /// `None` keeps the attachment; `Some(None)` removes it.
+    pub attachment: Option<Option<&'a Attachment>>,
+    /// The users it mentions now; `None` keeps the mentions.
+    pub mentions: Option<&'a [Uuid]>,
+    /// Whether it mentions the whole room now; `None` keeps that.
+    pub mention_room: Option<bool>,
 }
 
 /// Which page of history to read.
@@ -368,6 +443,10 @@ impl Database {
                 &max_body_bytes,
                 &traceparent,
                 &wait,
+                &message.parent_id,
+                &message.show_in_room,
+                &message.mentions,
+                &message.mention_room,
             ],
         )
         .await
@@ -450,12 +529,11 @@ impl Database {
         caller: &Caller,
         room_id: Uuid,
         message_id: Uuid,
-        body: &str,
-        attachment: Option<Option<&Attachment>>,
+        edit: MessageEdit<'_>,
         max_body_bytes: i32,
     ) -> Result<Message, DatabaseError> {
-        let keep_attachment = attachment.is_none();
-        let attachment = attachment.flatten().map(Json);
+        let keep_attachment = edit.attachment.is_none();
+        let attachment = edit.attachment.flatten().map(Json);
         self.call(
             "message_edit",
             &[
@@ -464,11 +542,13 @@ impl Database {
                 &caller.session_id,
                 &room_id,
                 &message_id,
-                &body,
+                &edit.body,
                 &attachment,
                 &keep_attachment,
                 &max_body_bytes,
                 &self.max_edits_per_message,
+                &edit.mentions,
+                &edit.mention_room,
             ],
         )
         .await

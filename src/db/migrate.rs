@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0009_moderation",
         include_str!("../../sql/migrations/0009_moderation.sql"),
     ),
+    (
+        10,
+        "0010_conversations",
+        include_str!("../../sql/migrations/0010_conversations.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -110,6 +115,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0011_moderation",
         include_str!("../../sql/functions/0011_moderation.sql"),
+    ),
+    (
+        "0012_conversations",
+        include_str!("../../sql/functions/0012_conversations.sql"),
     ),
 ];
 

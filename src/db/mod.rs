@@ -10,6 +10,7 @@
 mod acting;
 mod api_keys;
 mod batch;
+mod conversations;
 mod messages;
 mod migrate;
 mod moderation;
@@ -31,10 +32,14 @@ use tracing::Instrument;
 
 pub use api_keys::{ActingSession, ApiKey, NewApiKey};
 pub use batch::{BatchSettings, BatchStats, ItemFailure, MessageWriter};
+pub use conversations::{
+    MentionPage, PinList, ReplyPage, SearchHit, SearchPage, SearchQuery, SearchRoom, SnippetRun,
+    ThreadPage, ThreadReadMarker, ThreadSummary,
+};
 pub use messages::{
-    Attachment, EventPage, EventType, HistoryCursor, Message, MessageKind, MessagePage,
-    MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent, RoomUnread,
-    SentMessage, UnreadSummary,
+    Attachment, EventPage, EventType, HistoryCursor, Message, MessageEdit, MessageKind,
+    MessagePage, MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent,
+    RoomUnread, SentMessage, UnreadSummary,
 };
 pub use migrate::{MigrationReport, ensure_database_exists, migrate};
 pub use moderation::{
@@ -134,6 +139,8 @@ pub struct DatabaseSettings {
     pub max_page_bytes: i32,
     /// How long one statement may run before it is cancelled.
     pub statement_timeout: Duration,
+    /// How long one message search may run (see [`Database::message_search`]).
+    pub search_timeout: Duration,
 }
 
 /// The pool of connections and the typed calls of the SQL API.
@@ -153,6 +160,10 @@ pub struct Database {
     /// real-time core's reads of the log, which are never abandoned (see
     /// [`Database::without_statement_timeout`]).
     statement_timeout: Option<Duration>,
+    /// The bound of a message search, which costs what its words match: shorter than
+    /// the statement timeout, so that searches cannot hold pooled connections as long
+    /// as other calls may.
+    search_timeout: Duration,
     /// The TLS setup the cancel requests connect with, the same as the pool's.
     tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
@@ -183,6 +194,7 @@ impl Database {
             max_edits_per_message: settings.max_edits_per_message,
             max_page_bytes: settings.max_page_bytes,
             statement_timeout: Some(settings.statement_timeout),
+            search_timeout: settings.search_timeout,
             tls,
         })
     }
@@ -194,6 +206,16 @@ impl Database {
     pub fn without_statement_timeout(&self) -> Self {
         Self {
             statement_timeout: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same database with a shorter bound on each statement (the configured one
+    /// still holds when it is shorter): for calls whose cost depends on what users ask,
+    /// such as searches.
+    fn with_statement_timeout(&self, limit: Duration) -> Self {
+        Self {
+            statement_timeout: Some(self.statement_timeout.map_or(limit, |own| own.min(limit))),
             ..self.clone()
         }
     }

@@ -111,6 +111,13 @@ pub struct Room {
     /// Slow mode: members other than its owners and admins and the tenant's
     /// moderators send one message per this many seconds (0: off).
     pub slow_mode_seconds: i32,
+    /// Whether members other than its owners and admins may pin messages.
+    pub members_can_pin: bool,
+    /// Whether members other than its owners and admins may mention everyone in it.
+    pub members_can_mention_room: bool,
+    /// The product's own data about the room (a JSON object of at most 8 KiB), set by
+    /// its owners and admins and by API keys.
+    pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
     /// The caller's role, absent when the caller is not a member.
     pub my_role: Option<RoomRole>,
     /// The caller's read marker, absent when the caller is not a member.
@@ -185,6 +192,15 @@ pub struct RoomPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(validator(minimum(value = "0"), maximum(value = "21600")))]
     pub slow_mode_seconds: Option<i32>,
+    /// Let members other than the owners and admins pin messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members_can_pin: Option<bool>,
+    /// Let members other than the owners and admins mention everyone in the room.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members_can_mention_room: Option<bool>,
+    /// Replaces the metadata, a JSON object of at most 8 KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 impl Example for RoomPatch {
@@ -194,6 +210,9 @@ impl Example for RoomPatch {
             topic: MaybeUndefined::Value("Say hello".to_owned()),
             visibility: Some(Visibility::Public),
             slow_mode_seconds: None,
+            members_can_pin: None,
+            members_can_mention_room: None,
+            metadata: None,
         }
     }
 }

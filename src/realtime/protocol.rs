@@ -57,6 +57,14 @@ pub enum ClientFrame {
         reply_to_id: Option<Uuid>,
         /// The idempotency key.
         client_id: Option<String>,
+        /// The thread replied in.
+        parent_id: Option<Uuid>,
+        /// A reply shown in the room's main timeline too.
+        show_in_room: Option<bool>,
+        /// The users mentioned.
+        mentions: Option<Vec<Uuid>>,
+        /// Whether everyone in the room is mentioned.
+        mention_room: Option<bool>,
     },
     /// Edit one's message.
     Edit {
@@ -69,6 +77,10 @@ pub enum ClientFrame {
         message_id: Uuid,
         /// The new text.
         body: String,
+        /// The users mentioned now; absent keeps them.
+        mentions: Option<Vec<Uuid>>,
+        /// Whether everyone in the room is mentioned now; absent keeps that.
+        mention_room: Option<bool>,
     },
     /// Delete a message.
     Delete {

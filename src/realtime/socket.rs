@@ -22,7 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{Caller, TokenIssuer};
-use crate::db::{Database, MessageKind, MessageWriter, NewMessage};
+use crate::db::{Database, MessageEdit, MessageKind, MessageWriter, NewMessage};
 use crate::error::ApiError;
 use crate::limits::{Limits, Slot};
 use crate::metrics::METRICS;
@@ -442,6 +442,10 @@ impl Connection {
                 attachment,
                 reply_to_id,
                 client_id,
+                parent_id,
+                show_in_room,
+                mentions,
+                mention_room,
             } => {
                 let message = NewMessage {
                     message_id: Uuid::now_v7(),
@@ -450,6 +454,10 @@ impl Connection {
                     attachment,
                     reply_to_id,
                     client_id,
+                    parent_id,
+                    show_in_room: show_in_room.unwrap_or(false),
+                    mentions: mentions.unwrap_or_default(),
+                    mention_room: mention_room.unwrap_or(false),
                 };
                 // Queued now, in the connection's order, and answered when written,
                 // so that a client's pipelined sends share batches.
@@ -469,9 +477,17 @@ impl Connection {
                 room_id,
                 message_id,
                 body,
+                mentions,
+                mention_room,
             } => {
+                let edit = MessageEdit {
+                    body: &body,
+                    attachment: None,
+                    mentions: mentions.as_deref(),
+                    mention_room,
+                };
                 let message = db
-                    .message_edit(caller, room_id, message_id, &body, None, max_bytes)
+                    .message_edit(caller, room_id, message_id, edit, max_bytes)
                     .await?;
                 protocol::ack(reference.as_deref(), &message.to_json())
             }

@@ -144,7 +144,7 @@ fn body_for(operation_id: &str, own_user_id: &str) -> serde_json::Value {
         "setMemberRole" => json!({"role": "member"}),
         "sendMessage" | "editMessage" | "backendSendSystemMessage" => json!({"body": "pwned"}),
         "addReaction" => json!({"emoji": "👍"}),
-        "markRead" => json!({"seq": 1}),
+        "markRead" | "markThreadRead" => json!({"seq": 1}),
         "updateWebhook" => json!({"enabled": false}),
         "replayWebhook" => json!({"since": "2020-01-01T00:00:00Z"}),
         "muteMember" | "banFromRoom" => json!({"user_id": own_user_id}),

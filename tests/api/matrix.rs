@@ -119,6 +119,14 @@ const REST: &[(&str, &str)] = &[
     ("createWordFilter", "AAFFUAF"),
     ("deleteWordFilter", "AAFFUNF"),
     ("listAuditLog", "AAFFUAF"),
+    ("listReplies", "AAAFUNF"),
+    ("listThreads", "AAAFUNF"),
+    ("markThreadRead", "AAAFUNF"),
+    ("listMentions", "AAAAUAA"),
+    ("pinMessage", "AAFFUNF"),
+    ("unpinMessage", "AAFFUNF"),
+    ("listPins", "AAAFUNF"),
+    ("searchMessages", "AAAAUAA"),
 ];
 
 /// The same for the WebSocket ops. `nobody` sends the op without authenticating and
@@ -287,7 +295,7 @@ impl Fixture {
             "updateRoom" => json!({"name": "renamed"}),
             "sendMessage" | "editMessage" => json!({"body": "matrix"}),
             "addReaction" => json!({"emoji": "🎉"}),
-            "markRead" => json!({"seq": 1}),
+            "markRead" | "markThreadRead" => json!({"seq": 1}),
             "blockUser" => json!({"user_id": self.outsider.user_id}),
             "createReport" => json!({"room_id": self.room_id, "message_id": self.message_id,
                 "reason": "spam"}),
@@ -367,7 +375,13 @@ async fn rest_case(
     let fixture = fixture(app, &format!("matrix-{number}")).await;
     let foreign = foreign_owner(app, caller, number).await;
     let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-    let url = format!("{}{}", app.address, fixture.path(template));
+    // The one required query parameter of the API.
+    let query = if operation_id == "searchMessages" {
+        "?q=hello"
+    } else {
+        ""
+    };
+    let url = format!("{}{}{query}", app.address, fixture.path(template));
     let mut request = app.client.request(method, &url);
     if operation.get("requestBody").is_some() {
         request = request.json(&fixture.body(operation_id, example));

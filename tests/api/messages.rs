@@ -615,7 +615,8 @@ async fn read_markers_drive_unread_counts_per_room_and_in_total() {
     let unread = app.get("/v1/users/me/unread", &bob.token).await.expect(200);
     assert_eq!(
         unread,
-        json!({"total": 1, "rooms": [{"room_id": second_room, "unread_count": 1}]})
+        json!({"total": 1, "mention_total": 0,
+               "rooms": [{"room_id": second_room, "unread_count": 1, "mention_count": 0}]})
     );
     app.post(
         &format!("/v1/rooms/{room_id}/read"),

@@ -167,6 +167,8 @@ impl TestApp {
             "reports",
             "word_filters",
             "audit_log",
+            "mentions",
+            "thread_reads",
         ] {
             counts.push(self.count_rows(table).await);
         }
