@@ -2,7 +2,7 @@
 //! counted per room apart from unread messages, listed for the mentioned user, told to
 //! them in their feed, and taken back by an edit.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{Session, TestApp, id_of, room_with_bob, spawn_app};
 use crate::ws::WsClient;

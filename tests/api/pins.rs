@@ -62,7 +62,7 @@ async fn room_admins_pin_and_unpin_and_the_log_says_so() {
     );
 
     app.delete(&pin(&first), &owner.token).await.expect(200);
-    assert_eq!(pinned(&app, &bob.token, &room_id).await, [second.clone()]);
+    assert_eq!(pinned(&app, &bob.token, &room_id).await, [second]);
     let log = app
         .get(
             &format!("/v1/rooms/{room_id}/event-log?after={log_before}"),

@@ -197,7 +197,7 @@ async fn concurrent_replies_over_websockets_are_all_counted_on_the_thread() {
     let parent_id = id_of(&app.send(&owner.token, &room_id, "count us").await);
     // Pipelined sends from two sockets: the writer batches them, a batch may hold the
     // same thread's replies more than once.
-    let mut sockets = vec![
+    let mut sockets = [
         WsClient::connect(&app, &owner.token).await,
         WsClient::connect(&app, &bob.token).await,
     ];
