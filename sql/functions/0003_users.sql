@@ -54,7 +54,7 @@ $$;
 -- users connected now as the instance's presence knows them.
 create function hark_api.user_list(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_role text, p_after uuid, p_limit integer,
-    p_online boolean, p_online_ids uuid[])
+    p_online boolean, p_online_ids uuid[], p_metadata jsonb)
 returns jsonb
 language plpgsql
 as $$
@@ -69,6 +69,11 @@ begin
         perform hark_api.fail(422, 'invalid_role', 'The role must be owner, admin, moderator or member', 'role');
     end if;
     perform hark_api.check_limit(p_limit, 200);
+    -- Metadata is shown to owners and admins only, so only they may filter by it: a
+    -- filter would tell anyone else what it holds.
+    if p_metadata is not null and v_role not in ('owner', 'admin') then
+        perform hark_api.fail(403, 'forbidden', 'Only owners and admins filter users by metadata');
+    end if;
     select coalesce(jsonb_agg(hark_api.user_json(page, page.id = p_user_id or v_role in ('owner', 'admin')) order by page.id), '[]'::jsonb),
            max(page.id::text)::uuid,
            count(*)
@@ -78,6 +83,7 @@ begin
         where u.deleted_at is null
           and (p_role is null or u.role = p_role)
           and (p_online is null or (u.id = any(p_online_ids)) = p_online)
+          and (p_metadata is null or u.metadata @> p_metadata)
           and (p_after is null or u.id > p_after)
         order by u.id
         limit p_limit

@@ -383,53 +383,93 @@ begin
 end
 $$;
 
--- The caller's rooms, newest activity first, each with its unread count and last
--- message. p_cursor is the next_cursor of the previous page: the last room's
--- activity time and id.
+-- The caller's rooms with unread counts and their newest message of the main
+-- timeline: by last activity, newest first (the default), or by name; only those of a
+-- kind, a visibility, archived or not, with a metadata key and value (p_metadata, as
+-- jsonb containment), or with unread messages. p_limit per page after p_cursor (a
+-- time cursor by activity, the last room's id by name).
 create function hark_api.room_list(
-    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_cursor text, p_limit integer)
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_cursor text, p_limit integer,
+    p_kind text, p_visibility text, p_archived boolean, p_metadata jsonb, p_has_unread boolean, p_sort text)
 returns jsonb
 language plpgsql
 as $$
 declare
     v_before_activity timestamptz;
     v_before_id uuid;
-    v_items jsonb;
-    v_count integer;
-    v_last_activity timestamptz;
-    v_last_id uuid;
+    v_after_name text;
+    v_after_id uuid;
+    v_page jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.check_limit(p_limit, 200);
-    select at, id into v_before_activity, v_before_id
-    from hark_api.parse_time_cursor(p_cursor) as c(at timestamptz, id uuid);
-    with page as (
-        select r as room, m.last_read_seq, r.last_event_at as activity, r.id
+    if p_kind is not null and p_kind not in ('group', 'direct') then
+        perform hark_api.fail(422, 'invalid_kind', 'The kind must be group or direct', 'kind');
+    end if;
+    if p_visibility is not null and p_visibility not in ('public', 'private') then
+        perform hark_api.fail(422, 'invalid_visibility', 'The visibility must be public or private', 'visibility');
+    end if;
+    if coalesce(p_sort, 'activity') not in ('activity', 'name') then
+        perform hark_api.fail(422, 'invalid_sort', 'Sort by activity or name', 'sort');
+    end if;
+    if p_sort = 'name' then
+        if p_cursor is not null then
+            if p_cursor !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+                perform hark_api.fail(422, 'invalid_cursor', 'The cursor is not one this API gave out', 'cursor');
+            end if;
+            select lower(coalesce(name, '')), id into v_after_name, v_after_id
+            from hark.rooms where tenant_id = p_tenant_id and id = p_cursor::uuid;
+        end if;
+    else
+        select at, id into v_before_activity, v_before_id
+        from hark_api.parse_time_cursor(p_cursor) as c(at timestamptz, id uuid);
+    end if;
+    with mine as (
+        select r as room, m.last_read_seq, r.last_event_at as activity, r.id, lower(coalesce(r.name, '')) as sort_name
         from hark.room_members m
-        join hark.rooms r on r.id = m.room_id
-        where m.user_id = p_user_id
-          and (v_before_activity is null or (r.last_event_at, r.id) < (v_before_activity, v_before_id))
-        order by r.last_event_at desc, r.id desc
+        join hark.rooms r on r.tenant_id = m.tenant_id and r.id = m.room_id
+        where m.tenant_id = p_tenant_id and m.user_id = p_user_id
+          and (p_kind is null or r.kind = p_kind)
+          and (p_visibility is null or r.visibility = p_visibility)
+          and (p_archived is null or (r.archived_at is not null) = p_archived)
+          and (p_metadata is null or r.metadata @> p_metadata)
+          and (p_has_unread is null or (hark_api.unread_count(r.id, m.last_read_seq) > 0) = p_has_unread)
+    ), page as (
+        select * from mine
+        where (p_sort is distinct from 'name'
+               and (v_before_activity is null or (mine.activity, mine.id) < (v_before_activity, v_before_id)))
+           or (p_sort = 'name' and (v_after_id is null or (mine.sort_name, mine.id) > (v_after_name, v_after_id)))
+        order by case when p_sort = 'name' then null else mine.activity end desc,
+                 case when p_sort = 'name' then mine.sort_name end,
+                 case when p_sort = 'name' then mine.id end,
+                 mine.id desc
         limit p_limit
+    ), numbered as (
+        select page.*, row_number() over (
+                   order by case when p_sort = 'name' then null else page.activity end desc,
+                            case when p_sort = 'name' then page.sort_name end,
+                            case when p_sort = 'name' then page.id end,
+                            page.id desc) as n
+        from page
     )
-    select coalesce(jsonb_agg(
-               hark_api.room_json(page.room)
-               || jsonb_build_object(
-                   'unread_count', hark_api.unread_count(page.id, page.last_read_seq),
-                   'last_message', (
-                       select hark_api.message_json(msg, p_user_id) from hark.messages msg
-                       where msg.room_id = page.id and msg.deleted_at is null
-                         and (msg.parent_id is null or msg.show_in_room)
-                       order by msg.seq desc limit 1))
-               order by page.activity desc, page.id desc), '[]'::jsonb),
-           count(*),
-           (array_agg(page.activity order by page.activity, page.id))[1],
-           (array_agg(page.id order by page.activity, page.id))[1]
-    into v_items, v_count, v_last_activity, v_last_id
-    from page;
-    return jsonb_build_object(
-        'items', v_items,
-        'next_cursor', case when v_count = p_limit then hark_api.time_cursor(v_last_activity, v_last_id) end);
+    select jsonb_build_object(
+               'items', coalesce(jsonb_agg(
+                   hark_api.room_json(numbered.room)
+                   || jsonb_build_object(
+                       'unread_count', hark_api.unread_count(numbered.id, numbered.last_read_seq),
+                       'last_message', (
+                           select hark_api.message_json(msg, p_user_id) from hark.messages msg
+                           where msg.room_id = numbered.id and msg.deleted_at is null
+                             and (msg.parent_id is null or msg.show_in_room)
+                           order by msg.seq desc limit 1))
+                   order by numbered.n), '[]'::jsonb),
+               'next_cursor', case when count(*) = p_limit then (
+                   select case when p_sort = 'name' then last.id::text
+                               else hark_api.time_cursor(last.activity, last.id) end
+                   from numbered last order by last.n desc limit 1) end)
+    into v_page
+    from numbered;
+    return v_page;
 end
 $$;
 

@@ -101,6 +101,23 @@ pub fn spec_yaml() -> String {
     document::yaml()
 }
 
+/// A filter by metadata from its two query parameters, given together or not at all
+/// (422 `invalid_metadata_filter`).
+pub(crate) fn metadata_filter(
+    key: Option<String>,
+    value: Option<String>,
+) -> Result<Option<crate::db::MetadataFilter>, crate::error::ApiError> {
+    match (key, value) {
+        (Some(key), Some(value)) => Ok(Some(crate::db::MetadataFilter { key, value })),
+        (None, None) => Ok(None),
+        _ => Err(crate::error::ApiError::invalid(
+            "metadata_key",
+            "invalid_metadata_filter",
+            "Give metadata_key and metadata_value together",
+        )),
+    }
+}
+
 /// The client's address: the TCP peer, or behind a trusted proxy the last entry of
 /// `X-Forwarded-For` (entries before it come from the client and can be forged).
 pub(crate) fn client_address(

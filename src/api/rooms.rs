@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::security::BearerAuth;
-use crate::db::{NewRoom, Room, RoomPage, RoomPatch, Visibility};
+use crate::db::{NewRoom, Room, RoomFilter, RoomKind, RoomPage, RoomPatch, RoomSort, Visibility};
 use crate::error::ApiError;
 use crate::limits::Attempt;
 use crate::state::AppState;
@@ -161,23 +161,50 @@ impl RoomsApi {
 
     /// List my rooms
     ///
-    /// Newest activity first, each with its unread count and last message.
+    /// Newest activity first (or `sort=name`), each with its unread count and last
+    /// message; only those of a `kind`, a `visibility`, `archived` or not, with a
+    /// metadata key and value, or with unread messages (`has_unread`).
     #[oai(path = "/v1/rooms", method = "get", operation_id = "listRooms")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_rooms(
         &self,
         state: Data<&AppState>,
         auth: BearerAuth,
-        /// The `next_cursor` of the previous page.
+        /// Only rooms of this kind.
+        kind: Query<Option<RoomKind>>,
+        /// Only rooms of this visibility.
+        visibility: Query<Option<Visibility>>,
+        /// Only archived rooms (true) or rooms not archived (false).
+        archived: Query<Option<bool>>,
+        /// With `metadata_value`: only rooms whose metadata has this key.
+        #[oai(validator(min_length = 1, max_length = 100))]
+        metadata_key: Query<Option<String>>,
+        /// The string value `metadata_key` must have.
+        #[oai(validator(max_length = 1000))]
+        metadata_value: Query<Option<String>>,
+        /// Only rooms with (true) or without (false) unread messages.
+        has_unread: Query<Option<bool>>,
+        /// `activity` (newest first, the default) or `name`.
+        sort: Query<Option<RoomSort>>,
+        /// The `next_cursor` of the previous page (of the same order).
         cursor: Query<Option<String>>,
         /// Rooms per page, 1 to 200 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<i32>>,
     ) -> Result<Json<RoomPage>, ApiError> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
+        let filter = RoomFilter {
+            kind: kind.0,
+            visibility: visibility.0,
+            archived: archived.0,
+            metadata: crate::api::metadata_filter(metadata_key.0, metadata_value.0)?,
+            has_unread: has_unread.0,
+            sort: sort.0.unwrap_or_default(),
+        };
         Ok(Json(
             state
                 .db
-                .room_list(&auth.0, cursor.0.as_deref(), limit)
+                .room_list(&auth.0, &filter, cursor.0.as_deref(), limit)
                 .await?,
         ))
     }

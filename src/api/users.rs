@@ -45,8 +45,10 @@ impl UsersApi {
     ///
     /// In order of creation, `limit` at a time (1 to 200, default 50); pass the
     /// answer's `next_cursor` as `cursor` for the next page. `online=true` lists the
-    /// users connected now, on any instance.
+    /// users connected now, on any instance; `metadata_key` and `metadata_value` the
+    /// users with a role or group of the product's own.
     #[oai(path = "/v1/users", method = "get", operation_id = "listUsers")]
+    #[allow(clippy::too_many_arguments)]
     async fn list_users(
         &self,
         state: Data<&AppState>,
@@ -56,6 +58,14 @@ impl UsersApi {
         /// Only users connected now (`true`: a WebSocket or event stream of theirs is
         /// subscribed on any instance) or not connected (`false`).
         online: Query<Option<bool>>,
+        /// With `metadata_value`: only users whose metadata has this key (owners and
+        /// admins, and API keys acting for them; the index makes it a lookup).
+        #[oai(validator(min_length = 1, max_length = 100))]
+        metadata_key: Query<Option<String>>,
+        /// The string value `metadata_key` must have, such as a product's own role
+        /// (`buyer`, `broker`).
+        #[oai(validator(max_length = 1000))]
+        metadata_value: Query<Option<String>>,
         /// The `next_cursor` of the previous page.
         cursor: Query<Option<Uuid>>,
         /// Users per page, 1 to 200.
@@ -64,6 +74,7 @@ impl UsersApi {
     ) -> Result<Json<UserPage>, ApiError> {
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
         let filter = UserFilter {
+            metadata: crate::api::metadata_filter(metadata_key.0, metadata_value.0)?,
             role: role.0,
             online: online.0,
             online_ids: match online.0 {

@@ -12,6 +12,7 @@ mod local;
 mod memory;
 mod neighbours;
 mod pgcpu;
+mod search;
 mod webhooks;
 
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub enum Scenario {
     /// the write path), the backlog's delivery, the chat scenario while delivering,
     /// and event-to-delivery latency at a fixed rate; local instances.
     Webhooks,
+    /// Message search on a tenant of 1,000,000 messages in 1,000 rooms, for a caller
+    /// in 100 of them: latency percentiles per kind of query and the index size per
+    /// message; local instances.
+    Search,
 }
 
 /// The bench's options.
@@ -177,6 +182,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Some(local) => webhooks::run(local, &args, args.shape()).await,
             None => Err(anyhow::anyhow!(
                 "webhooks starts its own instances, one of them delivering: run it without --target"
+            )),
+        },
+        Scenario::Search => match &local {
+            Some(local) => search::run(local, &args).await,
+            None => Err(anyhow::anyhow!(
+                "search loads its messages into its own database: run it without --target"
             )),
         },
         Scenario::Connections => memory::connections(&targets, local.as_ref(), &args).await,

@@ -103,39 +103,34 @@ pub struct Message {
     /// attachment are withheld. Absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hidden: Option<bool>,
-    /// For a reply in a thread: the thread's first message.
+    /// For a reply in a thread: the thread's first message. This and the fields
+    /// below are absent from events when they do not apply.
     #[serde(default)]
     pub parent_id: Option<Uuid>,
-    /// Whether the message is in the room's main timeline: always, but for replies in
-    /// a thread that were not sent to the room too.
-    #[serde(default = "shown")]
-    pub show_in_room: bool,
+    /// For a reply in a thread: whether it is in the room's main timeline too.
+    #[serde(default)]
+    pub show_in_room: Option<bool>,
     /// For the first message of a thread: how many replies it has.
     #[serde(default)]
-    pub reply_count: i32,
+    pub reply_count: Option<i32>,
     /// For the first message of a thread: when the newest reply was sent.
     #[serde(default)]
     pub last_reply_at: Option<DateTime<Utc>>,
     /// For the first message of a thread: the first five users who replied.
     #[serde(default)]
-    pub thread_participants: Vec<Uuid>,
+    pub thread_participants: Option<Vec<Uuid>>,
     /// The users it mentions.
     #[serde(default)]
-    pub mentions: Vec<Uuid>,
+    pub mentions: Option<Vec<Uuid>>,
     /// Whether it mentions everyone in the room.
     #[serde(default)]
-    pub mention_room: bool,
-    /// When it was pinned in the room; absent when it is not pinned.
+    pub mention_room: Option<bool>,
+    /// When it was pinned in the room.
     #[serde(default)]
     pub pinned_at: Option<DateTime<Utc>>,
     /// Who pinned it.
     #[serde(default)]
     pub pinned_by: Option<Uuid>,
-}
-
-/// Messages are in the main timeline unless they say otherwise.
-fn shown() -> bool {
-    true
 }
 
 /// The answer to a send.

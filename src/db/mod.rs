@@ -49,8 +49,9 @@ pub use moderation::{
 };
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
-    Member, MemberPage, NewRoom, Room, RoomAccess, RoomKind, RoomPage, RoomPatch, RoomRole,
-    RoomSummary, TenantRoomFilter, TenantRoomPage, UserRef, Visibility,
+    Member, MemberPage, MetadataFilter, NewRoom, Room, RoomAccess, RoomFilter, RoomKind, RoomPage,
+    RoomPatch, RoomRole, RoomSort, RoomSummary, TenantRoomFilter, TenantRoomPage, UserRef,
+    Visibility,
 };
 pub use sessions::{LoginCandidate, NewRegistration, NewSession, Refreshed, Registered};
 pub use tenants::{NewTenant, Tenant, TenantPatch, TenantWithOwner};

@@ -43,6 +43,16 @@ pub enum RoomKind {
     Direct,
 }
 
+impl RoomKind {
+    /// The name used in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Group => "group",
+            Self::Direct => "direct",
+        }
+    }
+}
+
 /// Who may find and join a room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
 #[serde(rename_all = "snake_case")]
@@ -156,6 +166,51 @@ pub struct TenantRoomPage {
     pub items: Vec<Room>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<Uuid>,
+}
+
+/// How the caller's rooms are ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RoomSort {
+    /// Newest activity first.
+    #[default]
+    Activity,
+    /// By name, case-insensitively (direct rooms, which have none, first).
+    Name,
+}
+
+/// Which of the caller's rooms to list, and in which order.
+#[derive(Debug, Clone, Default)]
+pub struct RoomFilter {
+    /// Only rooms of this kind.
+    pub kind: Option<RoomKind>,
+    /// Only rooms of this visibility.
+    pub visibility: Option<Visibility>,
+    /// Only archived rooms (true) or rooms not archived (false).
+    pub archived: Option<bool>,
+    /// Only rooms whose metadata has this key and value.
+    pub metadata: Option<MetadataFilter>,
+    /// Only rooms with (true) or without (false) unread messages.
+    pub has_unread: Option<bool>,
+    /// The order.
+    pub sort: RoomSort,
+}
+
+/// Rows whose metadata has a key with a string value: a product's own roles, groups
+/// or kinds, found through the metadata's index (JSON containment).
+#[derive(Debug, Clone)]
+pub struct MetadataFilter {
+    /// The key.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+}
+
+impl MetadataFilter {
+    /// The JSON object the metadata must contain.
+    pub fn as_json(&self) -> serde_json::Value {
+        serde_json::json!({ &self.key: &self.value })
+    }
 }
 
 /// Which of a tenant's rooms to list.
@@ -318,9 +373,14 @@ impl Database {
     pub async fn room_list(
         &self,
         caller: &Caller,
+        filter: &RoomFilter,
         cursor: Option<&str>,
         limit: i32,
     ) -> Result<RoomPage, DatabaseError> {
+        let sort = match filter.sort {
+            RoomSort::Activity => "activity",
+            RoomSort::Name => "name",
+        };
         self.call(
             "room_list",
             &[
@@ -329,6 +389,12 @@ impl Database {
                 &caller.session_id,
                 &cursor,
                 &limit,
+                &filter.kind.map(RoomKind::as_str),
+                &filter.visibility.map(Visibility::as_str),
+                &filter.archived,
+                &filter.metadata.as_ref().map(MetadataFilter::as_json),
+                &filter.has_unread,
+                &sort,
             ],
         )
         .await
@@ -583,10 +649,7 @@ impl Database {
         after: Option<Uuid>,
         limit: i32,
     ) -> Result<TenantRoomPage, DatabaseError> {
-        let kind = filter.kind.map(|kind| match kind {
-            RoomKind::Group => "group",
-            RoomKind::Direct => "direct",
-        });
+        let kind = filter.kind.map(RoomKind::as_str);
         self.call_as(
             "room_list_all",
             principal,

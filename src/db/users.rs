@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Principal};
-use crate::db::{Database, DatabaseError};
+use crate::db::{Database, DatabaseError, MetadataFilter};
 
 /// A user's role in their tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Enum)]
@@ -90,6 +90,9 @@ pub struct UserFilter {
     pub online: Option<bool>,
     /// The users connected now, across instances.
     pub online_ids: Vec<Uuid>,
+    /// Only users whose metadata holds this key with this (string) value: the
+    /// product's own roles and groups.
+    pub metadata: Option<MetadataFilter>,
 }
 
 /// One page of users.
@@ -208,6 +211,7 @@ impl Database {
         limit: i32,
     ) -> Result<UserPage, DatabaseError> {
         let role = filter.role.map(Role::as_str);
+        let metadata = filter.metadata.as_ref().map(MetadataFilter::as_json);
         self.call(
             "user_list",
             &[
@@ -219,6 +223,7 @@ impl Database {
                 &limit,
                 &filter.online,
                 &filter.online_ids,
+                &metadata,
             ],
         )
         .await

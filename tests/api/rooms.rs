@@ -535,3 +535,166 @@ async fn the_last_owner_cannot_leave_but_members_can() {
     .await
     .expect(204);
 }
+
+#[tokio::test]
+async fn my_rooms_are_filtered_by_kind_visibility_metadata_and_unread_and_sorted_by_name() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    let owner = &tenant.owner;
+    let bob = app.register("acme", "bob").await;
+    let mut ids = std::collections::HashMap::new();
+    for (name, visibility, metadata) in [
+        ("beta", "public", json!({"team": "sales"})),
+        ("alpha", "private", json!({"team": "support"})),
+        ("Gamma", "private", json!({"team": "sales", "tier": 2})),
+    ] {
+        let id = id_of(&app.create_room(&owner.token, name, visibility).await);
+        app.patch(
+            &format!("/v1/rooms/{id}"),
+            &owner.token,
+            json!({ "metadata": metadata }),
+        )
+        .await
+        .expect(200);
+        app.add_member(&owner.token, &id, &bob.user_id).await;
+        ids.insert(name, id);
+    }
+    app.post(
+        "/v1/rooms/direct",
+        Some(&bob.token),
+        json!({"user_id": owner.user_id}),
+    )
+    .await
+    .expect(200);
+    app.send(&owner.token, &ids["alpha"], "unread for bob")
+        .await;
+    app.post(
+        &format!("/v1/rooms/{}/archive", ids["beta"]),
+        Some(&owner.token),
+        json!({}),
+    )
+    .await
+    .expect(200);
+
+    let names = |page: serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|room| room["name"].as_str().unwrap_or("(direct)").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(
+            app.get(&format!("/v1/rooms?{}", "sort=name"), &bob.token)
+                .await
+                .expect(200)
+        ),
+        ["(direct)", "alpha", "beta", "Gamma"]
+    );
+    assert_eq!(
+        names(
+            app.get(&format!("/v1/rooms?{}", "kind=direct"), &bob.token)
+                .await
+                .expect(200)
+        ),
+        ["(direct)"]
+    );
+    assert_eq!(
+        names(
+            app.get(&format!("/v1/rooms?{}", "visibility=public"), &bob.token)
+                .await
+                .expect(200)
+        ),
+        ["beta"]
+    );
+    assert_eq!(
+        names(
+            app.get(&format!("/v1/rooms?{}", "archived=true"), &bob.token)
+                .await
+                .expect(200)
+        ),
+        ["beta"]
+    );
+    assert_eq!(
+        names(
+            app.get(&format!("/v1/rooms?{}", "has_unread=true"), &bob.token)
+                .await
+                .expect(200)
+        ),
+        ["alpha"]
+    );
+    assert_eq!(
+        names(
+            app.get(
+                &format!(
+                    "/v1/rooms?{}",
+                    "metadata_key=team&metadata_value=sales&sort=name"
+                ),
+                &bob.token
+            )
+            .await
+            .expect(200)
+        ),
+        ["beta", "Gamma"]
+    );
+    // Pages by name follow their cursor.
+    let first = app
+        .get(&format!("/v1/rooms?{}", "sort=name&limit=2"), &bob.token)
+        .await
+        .expect(200);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(
+        names(
+            app.get(
+                &format!("/v1/rooms?sort=name&limit=2&cursor={cursor}"),
+                &bob.token
+            )
+            .await
+            .expect(200)
+        ),
+        ["beta", "Gamma"]
+    );
+    app.get(&format!("/v1/rooms?{}", "metadata_key=team"), &bob.token)
+        .await
+        .expect_error(422, "invalid_metadata_filter");
+    app.get(
+        &format!("/v1/rooms?{}", "sort=name&cursor=nonsense"),
+        &bob.token,
+    )
+    .await
+    .expect_error(422, "invalid_cursor");
+    // The room's data and settings are answered with it.
+    let gamma = app
+        .get(&format!("/v1/rooms/{}", ids["Gamma"]), &bob.token)
+        .await
+        .expect(200);
+    assert_eq!(gamma["metadata"], json!({"team": "sales", "tier": 2}));
+    assert_eq!(gamma["members_can_pin"], false);
+}
+
+#[tokio::test]
+async fn bad_room_metadata_and_settings_are_refused_and_change_nothing() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    let room_id = id_of(
+        &app.create_room(&tenant.owner.token, "general", "private")
+            .await,
+    );
+    let before = app.snapshot().await;
+    let path = format!("/v1/rooms/{room_id}");
+    for (patch, code) in [
+        (
+            json!({"metadata": {"blob": "x".repeat(9000)}}),
+            "invalid_metadata",
+        ),
+        (json!({"metadata": ["not", "an", "object"]}), "invalid_type"),
+        (json!({"members_can_pin": "yes"}), "invalid_type"),
+        (json!({"members_can_mention_room": 1}), "invalid_type"),
+    ] {
+        app.patch(&path, &tenant.owner.token, patch)
+            .await
+            .expect_error(422, code);
+    }
+    assert_eq!(app.snapshot().await, before);
+}

@@ -396,3 +396,51 @@ async fn metadata_holding_the_largest_numbers_reads_back_as_it_was_written() {
     assert_eq!(me["metadata"], metadata);
     app.get("/v1/users", &bob.token).await.expect(200);
 }
+
+#[tokio::test]
+async fn owners_and_admins_find_users_by_a_role_of_the_products_own() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    let mut ids = Vec::new();
+    for (name, role) in [
+        ("bea", "buyer"),
+        ("dev", "developer"),
+        ("bob", "buyer"),
+        ("bo", "broker"),
+    ] {
+        let user = app.register("acme", name).await;
+        app.patch(
+            &format!("/v1/users/{}", user.user_id),
+            &tenant.owner.token,
+            json!({"metadata": {"role": role}}),
+        )
+        .await
+        .expect(200);
+        ids.push((name, user));
+    }
+    let buyers = app
+        .get(
+            "/v1/users?metadata_key=role&metadata_value=buyer",
+            &tenant.owner.token,
+        )
+        .await
+        .expect(200);
+    let mut names: Vec<&str> = buyers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["username"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["bea", "bob"]);
+    // Members do not see metadata, so they may not filter by it either.
+    app.get(
+        "/v1/users?metadata_key=role&metadata_value=buyer",
+        &ids[0].1.token,
+    )
+    .await
+    .expect_error(403, "forbidden");
+    app.get("/v1/users?metadata_value=buyer", &tenant.owner.token)
+        .await
+        .expect_error(422, "invalid_metadata_filter");
+}

@@ -3,7 +3,8 @@
 // messages, typing and presence; a reload resumes the history; a direct room one
 // opens appears in the other's list without a reload. Then, in a tenant of its own
 // (HARK_TENANT_CREATION=open), a member reports a message and blocks its sender, and
-// the tenant's owner acts from the moderation queue. Screenshots go to
+// the tenant's owner acts from the moderation queue. Two users talk in a thread, with
+// a mention, and find a message by search. Screenshots go to
 // target/screenshots/. Run by scripts/client-tests.sh (HARK_URL, tenant `demo`).
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -187,6 +188,62 @@ test('a member reports a message and blocks its sender, and a moderator deletes 
     assert.match(await cleo.textContent('#notice'), /muted/);
     await cleo.screenshot({ path: `${screenshots}demo-cleo-muted.png` });
     console.log('demo page: report, block and the moderation queue work');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('two users talk in a thread with a mention, and find a message by searching for it', async () => {
+  await mkdir(screenshots, { recursive: true });
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: chromiumArgs });
+  try {
+    const page = async () => (await browser.newContext({ viewport: { width: 1200, height: 700 } })).newPage();
+    const [ana, ben] = [await page(), await page()];
+    const anaName = `tana-${suffix}`;
+    const benName = `tben-${suffix}`;
+    await registerIn(ana, anaName);
+    await ana.fill('#new-room', `trips ${suffix}`);
+    await ana.click('#create-room button');
+    await ana.locator('#room-name').getByText(`trips ${suffix}`).waitFor();
+    const code = (await ana.textContent('#invite-code')).trim();
+    await registerIn(ben, benName);
+    await ben.fill('#invite-input', code);
+    await ben.click('#join-room button');
+    await ben.locator('#room-name').getByText(`trips ${suffix}`).waitFor();
+
+    await say(ana, `planning the harbour trip ${suffix}`);
+    const parent = ben.locator('#messages li.message', { hasText: 'planning the harbour trip' });
+    await parent.waitFor();
+    await parent.locator('button.thread').click();
+    await ben.locator('#panel-title').getByText('Thread').waitFor();
+    await ben.fill('#thread-input', 'count me in');
+    await ben.click('#thread-send');
+    await ben.locator('#panel-list').getByText('count me in').waitFor();
+    // The reply is in the thread, counted on its first message, not in the timeline.
+    const anasParent = ana.locator('#messages li.message', { hasText: 'planning the harbour trip' });
+    await anasParent.locator('button.thread', { hasText: '1 reply' }).waitFor();
+    assert.equal(await ana.locator('#messages').getByText('count me in').count(), 0);
+    await anasParent.locator('button.thread').click();
+    await ana.locator('#panel-list').getByText('count me in').waitFor();
+    await ana.fill('#thread-input', `@${benName} bring snacks`);
+    await ana.click('#thread-send');
+    // Ben sees the mention highlighted in the thread he has open.
+    await ben.locator('#panel-list li.mentioned', { hasText: 'bring snacks' }).waitFor();
+    await ben.screenshot({ path: `${screenshots}demo-thread.png` });
+
+    // Search, without diacritics and by a word's start, marks what matched.
+    await ben.fill('#search-input', `HARB ${suffix}`);
+    await ben.press('#search-input', 'Enter');
+    const hit = ben.locator('#panel-list li.hit', { hasText: 'planning the harbour trip' });
+    await hit.waitFor();
+    assert.equal(await hit.locator('mark').first().textContent(), 'harbour');
+    await ben.screenshot({ path: `${screenshots}demo-search.png` });
+    await ben.fill('#search-input', 'snacks');
+    await ben.press('#search-input', 'Enter');
+    await ben.locator('#panel-list li.hit', { hasText: 'bring snacks' }).click();
+    await ben.locator('#panel-title').getByText('Thread').waitFor();
+    await ben.locator('#panel-list').getByText('count me in').waitFor();
+    console.log('demo page: a thread with a mention, and search');
   } finally {
     await browser.close();
   }
