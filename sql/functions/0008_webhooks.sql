@@ -374,11 +374,12 @@ $$;
 
 -- The fan-out: turns up to p_limit of the oldest outbox rows, of every tenant, into
 -- deliveries, reading room events from the log, and removes them; answers how many it
--- took. One instance fans out at a time (an advisory lock; the others answer 0 at
--- once), so that deliveries of a chain are created in the order of its rows: rows of
--- one room are written under its lock, so their ids follow their commits.
+-- took (as JSON, like every answer of the SQL API). One instance fans out at a time
+-- (an advisory lock; the others answer 0 at once), so that deliveries of a chain are
+-- created in the order of its rows: rows of one room are written under its lock, so
+-- their ids follow their commits.
 create function hark_api.webhook_fanout(p_limit integer)
-returns integer
+returns jsonb
 language plpgsql
 as $$
 declare
@@ -389,7 +390,7 @@ begin
     perform hark_api.enter_delivery();
     -- "HWOB" in ASCII.
     if not pg_try_advisory_xact_lock(x'48574f42'::bigint) then
-        return 0;
+        return to_jsonb(0);
     end if;
     for v_row in select * from hark.webhook_outbox order by id limit p_limit loop
         if v_row.room_id is null then
@@ -428,7 +429,7 @@ begin
         delete from hark.webhook_outbox where tenant_id = v_row.tenant_id and id = v_row.id;
         v_count := v_count + 1;
     end loop;
-    return v_count;
+    return to_jsonb(v_count);
 end
 $$;
 

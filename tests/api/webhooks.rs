@@ -771,3 +771,31 @@ async fn a_message_is_followed_by_a_notification_naming_the_members_not_connecte
     expected.sort();
     assert_eq!(named, expected);
 }
+
+#[tokio::test]
+async fn the_fan_out_answers_how_many_outbox_rows_it_took() {
+    // The deliverer fans out again at once after a full batch; that needs the count,
+    // which the function answered as an integer the call could not read (each call
+    // logged a warning and a backlog went out one batch per second).
+    let app = spawn_app_with(|config| config.webhook_concurrency = 0).await;
+    let tenant = app.create_tenant("acme").await;
+    create_webhook(
+        &app,
+        &tenant.owner.token,
+        "https://hooks.example.com/a",
+        &["message.created"],
+    )
+    .await;
+    let room_id = id_of(
+        &app.create_room(&tenant.owner.token, "busy", "private")
+            .await,
+    );
+    for n in 0..3 {
+        app.send(&tenant.owner.token, &room_id, &format!("m{n}"))
+            .await;
+    }
+    let db = &app.state.as_ref().expect("an in-process instance").db;
+    let taken = db.webhook_fanout(1).await.expect("the fan-out's count");
+    assert_eq!(taken, 1);
+    assert!(db.webhook_fanout(100).await.expect("the fan-out's count") >= 1);
+}
