@@ -129,7 +129,7 @@ begin
                          v_item.attachment, v_item.reply_to_id, v_item.client_id, now(), null, null,
                          (v_item.thread).parent_id, hark_api.shown_in_room(v_item.thread), 0, null, '{}',
                          hark_api.mention_ids(v_item.thread, v_item.user_id), (v_item.thread).mention_room,
-                         null, null, null)::hark.messages;
+                         null, null)::hark.messages;
             if v_row.parent_id is not null or v_row.mention_room or cardinality(v_row.mentions) > 0 then
                 v_conversation := true;
             end if;

@@ -498,9 +498,11 @@ $$;
 
 -- Searches the messages of every room the caller is in (or of one of them), never a
 -- deleted one nor one of a user they blocked: words as prefixes, ranked, and the
--- folded query as a substring (trigram index) for what words miss. The newest 1,000
--- matches are ranked, so that a common word costs a bounded sort; pages of p_limit
--- follow p_cursor (rank and id).
+-- folded query as a substring (trigram index) for what words miss. The index is read
+-- through hark.search_candidates (see migration 0010 for why it is a table of its
+-- own), with the rooms read here under row-level security; the newest 1,000 matches
+-- are ranked, so that a common word costs a bounded sort; pages of p_limit follow
+-- p_cursor (rank and id). The messages themselves are read under row-level security.
 create function hark_api.message_search(
     p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_query text, p_room_id uuid, p_sender_id uuid,
     p_after timestamptz, p_before timestamptz, p_has_attachment boolean, p_kind text, p_cursor text,
@@ -557,23 +559,18 @@ begin
     v_terms := array(select lexeme from unnest(to_tsvector('simple', hark.search_text(v_query))))
                || v_folded;
     v_blocked := hark_api.blocked_by(p_user_id);
-    with matches as (
-        select m as msg, m.id, ts_rank_cd(m.search, coalesce(v_tsquery, ''::tsquery)) as rank
-        from hark.messages m
-        where m.tenant_id = p_tenant_id and m.room_id = any (v_rooms) and m.deleted_at is null
-          and (m.search @@ v_tsquery or hark.fold_text(m.body) like v_like)
-          and (p_sender_id is null or m.sender_id = p_sender_id)
-          and (p_after is null or m.created_at > p_after)
-          and (p_before is null or m.created_at < p_before)
-          and (p_has_attachment is null or (m.attachment is not null) = p_has_attachment)
-          and (p_kind is null or m.kind = p_kind)
-          and not coalesce(m.sender_id = any (v_blocked), false)
-        order by m.id desc
-        limit 1000
+    with candidates as (
+        select c.message_id, c.rank
+        from hark.search_candidates(v_rooms, v_tsquery, v_like, p_sender_id, p_after, p_before,
+                                    p_has_attachment, p_kind, 1000) c
     ), page as (
-        select * from matches
-        where v_id is null or (matches.rank, matches.id) < (v_rank, v_id)
-        order by matches.rank desc, matches.id desc
+        select m as msg, m.id, candidates.rank
+        from candidates
+        join hark.messages m on m.tenant_id = p_tenant_id and m.id = candidates.message_id
+        where m.deleted_at is null
+          and not coalesce(m.sender_id = any (v_blocked), false)
+          and (v_id is null or (candidates.rank, m.id) < (v_rank, v_id))
+        order by candidates.rank desc, m.id desc
         limit p_limit + 1
     )
     select jsonb_agg(jsonb_build_object(

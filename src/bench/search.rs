@@ -97,12 +97,14 @@ pub async fn run(local: &Local, args: &BenchArgs) -> anyhow::Result<()> {
             &[&room_ids, &MESSAGES_PER_ROOM],
         )
         .await?;
-    client.batch_execute("vacuum analyze hark.messages").await?;
+    client
+        .batch_execute("vacuum analyze hark.messages, hark.message_search")
+        .await?;
     let row = client
         .query_one(
-            "select count(*), pg_relation_size('hark.messages_search_idx'),
-                    pg_relation_size('hark.messages_body_trgm_idx'),
-                    pg_table_size('hark.messages')
+            "select count(*), pg_relation_size('hark.message_search_words_idx'),
+                    pg_relation_size('hark.message_search_folded_idx'),
+                    pg_table_size('hark.message_search')
              from hark.messages",
             &[],
         )
@@ -111,7 +113,7 @@ pub async fn run(local: &Local, args: &BenchArgs) -> anyhow::Result<()> {
         (row.get(0), row.get(1), row.get(2), row.get(3));
     let per_message = |bytes: i64| bytes as f64 / count.max(1) as f64;
     println!(
-        "loaded {count} messages in {:.0} s; per message: word index {:.0} B, trigram index {:.0} B, table {:.0} B",
+        "loaded {count} messages in {:.0} s; per message: word index {:.0} B, trigram index {:.0} B, search table {:.0} B",
         loading.elapsed().as_secs_f64(),
         per_message(words),
         per_message(trigrams),

@@ -35,16 +35,22 @@ async fn the_application_role_sees_no_row_without_a_tenant_and_only_its_tenants_
     assert!(!superuser && !bypass && !login);
     assert_eq!(owned, 0);
 
+    // Every table the application role may touch is under enabled and forced
+    // row-level security. The one exception is a table it has no privilege on at all:
+    // the search index, read only through hark.search_candidates (below).
     let unprotected = client
         .query(
             "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-             where n.nspname = 'hark' and c.relkind = 'r' and not (c.relrowsecurity and c.relforcerowsecurity)",
+             where n.nspname = 'hark' and c.relkind = 'r' and not (c.relrowsecurity and c.relforcerowsecurity)
+               and has_table_privilege('hark_app', c.oid, 'select, insert, update, delete, truncate, references')",
             &[],
         )
         .await
         .unwrap();
     let unprotected: Vec<String> = unprotected.iter().map(|row| row.get(0)).collect();
-    println!("tables without enabled and forced row-level security: {unprotected:?}");
+    println!(
+        "tables hark_app may use without enabled and forced row-level security: {unprotected:?}"
+    );
     assert!(unprotected.is_empty());
 
     client.batch_execute("set role hark_app").await.unwrap();
@@ -118,6 +124,65 @@ async fn the_application_role_sees_no_row_without_a_tenant_and_only_its_tenants_
         "as hark_app, after the transaction: {count} users visible (the setting was transaction-local)"
     );
     assert_eq!(count, 0);
+}
+
+#[tokio::test]
+async fn the_search_index_is_reached_only_through_its_function_and_only_for_the_tenant_set() {
+    let app = spawn_app().await;
+    let acme = app.create_tenant("acme").await;
+    let globex = app.create_tenant("globex").await;
+    let acme_room =
+        crate::helpers::id_of(&app.create_room(&acme.owner.token, "a", "private").await);
+    let globex_room =
+        crate::helpers::id_of(&app.create_room(&globex.owner.token, "g", "private").await);
+    app.send(&acme.owner.token, &acme_room, "shared secret word")
+        .await;
+    app.send(&globex.owner.token, &globex_room, "shared secret word")
+        .await;
+
+    let (mut client, connection) = tokio_postgres::connect(&app.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("set role hark_app").await.unwrap();
+    let direct = client
+        .query("select count(*) from hark.message_search", &[])
+        .await
+        .expect_err("the application role cannot read the index itself");
+    assert_eq!(
+        direct.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .execute(
+            "select set_config('hark.tenant_id', $1, true)",
+            &[&acme.owner.tenant_id],
+        )
+        .await
+        .unwrap();
+    // Both tenants' rooms asked for: only the tenant set answers.
+    let found: i64 = transaction
+        .query_one(
+            "select count(*) from hark.search_candidates(array[$1::text::uuid, $2::text::uuid],
+                 to_tsquery('simple', 'secret:*'), null, null, null, null, null, null, 100)",
+            &[&acme_room, &globex_room],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(found, 1);
+    drop(transaction);
+    let without_tenant: i64 = client
+        .query_one(
+            "select count(*) from hark.search_candidates(array[$1::text::uuid, $2::text::uuid],
+                 to_tsquery('simple', 'secret:*'), null, null, null, null, null, null, 100)",
+            &[&acme_room, &globex_room],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(without_tenant, 0);
 }
 
 #[tokio::test]

@@ -213,7 +213,8 @@ async fn concurrent_replies_over_websockets_are_all_counted_on_the_thread() {
     }
     for (n, socket) in sockets.iter_mut().enumerate() {
         for i in 0..20 {
-            assert_eq!(socket.answer(&format!("{n}-{i}")).await["op"], "ack");
+            let answer = socket.answer(&format!("{n}-{i}")).await;
+            assert_eq!(answer["op"], "ack", "{answer}");
         }
     }
     let thread = app
