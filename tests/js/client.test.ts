@@ -201,6 +201,42 @@ test('a customer builds a conversation with the generated TypeScript client and 
     ['while away 1', 'while away 2'],
   );
   await resumed.close();
+
+  // A thread with a mention, a pin, and a search, through the generated client.
+  const reply = await hark.sendMessage({
+    client: asBen,
+    path: { room_id: room.id },
+    body: { body: 'count me in for the launch party', parent_id: sent[2].id, mentions: [ana.user.id] },
+    throwOnError: true,
+  });
+  assert.equal(reply.data.parent_id, sent[2].id);
+  const thread = (
+    await hark.listReplies({ client: asAna, path: { room_id: room.id, message_id: sent[2].id }, throwOnError: true })
+  ).data;
+  assert.equal(thread.parent.reply_count, 1);
+  assert.deepEqual(thread.items.map((message) => message.body), ['count me in for the launch party']);
+  const threads = (await hark.listThreads({ client: asAna, path: { room_id: room.id }, throwOnError: true })).data;
+  assert.equal(threads.items[0].message.id, sent[2].id);
+  assert.equal(threads.items[0].unread_count, 1, 'ana started the thread and has not read the reply');
+  const mentions = (await hark.listMentions({ client: asAna, throwOnError: true })).data;
+  assert.deepEqual(mentions.items.map((message) => message.id), [reply.data.id]);
+  const pinned = await hark.pinMessage({
+    client: asAna,
+    path: { room_id: room.id, message_id: sent[0].id },
+    throwOnError: true,
+  });
+  assert.ok(pinned.data.pinned_at);
+  const pins = (await hark.listPins({ client: asBen, path: { room_id: room.id }, throwOnError: true })).data;
+  assert.deepEqual(pins.items.map((message) => message.id), [sent[0].id]);
+  const found = (
+    await hark.searchMessages({ client: asBen, query: { q: 'PARTY launch' }, throwOnError: true })
+  ).data;
+  assert.deepEqual(found.items.map((hit) => hit.message.id), [reply.data.id]);
+  assert.ok(found.items[0].snippet.some((run) => run.highlight && run.text === 'party'));
+  const empty = await hark.searchMessages({ client: asBen, query: { q: ' ' } });
+  assert.equal(empty.response?.status, 422);
+  assert.equal(empty.error?.code, 'empty_query');
+
   console.log(
     `TypeScript client: tenant ${slug}, ${sent.length + missed.length} messages, ` +
       `${pages.length} history pages, live seqs ${live[0].seq}..${live[live.length - 1].seq}, ` +

@@ -12,6 +12,14 @@ import websockets
 
 from hark_client import AuthenticatedClient, Client
 from hark_client.api.auth import login, register
+from hark_client.api.conversations import (
+    list_mentions,
+    list_pins,
+    list_replies,
+    list_threads,
+    pin_message,
+    search_messages,
+)
 from hark_client.api.messages import (
     add_reaction,
     edit_message,
@@ -181,6 +189,28 @@ async def conversation():
     assert_in_order(replayed, held)
     assert [e["data"]["body"] for e in replayed if e["type"] == "message.created"] == ["while away 1", "while away 2"]
     await resumed.socket.close()
+
+    # A thread with a mention, a pin, and a search.
+    reply = send_message.sync(
+        room.id,
+        client=as_ben,
+        body=SendMessageRequest(body="count me in for the launch party", parent_id=sent[2].id, mentions=[ana.user.id]),
+    )
+    assert reply.parent_id == sent[2].id
+    thread = list_replies.sync(room.id, sent[2].id, client=as_ana)
+    assert thread.parent.reply_count == 1
+    assert [message.body for message in thread.items] == ["count me in for the launch party"]
+    threads = list_threads.sync(room.id, client=as_ana)
+    assert threads.items[0].message.id == sent[2].id and threads.items[0].unread_count == 1
+    assert [message.id for message in list_mentions.sync(client=as_ana).items] == [reply.id]
+    assert pin_message.sync(room.id, sent[0].id, client=as_ana).pinned_at is not None
+    assert [message.id for message in list_pins.sync(room.id, client=as_ben).items] == [sent[0].id]
+    found = search_messages.sync(client=as_ben, q="PARTY launch")
+    assert [hit.message.id for hit in found.items] == [reply.id]
+    assert any(run.highlight and run.text == "party" for run in found.items[0].snippet)
+    empty = search_messages.sync_detailed(client=AuthenticatedClient(base_url=BASE_URL, token=ben.access_token), q=" ")
+    assert empty.status_code == 422
+    assert isinstance(empty.parsed, ErrorBody) and empty.parsed.code == "empty_query"
     print(
         f"Python client: tenant {slug}, {len(sent) + len(missed)} messages, {len(pages)} history pages, "
         f"live seqs {live[0]['seq']}..{live[-1]['seq']}, resumed after seq {held} with {len(replayed)} events"
