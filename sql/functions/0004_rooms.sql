@@ -473,6 +473,45 @@ begin
 end
 $$;
 
+-- The tenant's public rooms, for any of its users to find one to join: by a part of
+-- the name (p_query, case-insensitive), not archived, and not those the caller is
+-- banned from; each says the caller's role where they are a member. In order of
+-- creation, p_limit after the room p_after.
+create function hark_api.room_public_list(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_query text, p_after uuid, p_limit integer)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_items jsonb;
+    v_count integer;
+    v_last uuid;
+begin
+    perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
+    perform hark_api.check_limit(p_limit, 200);
+    if p_query is not null and char_length(p_query) > 100 then
+        perform hark_api.fail(422, 'invalid_query', 'The query must be at most 100 characters', 'q');
+    end if;
+    select coalesce(jsonb_agg(hark_api.room_json(page) order by page.id), '[]'::jsonb),
+           count(*),
+           max(page.id::text)::uuid
+    into v_items, v_count, v_last
+    from (
+        select r.* from hark.rooms r
+        where r.tenant_id = p_tenant_id and r.visibility = 'public' and r.archived_at is null
+          and (p_after is null or r.id > p_after)
+          and (p_query is null or strpos(lower(coalesce(r.name, '')), lower(p_query)) > 0)
+          and not exists (
+              select from hark.room_restrictions b
+              where b.tenant_id = p_tenant_id and b.room_id = r.id and b.user_id = p_user_id
+                and b.kind = 'ban' and (b.expires_at is null or b.expires_at > now()))
+        order by r.id
+        limit p_limit
+    ) page;
+    return jsonb_build_object('items', v_items, 'next_cursor', case when v_count = p_limit then v_last end);
+end
+$$;
+
 -- A room: members see everything; others see public rooms only (to join them).
 create function hark_api.room_get(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid)
 returns jsonb

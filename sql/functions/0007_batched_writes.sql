@@ -174,14 +174,6 @@ begin
                new.reply_to_id, new.client_id, new.created_at, new.parent_id, new.show_in_room, new.mentions,
                new.mention_room
         from unnest(v_new) new where new.tenant_id = v_tenant order by new.seq;
-        -- Thread summaries and mentions, for the messages that have them.
-        if v_conversation then
-            perform hark_api.conversation_written(v_tenant, array(
-                select new from unnest(v_new) new
-                where new.tenant_id = v_tenant
-                  and (new.parent_id is not null or new.mention_room or cardinality(new.mentions) > 0)
-                order by new.seq));
-        end if;
         for v_room in
             select (event ->> 'room_id')::uuid as room_id,
                    (v_rooms -> (event ->> 'room_id') ->> 'next_seq')::bigint as next_seq,
@@ -196,6 +188,15 @@ begin
                     v_room.room_id, v_room.next_seq;
             end if;
         end loop;
+        -- Thread summaries and mentions, for the messages that have them, after their
+        -- events (a mention's webhook follows its message.created).
+        if v_conversation then
+            perform hark_api.conversation_written(v_tenant, array(
+                select new from unnest(v_new) new
+                where new.tenant_id = v_tenant
+                  and (new.parent_id is not null or new.mention_room or cardinality(new.mentions) > 0)
+                order by new.seq));
+        end if;
         -- Senders held to slow mode: what their next send is measured from.
         if v_slow_mode then
             update hark.room_members m set last_sent_at = now()

@@ -11,14 +11,14 @@ language sql
 immutable
 as $$
     select array[
-        'message.created', 'message.edited', 'message.deleted',
+        'message.created', 'message.edited', 'message.deleted', 'message.pinned', 'message.unpinned',
         'reaction.added', 'reaction.removed',
         'member.joined', 'member.left', 'member.role_changed',
         'member.muted', 'member.unmuted', 'member.banned', 'member.unbanned',
         'room.updated', 'room.archived', 'room.deleted',
         'user.created', 'user.updated', 'user.deleted', 'user.banned', 'user.unbanned', 'tenant.updated',
         'report.created', 'report.resolved',
-        'webhook.disabled', 'webhook.test', 'notification.message']
+        'webhook.disabled', 'webhook.test', 'notification.message', 'notification.mention']
 $$;
 
 -- The most endpoints a tenant may have.

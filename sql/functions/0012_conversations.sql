@@ -121,7 +121,7 @@ $$;
 
 -- Records who a message mentions (the users it names, and every member for a
 -- mention of the room; never its sender) that it did not already, and tells each of
--- them in their feed.
+-- them in their feed, and the tenant's webhooks (notification.mention).
 create function hark_api.mentions_write(p_tenant_id uuid, p_message hark.messages)
 returns void
 language plpgsql
@@ -145,6 +145,10 @@ begin
             hark_api.feed_room(p_message.room_id) || jsonb_build_object(
                 'message_id', p_message.id, 'seq', p_message.seq, 'parent_id', p_message.parent_id,
                 'sender', hark_api.user_ref(p_message.sender_id), 'mention_room', p_message.mention_room));
+        -- For the tenant's backend to push, in the room's order of deliveries.
+        perform hark_api.webhook_event(p_tenant_id, p_message.room_id, 'notification.mention', jsonb_build_object(
+            'room_id', p_message.room_id, 'message', hark_api.message_json(p_message, null),
+            'user_ids', to_jsonb(v_added)));
     end if;
 end
 $$;

@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::security::BearerAuth;
-use crate::db::{NewRoom, Room, RoomFilter, RoomKind, RoomPage, RoomPatch, RoomSort, Visibility};
+use crate::db::{
+    NewRoom, Room, RoomFilter, RoomKind, RoomPage, RoomPatch, RoomSort, TenantRoomPage, Visibility,
+};
 use crate::error::ApiError;
 use crate::limits::Attempt;
 use crate::state::AppState;
@@ -205,6 +207,44 @@ impl RoomsApi {
             state
                 .db
                 .room_list(&auth.0, &filter, cursor.0.as_deref(), limit)
+                .await?,
+        ))
+    }
+
+    /// Find public rooms to join
+    ///
+    /// The tenant's public rooms that are not archived and that the caller is not
+    /// banned from, by a part of their name (`q`, case-insensitive); each says the
+    /// caller's role where they are a member. In order of creation, `limit` at a time
+    /// (1 to 200, default 50). Owners, admins and API keys list every room of the
+    /// tenant with `backendListRooms`.
+    #[oai(
+        path = "/v1/rooms/public",
+        method = "get",
+        operation_id = "listPublicRooms"
+    )]
+    async fn list_public_rooms(
+        &self,
+        state: Data<&AppState>,
+        auth: BearerAuth,
+        /// A part of the name (at most 100 characters).
+        #[oai(validator(max_length = 100))]
+        q: Query<Option<String>>,
+        /// The `next_cursor` of the previous page.
+        cursor: Query<Option<Uuid>>,
+        /// Rooms per page, 1 to 200 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<i32>>,
+    ) -> Result<Json<TenantRoomPage>, ApiError> {
+        Ok(Json(
+            state
+                .db
+                .room_public_list(
+                    &auth.0,
+                    q.0.as_deref(),
+                    cursor.0,
+                    limit.0.unwrap_or(DEFAULT_PAGE_SIZE),
+                )
                 .await?,
         ))
     }

@@ -56,6 +56,14 @@ pub enum WebhookEventType {
     #[oai(rename = "message.deleted")]
     #[serde(rename = "message.deleted")]
     MessageDeleted,
+    /// A message was pinned in its room.
+    #[oai(rename = "message.pinned")]
+    #[serde(rename = "message.pinned")]
+    MessagePinned,
+    /// A message was unpinned.
+    #[oai(rename = "message.unpinned")]
+    #[serde(rename = "message.unpinned")]
+    MessageUnpinned,
     /// A reaction was added.
     #[oai(rename = "reaction.added")]
     #[serde(rename = "reaction.added")]
@@ -152,6 +160,12 @@ pub enum WebhookEventType {
     #[oai(rename = "notification.message")]
     #[serde(rename = "notification.message")]
     NotificationMessage,
+    /// Users were mentioned by a message (sent, or edited to mention them): to push
+    /// to them. `data`: `room_id`, `message`, `user_ids` (the users newly mentioned;
+    /// every member but the sender for a mention of the room).
+    #[oai(rename = "notification.mention")]
+    #[serde(rename = "notification.mention")]
+    NotificationMention,
 }
 
 impl WebhookEventType {

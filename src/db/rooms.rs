@@ -400,6 +400,28 @@ impl Database {
         .await
     }
 
+    /// The tenant's public rooms the caller may join, whose name holds `query`.
+    pub async fn room_public_list(
+        &self,
+        caller: &Caller,
+        query: Option<&str>,
+        after: Option<Uuid>,
+        limit: i32,
+    ) -> Result<TenantRoomPage, DatabaseError> {
+        self.call(
+            "room_public_list",
+            &[
+                &caller.tenant_id,
+                &caller.user_id,
+                &caller.session_id,
+                &query,
+                &after,
+                &limit,
+            ],
+        )
+        .await
+    }
+
     /// A room.
     pub async fn room_get(&self, caller: &Caller, room_id: Uuid) -> Result<Room, DatabaseError> {
         self.call(

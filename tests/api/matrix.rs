@@ -127,6 +127,7 @@ const REST: &[(&str, &str)] = &[
     ("unpinMessage", "AAFFUNF"),
     ("listPins", "AAAFUNF"),
     ("searchMessages", "AAAAUAA"),
+    ("listPublicRooms", "AAAAUAA"),
 ];
 
 /// The same for the WebSocket ops. `nobody` sends the op without authenticating and

@@ -698,3 +698,60 @@ async fn bad_room_metadata_and_settings_are_refused_and_change_nothing() {
     }
     assert_eq!(app.snapshot().await, before);
 }
+
+#[tokio::test]
+async fn users_find_public_rooms_to_join_by_name_but_not_those_they_are_banned_from() {
+    let app = spawn_app().await;
+    let tenant = app.create_tenant("acme").await;
+    let owner = &tenant.owner;
+    let bob = app.register("acme", "bob").await;
+    let mut ids = Vec::new();
+    for (name, visibility) in [
+        ("Rust help", "public"),
+        ("rust internals", "public"),
+        ("secret rust", "private"),
+        ("Cooking", "public"),
+        ("banned rust", "public"),
+    ] {
+        ids.push(id_of(
+            &app.create_room(&owner.token, name, visibility).await,
+        ));
+    }
+    app.post(
+        &format!("/v1/rooms/{}/bans", ids[4]),
+        Some(&owner.token),
+        json!({"user_id": bob.user_id}),
+    )
+    .await
+    .expect(200);
+    let other = app.create_tenant("globex").await;
+    app.create_room(&other.owner.token, "rust elsewhere", "public")
+        .await;
+
+    let found = app
+        .get("/v1/rooms/public?q=RUST", &bob.token)
+        .await
+        .expect(200);
+    let names: Vec<&str> = found["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|room| room["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Rust help", "rust internals"]);
+    assert!(found["items"][0]["my_role"].is_null());
+    // Paged by creation.
+    let first = app
+        .get("/v1/rooms/public?limit=1", &bob.token)
+        .await
+        .expect(200);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let next = app
+        .get(
+            &format!("/v1/rooms/public?limit=1&cursor={cursor}"),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(next["items"][0]["name"], "rust internals");
+}

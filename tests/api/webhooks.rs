@@ -799,3 +799,60 @@ async fn the_fan_out_answers_how_many_outbox_rows_it_took() {
     assert_eq!(taken, 1);
     assert!(db.webhook_fanout(100).await.expect("the fan-out's count") >= 1);
 }
+
+#[tokio::test]
+async fn a_mention_is_followed_by_a_notification_naming_who_was_mentioned() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let carol = app.register("acme", "carol").await;
+    app.add_member(&owner.token, &room_id, &carol.user_id).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = create_webhook(
+        &app,
+        &owner.token,
+        &receiver.url,
+        &["message.created", "message.pinned", "notification.mention"],
+    )
+    .await;
+    let message = app
+        .post(
+            &format!("/v1/rooms/{room_id}/messages"),
+            Some(&owner.token),
+            json!({"body": "@bob over to you", "mentions": [bob.user_id]}),
+        )
+        .await
+        .expect(201);
+    app.request(
+        reqwest::Method::PUT,
+        &format!("/v1/rooms/{room_id}/messages/{}/pin", id_of(&message)),
+        Some(&owner.token),
+        None,
+    )
+    .await
+    .expect(200);
+    let received = receiver.wait_for_accepted(3, PATIENCE).await;
+    let types: Vec<_> = received.iter().map(|r| r.body["type"].clone()).collect();
+    assert_eq!(
+        types,
+        [
+            json!("message.created"),
+            json!("notification.mention"),
+            json!("message.pinned")
+        ]
+    );
+    let mention = &received[1];
+    assert!(mention.verifies_with(&secret));
+    assert_eq!(mention.body["data"]["message"]["id"], message["id"]);
+    assert_eq!(mention.body["data"]["user_ids"], json!([bob.user_id]));
+    // An edit that adds carol tells of carol alone.
+    app.patch(
+        &format!("/v1/rooms/{room_id}/messages/{}", id_of(&message)),
+        &owner.token,
+        json!({"body": "@bob @carol over to you", "mentions": [bob.user_id, carol.user_id]}),
+    )
+    .await
+    .expect(200);
+    let received = receiver.wait_for_accepted(4, PATIENCE).await;
+    assert_eq!(received[3].body["type"], "notification.mention");
+    assert_eq!(received[3].body["data"]["user_ids"], json!([carol.user_id]));
+}
