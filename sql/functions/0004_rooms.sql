@@ -501,10 +501,7 @@ begin
         where r.tenant_id = p_tenant_id and r.visibility = 'public' and r.archived_at is null
           and (p_after is null or r.id > p_after)
           and (p_query is null or strpos(lower(coalesce(r.name, '')), lower(p_query)) > 0)
-          and not exists (
-              select from hark.room_restrictions b
-              where b.tenant_id = p_tenant_id and b.room_id = r.id and b.user_id = p_user_id
-                and b.kind = 'ban' and (b.expires_at is null or b.expires_at > now()))
+          and not hark_api.is_banned(r.id, p_user_id)
         order by r.id
         limit p_limit
     ) page;

@@ -489,12 +489,21 @@ returns void
 language plpgsql
 as $$
 begin
-    if exists (select from hark.room_restrictions
-               where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
-                 and kind = 'ban' and (expires_at is null or expires_at > now())) then
+    if hark_api.is_banned(p_room_id, p_user_id) then
         perform hark_api.fail(403, 'banned', 'This user is banned from the room');
     end if;
 end
+$$;
+
+-- Whether a ban from the room holds for the user now.
+create function hark_api.is_banned(p_room_id uuid, p_user_id uuid)
+returns boolean
+language sql
+stable
+as $$
+    select exists (select from hark.room_restrictions
+                   where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
+                     and kind = 'ban' and (expires_at is null or expires_at > now()))
 $$;
 
 -- Bans a user from the whole tenant, for p_seconds (null: until lifted): their sessions
