@@ -662,6 +662,16 @@ declare
     v_gone boolean;
 begin
     perform hark_api.enter_delivery();
+    -- The endpoint's row first, then its deliveries: the order in which deleting an
+    -- endpoint takes them (its row, then its deliveries by the cascade), so that a
+    -- settle and a deletion of the same endpoint wait for each other instead of
+    -- deadlocking (a 503 `conflict_retry` for the deletion, found by the fuzzer).
+    select * into v_webhook from hark.webhooks
+    where tenant_id = (p_outcomes -> 0 ->> 'tenant_id')::uuid and id = p_webhook_id
+    for no key update;
+    if v_webhook.id is null then
+        return;
+    end if;
     -- One update by primary key per delivery: a run is at most a few dozen, and a
     -- join of the whole batch could be planned as a scan of the table.
     for v_outcome in
@@ -701,11 +711,6 @@ begin
     into v_delivered, v_failed, v_gone
     from jsonb_array_elements(p_outcomes) o;
 
-    select * into v_webhook from hark.webhooks
-    where tenant_id = (p_outcomes -> 0 ->> 'tenant_id')::uuid and id = p_webhook_id;
-    if v_webhook.id is null then
-        return;
-    end if;
     if v_gone then
         update hark.webhooks set enabled = false, disabled_reason = 'gone', updated_at = now()
         where tenant_id = v_webhook.tenant_id and id = p_webhook_id;
