@@ -120,8 +120,9 @@ end
 $$;
 
 -- Records who a message mentions (the users it names, and every member for a
--- mention of the room; never its sender) that it did not already, and tells each of
--- them in their feed, and the tenant's webhooks (notification.mention).
+-- mention of the room; never its sender, nor who blocked the sender) that it did not
+-- already, and tells each of them in their feed, and the tenant's webhooks
+-- (notification.mention).
 create function hark_api.mentions_write(p_tenant_id uuid, p_message hark.messages)
 returns void
 language plpgsql
@@ -137,6 +138,9 @@ begin
               select m.user_id from hark.room_members m
               where p_message.mention_room and m.tenant_id = p_tenant_id and m.room_id = p_message.room_id) u
         where u.user_id is distinct from p_message.sender_id
+          -- A block hides the sender's messages from the blocker; it does not let the
+          -- sender reach them with a mention either.
+          and not coalesce(p_message.sender_id = any (hark_api.blocked_by(u.user_id)), false)
         on conflict do nothing
         returning user_id)
     select array_agg(user_id order by user_id) into v_added from added;

@@ -233,3 +233,39 @@ async fn mentions_of_non_members_are_refused_on_every_path_and_change_nothing() 
     .expect_error(422, "invalid_mention");
     assert_eq!(app.snapshot().await, before_edit);
 }
+
+#[tokio::test]
+async fn a_user_who_blocked_the_sender_is_not_mentioned_by_them() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    app.post(
+        "/v1/users/me/blocks",
+        Some(&bob.token),
+        json!({"user_id": owner.user_id}),
+    )
+    .await
+    .expect(200);
+    // The message is sent (a block in a group room hides, it does not silence), but
+    // it reaches bob neither as a mention nor in his feed.
+    app.post(
+        &format!("/v1/rooms/{room_id}/messages"),
+        Some(&owner.token),
+        json!({"body": "@bob answer me", "mentions": [bob.user_id]}),
+    )
+    .await
+    .expect(201);
+    app.post(
+        &format!("/v1/rooms/{room_id}/messages"),
+        Some(&owner.token),
+        json!({"body": "@room everyone", "mention_room": true}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(mention_count(&app, &bob, &room_id).await, 0);
+    assert!(mentioned_in(&app, &bob).await.is_empty());
+    assert!(
+        !feed_types(&app, &bob)
+            .await
+            .contains(&"feed.mention".to_owned())
+    );
+}
