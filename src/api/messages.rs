@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::api::ApiTags;
 use crate::api::security::BearerAuth;
 use crate::db::{
-    Attachment, HistoryCursor, Message, MessageEdit, MessageKind, MessagePage, MessageVersions,
-    NewMessage, ReadMarker, UnreadSummary,
+    Attachment, Draft, HistoryCursor, Message, MessageEdit, MessageKind, MessagePage,
+    MessageVersions, NewMessage, ReadMarker, UnreadSummary,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -70,18 +70,18 @@ impl Example for SendMessageRequest {
 impl SendMessageRequest {
     /// The message to write, with a new id.
     pub fn into_message(self) -> NewMessage {
-        NewMessage {
-            message_id: Uuid::now_v7(),
-            kind: self.kind.unwrap_or(MessageKind::Text),
-            body: self.body.unwrap_or_default(),
+        Draft {
+            kind: self.kind,
+            body: self.body,
             attachment: self.attachment,
             reply_to_id: self.reply_to_id,
             client_id: self.client_id,
             parent_id: self.parent_id,
-            show_in_room: self.show_in_room.unwrap_or(false),
-            mentions: self.mentions.unwrap_or_default(),
-            mention_room: self.mention_room.unwrap_or(false),
+            show_in_room: self.show_in_room,
+            mentions: self.mentions,
+            mention_room: self.mention_room,
         }
+        .into_message()
     }
 }
 

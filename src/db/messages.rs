@@ -384,6 +384,48 @@ pub struct NewMessage {
     pub mention_room: bool,
 }
 
+/// A message as a client asks to send it, over REST or the WebSocket: what it leaves
+/// out takes its default here, once for both.
+#[derive(Debug, Clone, Default)]
+pub struct Draft {
+    /// `text` when absent.
+    pub kind: Option<MessageKind>,
+    /// Empty when absent.
+    pub body: Option<String>,
+    /// The attachment.
+    pub attachment: Option<Attachment>,
+    /// The message it answers.
+    pub reply_to_id: Option<Uuid>,
+    /// The sender's idempotency key.
+    pub client_id: Option<String>,
+    /// The thread it replies in.
+    pub parent_id: Option<Uuid>,
+    /// For a reply: shown in the main timeline too; false when absent.
+    pub show_in_room: Option<bool>,
+    /// The users it mentions; none when absent.
+    pub mentions: Option<Vec<Uuid>>,
+    /// Whether it mentions everyone in the room; false when absent.
+    pub mention_room: Option<bool>,
+}
+
+impl Draft {
+    /// The message to write, with a new id.
+    pub fn into_message(self) -> NewMessage {
+        NewMessage {
+            message_id: Uuid::now_v7(),
+            kind: self.kind.unwrap_or(MessageKind::Text),
+            body: self.body.unwrap_or_default(),
+            attachment: self.attachment,
+            reply_to_id: self.reply_to_id,
+            client_id: self.client_id,
+            parent_id: self.parent_id,
+            show_in_room: self.show_in_room.unwrap_or(false),
+            mentions: self.mentions.unwrap_or_default(),
+            mention_room: self.mention_room.unwrap_or(false),
+        }
+    }
+}
+
 /// An edit of a message.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageEdit<'a> {

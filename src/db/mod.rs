@@ -37,7 +37,7 @@ pub use conversations::{
     ThreadPage, ThreadReadMarker, ThreadSummary,
 };
 pub use messages::{
-    Attachment, EventPage, EventType, HistoryCursor, Message, MessageEdit, MessageKind,
+    Attachment, Draft, EventPage, EventType, HistoryCursor, Message, MessageEdit, MessageKind,
     MessagePage, MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent,
     RoomUnread, SentMessage, UnreadSummary,
 };

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{Caller, TokenIssuer};
-use crate::db::{Database, MessageEdit, MessageKind, MessageWriter, NewMessage};
+use crate::db::{Database, Draft, MessageEdit, MessageWriter};
 use crate::error::ApiError;
 use crate::limits::{Limits, Slot};
 use crate::metrics::METRICS;
@@ -447,18 +447,18 @@ impl Connection {
                 mentions,
                 mention_room,
             } => {
-                let message = NewMessage {
-                    message_id: Uuid::now_v7(),
-                    kind: kind.unwrap_or(MessageKind::Text),
-                    body: body.unwrap_or_default(),
+                let message = Draft {
+                    kind,
+                    body,
                     attachment,
                     reply_to_id,
                     client_id,
                     parent_id,
-                    show_in_room: show_in_room.unwrap_or(false),
-                    mentions: mentions.unwrap_or_default(),
-                    mention_room: mention_room.unwrap_or(false),
-                };
+                    show_in_room,
+                    mentions,
+                    mention_room,
+                }
+                .into_message();
                 // Queued now, in the connection's order, and answered when written,
                 // so that a client's pipelined sends share batches.
                 let written = self.context.writer.submit(caller, room_id, message);
