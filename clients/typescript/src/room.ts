@@ -199,6 +199,8 @@ export class RoomSubscription implements AsyncIterable<RoomEvent> {
       this.deliver(next);
       if (this.blocked || this.ended) return;
     }
+    // What a gap read delivered may also have arrived from the transport meanwhile.
+    for (const held of this.ahead.keys()) if (held <= this.last) this.ahead.delete(held);
     if (this.ahead.size > 0) this.fillGap();
   }
 
@@ -233,7 +235,7 @@ export class RoomSubscription implements AsyncIterable<RoomEvent> {
       this.blocked = false;
       this.drain();
     };
-    void read();
+    read().catch((error) => this.host.report(error));
   }
 
   private deliver(event: RoomEvent): void {
