@@ -91,6 +91,7 @@ pub fn routes(state: AppState) -> impl Endpoint + 'static {
     Route::new()
         .nest("/docs", service.swagger_ui())
         .at("/demo", crate::demo::page())
+        .at("/demo/hark-sdk.js", crate::demo::sdk())
         .at(
             "/openapi.json",
             make_sync(|_| {
