@@ -230,4 +230,6 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     }
   }
   await fleet.stop();
+  // Standard input stays referenced after the last line: leave explicitly.
+  process.exit(0);
 }
