@@ -2,8 +2,11 @@
 # Generates the TypeScript and Python clients from openapi/openapi.yaml (no hand
 # edits), validates openapi/asyncapi.yaml with the AsyncAPI parser, and runs the
 # client tests and the demo page's browser test against a server started here on a
-# database of its own (dropped afterwards). Needs Node.js with npm, Python 3 and
-# Chromium (.ci/run installs what is missing).
+# database of its own (dropped afterwards). Builds and tests both SDKs
+# (clients/typescript, clients/python) against fleets of two instances of their own,
+# checks that the demo page's SDK bundle is current, and drives the demo page through
+# instance restarts. Needs Node.js with npm, Python 3 and Chromium (.ci/run installs
+# what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,22 @@ step "Python tools (target/client-venv)"
 venv=target/client-venv
 [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+
+step "TypeScript SDK: install, generate (REST client, frame types), type-check, build"
+(cd clients/typescript && npm ci --no-fund --no-audit --loglevel=error && npm run --silent generate >/dev/null \
+    && npm run --silent check && npx --no-install tsc -p tsconfig.build.json)
+
+step "The demo page's SDK bundle (src/demo/hark-sdk.js) is built from the SDK's sources"
+cp src/demo/hark-sdk.js target/hark-sdk.committed.js
+(cd clients/typescript && npm run --silent bundle >/dev/null 2>&1)
+if ! cmp -s src/demo/hark-sdk.js target/hark-sdk.committed.js; then
+    echo "src/demo/hark-sdk.js is out of date: run npm run bundle in clients/typescript and commit it" >&2
+    exit 1
+fi
+
+step "Python SDK: install (the REST client generated at build time), lint"
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-build-isolation ./clients/python
+(cd clients/python && "../../$venv/bin/ruff" check hark tests hatch_build.py && "../../$venv/bin/ruff" format --check hark tests hatch_build.py)
 
 step "AsyncAPI document validates with @asyncapi/parser"
 (cd tests/js && node asyncapi.mjs ../../openapi/asyncapi.yaml)
@@ -53,5 +72,18 @@ PYTHONPATH=target/clients "$venv/bin/python" -m pytest -q -s tests/python
 
 step "Demo page in Chromium (Playwright)"
 (cd tests/js && node --test demo.test.mjs)
+
+# The SDKs' tests start fleets of their own (two instances on a database of their own,
+# behind a proxy), on the PostgreSQL server the server above uses.
+export HARK_ADMIN_URL="$server_admin_url"
+
+step "TypeScript SDK against two instances under faults"
+(cd clients/typescript && npm test)
+
+step "Python SDK against two instances under faults"
+(cd clients/python && "../../$venv/bin/python" -m pytest -q -s -p no:cacheprovider tests)
+
+step "Demo page in Chromium through instance restarts"
+(cd tests/js && node --test --import tsx demo-restart.test.ts)
 
 echo "client tests: OK"
