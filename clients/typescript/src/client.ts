@@ -79,7 +79,10 @@ export class HarkClient {
   private refs = 0;
   /** Failed attempts since the last successful authentication: the backoff's exponent. */
   private failures = 0;
-  /** Sockets in a row that never opened: with HTTP answering, WebSockets are blocked. */
+  /**
+   * Sockets in a row that never opened: three, with HTTP answering, mean that something
+   * on the way blocks WebSockets (one or two may be an instance going away).
+   */
   private unopened = 0;
   private stopped = false;
   private token: string | undefined;
@@ -106,6 +109,10 @@ export class HarkClient {
       reconnect: options.reconnect ?? {},
       token: (reason) => this.getToken(reason),
       streamPath: (room) => (room.roomId === this.userId ? '/v1/users/me/events' : `/v1/rooms/${room.roomId}/events`),
+      newestSeq: async (room) =>
+        room.roomId === this.userId
+          ? undefined
+          : (await this.callRest((client) => operations.getRoom({ client, path: { room_id: room.roomId } }))).last_seq,
       report: (error) => this.report(error),
     });
     if (this.transport === 'sse') this.useSse();
@@ -424,7 +431,7 @@ export class HarkClient {
     this.failPending();
     if (this.stopped) return;
     if (!opened) this.unopened++;
-    if (this.options.transport !== 'websocket' && this.unopened >= 2) {
+    if (this.options.transport !== 'websocket' && this.unopened >= 3) {
       void this.probeHttp().then((answers) => {
         if (this.stopped) return;
         if (answers) this.useSse();

@@ -19,6 +19,12 @@ export interface SseHost {
   token(reason: TokenReason): Promise<string>;
   /** The path of a subscription's stream. */
   streamPath(room: RoomSubscription): string;
+  /**
+   * Where live events of a room start now (its newest seq), for a subscription without
+   * `since`: a stream resumes from there even if it drops before its first event.
+   * Undefined for the feed, whose stream starts at its first event.
+   */
+  newestSeq(room: RoomSubscription): Promise<number | undefined>;
   report(error: unknown): void;
 }
 
@@ -56,8 +62,12 @@ export class SseStreams {
       try {
         const token = await this.host.token(reason);
         reason = 'connect';
+        if (room.lastSeq === undefined) {
+          const newest = await this.host.newestSeq(room);
+          if (newest === undefined) room.startAtFirstEvent();
+          else room.acknowledged(newest);
+        }
         const since = room.lastSeq;
-        if (since === undefined) room.startAtFirstEvent();
         const query = since === undefined ? '' : `?since=${since}`;
         const response = await this.host.fetch(`${this.host.baseUrl}${this.host.streamPath(room)}${query}`, {
           headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
@@ -76,6 +86,10 @@ export class SseStreams {
         }
       } catch (error) {
         if (signal.aborted) return;
+        if (error instanceof HarkError && (error.status === 403 || error.status === 404)) {
+          room.end(error);
+          return;
+        }
         this.host.report(error);
       }
       if (signal.aborted || room.closed) return;

@@ -108,3 +108,20 @@ test("the frames the SDK sends and handles are the AsyncAPI document's", async (
   assert.deepEqual([...CLIENT_OPS].sort(), [...new Set(received)].sort());
   assert.deepEqual([...SERVER_OPS].sort(), [...new Set(sent)].sort());
 });
+
+test('an SSE subscription without since resumes from where it started when its stream drops before any event', async () => {
+  const { owner } = await createTenant(fleet.url);
+  const roomId = await roomWith(fleet.url, owner, []);
+  const sdk = client(fleet.url, owner, { transport: 'sse' });
+  const room = sdk.room(roomId);
+  await waitFor('the start known', () => room.lastSeq !== undefined);
+  const start = room.lastSeq!;
+  await sleep(200);
+  // The stream drops, and a message is written before it is back.
+  fleet.cut();
+  const message = await api(fleet.url, owner.access_token, 'POST', `/v1/rooms/${roomId}/messages`, { body: 'while away' });
+  await waitFor('the message delivered', () => room.lastSeq === message.seq);
+  assert.equal(message.seq, start + 1);
+  assert.equal(room.stats.delivered, 1);
+  sdk.close();
+});
