@@ -123,7 +123,6 @@ class Client:
                 if not error.transient or attempt >= retries:
                     raise
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-        raise AssertionError("unreachable")
 
     async def mark_read(self, room_id: str, seq: int) -> dict:
         """Moves the user's read marker in a room to `seq` (never backwards)."""
@@ -343,27 +342,26 @@ class Client:
             pass
 
     async def _rest(self, method: str, path: str, body: Any = None) -> Any:
-        for attempt in range(2):
-            token = self._token or await self._token_for("connect")
-            try:
-                response = await self._http.request(
-                    method, path, json=body, headers={"authorization": f"Bearer {token}"}
-                )
-            except httpx.HTTPError as error:
-                raise HarkError(CONNECTION_LOST, f"The request failed: {error}") from error
-            if response.status_code == 401 and attempt == 0:
-                await self._token_for("rejected")
-                continue
-            if response.is_success:
-                return response.json() if response.content else None
-            try:
-                error = response.json()
-            except ValueError:
-                error = {}
-            raise HarkError(
-                error.get("code", "unavailable"),
-                error.get("message", f"HTTP {response.status_code}"),
-                field=error.get("field"),
-                status=response.status_code,
-            )
-        raise AssertionError("unreachable")
+        """One REST call with the connection's token, once more with a new token after
+        a 401; answers the JSON body or raises the server's error."""
+        response = await self._http_call(method, path, body, self._token or await self._token_for("connect"))
+        if response.status_code == 401:
+            response = await self._http_call(method, path, body, await self._token_for("rejected"))
+        if response.is_success:
+            return response.json() if response.content else None
+        try:
+            error = response.json()
+        except ValueError:
+            error = {}
+        raise HarkError(
+            error.get("code", "unavailable"),
+            error.get("message", f"HTTP {response.status_code}"),
+            field=error.get("field"),
+            status=response.status_code,
+        )
+
+    async def _http_call(self, method: str, path: str, body: Any, token: str) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, json=body, headers={"authorization": f"Bearer {token}"})
+        except httpx.HTTPError as error:
+            raise HarkError(CONNECTION_LOST, f"The request failed: {error}") from error

@@ -10,7 +10,7 @@ import { CLOSED, CONNECTION_LOST, HarkError, TIMEOUT } from './errors.js';
 import type { ClientFrame, Draft, Message, RoomEvent, ServerFrame } from './frames.js';
 import { afterClose, refreshDelay, tokenExpiry, type ReconnectOptions, type TokenReason } from './reconnect.js';
 import { call, operations, restClient, type RestClient } from './rest.js';
-import { RoomSubscription, type RoomHandlers, type RoomOptions } from './room.js';
+import { RoomSubscription, type RoomOptions } from './room.js';
 import { SseStreams } from './sse.js';
 import { UnreadCounts } from './unread.js';
 
@@ -571,5 +571,3 @@ function tokenSubject(token: string): string | undefined {
 function randomId(): string {
   return globalThis.crypto.randomUUID();
 }
-
-export type { RoomHandlers };
