@@ -8,7 +8,7 @@
  */
 import { CLOSED, CONNECTION_LOST, HarkError, TIMEOUT } from './errors.js';
 import type { ClientFrame, Draft, Message, RoomEvent, ServerFrame } from './frames.js';
-import { afterClose, refreshDelay, tokenExpiry, type ReconnectOptions, type TokenReason } from './reconnect.js';
+import { afterClose, refreshDelay, tokenClaims, tokenExpiry, type ReconnectOptions, type TokenReason } from './reconnect.js';
 import { call, operations, restClient, type RestClient } from './rest.js';
 import { RoomSubscription, type RoomOptions } from './room.js';
 import { SseStreams } from './sse.js';
@@ -125,7 +125,7 @@ export class HarkClient {
 
   /** The signed-in user's id (the token's subject), once a token was answered. */
   get userId(): string {
-    const subject = this.token ? tokenSubject(this.token) : undefined;
+    const subject = this.token ? tokenClaims(this.token)?.sub : undefined;
     if (!subject) throw new HarkError('not_connected', 'No token yet: await client.ready() first');
     return subject;
   }
@@ -555,16 +555,6 @@ export class HarkClient {
 
   private sleep(delayMs: number): Promise<void> {
     return new Promise((resolve) => this.later(resolve, delayMs));
-  }
-}
-
-/** The user id in an access token's `sub` claim. */
-function tokenSubject(token: string): string | undefined {
-  try {
-    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    return JSON.parse(atob(payload)).sub;
-  } catch {
-    return undefined;
   }
 }
 

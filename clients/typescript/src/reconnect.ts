@@ -68,16 +68,20 @@ export function afterClose(
   }
 }
 
-/** When an access token expires (ms since the epoch), read from its `exp` claim. */
-export function tokenExpiry(token: string): number | undefined {
+/** The claims of an access token (not verified: the server does that), or undefined for one that is not a JWT. */
+export function tokenClaims(token: string): { sub?: string; exp?: number } | undefined {
   try {
     const payload = token.split('.')[1];
-    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
-    const exp = JSON.parse(json).exp;
-    return typeof exp === 'number' ? exp * 1000 : undefined;
+    return JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/')));
   } catch {
     return undefined;
   }
+}
+
+/** When an access token expires (ms since the epoch), read from its `exp` claim. */
+export function tokenExpiry(token: string): number | undefined {
+  const exp = tokenClaims(token)?.exp;
+  return typeof exp === 'number' ? exp * 1000 : undefined;
 }
 
 /**
