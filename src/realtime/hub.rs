@@ -77,6 +77,11 @@ struct Room {
     /// While a task reads the log for this room: how far it must read. Events arriving
     /// meanwhile only raise it, so that the room's order stays the log's.
     catching_up: Option<CatchUp>,
+    /// Whether the LISTEN connection came back while the room had no baseline yet (its
+    /// first subscriber between LISTEN and reading the room's seq): notifications of
+    /// events after that seq may have been lost with the connection, so the baseline,
+    /// once set, is read to the log's end.
+    missed: bool,
 }
 
 /// How far a room's catch-up task must read, and what arrived meanwhile.
@@ -154,6 +159,7 @@ impl Hub {
                 delivered: None,
                 subscribers: HashMap::new(),
                 catching_up: None,
+                missed: false,
             })
             .subscribers
             .insert(id, subscriber);
@@ -188,11 +194,22 @@ impl Hub {
         }
     }
 
-    /// Records that everything up to `seq` is known to the room's subscribers (their
-    /// cursors start there), so that the fan-out fills gaps from there on.
-    pub fn delivered_at_least(&self, room_id: Uuid, seq: i64) {
-        if let Some(room) = self.shard(room_id).get_mut(&room_id) {
-            room.delivered = Some(room.delivered.map_or(seq, |delivered| delivered.max(seq)));
+    /// Gives a room its first subscriber's starting seq as the fan-out's baseline, so
+    /// that gaps are noticed from there on. A room that has one keeps it: the
+    /// subscribers already there have been handed events only up to it, and a newer
+    /// subscriber's seq may count events whose notifications are still on their way,
+    /// which the fan-out must not take for delivered (the fault soak lost a room's
+    /// last event so, for every subscriber that was there before).
+    pub fn set_baseline(&self, room_id: Uuid, seq: i64) {
+        let mut shard = self.shard(room_id);
+        let Some(room) = shard.get_mut(&room_id) else {
+            return;
+        };
+        if room.delivered.is_none() {
+            room.delivered = Some(seq);
+            if std::mem::take(&mut room.missed) {
+                self.catch_up(room_id, room, TO_THE_END);
+            }
         }
     }
 
@@ -272,6 +289,8 @@ impl Hub {
                     if let Some(running) = &mut room.catching_up {
                         running.reread = true;
                     }
+                } else {
+                    room.missed = true;
                 }
             }
         }

@@ -134,7 +134,7 @@ impl Node {
             .room_subscribe(caller, grant.room_id)
             .await?
             .last_seq;
-        self.hub().delivered_at_least(grant.room_id, now);
+        self.hub().set_baseline(grant.room_id, now);
         let start = Start {
             cursor: RoomCursor::new(
                 grant.tenant_id,

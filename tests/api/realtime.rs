@@ -1088,3 +1088,50 @@ async fn a_room_catching_up_on_a_large_backlog_does_not_hold_back_another_rooms_
         "the quiet room's event came only after the whole catch-up"
     );
 }
+
+#[tokio::test]
+async fn an_event_announced_after_a_second_subscriber_joined_still_reaches_the_first() {
+    let app = spawn_app().await;
+    let (owner, bob, room_id) = room_with_bob(&app).await;
+    let mut first = WsClient::connect(&app, &bob.token).await;
+    let start = first.subscribe(&room_id, None).await;
+
+    // An event is committed and its notification is still on its way (the test holds
+    // it back by writing the log directly) when a second subscriber reads the room's
+    // seq; the notification arrives after. The fault soak lost a room's last event
+    // this way: the second subscriber's seq was taken as delivered to the first.
+    let (admin, connection) = tokio_postgres::connect(&app.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let room: uuid::Uuid = room_id.parse().unwrap();
+    admin
+        .batch_execute(&format!(
+            "insert into hark.room_events (tenant_id, room_id, seq, type, data)
+             select tenant_id, id, last_seq + 1, 'message.created',
+                    jsonb_build_object('body', 'announced late')
+             from hark.rooms where id = '{room}';
+             update hark.rooms set last_seq = last_seq + 1 where id = '{room}';"
+        ))
+        .await
+        .unwrap();
+    let mut second = WsClient::connect(&app, &owner.token).await;
+    assert_eq!(second.subscribe(&room_id, None).await, start + 1);
+    admin
+        .execute(
+            "select pg_notify('hark_room_' || replace(id::text, '-', ''), json_build_object(
+                 'kind', 'events', 'tenant_id', tenant_id, 'room_id', id,
+                 'events', json_build_array(json_build_object(
+                     'room_id', id, 'seq', last_seq, 'type', 'message.created',
+                     'actor_id', null, 'at', now(),
+                     'data', json_build_object('body', 'announced late'))))::text)
+             from hark.rooms where id = $1",
+            &[&room],
+        )
+        .await
+        .unwrap();
+
+    let events = first.events_until(&room_id, start + 1).await;
+    assert_eq!(seqs_of(&events), vec![start + 1]);
+    assert_eq!(events[0]["data"]["body"], "announced late");
+}

@@ -349,6 +349,12 @@ async fn soak_with_instance_kills_listener_terminations_and_a_postgres_restart_l
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    println!(
+        "soak: clients caught up {:.1} s after the traffic stopped",
+        60.0 - deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
+    );
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         drop(task.await);
@@ -359,10 +365,19 @@ async fn soak_with_instance_kills_listener_terminations_and_a_postgres_restart_l
         let start = state.subscribed_at.unwrap();
         let expected: Vec<i64> = (start + 1..=last_seqs[room_id]).collect();
         if state.seqs != expected {
+            let missing: Vec<i64> = expected
+                .iter()
+                .filter(|seq| state.seqs.binary_search(seq).is_err())
+                .copied()
+                .collect();
             incomplete.push(format!(
-                "room {room_id}: held {} events from {start}, expected {}",
+                "room {room_id}: held {} events from {start}, expected {} (up to {}); \
+                 missing {missing:?}, last held {:?}, {} connections",
                 state.seqs.len(),
-                expected.len()
+                expected.len(),
+                last_seqs[room_id],
+                state.seqs.last(),
+                state.connections
             ));
         }
         events += state.seqs.len();
