@@ -69,6 +69,49 @@ enum TenantCommand {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// List live tenants in slug order, as JSON (`GET /v1/operator/tenants`).
+    List {
+        /// Only tenants whose slug starts with this.
+        #[arg(long)]
+        slug: Option<String>,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Tenants per page, 1 to 200.
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+        /// Database settings.
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Show one tenant as JSON.
+    Show {
+        /// The tenant's id.
+        tenant_id: uuid::Uuid,
+        /// Database settings.
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Suspend a tenant: its tokens, keys and logins are refused and its streams end on
+    /// every instance; its data stays.
+    Suspend {
+        /// The tenant's id.
+        tenant_id: uuid::Uuid,
+        /// Why, kept with the tenant.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Database settings.
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Resume a suspended tenant.
+    Resume {
+        /// The tenant's id.
+        tenant_id: uuid::Uuid,
+        /// Database settings.
+        #[command(flatten)]
+        config: Box<Config>,
+    },
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -197,6 +240,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 output["owner_password"] = serde_json::Value::from(password);
             }
             print_out(&serde_json::to_string_pretty(&output)?)
+        }
+        Command::Tenant(TenantCommand::List {
+            slug,
+            cursor,
+            limit,
+            config,
+        }) => {
+            let query = crate::db::TenantQuery {
+                after: cursor,
+                slug_prefix: slug,
+                limit,
+            };
+            let db = operator_database(config).await?;
+            print_json(db.operator_tenant_list(&query).await)
+        }
+        Command::Tenant(TenantCommand::Show { tenant_id, config }) => {
+            let db = operator_database(config).await?;
+            print_json(db.operator_tenant_get(tenant_id).await)
+        }
+        Command::Tenant(TenantCommand::Suspend {
+            tenant_id,
+            reason,
+            config,
+        }) => {
+            let db = operator_database(config).await?;
+            print_json(
+                db.operator_tenant_suspend(tenant_id, reason.as_deref())
+                    .await,
+            )
+        }
+        Command::Tenant(TenantCommand::Resume { tenant_id, config }) => {
+            let db = operator_database(config).await?;
+            print_json(db.operator_tenant_resume(tenant_id).await)
+        }
+    }
+}
+
+/// The database of the operator's subcommands, migrated as the server would.
+async fn operator_database(mut config: Box<Config>) -> anyhow::Result<crate::db::Database> {
+    crate::startup::resolve_database(&mut config).await?;
+    Ok(AppState::start(*config).await?.db)
+}
+
+/// Prints an operator subcommand's answer as JSON, or fails with its error code and
+/// message, as the HTTP API would answer them.
+fn print_json<T: serde::Serialize>(
+    answer: Result<T, crate::db::DatabaseError>,
+) -> anyhow::Result<()> {
+    match answer {
+        Ok(value) => print_out(&serde_json::to_string_pretty(&value)?),
+        Err(error) => {
+            let error = crate::error::ApiError::from(error);
+            anyhow::bail!("{}: {}", error.code, error.message)
         }
     }
 }

@@ -133,8 +133,9 @@ pub struct Config {
     #[arg(long, env = "HARK_TENANT_CREATION", value_enum, default_value_t = TenantCreation::Operator)]
     pub tenant_creation: TenantCreation,
 
-    /// The key that `X-Operator-Key` must carry to create tenants in operator mode.
-    /// Without it, tenants are created only with `hark tenant create`.
+    /// The key that `X-Operator-Key` must carry to create tenants in operator mode and
+    /// to call the operator API (`/v1/operator/…`). Without it, tenants are created and
+    /// operated only with `hark tenant …`.
     #[arg(long, env = "HARK_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: Option<String>,
 

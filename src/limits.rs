@@ -24,6 +24,8 @@ pub struct Limits {
     pub login_accounts: RateLimiter<AccountKey>,
     /// Failed logins, by client address.
     pub login_addresses: RateLimiter<std::net::IpAddr>,
+    /// Wrong operator keys, by client address (as many as failed logins).
+    pub operator_key_failures: RateLimiter<std::net::IpAddr>,
     /// Open WebSockets and event streams, by user.
     pub streams: Arc<Concurrency<uuid::Uuid>>,
     /// Requests in flight, by authenticated user.
@@ -57,6 +59,10 @@ impl Limits {
                 f64::from(config.login_failures_per_account) / lockout,
             ),
             login_addresses: RateLimiter::new(
+                config.login_failures_per_address,
+                f64::from(config.login_failures_per_address) / lockout,
+            ),
+            operator_key_failures: RateLimiter::new(
                 config.login_failures_per_address,
                 f64::from(config.login_failures_per_address) / lockout,
             ),

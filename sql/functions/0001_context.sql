@@ -55,8 +55,22 @@ language sql
 stable
 as $$ select nullif(current_setting('hark.user_id', true), '')::uuid $$;
 
+-- Refuses the callers of a tenant the operator suspended, whichever way they come in
+-- (a token, an API key, a login, a refresh, a registration): 403 tenant_suspended.
+create function hark_api.require_not_suspended(p_tenant_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    if exists (select from hark.tenants where id = p_tenant_id and suspended_at is not null) then
+        perform hark_api.fail(403, 'tenant_suspended', 'This tenant is suspended by the operator of this service');
+    end if;
+end
+$$;
+
 -- Enters the context of a verified access token and checks what a signature cannot:
--- that its session is still open, its user not deleted and its tenant not deleted.
+-- that its session is still open, its user not deleted and its tenant neither deleted
+-- nor suspended (403 tenant_suspended).
 -- Returns the user's role as it is now (it may have changed since the token was issued).
 -- A session of kind 'acting' is an API key acting as the user (hark_api.key_acting_session):
 -- the key must still be live, its creator still an owner or admin, and the user's role
@@ -80,8 +94,10 @@ begin
       and s.revoked_at is null
       and s.expires_at > now()
       and u.deleted_at is null
-      and t.deleted_at is null;
+      and t.deleted_at is null
+      and t.suspended_at is null;
     if v_role is null then
+        perform hark_api.require_not_suspended(p_tenant_id);
         perform hark_api.fail(401, 'token_revoked', 'The token has been revoked, or its user or tenant no longer exists');
     end if;
     if v_key_id is not null then
@@ -135,7 +151,11 @@ begin
     select k.id into v_key_id
     from hark.api_keys k
     join hark.tenants t on t.id = k.tenant_id
-    where k.tenant_id = p_tenant_id and k.secret_hash = p_secret_hash and t.deleted_at is null;
+    where k.tenant_id = p_tenant_id and k.secret_hash = p_secret_hash
+      and t.deleted_at is null and t.suspended_at is null;
+    if v_key_id is null then
+        perform hark_api.require_not_suspended(p_tenant_id);
+    end if;
     perform hark_api.enter_key_role(p_tenant_id, v_key_id);
     -- Recording every use would turn each read into a write; a minute's precision is enough.
     update hark.api_keys
@@ -188,6 +208,7 @@ begin
         perform hark_api.fail(404, 'tenant_not_found', 'No tenant has this slug', 'tenant');
     end if;
     perform set_config('hark.tenant_id', v_tenant_id::text, true);
+    perform hark_api.require_not_suspended(v_tenant_id);
     return v_tenant_id;
 end
 $$;

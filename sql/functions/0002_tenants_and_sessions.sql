@@ -194,6 +194,7 @@ begin
         return null;
     end if;
     perform set_config('hark.tenant_id', v_tenant_id::text, true);
+    perform hark_api.require_not_suspended(v_tenant_id);
     select * into v_user
     from hark.users u
     where u.deleted_at is null
@@ -219,6 +220,7 @@ begin
     if exists (select from hark.tenants where id = p_tenant_id and deleted_at is not null) then
         perform hark_api.fail(401, 'invalid_credentials', 'The tenant, login or password is wrong');
     end if;
+    perform hark_api.require_not_suspended(p_tenant_id);
     return hark_api.session_open(p_user_id, p_session_id, 'password', p_refresh_hash, p_session_expires_at);
 end
 $$;
@@ -235,6 +237,7 @@ declare
     v_user hark.users;
 begin
     perform hark_api.enter(p_tenant_id, null);
+    perform hark_api.require_not_suspended(p_tenant_id);
     select s.* into v_session
     from hark.sessions s
     join hark.tenants t on t.id = s.tenant_id

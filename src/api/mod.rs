@@ -13,6 +13,7 @@ pub mod in_flight;
 mod members;
 mod messages;
 mod moderation;
+mod operator;
 mod realtime;
 mod rooms;
 mod safety;
@@ -56,6 +57,8 @@ pub enum ApiTags {
     Moderation,
     /// Health and readiness probes.
     Operations,
+    /// Every tenant, for the operator of the service (`X-Operator-Key`).
+    Operator,
 }
 
 /// Every operation of the API.
@@ -78,6 +81,7 @@ pub type Api = (
         moderation::ModerationApi,
         conversations::ConversationsApi,
         search::SearchApi,
+        operator::OperatorApi,
     ),
 );
 

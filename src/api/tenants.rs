@@ -48,19 +48,14 @@ impl TenantsApi {
         operator_key: Header<Option<String>>,
     ) -> Result<TenantCreatedResponse, ApiError> {
         if state.config.tenant_creation == TenantCreation::Operator {
-            let Some(expected) = state.config.operator_key.as_deref() else {
+            if state.config.operator_key.is_none() {
                 return Err(ApiError::forbidden(
                     "tenant_creation_disabled",
                     "Tenants are created with `hark tenant create`; set HARK_OPERATOR_KEY to allow it over HTTP",
                 ));
-            };
-            let presented = operator_key.0.as_deref().unwrap_or_default();
-            if !constant_time_equal(presented.as_bytes(), expected.as_bytes()) {
-                return Err(ApiError::unauthorized(
-                    "invalid_operator_key",
-                    "Creating a tenant needs the operator key in `X-Operator-Key`",
-                ));
             }
+            crate::api::operator::require_operator_key(&state, request, operator_key.0.as_deref())
+                .await?;
         }
         crate::api::count_signup(&state, request).await?;
         let created = create_tenant_with_owner(&state, body.0).await?;
@@ -100,14 +95,4 @@ impl TenantsApi {
         state.db.tenant_delete(&auth.0).await?;
         Ok(TenantDeleted::Deleted)
     }
-}
-
-/// Compares secrets in time independent of where they differ.
-fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-            == 0
 }

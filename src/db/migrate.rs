@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0010_conversations",
         include_str!("../../sql/migrations/0010_conversations.sql"),
     ),
+    (
+        11,
+        "0011_operator",
+        include_str!("../../sql/migrations/0011_operator.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -119,6 +124,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0012_conversations",
         include_str!("../../sql/functions/0012_conversations.sql"),
+    ),
+    (
+        "0013_operator",
+        include_str!("../../sql/functions/0013_operator.sql"),
     ),
 ];
 

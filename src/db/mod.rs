@@ -14,6 +14,7 @@ mod conversations;
 mod messages;
 mod migrate;
 mod moderation;
+mod operator;
 mod realtime;
 mod rooms;
 mod sessions;
@@ -47,6 +48,7 @@ pub use moderation::{
     ReportAction, ReportFilter, ReportPage, ReportReason, ReportState, Resolution, Restriction,
     RestrictionKind, RestrictionPage, Sanction, WordFilter, WordFilterList,
 };
+pub use operator::{OperatorTenant, OperatorTenantPage, TenantQuery};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
     Member, MemberPage, MetadataFilter, NewRoom, Room, RoomAccess, RoomFilter, RoomKind, RoomPage,

@@ -242,7 +242,9 @@ async fn every_operation_with_an_id_of_another_tenant_answers_not_found_and_chan
     let spec: serde_json::Value = hark::api::document::value().clone();
     let mut checked = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
-        if !path.contains('{') {
+        // The operator's operations are no tenant's: no tenant caller gets into them
+        // (the authorization matrix checks it).
+        if !path.contains('{') || path.starts_with("/v1/operator/") {
             continue;
         }
         for (method, operation) in item.as_object().unwrap() {

@@ -19,6 +19,7 @@ mod moderation;
 mod neighbours;
 mod online;
 mod openapi;
+mod operator;
 mod pgbouncer;
 mod pins;
 mod pooler;

@@ -128,6 +128,11 @@ const REST: &[(&str, &str)] = &[
     ("listPins", "AAAFUNF"),
     ("searchMessages", "AAAAUAA"),
     ("listPublicRooms", "AAAAUAA"),
+    // The operator key, never a bearer token, opens the operator's operations.
+    ("operatorListTenants", "UUUUUUU"),
+    ("operatorGetTenant", "UUUUUUU"),
+    ("operatorSuspendTenant", "UUUUUUU"),
+    ("operatorResumeTenant", "UUUUUUU"),
 ];
 
 /// The same for the WebSocket ops. `nobody` sends the op without authenticating and
@@ -274,6 +279,7 @@ impl Fixture {
             .replace("{filter_id}", &self.filter_id)
             .replace("{emoji}", "%F0%9F%91%8D")
             .replace("{username}", "member")
+            .replace("{tenant_id}", &self.owner.tenant_id)
     }
 
     /// A body that the rules would accept from an allowed caller.

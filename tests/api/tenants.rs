@@ -135,9 +135,11 @@ async fn tenant_creation_needs_the_operator_key_in_operator_mode() {
 
 #[tokio::test]
 async fn tenant_creation_over_http_is_disabled_in_operator_mode_without_a_key() {
-    let app =
-        spawn_app_with(|config| config.tenant_creation = hark::config::TenantCreation::Operator)
-            .await;
+    let app = spawn_app_with(|config| {
+        config.tenant_creation = hark::config::TenantCreation::Operator;
+        config.operator_key = None;
+    })
+    .await;
     app.post("/v1/tenants", None, tenant_body("acme"))
         .await
         .expect_error(403, "tenant_creation_disabled");

@@ -18,4 +18,4 @@ pub use database::{RowLock, fresh_database};
 pub use fixtures::{Session, claims_of, forge_token, id_of, room_with_bob, unix_now};
 pub use process::{spawn_process, spawn_process_on, terminate};
 pub use receiver::{Received, Receiver};
-pub use settings::{PASSWORD, TEST_JWT_SECRET, test_config};
+pub use settings::{PASSWORD, TEST_JWT_SECRET, TEST_OPERATOR_KEY, test_config};

@@ -6,6 +6,8 @@ use hark::config::Config;
 
 /// The secret tests sign tokens with; tests forge tokens with it too.
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256!";
+/// The operator key of every test server.
+pub const TEST_OPERATOR_KEY: &str = "test-operator-key";
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -16,6 +18,7 @@ pub const TEST_SETTINGS: &[(&str, &str)] = &[
     ("HARK_JWT_ISSUER", "hark"),
     ("HARK_JWT_AUDIENCE", "hark"),
     ("HARK_TENANT_CREATION", "open"),
+    ("HARK_OPERATOR_KEY", TEST_OPERATOR_KEY),
     ("HARK_DB_POOL_SIZE", "8"),
     ("HARK_MAX_BODY_BYTES", "65536"),
     ("HARK_PASSWORD_HASH_MEMORY_KIB", "1024"),
@@ -51,7 +54,7 @@ pub fn test_config(database_url: &str) -> Config {
     // Whatever the environment of the test run says, the tests' own database is used
     // for migrations too, and nothing outside the settings above applies.
     config.migration_database_url = None;
-    config.operator_key = None;
+    config.operator_key = Some(TEST_OPERATOR_KEY.to_owned());
     config.cors_origins = Vec::new();
     config
 }

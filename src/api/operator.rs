@@ -1,0 +1,209 @@
+//! The operator API: every tenant, for whoever runs the service, with the operator
+//! key in `X-Operator-Key` (`HARK_OPERATOR_KEY`). Failed keys are counted per client
+//! address like failed logins, so the key cannot be guessed at the server's speed.
+
+use poem::{Request, web::Data};
+use poem_openapi::{
+    Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+    types::Example,
+};
+use uuid::Uuid;
+
+use crate::api::ApiTags;
+use crate::db::{OperatorTenant, OperatorTenantPage, TenantQuery};
+use crate::error::ApiError;
+use crate::limits::Attempt;
+use crate::state::AppState;
+
+/// Tenants per page when the request does not say.
+const DEFAULT_PAGE_SIZE: i32 = 50;
+
+/// Why a tenant is suspended.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct SuspendRequest {
+    /// Shown to the operator with the tenant (at most 500 characters).
+    #[oai(validator(max_length = 500))]
+    pub reason: Option<String>,
+}
+
+impl Example for SuspendRequest {
+    fn example() -> Self {
+        Self {
+            reason: Some("Unpaid invoice".to_owned()),
+        }
+    }
+}
+
+/// The operator's operations.
+#[derive(Default)]
+pub struct OperatorApi;
+
+#[OpenApi(tag = "ApiTags::Operator")]
+impl OperatorApi {
+    /// List tenants (operator)
+    ///
+    /// Live tenants in slug order, `limit` at a time (1 to 200, default 50); pass the
+    /// answer's `next_cursor` as `cursor` for the next page. `slug` keeps the tenants
+    /// whose slug starts with it.
+    #[oai(
+        path = "/v1/operator/tenants",
+        method = "get",
+        operation_id = "operatorListTenants"
+    )]
+    async fn list_tenants(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+        /// Only tenants whose slug starts with this.
+        #[oai(validator(max_length = 40))]
+        slug: Query<Option<String>>,
+        /// The `next_cursor` of the previous page.
+        #[oai(validator(max_length = 40))]
+        cursor: Query<Option<String>>,
+        /// Tenants per page, 1 to 200.
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<i32>>,
+    ) -> Result<Json<OperatorTenantPage>, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        let query = TenantQuery {
+            after: cursor.0,
+            slug_prefix: slug.0,
+            limit: limit.0.unwrap_or(DEFAULT_PAGE_SIZE),
+        };
+        Ok(Json(state.db.operator_tenant_list(&query).await?))
+    }
+
+    /// Get a tenant (operator)
+    #[oai(
+        path = "/v1/operator/tenants/:tenant_id",
+        method = "get",
+        operation_id = "operatorGetTenant"
+    )]
+    async fn get_tenant(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+        tenant_id: Path<Uuid>,
+    ) -> Result<Json<OperatorTenant>, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        Ok(Json(state.db.operator_tenant_get(tenant_id.0).await?))
+    }
+
+    /// Suspend a tenant (operator)
+    ///
+    /// Its data stays; from the answer on, its access tokens, refresh tokens, API keys,
+    /// logins and registrations are refused with 403 `tenant_suspended`, and its
+    /// WebSockets and event streams end with 4001 on every instance within a second.
+    /// Suspending a suspended tenant only changes the reason.
+    #[oai(
+        path = "/v1/operator/tenants/:tenant_id/suspend",
+        method = "post",
+        operation_id = "operatorSuspendTenant"
+    )]
+    async fn suspend_tenant(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+        tenant_id: Path<Uuid>,
+        body: Json<SuspendRequest>,
+    ) -> Result<Json<OperatorTenant>, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        Ok(Json(
+            state
+                .db
+                .operator_tenant_suspend(tenant_id.0, body.0.reason.as_deref())
+                .await?,
+        ))
+    }
+
+    /// Resume a suspended tenant (operator)
+    ///
+    /// Its unexpired tokens and its API keys work again.
+    #[oai(
+        path = "/v1/operator/tenants/:tenant_id/resume",
+        method = "post",
+        operation_id = "operatorResumeTenant"
+    )]
+    async fn resume_tenant(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+        tenant_id: Path<Uuid>,
+    ) -> Result<Json<OperatorTenant>, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        Ok(Json(state.db.operator_tenant_resume(tenant_id.0).await?))
+    }
+}
+
+/// Checks the operator key a request presents: 403 `operator_api_disabled` when the
+/// server has none, 401 `invalid_operator_key` when it differs, and 429
+/// `operator_key_throttled` (after [`crate::api::REFUSAL_PAUSE`]) once the client's
+/// address has failed `HARK_LOGIN_FAILURES_PER_ADDRESS` times within the lockout.
+pub(crate) async fn require_operator_key(
+    state: &AppState,
+    request: &Request,
+    presented: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(expected) = state.config.operator_key.as_deref() else {
+        return Err(ApiError::forbidden(
+            "operator_api_disabled",
+            "This server has no operator key: set HARK_OPERATOR_KEY to use the operator API",
+        ));
+    };
+    // A request without a peer address (none over TCP) counts under the unspecified one.
+    let address = crate::api::client_address(request, state.config.trust_forwarded_for)
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let limits = &state.limits;
+    let attempt = match Attempt::by(
+        &limits.operator_key_failures,
+        address,
+        &limits.login_addresses,
+        None,
+    ) {
+        Ok(attempt) => attempt,
+        Err(allowance) => {
+            tokio::time::sleep(crate::api::REFUSAL_PAUSE).await;
+            return Err(ApiError::too_many(
+                &allowance,
+                "operator_key_throttled",
+                "Too many wrong operator keys from this address; retry after the Retry-After seconds",
+            ));
+        }
+    };
+    if !constant_time_equal(
+        presented.unwrap_or_default().as_bytes(),
+        expected.as_bytes(),
+    ) {
+        return Err(ApiError::unauthorized(
+            "invalid_operator_key",
+            "This needs the operator key in `X-Operator-Key`",
+        ));
+    }
+    attempt.succeeded();
+    Ok(())
+}
+
+/// Compares secrets in time independent of where they differ.
+fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+}
