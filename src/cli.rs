@@ -104,6 +104,15 @@ enum TenantCommand {
         #[command(flatten)]
         config: Box<Config>,
     },
+    /// Delete a tenant: refused at once; the servers' purge then removes its rows
+    /// (`hark tenant show` tells how far it went).
+    Delete {
+        /// The tenant's id.
+        tenant_id: uuid::Uuid,
+        /// Database settings.
+        #[command(flatten)]
+        config: Box<Config>,
+    },
     /// Resume a suspended tenant.
     Resume {
         /// The tenant's id.
@@ -269,6 +278,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 db.operator_tenant_suspend(tenant_id, reason.as_deref())
                     .await,
             )
+        }
+        Command::Tenant(TenantCommand::Delete { tenant_id, config }) => {
+            let db = operator_database(config).await?;
+            print_json(db.operator_tenant_delete(tenant_id).await)
         }
         Command::Tenant(TenantCommand::Resume { tenant_id, config }) => {
             let db = operator_database(config).await?;

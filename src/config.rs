@@ -139,6 +139,23 @@ pub struct Config {
     #[arg(long, env = "HARK_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: Option<String>,
 
+    /// Users a tenant may have, unless the operator gave it a quota of its own (none
+    /// when unset).
+    #[arg(long, env = "HARK_QUOTA_USERS", value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_users: Option<i64>,
+
+    /// Rooms a tenant may have, direct ones included (none when unset).
+    #[arg(long, env = "HARK_QUOTA_ROOMS", value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_rooms: Option<i64>,
+
+    /// Members one room may have (none when unset).
+    #[arg(long, env = "HARK_QUOTA_MEMBERS_PER_ROOM", value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_members_per_room: Option<i64>,
+
+    /// Webhook endpoints a tenant may have.
+    #[arg(long, env = "HARK_QUOTA_WEBHOOK_ENDPOINTS", default_value_t = 20, value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_webhook_endpoints: i64,
+
     /// Origins allowed by CORS, comma-separated (none by default; `*` allows any).
     #[arg(long, env = "HARK_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -453,6 +470,17 @@ impl Config {
             lease: Duration::from_secs(self.webhook_lease_seconds.max(1)),
             keep_seconds: self.webhook_keep_seconds.max(0),
             secret_grace_seconds: self.webhook_secret_grace_seconds.max(0),
+        }
+    }
+
+    /// The quotas of tenants without their own, as configured. Every instance writes
+    /// them as it starts, so instances should be configured alike.
+    pub fn quotas(&self) -> crate::db::Quotas {
+        crate::db::Quotas {
+            users: self.quota_users,
+            rooms: self.quota_rooms,
+            members_per_room: self.quota_members_per_room,
+            webhook_endpoints: Some(self.quota_webhook_endpoints),
         }
     }
 

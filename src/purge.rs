@@ -1,10 +1,11 @@
-//! Deleting deleted rooms' history in the background. A room's deletion only hides it
-//! (`hark_api.room_delete`); its messages and events, which can be millions of rows,
-//! go here in batches of `HARK_PURGE_BATCH` rows, one short transaction each with a
-//! pause between them, so that no delete holds locks, a pooled connection or the
-//! database's attention for long. Woken by a deletion on this instance, and every
-//! minute for deletions made elsewhere or left unfinished by a stopped instance;
-//! instances purging at once take different rooms.
+//! Deleting deleted rooms' history and deleted tenants' rows in the background. A
+//! room's deletion only hides it (`hark_api.room_delete`), a tenant's only refuses it
+//! (`hark_api.tenant_mark_deleted`); their rows, which can be millions, go here in
+//! batches of `HARK_PURGE_BATCH` rows, one short transaction each with a pause between
+//! them, so that no delete holds locks, a pooled connection or the database's
+//! attention for long, and other tenants are not stalled. Woken by a deletion on this
+//! instance, and every minute for deletions made elsewhere or left unfinished by a
+//! stopped instance; instances purging at once take different rooms and tenants.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,13 +50,24 @@ impl Purger {
 }
 
 async fn purge(db: Database, settings: PurgeSettings, wake: Arc<Notify>) {
+    let batch = settings.batch.max(1);
     loop {
         loop {
-            match db.purge_rooms(settings.batch.max(1)).await {
+            match db.purge_rooms(batch).await {
                 Ok(0) => break,
                 Ok(_) => tokio::time::sleep(settings.pause).await,
                 Err(error) => {
                     tracing::warn!(%error, "could not purge a deleted room's history; trying again");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+        loop {
+            match db.purge_tenants(batch).await {
+                Ok(0) => break,
+                Ok(_) => tokio::time::sleep(settings.pause).await,
+                Err(error) => {
+                    tracing::warn!(%error, "could not purge a deleted tenant's rows; trying again");
                     tokio::time::sleep(RETRY_AFTER).await;
                 }
             }

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
 use crate::db::{self, Database, MessageWriter};
@@ -49,6 +51,9 @@ impl AppState {
             "database schema is up to date"
         );
         let db = Database::connect(&config.database())?;
+        db.quota_defaults_set(&config.quotas())
+            .await
+            .context("could not record the configured quotas")?;
         Self::new(db, config)
     }
 

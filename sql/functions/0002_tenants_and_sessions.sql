@@ -94,9 +94,22 @@ begin
     if hark_api.enter_session(p_tenant_id, p_user_id, p_session_id) <> 'owner' then
         perform hark_api.fail(403, 'forbidden', 'Only an owner may delete the tenant');
     end if;
+    perform hark_api.tenant_mark_deleted(p_tenant_id);
+end
+$$;
+
+-- Marks a tenant deleted, whoever deletes it (an owner, the operator): its sessions
+-- and keys are revoked and its streams end on every instance at once; its rows go in
+-- the background (hark_api.purge_tenants).
+create function hark_api.tenant_mark_deleted(p_tenant_id uuid)
+returns void
+language plpgsql
+as $$
+begin
+    perform hark_api.enter(p_tenant_id, hark_api.current_user_id());
     update hark.tenants set deleted_at = now(), updated_at = now() where id = p_tenant_id;
-    update hark.sessions set revoked_at = now() where revoked_at is null;
-    update hark.api_keys set revoked_at = now() where revoked_at is null;
+    update hark.sessions set revoked_at = now() where tenant_id = p_tenant_id and revoked_at is null;
+    update hark.api_keys set revoked_at = now() where tenant_id = p_tenant_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, null, null);
 end
 $$;
@@ -164,6 +177,7 @@ declare
     v_tenant_id uuid;
 begin
     v_tenant_id := hark_api.enter_open_tenant(p_tenant_slug);
+    perform hark_api.require_quota(v_tenant_id, 'users', 1);
     perform set_config('hark.user_id', p_user_id::text, true);
     insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
     values (v_tenant_id, p_user_id, p_username, p_email, p_display_name, 'member', p_password_hash);
@@ -366,6 +380,7 @@ begin
     if p_role not in ('member', 'moderator', 'admin') then
         perform hark_api.fail(422, 'invalid_role', 'An API key may create members, moderators and admins only', 'role');
     end if;
+    perform hark_api.require_quota(p_tenant_id, 'users', 1);
     insert into hark.users (tenant_id, id, username, email, display_name, external_id, role)
     values (p_tenant_id, p_user_id, p_username, p_email, p_display_name, p_external_id, p_role)
     returning * into v_user;

@@ -286,6 +286,7 @@ declare
     v_member hark.room_members;
 begin
     perform hark_api.require_not_banned(p_room_id, p_user_id);
+    perform hark_api.require_member_quota(p_room_id);
     insert into hark.room_members (tenant_id, room_id, user_id, role, last_read_seq, muted_until)
     values (hark_api.current_tenant_id(), p_room_id, p_user_id, p_role,
             (select last_seq from hark.rooms where id = p_room_id), hark_api.mute_until(p_room_id, p_user_id))
@@ -331,6 +332,7 @@ begin
     if cardinality(p_member_ids) > 100 then
         perform hark_api.fail(422, 'too_many_members', 'A room is created with at most 100 other members', 'member_ids');
     end if;
+    perform hark_api.require_quota(p_tenant_id, 'rooms', 1);
     insert into hark.rooms (tenant_id, id, kind, name, topic, visibility, created_by)
     values (p_tenant_id, p_room_id, 'group', p_name, p_topic, p_visibility, p_user_id);
     perform hark_api.draw_invite_code(p_room_id);
@@ -370,6 +372,10 @@ begin
         perform hark_api.fail(403, 'blocked', 'You cannot write to this user');
     end if;
     v_key := least(p_user_id::text, p_other_user_id::text) || ':' || greatest(p_user_id::text, p_other_user_id::text);
+    -- Only a room about to be created counts against the quota.
+    if not exists (select from hark.rooms where tenant_id = p_tenant_id and direct_key = v_key) then
+        perform hark_api.require_quota(p_tenant_id, 'rooms', 1);
+    end if;
     insert into hark.rooms (tenant_id, id, kind, visibility, direct_key, created_by)
     values (p_tenant_id, p_room_id, 'direct', 'private', v_key, p_user_id)
     on conflict (tenant_id, direct_key) where direct_key is not null do nothing

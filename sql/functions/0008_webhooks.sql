@@ -21,13 +21,6 @@ as $$
         'webhook.disabled', 'webhook.test', 'notification.message', 'notification.mention']
 $$;
 
--- The most endpoints a tenant may have.
-create function hark_api.webhook_limit()
-returns integer
-language sql
-immutable
-as $$ select 20 $$;
-
 create function hark_api.webhook_json(p_webhook hark.webhooks)
 returns jsonb
 language sql
@@ -99,12 +92,7 @@ declare
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     perform hark_api.webhook_check_event_types(p_event_types);
-    -- The tenant's row serialises concurrent creations, so the count holds.
-    perform from hark.tenants where id = p_tenant_id for update;
-    if (select count(*) from hark.webhooks where tenant_id = p_tenant_id) >= hark_api.webhook_limit() then
-        perform hark_api.fail(422, 'too_many_webhooks',
-            format('A tenant has at most %s webhooks', hark_api.webhook_limit()));
-    end if;
+    perform hark_api.require_quota(p_tenant_id, 'webhook_endpoints', 1);
     insert into hark.webhooks (tenant_id, id, url, description, event_types, secret)
     values (p_tenant_id, p_webhook_id, p_url, coalesce(p_description, ''),
             array(select distinct unnest(p_event_types) order by 1), p_secret)

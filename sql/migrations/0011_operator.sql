@@ -1,9 +1,14 @@
--- Operating many tenants: suspension by the operator. This file is an immutable
--- migration.
+-- Operating many tenants: suspension by the operator, and the purge of deleted
+-- tenants. This file is an immutable migration.
 
 -- A suspended tenant keeps every row; its tokens, API keys, logins and registrations
--- are refused (403 tenant_suspended) until the operator resumes it.
+-- are refused (403 tenant_suspended) until the operator resumes it. A deleted
+-- tenant's rows are purged in the background in bounded batches
+-- (hark_api.purge_tenants); its row stays, with the rows purged so far and when the
+-- purge finished, so that its slug stays reserved.
 alter table hark.tenants
+    add column purged_rows bigint not null default 0,
+    add column purged_at timestamptz,
     add column suspended_at timestamptz,
     add column suspended_reason text,
     add constraint tenants_suspended_reason_length check (char_length(suspended_reason) <= 500);

@@ -4,10 +4,10 @@
 
 use poem::{Request, web::Data};
 use poem_openapi::{
-    Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Header, Path, Query},
     payload::Json,
-    types::Example,
+    types::{Example, MaybeUndefined},
 };
 use uuid::Uuid;
 
@@ -35,6 +35,78 @@ impl Example for SuspendRequest {
             reason: Some("Unpaid invoice".to_owned()),
         }
     }
+}
+
+/// Changes to a tenant's quotas: a number sets the tenant's own, null goes back to the
+/// configured default, an absent quota stays as it is.
+#[derive(Debug, Clone, Object)]
+pub struct QuotasPatch {
+    /// Users not deleted.
+    #[oai(validator(minimum(value = "0")))]
+    pub users: MaybeUndefined<i64>,
+    /// Rooms not deleted, direct ones included.
+    #[oai(validator(minimum(value = "0")))]
+    pub rooms: MaybeUndefined<i64>,
+    /// Members of one room.
+    #[oai(validator(minimum(value = "0")))]
+    pub members_per_room: MaybeUndefined<i64>,
+    /// Webhook endpoints.
+    #[oai(validator(minimum(value = "0")))]
+    pub webhook_endpoints: MaybeUndefined<i64>,
+}
+
+impl QuotasPatch {
+    /// The changes as the database takes them: quota names to a number or null.
+    fn changes(&self) -> serde_json::Value {
+        let mut changes = serde_json::Map::new();
+        for (name, change) in [
+            ("users", &self.users),
+            ("rooms", &self.rooms),
+            ("members_per_room", &self.members_per_room),
+            ("webhook_endpoints", &self.webhook_endpoints),
+        ] {
+            match change {
+                MaybeUndefined::Undefined => {}
+                MaybeUndefined::Null => {
+                    changes.insert(name.to_owned(), serde_json::Value::Null);
+                }
+                MaybeUndefined::Value(quota) => {
+                    changes.insert(name.to_owned(), serde_json::Value::from(*quota));
+                }
+            }
+        }
+        serde_json::Value::Object(changes)
+    }
+}
+
+/// Changes to a tenant by the operator.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct OperatorTenantPatch {
+    /// Its own quotas.
+    pub quotas: QuotasPatch,
+}
+
+impl Example for OperatorTenantPatch {
+    fn example() -> Self {
+        Self {
+            quotas: QuotasPatch {
+                users: MaybeUndefined::Value(10_000),
+                rooms: MaybeUndefined::Null,
+                members_per_room: MaybeUndefined::Undefined,
+                webhook_endpoints: MaybeUndefined::Undefined,
+            },
+        }
+    }
+}
+
+/// The answer to a tenant's deletion.
+#[derive(ApiResponse)]
+pub enum TenantDeletion {
+    /// The tenant is refused everywhere from now on; its rows are being purged, which
+    /// `purged_at` shows once finished.
+    #[oai(status = 202)]
+    Accepted(Json<OperatorTenant>),
 }
 
 /// The operator's operations.
@@ -80,6 +152,8 @@ impl OperatorApi {
     }
 
     /// Get a tenant (operator)
+    ///
+    /// Deleted tenants too, with how far the purge of their rows went.
     #[oai(
         path = "/v1/operator/tenants/:tenant_id",
         method = "get",
@@ -96,6 +170,62 @@ impl OperatorApi {
     ) -> Result<Json<OperatorTenant>, ApiError> {
         require_operator_key(&state, request, operator_key.0.as_deref()).await?;
         Ok(Json(state.db.operator_tenant_get(tenant_id.0).await?))
+    }
+
+    /// Change a tenant's quotas (operator)
+    ///
+    /// Each quota given with a number becomes the tenant's own; with null, the tenant
+    /// goes back to the configured default (`HARK_QUOTA_*`). What the tenant already
+    /// has beyond a lowered quota stays; only new creations are refused.
+    #[oai(
+        path = "/v1/operator/tenants/:tenant_id",
+        method = "patch",
+        operation_id = "operatorUpdateTenant"
+    )]
+    async fn update_tenant(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+        tenant_id: Path<Uuid>,
+        body: Json<OperatorTenantPatch>,
+    ) -> Result<Json<OperatorTenant>, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        Ok(Json(
+            state
+                .db
+                .operator_tenant_quotas(tenant_id.0, &body.0.quotas.changes())
+                .await?,
+        ))
+    }
+
+    /// Delete a tenant and purge its rows (operator)
+    ///
+    /// At once, like an owner's `DELETE /v1/tenant`: its tokens, keys and logins are
+    /// refused and its streams end on every instance. Then every instance's purge
+    /// removes its rows in bounded batches, one short transaction each, so that other
+    /// tenants are not stalled; `GET` on the tenant shows `purged_rows` and, once
+    /// nothing is left, `purged_at`. Its row stays, keeping the slug taken.
+    #[oai(
+        path = "/v1/operator/tenants/:tenant_id",
+        method = "delete",
+        operation_id = "operatorDeleteTenant"
+    )]
+    async fn delete_tenant(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+        tenant_id: Path<Uuid>,
+    ) -> Result<TenantDeletion, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        let tenant = state.db.operator_tenant_delete(tenant_id.0).await?;
+        state.purger.wake();
+        Ok(TenantDeletion::Accepted(Json(tenant)))
     }
 
     /// Suspend a tenant (operator)

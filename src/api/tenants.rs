@@ -4,9 +4,9 @@ use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, OpenApi, param::Header, payload::Json};
 
 use crate::api::ApiTags;
-use crate::api::security::BearerAuth;
+use crate::api::security::{AdminAuth, BearerAuth};
 use crate::config::TenantCreation;
-use crate::db::{Tenant, TenantPatch};
+use crate::db::{Tenant, TenantPatch, TenantUsage};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tenancy::{CreateTenantRequest, TenantCreated, create_tenant_with_owner};
@@ -83,9 +83,28 @@ impl TenantsApi {
         Ok(Json(state.db.tenant_update(&auth.0, &body.0).await?))
     }
 
+    /// The tenant's usage against its quotas (owners, admins, API keys)
+    ///
+    /// For each quota (users, rooms, members per room, webhook endpoints): what the
+    /// tenant has and the quota, absent when there is none. A creation past a quota is
+    /// refused with 403 `quota_exceeded`, the quota's name in `field`.
+    #[oai(
+        path = "/v1/tenant/usage",
+        method = "get",
+        operation_id = "getTenantUsage"
+    )]
+    async fn get_usage(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+    ) -> Result<Json<TenantUsage>, ApiError> {
+        Ok(Json(state.db.tenant_usage(&auth.principal()).await?))
+    }
+
     /// Delete the caller's tenant (owners)
     ///
-    /// Every user, key and token of the tenant stops working at once.
+    /// Every user, key and token of the tenant stops working at once; its rows are
+    /// then purged in the background. Its slug stays taken.
     #[oai(path = "/v1/tenant", method = "delete", operation_id = "deleteTenant")]
     async fn delete_tenant(
         &self,
@@ -93,6 +112,7 @@ impl TenantsApi {
         auth: BearerAuth,
     ) -> Result<TenantDeleted, ApiError> {
         state.db.tenant_delete(&auth.0).await?;
+        state.purger.wake();
         Ok(TenantDeleted::Deleted)
     }
 }

@@ -73,6 +73,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0011_operator",
         include_str!("../../sql/migrations/0011_operator.sql"),
     ),
+    (
+        12,
+        "0012_quotas",
+        include_str!("../../sql/migrations/0012_quotas.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -126,8 +131,12 @@ const FUNCTIONS: &[(&str, &str)] = &[
         include_str!("../../sql/functions/0012_conversations.sql"),
     ),
     (
-        "0013_operator",
-        include_str!("../../sql/functions/0013_operator.sql"),
+        "0013_quotas",
+        include_str!("../../sql/functions/0013_quotas.sql"),
+    ),
+    (
+        "0014_operator",
+        include_str!("../../sql/functions/0014_operator.sql"),
     ),
 ];
 

@@ -15,6 +15,7 @@ mod messages;
 mod migrate;
 mod moderation;
 mod operator;
+mod quotas;
 mod realtime;
 mod rooms;
 mod sessions;
@@ -49,6 +50,7 @@ pub use moderation::{
     RestrictionKind, RestrictionPage, Sanction, WordFilter, WordFilterList,
 };
 pub use operator::{OperatorTenant, OperatorTenantPage, TenantQuery};
+pub use quotas::{QuotaUsage, Quotas, TenantUsage};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
     Member, MemberPage, MetadataFilter, NewRoom, Room, RoomAccess, RoomFilter, RoomKind, RoomPage,

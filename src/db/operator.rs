@@ -6,7 +6,7 @@ use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::{Database, DatabaseError};
+use crate::db::{Database, DatabaseError, Quotas};
 
 /// A tenant as the operator sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, Object)]
@@ -30,6 +30,15 @@ pub struct OperatorTenant {
     pub suspended_at: Option<DateTime<Utc>>,
     /// Why, as the operator said.
     pub suspended_reason: Option<String>,
+    /// Its quotas: its own, or the configured defaults.
+    pub quotas: Quotas,
+    /// When it was deleted (its owner's `DELETE /v1/tenant`, or the operator's).
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Rows of it the purge has removed since.
+    pub purged_rows: i64,
+    /// When the purge finished: no row of the tenant is left but this one, which
+    /// keeps its slug reserved.
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 /// A page of tenants, in slug order.
@@ -65,7 +74,7 @@ impl Database {
         .await
     }
 
-    /// One live tenant.
+    /// One tenant, deleted ones too (with how far their purge went).
     pub async fn operator_tenant_get(
         &self,
         tenant_id: Uuid,
@@ -81,6 +90,31 @@ impl Database {
     ) -> Result<OperatorTenant, DatabaseError> {
         self.call("operator_tenant_suspend", &[&tenant_id, &reason])
             .await
+    }
+
+    /// Sets a tenant's own quotas: `changes` maps quota names to a number, or to null
+    /// for the default; quotas not named stay.
+    pub async fn operator_tenant_quotas(
+        &self,
+        tenant_id: Uuid,
+        changes: &serde_json::Value,
+    ) -> Result<OperatorTenant, DatabaseError> {
+        self.call("operator_tenant_quotas", &[&tenant_id, changes])
+            .await
+    }
+
+    /// Deletes a tenant: refused everywhere at once, its rows purged afterwards.
+    pub async fn operator_tenant_delete(
+        &self,
+        tenant_id: Uuid,
+    ) -> Result<OperatorTenant, DatabaseError> {
+        self.call("operator_tenant_delete", &[&tenant_id]).await
+    }
+
+    /// Deletes a bounded batch of a deleted tenant's rows; answers how many went (0
+    /// when no deleted tenant is left to purge).
+    pub async fn purge_tenants(&self, batch: i32) -> Result<i32, DatabaseError> {
+        self.call("purge_tenants", &[&batch]).await
     }
 
     /// Resumes a suspended tenant.

@@ -23,6 +23,7 @@ mod operator;
 mod pgbouncer;
 mod pins;
 mod pooler;
+mod quotas;
 mod realtime;
 mod revocation;
 mod rooms;

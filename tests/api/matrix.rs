@@ -38,6 +38,7 @@ const REST: &[(&str, &str)] = &[
     ("metrics", "AAAAAAA"),
     ("createTenant", "AAAAAAA"),
     ("getTenant", "AAAAUAA"),
+    ("getTenantUsage", "AAFFUAF"),
     ("updateTenant", "AAFFUAF"),
     ("deleteTenant", "AFFFUAF"),
     ("register", "AAAAAAA"),
@@ -131,6 +132,8 @@ const REST: &[(&str, &str)] = &[
     // The operator key, never a bearer token, opens the operator's operations.
     ("operatorListTenants", "UUUUUUU"),
     ("operatorGetTenant", "UUUUUUU"),
+    ("operatorUpdateTenant", "UUUUUUU"),
+    ("operatorDeleteTenant", "UUUUUUU"),
     ("operatorSuspendTenant", "UUUUUUU"),
     ("operatorResumeTenant", "UUUUUUU"),
 ];

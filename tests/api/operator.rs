@@ -3,14 +3,17 @@
 //! tenant is refused every way in and its streams end on every instance, other tenants
 //! untouched, and resuming gives it back as it was.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio_postgres::NoTls;
 
 use crate::helpers::{
-    Answer, PASSWORD, TEST_OPERATOR_KEY, TestApp, room_with_bob, spawn_app, spawn_app_with,
+    Answer, PASSWORD, Session, TEST_OPERATOR_KEY, TestApp, id_of, room_with_bob, spawn_app,
+    spawn_app_with,
 };
 use crate::ws::{Ending, WsClient};
 
@@ -292,4 +295,192 @@ async fn a_suspended_tenant_is_refused_every_way_in_its_streams_end_everywhere_a
     )
     .await
     .expect(200);
+}
+
+/// Rows of a tenant in every table of the schema that has a `tenant_id`, read from
+/// the catalog (a table added later is counted with no change here).
+async fn rows_by_table(app: &TestApp, tenant_id: &str) -> BTreeMap<String, i64> {
+    let (client, connection) = tokio_postgres::connect(&app.database_url, NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let tenant: uuid::Uuid = tenant_id.parse().unwrap();
+    let tables = client
+        .query(
+            "select table_name::text from information_schema.columns
+             where table_schema = 'hark' and column_name = 'tenant_id' order by 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut rows = BTreeMap::new();
+    for table in tables {
+        let table: String = table.get(0);
+        let count: i64 = client
+            .query_one(
+                &format!("select count(*) from hark.{table} where tenant_id = $1"),
+                &[&tenant],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        rows.insert(table, count);
+    }
+    rows
+}
+
+/// A tenant with something in most tables: members, a direct room, messages with a
+/// thread reply, a mention, a reaction, an edit, read markers, a block, a mute (and
+/// its audit entry), a report, a word filter, an API key and a webhook endpoint.
+async fn busy_tenant(app: &TestApp, slug: &str) -> (Session, Session) {
+    let owner = app.create_tenant(slug).await.owner;
+    let bob = app.register(slug, "bob").await;
+    let carol = app.register(slug, "carol").await;
+    let room = id_of(&app.create_room(&owner.token, "lobby", "private").await);
+    app.add_member(&owner.token, &room, &bob.user_id).await;
+    let first = app.send(&owner.token, &room, "first").await;
+    let messages = format!("/v1/rooms/{room}/messages");
+    app.post(
+        &messages,
+        Some(&bob.token),
+        json!({"body": "a reply", "parent_id": first["id"]}),
+    )
+    .await
+    .expect(201);
+    app.post(
+        &messages,
+        Some(&owner.token),
+        json!({"body": "@bob look", "mentions": [bob.user_id]}),
+    )
+    .await
+    .expect(201);
+    let message = format!("{messages}/{}", first["id"].as_str().unwrap());
+    app.post(
+        &format!("{message}/reactions"),
+        Some(&bob.token),
+        json!({"emoji": "👋"}),
+    )
+    .await
+    .expect(200);
+    app.patch(&message, &owner.token, json!({"body": "first, edited"}))
+        .await
+        .expect(200);
+    app.post(
+        &format!("/v1/rooms/{room}/read"),
+        Some(&bob.token),
+        json!({"seq": 3}),
+    )
+    .await;
+    app.post(
+        "/v1/rooms/direct",
+        Some(&bob.token),
+        json!({"user_id": carol.user_id}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        "/v1/users/me/blocks",
+        Some(&carol.token),
+        json!({"user_id": bob.user_id}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        &format!("/v1/rooms/{room}/mutes"),
+        Some(&owner.token),
+        json!({"user_id": bob.user_id, "reason": "flooding"}),
+    )
+    .await
+    .expect(200);
+    app.post(
+        "/v1/reports",
+        Some(&bob.token),
+        json!({"room_id": room, "message_id": first["id"], "reason": "spam"}),
+    )
+    .await
+    .expect(201);
+    app.post(
+        "/v1/moderation/filters",
+        Some(&owner.token),
+        json!({"term": "spamword", "action": "flag"}),
+    )
+    .await
+    .expect(201);
+    app.api_key(&owner).await;
+    app.post(
+        "/v1/webhooks",
+        Some(&owner.token),
+        json!({"url": "https://hooks.example.com/a", "event_types": ["*"]}),
+    )
+    .await
+    .expect(201);
+    (owner, bob)
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_purges_every_row_of_it_in_batches_and_nothing_of_another() {
+    // Small batches: the purge takes many short transactions.
+    let app = spawn_app_with(|config| {
+        config.purge_batch = 5;
+        config.purge_pause_ms = 1;
+    })
+    .await;
+    let (doomed, bob) = busy_tenant(&app, "doomed").await;
+    let (kept, _) = busy_tenant(&app, "kept").await;
+    let before = rows_by_table(&app, &doomed.tenant_id).await;
+    let filled: Vec<&String> = before
+        .iter()
+        .filter(|(_, rows)| **rows > 0)
+        .map(|(table, _)| table)
+        .collect();
+    println!(
+        "the doomed tenant has rows in {} tables: {filled:?}",
+        filled.len()
+    );
+    assert!(filled.len() >= 15, "{before:?}");
+    // The webhook outbox is fanned out in the background: let it settle first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept_before = rows_by_table(&app, &kept.tenant_id).await;
+
+    let path = format!("/v1/operator/tenants/{}", doomed.tenant_id);
+    let deleted = operator(&app, Method::DELETE, &path, TEST_OPERATOR_KEY, None)
+        .await
+        .expect(202);
+    assert!(deleted["deleted_at"].is_string());
+    app.get("/v1/users/me", &bob.token)
+        .await
+        .expect_error(401, "token_revoked");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let purged = loop {
+        let tenant = operator(&app, Method::GET, &path, TEST_OPERATOR_KEY, None)
+            .await
+            .expect(200);
+        if tenant["purged_at"].is_string() {
+            break tenant;
+        }
+        assert!(Instant::now() < deadline, "the purge finishes: {tenant}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let total: i64 = before.values().sum();
+    println!(
+        "purged {} rows of the doomed tenant ({total} counted before the deletion) in batches of 5",
+        purged["purged_rows"]
+    );
+    assert!(purged["purged_rows"].as_i64().unwrap() >= total);
+
+    let after = rows_by_table(&app, &doomed.tenant_id).await;
+    assert!(
+        after.values().all(|rows| *rows == 0),
+        "rows left: {after:?}"
+    );
+    assert_eq!(rows_by_table(&app, &kept.tenant_id).await, kept_before);
+    // The tenant's own row stays, so its slug stays taken.
+    app.post(
+        "/v1/tenants",
+        None,
+        json!({"slug": "doomed", "name": "Again", "owner": {"username": "eve", "password": PASSWORD}}),
+    )
+    .await
+    .expect_error(409, "slug_taken");
+    app.get("/v1/users/me", &kept.token).await.expect(200);
 }
