@@ -329,6 +329,7 @@ as $$
         'slug', p_tenant.slug,
         'name', p_tenant.name,
         'registration_open', p_tenant.registration_open,
+        'erasure_mode', p_tenant.erasure_mode,
         'created_at', p_tenant.created_at,
         'updated_at', p_tenant.updated_at)
 $$;

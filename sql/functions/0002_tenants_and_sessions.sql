@@ -54,7 +54,8 @@ begin
 end
 $$;
 
--- Applies the keys present in p_patch (name, registration_open). Owners and admins only.
+-- Applies the keys present in p_patch (name, registration_open, erasure_mode). Owners
+-- and admins only.
 create function hark_api.tenant_update(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_patch jsonb)
 returns jsonb
 language plpgsql
@@ -69,11 +70,15 @@ begin
     if p_patch ? 'registration_open' and jsonb_typeof(p_patch -> 'registration_open') <> 'boolean' then
         perform hark_api.fail(422, 'invalid_registration_open', 'registration_open must be true or false', 'registration_open');
     end if;
+    if p_patch ? 'erasure_mode' and coalesce(p_patch ->> 'erasure_mode', '') not in ('anonymise', 'delete') then
+        perform hark_api.fail(422, 'invalid_erasure_mode', 'erasure_mode must be anonymise or delete', 'erasure_mode');
+    end if;
     update hark.tenants t
     set name = case when p_patch ? 'name' then p_patch ->> 'name' else t.name end,
         registration_open = case when p_patch ? 'registration_open'
                                  then (p_patch ->> 'registration_open')::boolean
                                  else t.registration_open end,
+        erasure_mode = coalesce(p_patch ->> 'erasure_mode', t.erasure_mode),
         updated_at = now()
     where t.id = p_tenant_id
     returning * into v_tenant;

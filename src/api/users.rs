@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::security::{AdminAuth, BearerAuth};
-use crate::db::{Role, User, UserFilter, UserPage, UserPatch};
+use crate::db::{Erasure, Role, User, UserFilter, UserPage, UserPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -161,6 +161,34 @@ impl UsersApi {
     ) -> Result<UserDeleted, ApiError> {
         state.db.user_delete(&auth.0, user_id.0).await?;
         Ok(UserDeleted::Deleted)
+    }
+
+    /// Erase a user's personal data (the user, owners, admins, API keys)
+    ///
+    /// The right to erasure: the profile keeps only its id (name, email, avatar, bio,
+    /// external id and metadata gone), sessions, memberships, reactions, mentions,
+    /// read markers, the feed, blocks either way, restrictions, reports they filed and
+    /// every copy of their name and email elsewhere (the event log, feeds, webhook
+    /// payloads, the audit log) are removed, and their streams end. Their messages are
+    /// anonymised, or become tombstones (body, attachment and earlier versions gone,
+    /// seq kept) when the tenant's `erasure_mode` is `delete`. Owners are erased only
+    /// by owners, and not the last one. Recorded in the audit log without the name.
+    /// Others' messages that name the user in their own words stay theirs.
+    #[oai(
+        path = "/v1/users/:user_id/erase",
+        method = "post",
+        operation_id = "eraseUser"
+    )]
+    async fn erase_user(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<Json<Erasure>, ApiError> {
+        Ok(Json(
+            state.db.user_erase(&auth.principal(), user_id.0).await?,
+        ))
     }
 
     /// Deactivate a user (owners, admins, API key)

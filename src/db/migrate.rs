@@ -78,6 +78,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0012_quotas",
         include_str!("../../sql/migrations/0012_quotas.sql"),
     ),
+    (
+        13,
+        "0013_erasure",
+        include_str!("../../sql/migrations/0013_erasure.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -137,6 +142,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0014_operator",
         include_str!("../../sql/functions/0014_operator.sql"),
+    ),
+    (
+        "0015_erasure",
+        include_str!("../../sql/functions/0015_erasure.sql"),
     ),
 ];
 

@@ -11,6 +11,7 @@ mod acting;
 mod api_keys;
 mod batch;
 mod conversations;
+mod erasure;
 mod messages;
 mod migrate;
 mod moderation;
@@ -38,6 +39,7 @@ pub use conversations::{
     MentionPage, PinList, ReplyPage, SearchHit, SearchPage, SearchQuery, SearchRoom, SnippetRun,
     ThreadPage, ThreadReadMarker, ThreadSummary,
 };
+pub use erasure::{Erasure, ErasureMode};
 pub use messages::{
     Attachment, Draft, EventPage, EventType, HistoryCursor, Message, MessageEdit, MessageKind,
     MessagePage, MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent,

@@ -6,7 +6,7 @@ use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::{Database, DatabaseError, Quotas};
+use crate::db::{Database, DatabaseError, ErasureMode, Quotas};
 
 /// A tenant as the operator sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, Object)]
@@ -19,6 +19,8 @@ pub struct OperatorTenant {
     pub name: String,
     /// Whether anyone may register as a member with the tenant's slug.
     pub registration_open: bool,
+    /// What erasing a user does to their messages.
+    pub erasure_mode: ErasureMode,
     /// When the tenant was created.
     pub created_at: DateTime<Utc>,
     /// When the tenant was last changed.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::db::{Database, DatabaseError, NewSession, User};
+use crate::db::{Database, DatabaseError, ErasureMode, NewSession, User};
 
 /// A tenant: one customer of Hark, with its own users and rooms.
 #[derive(Debug, Clone, Deserialize, Object)]
@@ -19,6 +19,8 @@ pub struct Tenant {
     pub name: String,
     /// Whether anyone may register as a member with the tenant's slug.
     pub registration_open: bool,
+    /// What erasing a user does to their messages.
+    pub erasure_mode: ErasureMode,
     /// When the tenant was created.
     pub created_at: DateTime<Utc>,
     /// When the tenant was last changed.
@@ -45,6 +47,9 @@ pub struct TenantPatch {
     /// Opens or closes self-registration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_open: Option<bool>,
+    /// What erasing a user does to their messages from now on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erasure_mode: Option<ErasureMode>,
 }
 
 impl Example for TenantPatch {
@@ -52,6 +57,7 @@ impl Example for TenantPatch {
         Self {
             name: Some("Acme Inc".to_owned()),
             registration_open: Some(false),
+            erasure_mode: None,
         }
     }
 }

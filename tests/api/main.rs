@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod auth;
+mod erasure;
 mod feed;
 mod fuzz;
 mod health;

@@ -39,6 +39,7 @@ const REST: &[(&str, &str)] = &[
     ("createTenant", "AAAAAAA"),
     ("getTenant", "AAAAUAA"),
     ("getTenantUsage", "AAFFUAF"),
+    ("eraseUser", "AAAFUNF"),
     ("updateTenant", "AAFFUAF"),
     ("deleteTenant", "AFFFUAF"),
     ("register", "AAAAAAA"),
