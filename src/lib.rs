@@ -15,6 +15,7 @@ pub mod db;
 pub mod demo;
 pub mod edge;
 pub mod error;
+pub mod exports;
 pub mod limits;
 pub mod local_postgres;
 pub mod metrics;

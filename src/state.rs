@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
 use crate::db::{self, Database, MessageWriter};
+use crate::exports::Exporter;
 use crate::limits::Limits;
 use crate::purge::Purger;
 use crate::realtime::Node;
@@ -29,8 +30,10 @@ pub struct AppState {
     pub realtime: Node,
     /// Batches concurrent message sends into one transaction each.
     pub writer: MessageWriter,
-    /// Deletes deleted rooms' history in the background.
+    /// Deletes deleted rooms' history and deleted tenants' rows in the background.
     pub purger: Purger,
+    /// Builds exports of users' data in the background.
+    pub exporter: Exporter,
     /// Rate limits and connection counts.
     pub limits: Arc<Limits>,
     /// The configuration the instance started with.
@@ -72,6 +75,7 @@ impl AppState {
         );
         let writer = MessageWriter::start(db.clone(), config.batches());
         let purger = Purger::start(db.clone(), config.purge());
+        let exporter = Exporter::start(db.clone());
         Ok(Self {
             db,
             tokens,
@@ -79,6 +83,7 @@ impl AppState {
             realtime,
             writer,
             purger,
+            exporter,
             limits: Arc::new(Limits::from_config(&config)),
             config: Arc::new(config),
         })

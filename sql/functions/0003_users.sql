@@ -172,6 +172,56 @@ $$;
 -- Deletes a user (themselves, or anyone by an owner or admin; owners only by owners).
 -- The row stays as a tombstone so that their messages keep an author; the username
 -- and email are freed and every session is revoked.
+-- The user an account operation (deletion, erasure, export) is about, locked: the
+-- caller themselves, or, for owners and admins (API keys as their creator's role),
+-- anyone, owners only by owners. 404 user_not_found for a user that is not there
+-- (deleted ones too unless p_deleted_too), 403 forbidden for anyone else.
+create function hark_api.managed_user(
+    p_role text, p_caller_id uuid, p_target_id uuid, p_action text, p_deleted_too boolean)
+returns hark.users
+language plpgsql
+as $$
+declare
+    v_target hark.users;
+begin
+    select * into v_target from hark.users
+    where tenant_id = hark_api.current_tenant_id() and id = p_target_id and erased_at is null
+      and (p_deleted_too or deleted_at is null)
+    for update;
+    if v_target.id is null then
+        perform hark_api.fail(404, 'user_not_found', 'No such user');
+    end if;
+    if p_target_id is distinct from p_caller_id then
+        if p_role not in ('owner', 'admin') then
+            perform hark_api.fail(403, 'forbidden', format('Only owners and admins may %s other users', p_action));
+        end if;
+        if v_target.role = 'owner' and p_role <> 'owner' then
+            perform hark_api.fail(403, 'forbidden', format('Only an owner may %s an owner', p_action));
+        end if;
+    end if;
+    return v_target;
+end
+$$;
+
+-- Refuses to take away the tenant's last live owner (409 last_owner); the owners'
+-- rows are locked, so that two owners leaving at once cannot both go.
+create function hark_api.require_not_last_owner(p_target hark.users)
+returns void
+language plpgsql
+as $$
+begin
+    if p_target.role <> 'owner' or p_target.deleted_at is not null then
+        return;
+    end if;
+    perform 1 from hark.users
+    where tenant_id = p_target.tenant_id and role = 'owner' and deleted_at is null for update;
+    if not exists (select from hark.users where tenant_id = p_target.tenant_id and role = 'owner'
+                   and deleted_at is null and id <> p_target.id) then
+        perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner; hand ownership over first');
+    end if;
+end
+$$;
+
 create function hark_api.user_delete(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_target_id uuid)
 returns void
 language plpgsql
@@ -181,22 +231,8 @@ declare
     v_target hark.users;
 begin
     v_caller_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    select * into v_target from hark.users where id = p_target_id and deleted_at is null for update;
-    if v_target.id is null then
-        perform hark_api.fail(404, 'user_not_found', 'No such user');
-    end if;
-    if p_target_id <> p_user_id and v_caller_role not in ('owner', 'admin') then
-        perform hark_api.fail(403, 'forbidden', 'Only owners and admins may delete other users');
-    end if;
-    if v_target.role = 'owner' then
-        if p_target_id <> p_user_id and v_caller_role <> 'owner' then
-            perform hark_api.fail(403, 'forbidden', 'Only an owner may delete an owner');
-        end if;
-        perform 1 from hark.users where role = 'owner' and deleted_at is null for update;
-        if not exists (select from hark.users where role = 'owner' and deleted_at is null and id <> p_target_id) then
-            perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner; hand ownership over first');
-        end if;
-    end if;
+    v_target := hark_api.managed_user(v_caller_role, p_user_id, p_target_id, 'delete', false);
+    perform hark_api.require_not_last_owner(v_target);
     update hark.users
     set deleted_at = now(), updated_at = now(), password_hash = null, email = null, external_id = null
     where id = p_target_id;

@@ -43,7 +43,7 @@ $$;
 -- Erases a user: the user themselves, or an owner or admin (an owner only by an
 -- owner; API keys as their creator's role). Their profile keeps only its id; their
 -- sessions, memberships, reactions, mentions, read markers, feed, blocks (either
--- way), restrictions, reports they filed and connections go; every copy of their
+-- way), restrictions, reports they filed, connections and exports go; every copy of their
 -- name, email and ids outside is replaced (hark_api.erase_values); their messages are
 -- anonymised, or with erasure_mode 'delete' become tombstones with their earlier
 -- versions and every copy of their text gone (the search index drops tombstones by
@@ -63,25 +63,8 @@ declare
     v_message_ids uuid[] := '{}';
 begin
     v_role := hark_api.enter_principal(p_tenant_id, p_user_id, p_session_id, p_key_hash);
-    select * into v_target from hark.users
-    where tenant_id = p_tenant_id and id = p_target_id and erased_at is null
-    for update;
-    if v_target.id is null then
-        perform hark_api.fail(404, 'user_not_found', 'No such user');
-    end if;
-    if p_target_id is distinct from p_user_id and v_role not in ('owner', 'admin') then
-        perform hark_api.fail(403, 'forbidden', 'Only owners and admins may erase other users');
-    end if;
-    if v_target.role = 'owner' and v_target.deleted_at is null then
-        if p_target_id is distinct from p_user_id and v_role <> 'owner' then
-            perform hark_api.fail(403, 'forbidden', 'Only an owner may erase an owner');
-        end if;
-        perform 1 from hark.users where tenant_id = p_tenant_id and role = 'owner' and deleted_at is null for update;
-        if not exists (select from hark.users where tenant_id = p_tenant_id and role = 'owner'
-                       and deleted_at is null and id <> p_target_id) then
-            perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner; hand ownership over first');
-        end if;
-    end if;
+    v_target := hark_api.managed_user(v_role, p_user_id, p_target_id, 'erase', true);
+    perform hark_api.require_not_last_owner(v_target);
     select erasure_mode into v_mode from hark.tenants where id = p_tenant_id;
     v_values := array_remove(array[v_target.username, v_target.email, v_target.display_name,
                                    v_target.external_id, v_target.bio, v_target.avatar_url], null);
@@ -124,6 +107,7 @@ begin
     delete from hark.room_restrictions where tenant_id = p_tenant_id and user_id = p_target_id;
     delete from hark.reports where tenant_id = p_tenant_id and reporter_id = p_target_id;
     delete from hark.user_connections where tenant_id = p_tenant_id and user_id = p_target_id;
+    delete from hark.user_exports where tenant_id = p_tenant_id and user_id = p_target_id;
     perform hark_api.erase_values(p_tenant_id, v_values);
     perform hark_api.announce_revocation(p_tenant_id, p_target_id, null);
     perform hark_api.audit('user.erase', 'user', p_target_id, null, null, jsonb_build_object('mode', v_mode));

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::api::ApiTags;
 use crate::api::security::{AdminAuth, BearerAuth};
-use crate::db::{Erasure, Role, User, UserFilter, UserPage, UserPatch};
+use crate::db::{Erasure, Role, User, UserExport, UserFilter, UserPage, UserPatch};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -23,6 +23,14 @@ pub enum UserDeleted {
     /// The user is deleted and their sessions closed.
     #[oai(status = 204)]
     Deleted,
+}
+
+/// The answer to an export request.
+#[derive(ApiResponse)]
+pub enum ExportAccepted {
+    /// The export is being built (or, asked for again, the one being built).
+    #[oai(status = 202)]
+    Accepted(Json<UserExport>),
 }
 
 /// Users.
@@ -188,6 +196,55 @@ impl UsersApi {
     ) -> Result<Json<Erasure>, ApiError> {
         Ok(Json(
             state.db.user_erase(&auth.principal(), user_id.0).await?,
+        ))
+    }
+
+    /// Ask for an export of a user's data (the user, owners, admins, API keys)
+    ///
+    /// The right of access: a JSON document of the profile, memberships with read
+    /// markers, every message and reaction the user wrote, thread read markers and the
+    /// reports they filed, built in the background; fetch it with `GET` on the same
+    /// path once `state` is `ready`. Asking while one is being built answers that one.
+    #[oai(
+        path = "/v1/users/:user_id/export",
+        method = "post",
+        operation_id = "exportUser"
+    )]
+    async fn export_user(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<ExportAccepted, ApiError> {
+        let export = state
+            .db
+            .user_export_request(&auth.principal(), user_id.0)
+            .await?;
+        state.exporter.wake();
+        Ok(ExportAccepted::Accepted(Json(export)))
+    }
+
+    /// Get the latest export of a user's data (the user, owners, admins, API keys)
+    ///
+    /// 404 `export_not_found` when none was asked for.
+    #[oai(
+        path = "/v1/users/:user_id/export",
+        method = "get",
+        operation_id = "getUserExport"
+    )]
+    async fn get_user_export(
+        &self,
+        state: Data<&AppState>,
+        auth: AdminAuth,
+        /// The user's id.
+        user_id: Path<Uuid>,
+    ) -> Result<Json<UserExport>, ApiError> {
+        Ok(Json(
+            state
+                .db
+                .user_export_get(&auth.principal(), user_id.0)
+                .await?,
         ))
     }
 

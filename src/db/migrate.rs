@@ -83,6 +83,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0013_erasure",
         include_str!("../../sql/migrations/0013_erasure.sql"),
     ),
+    (
+        14,
+        "0014_exports",
+        include_str!("../../sql/migrations/0014_exports.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -146,6 +151,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0015_erasure",
         include_str!("../../sql/functions/0015_erasure.sql"),
+    ),
+    (
+        "0016_exports",
+        include_str!("../../sql/functions/0016_exports.sql"),
     ),
 ];
 

@@ -12,6 +12,7 @@ mod api_keys;
 mod batch;
 mod conversations;
 mod erasure;
+mod exports;
 mod messages;
 mod migrate;
 mod moderation;
@@ -40,6 +41,7 @@ pub use conversations::{
     ThreadPage, ThreadReadMarker, ThreadSummary,
 };
 pub use erasure::{Erasure, ErasureMode};
+pub use exports::{ExportState, UserExport};
 pub use messages::{
     Attachment, Draft, EventPage, EventType, HistoryCursor, Message, MessageEdit, MessageKind,
     MessagePage, MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent,

@@ -156,6 +156,15 @@ async fn an_erased_user_leaves_no_name_email_or_words_in_any_table_and_history_k
     )
     .await
     .expect(200);
+    // An export of their data is a copy too.
+    app.post(
+        &format!("/v1/users/{}/export", member.user_id),
+        Some(&member.token),
+        json!({}),
+    )
+    .await
+    .expect(202);
+    crate::exports::ready_export(&app, &member, &member.user_id).await;
     let needles = [
         "zanzibar",
         "zanzibar@acme.example",

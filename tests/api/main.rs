@@ -6,6 +6,7 @@
 mod api_keys;
 mod auth;
 mod erasure;
+mod exports;
 mod feed;
 mod fuzz;
 mod health;

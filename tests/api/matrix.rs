@@ -40,6 +40,8 @@ const REST: &[(&str, &str)] = &[
     ("getTenant", "AAAAUAA"),
     ("getTenantUsage", "AAFFUAF"),
     ("eraseUser", "AAAFUNF"),
+    ("exportUser", "AAAFUNF"),
+    ("getUserExport", "AAAFUNF"),
     ("updateTenant", "AAFFUAF"),
     ("deleteTenant", "AFFFUAF"),
     ("register", "AAAAAAA"),
@@ -210,6 +212,13 @@ async fn fixture(app: &TestApp, slug: &str) -> Fixture {
     )
     .await
     .expect(200);
+    app.post(
+        &format!("/v1/users/{}/export", member.user_id),
+        Some(&member.token),
+        json!({}),
+    )
+    .await
+    .expect(202);
     let key = app
         .post(
             "/v1/api-keys",
