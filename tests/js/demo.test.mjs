@@ -4,7 +4,8 @@
 // opens appears in the other's list without a reload. Then, in a tenant of its own
 // (HARK_TENANT_CREATION=open), a member reports a message and blocks its sender, and
 // the tenant's owner acts from the moderation queue. Two users talk in a thread, with
-// a mention, and find a message by search. Screenshots go to
+// a mention, and find a message by search. A room created while the page is still
+// starting receives live messages. Screenshots go to
 // target/screenshots/. Run by scripts/client-tests.sh (HARK_URL, tenant `demo`).
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -244,6 +245,47 @@ test('two users talk in a thread with a mention, and find a message by searching
     await ben.locator('#panel-title').getByText('Thread').waitFor();
     await ben.locator('#panel-list').getByText('count me in').waitFor();
     console.log('demo page: a thread with a mention, and search');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a room created while the page is still starting receives live messages', async () => {
+  const slug = `early-${suffix}`;
+  const created = await fetch(`${baseUrl}/v1/tenants`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ slug, name: 'Early', owner: { username: 'olga', password } }),
+  });
+  const answer = await created.json();
+  assert.equal(created.status, 201, JSON.stringify(answer));
+  const token = answer.session.access_token;
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: chromiumArgs });
+  try {
+    const page = await (await browser.newContext({ viewport: { width: 1000, height: 640 } })).newPage();
+    // The page's start is slow: the room is created before its connection exists.
+    await page.route('**/v1/users/me/blocks*', async (route) => {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await route.continue();
+    });
+    await page.goto(`${baseUrl}/demo`);
+    await page.fill('#tenant', slug);
+    await page.fill('#username', 'olga');
+    await page.fill('#password', password);
+    await page.click('#login-button');
+    await page.locator('#whoami').getByText('olga').waitFor();
+    await page.fill('#new-room', 'early bird');
+    await page.click('#create-room button');
+    await page.locator('#room-name').getByText('early bird').waitFor();
+    await page.locator('#connection').getByText('live').waitFor();
+    const rooms = await (await fetch(`${baseUrl}/v1/rooms`, { headers: { authorization: `Bearer ${token}` } })).json();
+    const sent = await fetch(`${baseUrl}/v1/rooms/${rooms.items[0].id}/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ body: 'sent from elsewhere' }),
+    });
+    assert.equal(sent.status, 201, await sent.text());
+    await page.locator('#messages').getByText('sent from elsewhere').waitFor({ timeout: 10_000 });
   } finally {
     await browser.close();
   }
