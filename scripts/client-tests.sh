@@ -57,8 +57,10 @@ PATH="$PWD/$venv/bin:$PATH" "$venv/bin/openapi-python-client" generate \
 
 step "Start a server on $HARK_URL"
 # Webhook receivers of the tests are local; the webhook burst sends 10,000 messages
-# over ten WebSockets of one user at once.
+# over ten WebSockets of one user at once; the operator key is the tests' too.
+export HARK_OPERATOR_KEY="client-tests-operator-key"
 start_server clients "$port" HARK_TENANT_CREATION=open HARK_DEMO_TENANT=demo \
+    HARK_OPERATOR_KEY="$HARK_OPERATOR_KEY" \
     HARK_LOG_FORMAT=text RUST_LOG=warn HARK_WEBHOOK_ALLOW_PRIVATE=true \
     HARK_SEND_BURST=1000000 HARK_SEND_RATE_PER_SECOND=1000000 \
     HARK_WS_OPS_BURST=1000000 HARK_WS_OPS_PER_SECOND=1000000 HARK_MAX_STREAMS_PER_USER=100 \

@@ -484,11 +484,12 @@ impl Config {
         }
     }
 
-    /// How deleted rooms' history is purged.
+    /// How deleted rooms and tenants are purged and retention applied.
     pub fn purge(&self) -> crate::purge::PurgeSettings {
         crate::purge::PurgeSettings {
             batch: self.purge_batch,
             pause: Duration::from_millis(self.purge_pause_ms),
+            replay_window: self.replay_window,
         }
     }
 

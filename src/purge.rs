@@ -1,11 +1,13 @@
-//! Deleting deleted rooms' history and deleted tenants' rows in the background. A
-//! room's deletion only hides it (`hark_api.room_delete`), a tenant's only refuses it
-//! (`hark_api.tenant_mark_deleted`); their rows, which can be millions, go here in
-//! batches of `HARK_PURGE_BATCH` rows, one short transaction each with a pause between
-//! them, so that no delete holds locks, a pooled connection or the database's
-//! attention for long, and other tenants are not stalled. Woken by a deletion on this
-//! instance, and every minute for deletions made elsewhere or left unfinished by a
-//! stopped instance; instances purging at once take different rooms and tenants.
+//! Deleting deleted rooms' history and deleted tenants' rows, and applying tenants'
+//! retention (`hark_api.retention_batch`), in the background. A room's deletion only
+//! hides it (`hark_api.room_delete`), a tenant's only refuses it
+//! (`hark_api.tenant_mark_deleted`); their rows, which can be millions, go here, as do
+//! the messages and events older than a tenant keeps, in batches of
+//! `HARK_PURGE_BATCH` rows, one short transaction each with a pause between them, so
+//! that no delete holds locks, a pooled connection or the database's attention for
+//! long, and other tenants are not stalled. Woken by a deletion or a retention set on
+//! this instance, and every minute for the rest and for work left unfinished by a
+//! stopped instance; instances working at once take different rooms and tenants.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,9 @@ pub struct PurgeSettings {
     pub batch: i32,
     /// The pause between two batches.
     pub pause: Duration,
+    /// Events a subscriber may be behind and still be replayed: retention leaves the
+    /// event log at least this long.
+    pub replay_window: i64,
 }
 
 /// The instance's purge task; waking it after a deletion starts the work at once.
@@ -68,6 +73,16 @@ async fn purge(db: Database, settings: PurgeSettings, wake: Arc<Notify>) {
                 Ok(_) => tokio::time::sleep(settings.pause).await,
                 Err(error) => {
                     tracing::warn!(%error, "could not purge a deleted tenant's rows; trying again");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
+        }
+        loop {
+            match db.retention_batch(batch, settings.replay_window).await {
+                Ok(0) => break,
+                Ok(_) => tokio::time::sleep(settings.pause).await,
+                Err(error) => {
+                    tracing::warn!(%error, "could not apply a tenant's retention; trying again");
                     tokio::time::sleep(RETRY_AFTER).await;
                 }
             }

@@ -330,6 +330,7 @@ as $$
         'name', p_tenant.name,
         'registration_open', p_tenant.registration_open,
         'erasure_mode', p_tenant.erasure_mode,
+        'retention_days', p_tenant.retention_days,
         'created_at', p_tenant.created_at,
         'updated_at', p_tenant.updated_at)
 $$;

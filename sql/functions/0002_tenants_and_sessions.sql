@@ -54,8 +54,8 @@ begin
 end
 $$;
 
--- Applies the keys present in p_patch (name, registration_open, erasure_mode). Owners
--- and admins only.
+-- Applies the keys present in p_patch (name, registration_open, erasure_mode,
+-- retention_days). Owners and admins only.
 create function hark_api.tenant_update(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_patch jsonb)
 returns jsonb
 language plpgsql
@@ -73,12 +73,21 @@ begin
     if p_patch ? 'erasure_mode' and coalesce(p_patch ->> 'erasure_mode', '') not in ('anonymise', 'delete') then
         perform hark_api.fail(422, 'invalid_erasure_mode', 'erasure_mode must be anonymise or delete', 'erasure_mode');
     end if;
+    if p_patch ? 'retention_days' and (jsonb_typeof(p_patch -> 'retention_days') <> 'number'
+       or (p_patch ->> 'retention_days')::numeric not between 0 and 36500
+       or (p_patch ->> 'retention_days')::numeric <> trunc((p_patch ->> 'retention_days')::numeric)) then
+        perform hark_api.fail(422, 'invalid_retention_days',
+            'retention_days must be a whole number of days from 1 to 36500, or 0 to keep everything', 'retention_days');
+    end if;
     update hark.tenants t
     set name = case when p_patch ? 'name' then p_patch ->> 'name' else t.name end,
         registration_open = case when p_patch ? 'registration_open'
                                  then (p_patch ->> 'registration_open')::boolean
                                  else t.registration_open end,
         erasure_mode = coalesce(p_patch ->> 'erasure_mode', t.erasure_mode),
+        retention_days = case when p_patch ? 'retention_days'
+                              then nullif((p_patch ->> 'retention_days')::integer, 0)
+                              else t.retention_days end,
         updated_at = now()
     where t.id = p_tenant_id
     returning * into v_tenant;

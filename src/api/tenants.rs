@@ -80,7 +80,12 @@ impl TenantsApi {
         auth: BearerAuth,
         body: Json<TenantPatch>,
     ) -> Result<Json<Tenant>, ApiError> {
-        Ok(Json(state.db.tenant_update(&auth.0, &body.0).await?))
+        let tenant = state.db.tenant_update(&auth.0, &body.0).await?;
+        // A new retention applies at once, not at the next sweep.
+        if body.0.retention_days.is_some() {
+            state.purger.wake();
+        }
+        Ok(Json(tenant))
     }
 
     /// The tenant's usage against its quotas (owners, admins, API keys)

@@ -88,6 +88,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0014_exports",
         include_str!("../../sql/migrations/0014_exports.sql"),
     ),
+    (
+        15,
+        "0015_retention",
+        include_str!("../../sql/migrations/0015_retention.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -155,6 +160,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0016_exports",
         include_str!("../../sql/functions/0016_exports.sql"),
+    ),
+    (
+        "0017_retention",
+        include_str!("../../sql/functions/0017_retention.sql"),
     ),
 ];
 

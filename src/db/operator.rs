@@ -21,6 +21,8 @@ pub struct OperatorTenant {
     pub registration_open: bool,
     /// What erasing a user does to their messages.
     pub erasure_mode: ErasureMode,
+    /// How many days messages are kept; absent: for ever.
+    pub retention_days: Option<i32>,
     /// When the tenant was created.
     pub created_at: DateTime<Utc>,
     /// When the tenant was last changed.
@@ -111,6 +113,18 @@ impl Database {
         tenant_id: Uuid,
     ) -> Result<OperatorTenant, DatabaseError> {
         self.call("operator_tenant_delete", &[&tenant_id]).await
+    }
+
+    /// One batch of retention work (messages older than their tenant's retention
+    /// become tombstones, then the events older than it and beyond the replay window
+    /// go); answers how many rows changed (0 when nothing is left to do).
+    pub async fn retention_batch(
+        &self,
+        batch: i32,
+        replay_window: i64,
+    ) -> Result<i32, DatabaseError> {
+        self.call("retention_batch", &[&batch, &replay_window])
+            .await
     }
 
     /// Deletes a bounded batch of a deleted tenant's rows; answers how many went (0

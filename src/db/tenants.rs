@@ -21,6 +21,9 @@ pub struct Tenant {
     pub registration_open: bool,
     /// What erasing a user does to their messages.
     pub erasure_mode: ErasureMode,
+    /// How many days messages are kept before they become tombstones; absent: for
+    /// ever.
+    pub retention_days: Option<i32>,
     /// When the tenant was created.
     pub created_at: DateTime<Utc>,
     /// When the tenant was last changed.
@@ -50,6 +53,12 @@ pub struct TenantPatch {
     /// What erasing a user does to their messages from now on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub erasure_mode: Option<ErasureMode>,
+    /// Days messages are kept (1 to 36500); 0 keeps them for ever. Older messages
+    /// become tombstones in the background, and the event log loses what is both
+    /// older and beyond the replay window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(minimum(value = "0"), maximum(value = "36500")))]
+    pub retention_days: Option<i32>,
 }
 
 impl Example for TenantPatch {
@@ -58,6 +67,7 @@ impl Example for TenantPatch {
             name: Some("Acme Inc".to_owned()),
             registration_open: Some(false),
             erasure_mode: None,
+            retention_days: None,
         }
     }
 }

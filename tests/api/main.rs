@@ -27,6 +27,7 @@ mod pins;
 mod pooler;
 mod quotas;
 mod realtime;
+mod retention;
 mod revocation;
 mod rooms;
 mod row_level_security;

@@ -243,3 +243,43 @@ test('a customer builds a conversation with the generated TypeScript client and 
       `resumed after seq ${held} with ${replayed.length} events`,
   );
 });
+
+test('an operator finds, suspends and resumes a tenant with the generated TypeScript client', async () => {
+  const operatorKey = process.env.HARK_OPERATOR_KEY;
+  assert.ok(operatorKey, 'scripts/client-tests.sh gives the server and the tests an operator key');
+  const headers = { 'X-Operator-Key': operatorKey };
+  const anonymous = clientFor();
+  const slug = `op-${Date.now()}`;
+  const created = await hark.createTenant({
+    client: anonymous,
+    body: { slug, name: 'Operated', owner: { username: 'owner', password } },
+    throwOnError: true,
+  });
+  const owner = clientFor(created.data.session.access_token);
+
+  const listed = await hark.operatorListTenants({ client: anonymous, query: { slug }, headers, throwOnError: true });
+  assert.deepEqual(
+    listed.data.items.map((tenant) => tenant.slug),
+    [slug],
+  );
+  const tenantId = listed.data.items[0].id;
+  const suspended = await hark.operatorSuspendTenant({
+    client: anonymous,
+    path: { tenant_id: tenantId },
+    body: { reason: 'client test' },
+    headers,
+    throwOnError: true,
+  });
+  assert.equal(suspended.data.suspended, true);
+  const refused = await hark.getMe({ client: owner });
+  assert.equal(refused.response?.status, 403);
+  assert.equal(refused.error?.code, 'tenant_suspended');
+
+  const resumed = await hark.operatorResumeTenant({ client: anonymous, path: { tenant_id: tenantId }, headers, throwOnError: true });
+  assert.equal(resumed.data.suspended, false);
+  assert.equal((await hark.getMe({ client: owner, throwOnError: true })).data.username, 'owner');
+
+  const wrongKey = await hark.operatorListTenants({ client: anonymous, headers: { 'X-Operator-Key': 'wrong' } });
+  assert.equal(wrongKey.response?.status, 401);
+  assert.equal(wrongKey.error?.code, 'invalid_operator_key');
+});
