@@ -152,6 +152,11 @@ pub struct Config {
     #[arg(long, env = "HARK_QUOTA_MEMBERS_PER_ROOM", value_parser = clap::value_parser!(i64).range(0..))]
     pub quota_members_per_room: Option<i64>,
 
+    /// How often each instance rolls up the tenants' usage figures (one instance at a
+    /// time does the work).
+    #[arg(long, env = "HARK_USAGE_ROLLUP_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub usage_rollup_seconds: u64,
+
     /// Webhook endpoints a tenant may have.
     #[arg(long, env = "HARK_QUOTA_WEBHOOK_ENDPOINTS", default_value_t = 20, value_parser = clap::value_parser!(i64).range(0..))]
     pub quota_webhook_endpoints: i64,

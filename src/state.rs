@@ -76,6 +76,10 @@ impl AppState {
         let writer = MessageWriter::start(db.clone(), config.batches());
         let purger = Purger::start(db.clone(), config.purge());
         let exporter = Exporter::start(db.clone());
+        crate::usage::start(
+            db.clone(),
+            std::time::Duration::from_secs(config.usage_rollup_seconds),
+        );
         Ok(Self {
             db,
             tokens,

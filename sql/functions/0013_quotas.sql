@@ -107,8 +107,8 @@ begin
 end
 $$;
 
--- The tenant's usage against its quotas, for its owners and admins (and their keys).
-create function hark_api.tenant_usage(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
+-- The tenant's counts against its quotas. The caller has entered the tenant.
+create function hark_api.quota_usage(p_tenant_id uuid)
 returns jsonb
 language plpgsql
 as $$
@@ -116,7 +116,6 @@ declare
     v_usage jsonb := '{}'::jsonb;
     v_name text;
 begin
-    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     foreach v_name in array hark_api.quota_names() loop
         v_usage := v_usage || jsonb_build_object(v_name, jsonb_build_object(
             'used', case when v_name = 'members_per_room' then
@@ -126,6 +125,18 @@ begin
             'quota', hark_api.quota_of(p_tenant_id, v_name)));
     end loop;
     return v_usage;
+end
+$$;
+
+-- The tenant's usage, for its owners and admins (and their keys): its counts against
+-- its quotas and its figures (hark_api.usage_figures).
+create function hark_api.tenant_usage(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    return hark_api.quota_usage(p_tenant_id) || hark_api.usage_figures(p_tenant_id);
 end
 $$;
 

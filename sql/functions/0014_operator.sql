@@ -1,6 +1,8 @@
--- The operator's API: every tenant, listed, looked at, suspended and resumed. The
--- server calls these only after checking the operator key (src/api/operator.rs) or
--- from the command line (`hark tenant …`); they trust their caller, like the purge.
+-- The operator's API: every tenant, listed, looked at, suspended, resumed, deleted and
+-- purged (its quotas are in 0013_quotas.sql, its usage in 0018_usage.sql). The server
+-- calls these only after checking the operator key (src/api/operator.rs), from the
+-- command line (`hark tenant …`) or from its background tasks; they trust their
+-- caller.
 
 -- Enters the operator's context: no tenant, every tenant's row visible.
 create function hark_api.enter_operator()

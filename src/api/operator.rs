@@ -12,7 +12,7 @@ use poem_openapi::{
 use uuid::Uuid;
 
 use crate::api::ApiTags;
-use crate::db::{OperatorTenant, OperatorTenantPage, TenantQuery};
+use crate::db::{OperatorTenant, OperatorTenantPage, TableStorage, TenantQuery, TenantUsage};
 use crate::error::ApiError;
 use crate::limits::Attempt;
 use crate::state::AppState;
@@ -170,6 +170,50 @@ impl OperatorApi {
     ) -> Result<Json<OperatorTenant>, ApiError> {
         require_operator_key(&state, request, operator_key.0.as_deref()).await?;
         Ok(Json(state.db.operator_tenant_get(tenant_id.0).await?))
+    }
+
+    /// Get a tenant's usage (operator)
+    ///
+    /// Its counts against its quotas, and its figures of the last 30 UTC days
+    /// (messages, active users, peak connected users) and monthly active users, rolled
+    /// up in the background each `HARK_USAGE_ROLLUP_SECONDS`.
+    #[oai(
+        path = "/v1/operator/tenants/:tenant_id/usage",
+        method = "get",
+        operation_id = "operatorGetTenantUsage"
+    )]
+    async fn tenant_usage(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+        tenant_id: Path<Uuid>,
+    ) -> Result<Json<TenantUsage>, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        Ok(Json(state.db.operator_tenant_usage(tenant_id.0).await?))
+    }
+
+    /// Storage by table (operator)
+    ///
+    /// What each table takes on disk with its indexes, every tenant together, largest
+    /// first, read from the catalog.
+    #[oai(
+        path = "/v1/operator/storage",
+        method = "get",
+        operation_id = "operatorGetStorage"
+    )]
+    async fn storage(
+        &self,
+        state: Data<&AppState>,
+        request: &Request,
+        /// The operator key.
+        #[oai(name = "X-Operator-Key")]
+        operator_key: Header<Option<String>>,
+    ) -> Result<Json<Vec<TableStorage>>, ApiError> {
+        require_operator_key(&state, request, operator_key.0.as_deref()).await?;
+        Ok(Json(state.db.operator_storage().await?))
     }
 
     /// Change a tenant's quotas (operator)

@@ -93,6 +93,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0015_retention",
         include_str!("../../sql/migrations/0015_retention.sql"),
     ),
+    (
+        16,
+        "0016_usage",
+        include_str!("../../sql/migrations/0016_usage.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -164,6 +169,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0017_retention",
         include_str!("../../sql/functions/0017_retention.sql"),
+    ),
+    (
+        "0018_usage",
+        include_str!("../../sql/functions/0018_usage.sql"),
     ),
 ];
 

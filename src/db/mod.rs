@@ -54,7 +54,7 @@ pub use moderation::{
     RestrictionKind, RestrictionPage, Sanction, WordFilter, WordFilterList,
 };
 pub use operator::{OperatorTenant, OperatorTenantPage, TenantQuery};
-pub use quotas::{QuotaUsage, Quotas, TenantUsage};
+pub use quotas::{DailyUsage, QuotaUsage, Quotas, TableStorage, TenantUsage};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
     Member, MemberPage, MetadataFilter, NewRoom, Room, RoomAccess, RoomFilter, RoomKind, RoomPage,

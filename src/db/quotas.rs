@@ -1,5 +1,6 @@
-//! Typed calls of the quota functions (`sql/functions/0013_quotas.sql`): the
-//! configured defaults, and a tenant's usage against its quotas.
+//! Typed calls of the quota and usage functions (`sql/functions/0013_quotas.sql`,
+//! `sql/functions/0018_usage.sql`): the configured defaults, a tenant's usage against
+//! its quotas and its figures, and the operator's storage by table.
 
 use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,21 @@ pub struct QuotaUsage {
     pub quota: Option<i64>,
 }
 
-/// A tenant's usage against each of its quotas.
+/// One UTC day of a tenant's usage.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct DailyUsage {
+    /// The day (UTC).
+    pub day: chrono::NaiveDate,
+    /// Messages written that day.
+    pub messages: i64,
+    /// Users who sent a message or were connected that day.
+    pub active_users: i64,
+    /// The most users connected at once that day (sampled each roll-up).
+    pub peak_connected_users: i32,
+}
+
+/// A tenant's usage: its counts against each of its quotas, and its figures, rolled
+/// up in the background each `HARK_USAGE_ROLLUP_SECONDS`.
 #[derive(Debug, Clone, Deserialize, Object)]
 pub struct TenantUsage {
     /// Users not deleted.
@@ -40,6 +55,21 @@ pub struct TenantUsage {
     pub members_per_room: QuotaUsage,
     /// Webhook endpoints.
     pub webhook_endpoints: QuotaUsage,
+    /// The last 30 UTC days with activity, newest first.
+    pub days: Vec<DailyUsage>,
+    /// Users active in the last 30 days.
+    pub monthly_active_users: i64,
+}
+
+/// What one table takes on disk, every tenant together.
+#[derive(Debug, Clone, Deserialize, Object)]
+pub struct TableStorage {
+    /// The table.
+    pub table: String,
+    /// Bytes, with its indexes and TOAST.
+    pub bytes: i64,
+    /// Rows, as the planner's statistics estimate them.
+    pub rows_estimate: i64,
 }
 
 impl Database {
@@ -50,6 +80,27 @@ impl Database {
             &[&tokio_postgres::types::Json(quotas)],
         )
         .await
+    }
+
+    /// Rolls up every tenant's usage figures (skipped while another instance does);
+    /// answers how many tenants were rolled up.
+    pub async fn usage_rollup(&self) -> Result<i32, DatabaseError> {
+        self.without_statement_timeout()
+            .call("usage_rollup", &[])
+            .await
+    }
+
+    /// A tenant's usage, for the operator.
+    pub async fn operator_tenant_usage(
+        &self,
+        tenant_id: uuid::Uuid,
+    ) -> Result<TenantUsage, DatabaseError> {
+        self.call("operator_tenant_usage", &[&tenant_id]).await
+    }
+
+    /// What each table takes on disk, for the operator.
+    pub async fn operator_storage(&self) -> Result<Vec<TableStorage>, DatabaseError> {
+        self.call("operator_storage", &[]).await
     }
 
     /// The tenant's usage against its quotas (owners, admins and their keys).

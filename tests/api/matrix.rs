@@ -137,6 +137,8 @@ const REST: &[(&str, &str)] = &[
     ("operatorGetTenant", "UUUUUUU"),
     ("operatorUpdateTenant", "UUUUUUU"),
     ("operatorDeleteTenant", "UUUUUUU"),
+    ("operatorGetTenantUsage", "UUUUUUU"),
+    ("operatorGetStorage", "UUUUUUU"),
     ("operatorSuspendTenant", "UUUUUUU"),
     ("operatorResumeTenant", "UUUUUUU"),
 ];

@@ -12,28 +12,9 @@ use serde_json::{Value, json};
 use tokio_postgres::NoTls;
 
 use crate::helpers::{
-    Answer, PASSWORD, Session, TEST_OPERATOR_KEY, TestApp, id_of, room_with_bob, spawn_app,
-    spawn_app_with,
+    PASSWORD, Session, TEST_OPERATOR_KEY, TestApp, id_of, room_with_bob, spawn_app, spawn_app_with,
 };
 use crate::ws::{Ending, WsClient};
-
-/// A call of the operator API with `key` in `X-Operator-Key`.
-async fn operator(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> Answer {
-    let mut request = app
-        .client
-        .request(method, format!("{}{path}", app.address))
-        .header("x-operator-key", key);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    TestApp::answer(request.send().await.expect("an answer")).await
-}
 
 fn slugs(page: &Value) -> Vec<&str> {
     page["items"]
@@ -50,54 +31,48 @@ async fn the_operator_lists_tenants_a_page_at_a_time_finds_them_by_slug_and_gets
     for slug in ["shop-a", "shop-b", "shop-c", "zoo"] {
         app.create_tenant(slug).await;
     }
-    let first = operator(
-        &app,
-        Method::GET,
-        "/v1/operator/tenants?slug=shop-&limit=2",
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await
-    .expect(200);
+    let first = app
+        .operator(
+            Method::GET,
+            "/v1/operator/tenants?slug=shop-&limit=2",
+            TEST_OPERATOR_KEY,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(slugs(&first), ["shop-a", "shop-b"]);
     assert_eq!(first["next_cursor"], "shop-b");
-    let second = operator(
-        &app,
-        Method::GET,
-        "/v1/operator/tenants?slug=shop-&limit=2&cursor=shop-b",
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await
-    .expect(200);
+    let second = app
+        .operator(
+            Method::GET,
+            "/v1/operator/tenants?slug=shop-&limit=2&cursor=shop-b",
+            TEST_OPERATOR_KEY,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(slugs(&second), ["shop-c"]);
     assert!(second["next_cursor"].is_null());
-    let all = operator(
-        &app,
-        Method::GET,
-        "/v1/operator/tenants",
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await
-    .expect(200);
+    let all = app
+        .operator(Method::GET, "/v1/operator/tenants", TEST_OPERATOR_KEY, None)
+        .await
+        .expect(200);
     assert_eq!(slugs(&all), ["shop-a", "shop-b", "shop-c", "zoo"]);
     assert_eq!(all["items"][3]["suspended"], false);
 
     let id = all["items"][3]["id"].as_str().unwrap();
-    let zoo = operator(
-        &app,
-        Method::GET,
-        &format!("/v1/operator/tenants/{id}"),
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await
-    .expect(200);
+    let zoo = app
+        .operator(
+            Method::GET,
+            &format!("/v1/operator/tenants/{id}"),
+            TEST_OPERATOR_KEY,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(zoo["slug"], "zoo");
     let unknown = uuid::Uuid::now_v7();
-    operator(
-        &app,
+    app.operator(
         Method::GET,
         &format!("/v1/operator/tenants/{unknown}"),
         TEST_OPERATOR_KEY,
@@ -105,8 +80,7 @@ async fn the_operator_lists_tenants_a_page_at_a_time_finds_them_by_slug_and_gets
     )
     .await
     .expect_error(404, "tenant_not_found");
-    operator(
-        &app,
+    app.operator(
         Method::GET,
         "/v1/operator/tenants?limit=0",
         TEST_OPERATOR_KEY,
@@ -125,31 +99,21 @@ async fn a_wrong_operator_key_is_refused_and_repeated_failures_are_throttled() {
         .await
         .expect_error(401, "invalid_operator_key");
     for _ in 0..2 {
-        operator(&app, Method::GET, "/v1/operator/tenants", "wrong", None)
+        app.operator(Method::GET, "/v1/operator/tenants", "wrong", None)
             .await
             .expect_error(401, "invalid_operator_key");
     }
-    let throttled = operator(
-        &app,
-        Method::GET,
-        "/v1/operator/tenants",
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await;
+    let throttled = app
+        .operator(Method::GET, "/v1/operator/tenants", TEST_OPERATOR_KEY, None)
+        .await;
     assert!(throttled.headers.contains_key("retry-after"));
     throttled.expect_error(429, "operator_key_throttled");
 
     let without = spawn_app_with(|config| config.operator_key = None).await;
-    operator(
-        &without,
-        Method::GET,
-        "/v1/operator/tenants",
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await
-    .expect_error(403, "operator_api_disabled");
+    without
+        .operator(Method::GET, "/v1/operator/tenants", TEST_OPERATOR_KEY, None)
+        .await
+        .expect_error(403, "operator_api_disabled");
 }
 
 /// Reads an event stream until it ends; answers whether it did within `limit`.
@@ -184,15 +148,15 @@ async fn a_suspended_tenant_is_refused_every_way_in_its_streams_end_everywhere_a
     assert_eq!(events.status(), 200);
 
     let suspended_at = Instant::now();
-    let tenant = operator(
-        &a,
-        Method::POST,
-        &format!("/v1/operator/tenants/{}/suspend", owner.tenant_id),
-        TEST_OPERATOR_KEY,
-        Some(json!({"reason": "unpaid invoice"})),
-    )
-    .await
-    .expect(200);
+    let tenant = a
+        .operator(
+            Method::POST,
+            &format!("/v1/operator/tenants/{}/suspend", owner.tenant_id),
+            TEST_OPERATOR_KEY,
+            Some(json!({"reason": "unpaid invoice"})),
+        )
+        .await
+        .expect(200);
     assert_eq!(tenant["suspended"], true);
     assert_eq!(tenant["suspended_reason"], "unpaid invoice");
     for socket in [&mut on_a, &mut on_b] {
@@ -257,26 +221,26 @@ async fn a_suspended_tenant_is_refused_every_way_in_its_streams_end_everywhere_a
         .expect_error(403, "tenant_suspended");
     // Another tenant does not notice.
     a.get("/v1/users/me", &other.token).await.expect(200);
-    let listed = operator(
-        &a,
-        Method::GET,
-        "/v1/operator/tenants?slug=acme",
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await
-    .expect(200);
+    let listed = a
+        .operator(
+            Method::GET,
+            "/v1/operator/tenants?slug=acme",
+            TEST_OPERATOR_KEY,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(listed["items"][0]["suspended"], true);
 
-    let resumed = operator(
-        &b,
-        Method::POST,
-        &format!("/v1/operator/tenants/{}/resume", owner.tenant_id),
-        TEST_OPERATOR_KEY,
-        None,
-    )
-    .await
-    .expect(200);
+    let resumed = b
+        .operator(
+            Method::POST,
+            &format!("/v1/operator/tenants/{}/resume", owner.tenant_id),
+            TEST_OPERATOR_KEY,
+            None,
+        )
+        .await
+        .expect(200);
     assert_eq!(resumed["suspended"], false);
     assert!(resumed["suspended_at"].is_null());
     // The same tokens and key work again, and nothing was lost.
@@ -443,7 +407,8 @@ async fn deleting_a_tenant_purges_every_row_of_it_in_batches_and_nothing_of_anot
     let kept_before = rows_by_table(&app, &kept.tenant_id).await;
 
     let path = format!("/v1/operator/tenants/{}", doomed.tenant_id);
-    let deleted = operator(&app, Method::DELETE, &path, TEST_OPERATOR_KEY, None)
+    let deleted = app
+        .operator(Method::DELETE, &path, TEST_OPERATOR_KEY, None)
         .await
         .expect(202);
     assert!(deleted["deleted_at"].is_string());
@@ -452,7 +417,8 @@ async fn deleting_a_tenant_purges_every_row_of_it_in_batches_and_nothing_of_anot
         .expect_error(401, "token_revoked");
     let deadline = Instant::now() + Duration::from_secs(60);
     let purged = loop {
-        let tenant = operator(&app, Method::GET, &path, TEST_OPERATOR_KEY, None)
+        let tenant = app
+            .operator(Method::GET, &path, TEST_OPERATOR_KEY, None)
             .await
             .expect(200);
         if tenant["purged_at"].is_string() {

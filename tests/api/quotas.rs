@@ -2,6 +2,8 @@
 //! endpoints) is refused with 403 `quota_exceeded` naming the quota and writes
 //! nothing, also under concurrency; the tenant's owners see their usage; the operator
 //! gives a tenant quotas of its own and takes them back; other tenants count apart.
+//! Usage figures (the day's messages, active and connected users) are rolled up per
+//! tenant, and the operator sees them and the storage by table.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -26,18 +28,14 @@ fn refused(answer: crate::helpers::Answer, quota: &str) {
 }
 
 async fn set_quotas(app: &TestApp, tenant_id: &str, quotas: Value) -> Value {
-    let response = app
-        .client
-        .request(
-            Method::PATCH,
-            format!("{}/v1/operator/tenants/{tenant_id}", app.address),
-        )
-        .header("x-operator-key", TEST_OPERATOR_KEY)
-        .json(&json!({ "quotas": quotas }))
-        .send()
-        .await
-        .unwrap();
-    TestApp::answer(response).await.expect(200)
+    app.operator(
+        Method::PATCH,
+        &format!("/v1/operator/tenants/{tenant_id}"),
+        TEST_OPERATOR_KEY,
+        Some(json!({ "quotas": quotas })),
+    )
+    .await
+    .expect(200)
 }
 
 #[tokio::test]
@@ -110,8 +108,13 @@ async fn each_quota_refuses_the_creation_past_it_by_name_and_writes_nothing() {
     );
 
     let usage = app.get("/v1/tenant/usage", &owner.token).await.expect(200);
+    let quotas: serde_json::Map<String, Value> =
+        ["users", "rooms", "members_per_room", "webhook_endpoints"]
+            .into_iter()
+            .map(|name| (name.to_owned(), usage[name].clone()))
+            .collect();
     assert_eq!(
-        usage,
+        Value::Object(quotas),
         json!({
             "users": {"used": 3, "quota": 3},
             "rooms": {"used": 2, "quota": 2},
@@ -178,17 +181,14 @@ async fn the_operator_gives_a_tenant_its_own_quotas_and_takes_them_back() {
     let tenant = set_quotas(&app, &owner.tenant_id, json!({"rooms": null})).await;
     assert_eq!(tenant["quotas"]["rooms"], 2);
     let negative = app
-        .client
-        .patch(format!(
-            "{}/v1/operator/tenants/{}",
-            app.address, owner.tenant_id
-        ))
-        .header("x-operator-key", TEST_OPERATOR_KEY)
-        .json(&json!({"quotas": {"rooms": -1}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(TestApp::answer(negative).await.status.is_client_error());
+        .operator(
+            Method::PATCH,
+            &format!("/v1/operator/tenants/{}", owner.tenant_id),
+            TEST_OPERATOR_KEY,
+            Some(json!({"quotas": {"rooms": -1}})),
+        )
+        .await;
+    assert!(negative.status.is_client_error());
 }
 
 #[tokio::test]
@@ -216,4 +216,65 @@ async fn concurrent_registrations_stop_exactly_at_the_users_quota() {
     );
     assert_eq!((created, refused), (4, 16));
     assert_eq!(app.count_rows("users").await, 5);
+}
+
+#[tokio::test]
+async fn usage_figures_count_the_days_messages_and_active_and_connected_users_per_tenant() {
+    let app = spawn_app_with(|config| config.usage_rollup_seconds = 1).await;
+    let (owner, bob, room) = crate::helpers::room_with_bob(&app).await;
+    let mut socket = crate::ws::WsClient::connect(&app, &bob.token).await;
+    socket.subscribe(&room, None).await;
+    for index in 0..3 {
+        app.send(&owner.token, &room, &format!("owner {index}"))
+            .await;
+    }
+    app.send(&bob.token, &room, "bob").await;
+    let other = app.create_tenant("other").await.owner;
+    let elsewhere = id_of(&app.create_room(&other.token, "elsewhere", "private").await);
+    for index in 0..2 {
+        app.send(&other.token, &elsewhere, &format!("other {index}"))
+            .await;
+    }
+
+    let today = chrono::Utc::now().date_naive().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let usage = loop {
+        let usage = app.get("/v1/tenant/usage", &owner.token).await.expect(200);
+        let day = &usage["days"][0];
+        if day["messages"] == 4 && day["peak_connected_users"].as_i64() >= Some(1) {
+            break usage;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the roll-up counts: {usage}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    println!("acme's usage, rolled up: {}", usage["days"][0]);
+    assert_eq!(usage["days"][0]["day"], today.as_str());
+    assert_eq!(usage["days"][0]["active_users"], 2);
+    assert_eq!(usage["monthly_active_users"], 2);
+
+    let theirs = app
+        .operator(
+            Method::GET,
+            &format!("/v1/operator/tenants/{}/usage", other.tenant_id),
+            TEST_OPERATOR_KEY,
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(theirs["days"][0]["messages"], 2);
+    assert_eq!(theirs["users"]["used"], 1);
+    let storage = app
+        .operator(Method::GET, "/v1/operator/storage", TEST_OPERATOR_KEY, None)
+        .await
+        .expect(200);
+    let messages = storage
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|table| table["table"] == "messages")
+        .expect("the messages table is listed");
+    assert!(messages["bytes"].as_i64().unwrap() > 0);
 }

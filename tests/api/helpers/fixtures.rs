@@ -211,6 +211,24 @@ impl TestApp {
         TestApp::answer(request.send().await.expect("a response")).await
     }
 
+    /// A call of the operator API with `key` in `X-Operator-Key`.
+    pub async fn operator(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .header("x-operator-key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        TestApp::answer(request.send().await.expect("a response")).await
+    }
+
     /// A request made with `key` in `X-Api-Key`.
     pub async fn with_key(
         &self,
