@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::db::Database;
+use crate::db::{Database, DatabaseError};
 
 /// How often rooms deleted on other instances are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -57,39 +57,40 @@ impl Purger {
 async fn purge(db: Database, settings: PurgeSettings, wake: Arc<Notify>) {
     let batch = settings.batch.max(1);
     loop {
-        loop {
-            match db.purge_rooms(batch).await {
-                Ok(0) => break,
-                Ok(_) => tokio::time::sleep(settings.pause).await,
-                Err(error) => {
-                    tracing::warn!(%error, "could not purge a deleted room's history; trying again");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                }
-            }
-        }
-        loop {
-            match db.purge_tenants(batch).await {
-                Ok(0) => break,
-                Ok(_) => tokio::time::sleep(settings.pause).await,
-                Err(error) => {
-                    tracing::warn!(%error, "could not purge a deleted tenant's rows; trying again");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                }
-            }
-        }
-        loop {
-            match db.retention_batch(batch, settings.replay_window).await {
-                Ok(0) => break,
-                Ok(_) => tokio::time::sleep(settings.pause).await,
-                Err(error) => {
-                    tracing::warn!(%error, "could not apply a tenant's retention; trying again");
-                    tokio::time::sleep(RETRY_AFTER).await;
-                }
-            }
-        }
+        drain(&settings, "purge a deleted room's history", || {
+            db.purge_rooms(batch)
+        })
+        .await;
+        drain(&settings, "purge a deleted tenant's rows", || {
+            db.purge_tenants(batch)
+        })
+        .await;
+        drain(&settings, "apply a tenant's retention", || {
+            db.retention_batch(batch, settings.replay_window)
+        })
+        .await;
         tokio::select! {
             () = wake.notified() => {}
             () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+    }
+}
+
+/// Runs batches of one kind of work until one answers that nothing was left (0),
+/// pausing between batches; a failed batch is tried again after a longer pause.
+async fn drain<F, Fut>(settings: &PurgeSettings, what: &str, mut batch: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<i32, DatabaseError>>,
+{
+    loop {
+        match batch().await {
+            Ok(0) => return,
+            Ok(_) => tokio::time::sleep(settings.pause).await,
+            Err(error) => {
+                tracing::warn!(%error, "could not {what}; trying again");
+                tokio::time::sleep(RETRY_AFTER).await;
+            }
         }
     }
 }
