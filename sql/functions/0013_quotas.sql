@@ -107,6 +107,22 @@ begin
 end
 $$;
 
+-- A tenant's rolled-up usage in brief, as the operator's list shows it: today's
+-- messages (UTC) and the users active in the last 30 days (hark_api.usage_rollup).
+create function hark_api.usage_summary(p_tenant_id uuid)
+returns jsonb
+language sql
+stable
+as $$
+    select jsonb_build_object(
+        'messages_today', coalesce((
+            select messages from hark.tenant_usage_daily
+            where tenant_id = p_tenant_id and day = (now() at time zone 'utc')::date), 0),
+        'monthly_active_users', (
+            select count(distinct user_id) from hark.tenant_active_users
+            where tenant_id = p_tenant_id and day > (now() at time zone 'utc')::date - 30))
+$$;
+
 -- The tenant's counts against its quotas. The caller has entered the tenant.
 create function hark_api.quota_usage(p_tenant_id uuid)
 returns jsonb

@@ -13,8 +13,8 @@ as $$
 $$;
 
 -- A tenant as the operator sees it: the tenant's own view, its suspension, its quotas
--- (each the tenant's own or the default; null: none) and, once deleted, how far the
--- purge of its rows went.
+-- (each the tenant's own or the default; null: none), its rolled-up usage and, once
+-- deleted, how far the purge of its rows went.
 create function hark_api.operator_tenant_json(p_tenant hark.tenants)
 returns jsonb
 language sql
@@ -27,7 +27,8 @@ as $$
         'quotas', hark_api.quotas_json(p_tenant.id),
         'deleted_at', p_tenant.deleted_at,
         'purged_rows', p_tenant.purged_rows,
-        'purged_at', p_tenant.purged_at)
+        'purged_at', p_tenant.purged_at,
+        'usage', hark_api.usage_summary(p_tenant.id))
 $$;
 
 -- Live tenants in slug order, after the slug p_after, whose slug starts with p_query

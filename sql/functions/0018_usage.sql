@@ -95,9 +95,7 @@ as $$
                 'peak_connected_users', d.peak_connected_users) order by d.day desc)
             from hark.tenant_usage_daily d
             where d.tenant_id = p_tenant_id and d.day > (now() at time zone 'utc')::date - 30), '[]'::jsonb),
-        'monthly_active_users', (
-            select count(distinct a.user_id) from hark.tenant_active_users a
-            where a.tenant_id = p_tenant_id and a.day > (now() at time zone 'utc')::date - 30))
+        'monthly_active_users', hark_api.usage_summary(p_tenant_id) -> 'monthly_active_users')
 $$;
 
 -- The operator's view of a tenant's usage: its counts against its quotas and its

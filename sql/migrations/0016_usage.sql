@@ -21,6 +21,8 @@ create table hark.tenant_active_users (
     primary key (tenant_id, day, user_id)
 );
 
+-- A tenant's rows, and every tenant's for the operator's context (hark.operator), which
+-- lists tenants with their figures.
 do $$
 declare
     table_name text;
@@ -30,7 +32,8 @@ begin
         execute format('alter table hark.%I force row level security', table_name);
         execute format(
             'create policy tenant_isolation on hark.%I '
-            'using (tenant_id = nullif(current_setting(''hark.tenant_id'', true), '''')::uuid) '
+            'using (tenant_id = nullif(current_setting(''hark.tenant_id'', true), '''')::uuid '
+            '       or current_setting(''hark.operator'', true) = ''on'') '
             'with check (tenant_id = nullif(current_setting(''hark.tenant_id'', true), '''')::uuid)',
             table_name);
         execute format('grant select, insert, update, delete on hark.%I to hark_app', table_name);

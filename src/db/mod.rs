@@ -53,7 +53,7 @@ pub use moderation::{
     ReportAction, ReportFilter, ReportPage, ReportReason, ReportState, Resolution, Restriction,
     RestrictionKind, RestrictionPage, Sanction, WordFilter, WordFilterList,
 };
-pub use operator::{OperatorTenant, OperatorTenantPage, TenantQuery};
+pub use operator::{OperatorTenant, OperatorTenantPage, TenantQuery, UsageSummary};
 pub use quotas::{DailyUsage, QuotaUsage, Quotas, TableStorage, TenantUsage};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{

@@ -43,6 +43,17 @@ pub struct OperatorTenant {
     /// When the purge finished: no row of the tenant is left but this one, which
     /// keeps its slug reserved.
     pub purged_at: Option<DateTime<Utc>>,
+    /// Its rolled-up usage in brief.
+    pub usage: UsageSummary,
+}
+
+/// A tenant's rolled-up usage in brief.
+#[derive(Debug, Clone, Serialize, Deserialize, Object)]
+pub struct UsageSummary {
+    /// Messages written today (UTC), as of the last roll-up.
+    pub messages_today: i64,
+    /// Users who sent a message or were connected in the last 30 days.
+    pub monthly_active_users: i64,
 }
 
 /// A page of tenants, in slug order.

@@ -3,7 +3,8 @@
 //! nothing, also under concurrency; the tenant's owners see their usage; the operator
 //! gives a tenant quotas of its own and takes them back; other tenants count apart.
 //! Usage figures (the day's messages, active and connected users) are rolled up per
-//! tenant, and the operator sees them and the storage by table.
+//! tenant, and the operator sees them (in brief in the list of tenants) and the storage
+//! by table.
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -265,6 +266,19 @@ async fn usage_figures_count_the_days_messages_and_active_and_connected_users_pe
         .await
         .expect(200);
     assert_eq!(theirs["days"][0]["messages"], 2);
+    let listed = app
+        .operator(
+            Method::GET,
+            "/v1/operator/tenants?slug=acme",
+            TEST_OPERATOR_KEY,
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        listed["items"][0]["usage"],
+        json!({"messages_today": 4, "monthly_active_users": 2})
+    );
     assert_eq!(theirs["users"]["used"], 1);
     let storage = app
         .operator(Method::GET, "/v1/operator/storage", TEST_OPERATOR_KEY, None)
