@@ -219,14 +219,8 @@ impl TestApp {
         key: &str,
         body: Option<Value>,
     ) -> Answer {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.address))
-            .header("x-operator-key", key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        TestApp::answer(request.send().await.expect("a response")).await
+        self.with_header(method, path, ("x-operator-key", key), body)
+            .await
     }
 
     /// A request made with `key` in `X-Api-Key`.
@@ -237,10 +231,22 @@ impl TestApp {
         key: &str,
         body: Option<Value>,
     ) -> Answer {
+        self.with_header(method, path, ("x-api-key", key), body)
+            .await
+    }
+
+    /// A request with one header and, when given, a JSON body.
+    async fn with_header(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        (name, value): (&str, &str),
+        body: Option<Value>,
+    ) -> Answer {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.address))
-            .header("x-api-key", key);
+            .header(name, value);
         if let Some(body) = body {
             request = request.json(&body);
         }
