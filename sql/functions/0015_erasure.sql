@@ -2,12 +2,35 @@
 -- an administrator's (the right to erasure). Their messages are anonymised or
 -- deleted as the tenant chose (tenants.erasure_mode).
 
+-- The document with every string value equal to one of p_values replaced by
+-- "[erased]", at any depth; keys and other values stay.
+create function hark_api.jsonb_erase(p_doc jsonb, p_values text[])
+returns jsonb
+language plpgsql
+immutable
+as $$
+begin
+    return case jsonb_typeof(p_doc)
+        when 'string' then
+            case when (p_doc #>> '{}') = any(p_values) then to_jsonb('[erased]'::text) else p_doc end
+        when 'array' then (
+            select coalesce(jsonb_agg(hark_api.jsonb_erase(element, p_values) order by position), '[]'::jsonb)
+            from jsonb_array_elements(p_doc) with ordinality as elements (element, position))
+        when 'object' then (
+            select coalesce(jsonb_object_agg(key, hark_api.jsonb_erase(value, p_values)), '{}'::jsonb)
+            from jsonb_each(p_doc))
+        else p_doc
+    end;
+end
+$$;
+
 -- Replaces every JSON string equal to one of p_values, in every jsonb column of every
 -- table holding tenants' rows (the event log, feeds, webhook payloads, the audit log,
--- report snapshots, metadata), with "[erased]". Whole values only: another member's
--- text that merely contains a short name is theirs and stays. Runs as the tables'
--- owner (SECURITY DEFINER), since the audit log is append-only for the serving role
--- and erasure must reach it; it touches the given tenant's rows only.
+-- report snapshots, metadata), with "[erased]": one pass over each column's rows of
+-- the tenant, rewriting only the documents that hold one of them. Whole values only:
+-- another member's text that merely contains a short name is theirs and stays. Runs
+-- as the tables' owner (SECURITY DEFINER), since the audit log is append-only for the
+-- serving role and erasure must reach it; it touches the given tenant's rows only.
 create function hark_api.erase_values(p_tenant_id uuid, p_values text[])
 returns void
 language plpgsql
@@ -16,8 +39,11 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_column record;
-    v_value text;
+    v_values text[] := array(select distinct v from unnest(p_values) v where v <> '');
+    v_quoted text[];
 begin
+    -- Each value as it reads inside a document's text, to find the documents at all.
+    v_quoted := array(select to_json(v)::text from unnest(v_values) v);
     for v_column in
         select c.relname as table_name, a.attname as column_name
         from pg_class c
@@ -28,14 +54,11 @@ begin
                       where t.attrelid = c.oid and t.attname = 'tenant_id' and not t.attisdropped)
         order by 1, 2
     loop
-        foreach v_value in array p_values loop
-            continue when v_value is null or v_value = '';
-            execute format(
-                'update hark.%I set %I = replace(%I::text, $2, $3)::jsonb '
-                'where tenant_id = $1 and strpos(%I::text, $2) > 0',
-                v_column.table_name, v_column.column_name, v_column.column_name, v_column.column_name)
-            using p_tenant_id, to_json(v_value)::text, to_json('[erased]'::text)::text;
-        end loop;
+        execute format(
+            'update hark.%1$I set %2$I = hark_api.jsonb_erase(%2$I, $2) '
+            'where tenant_id = $1 and exists (select from unnest($3) q where strpos(%2$I::text, q) > 0)',
+            v_column.table_name, v_column.column_name)
+        using p_tenant_id, v_values, v_quoted;
     end loop;
 end
 $$;
