@@ -6,27 +6,15 @@ use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::db::{Database, DatabaseError, ErasureMode, Quotas};
+use crate::db::{Database, DatabaseError, Quotas, Tenant};
 
 /// A tenant as the operator sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, Object)]
 pub struct OperatorTenant {
-    /// The tenant's id.
-    pub id: Uuid,
-    /// The unique, URL-safe name users give at login.
-    pub slug: String,
-    /// The display name.
-    pub name: String,
-    /// Whether anyone may register as a member with the tenant's slug.
-    pub registration_open: bool,
-    /// What erasing a user does to their messages.
-    pub erasure_mode: ErasureMode,
-    /// How many days messages are kept; absent: for ever.
-    pub retention_days: Option<i32>,
-    /// When the tenant was created.
-    pub created_at: DateTime<Utc>,
-    /// When the tenant was last changed.
-    pub updated_at: DateTime<Utc>,
+    /// The tenant as its own owners see it.
+    #[oai(flatten)]
+    #[serde(flatten)]
+    pub tenant: Tenant,
     /// Whether the operator suspended it: its tokens, keys and logins are refused with
     /// 403 `tenant_suspended`, its data is kept.
     pub suspended: bool,

@@ -9,7 +9,7 @@ use crate::auth::Caller;
 use crate::db::{Database, DatabaseError, ErasureMode, NewSession, User};
 
 /// A tenant: one customer of Hark, with its own users and rooms.
-#[derive(Debug, Clone, Deserialize, Object)]
+#[derive(Debug, Clone, Serialize, Deserialize, Object)]
 pub struct Tenant {
     /// The tenant's id.
     pub id: Uuid,
