@@ -201,11 +201,22 @@ pub struct Config {
     #[arg(long, env = "HARK_WS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub ws_max_frame_bytes: usize,
 
-    /// Messages a user may send at once (REST and WebSocket together), per instance.
+    /// Keep the rate limits for the whole fleet, in PostgreSQL (leased a second of the
+    /// rate at a time), instead of per instance, where N instances admit N times the
+    /// rate. Set it to false only for a single instance that wants no lease calls.
+    #[arg(
+        long,
+        env = "HARK_FLEET_RATE_LIMITS",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub fleet_rate_limits: bool,
+
+    /// Messages a user may send at once (REST and WebSocket together), for the fleet.
     #[arg(long, env = "HARK_SEND_BURST", default_value_t = 50)]
     pub send_burst: u32,
 
-    /// Messages per second a user may send in the long run, per instance.
+    /// Messages per second a user may send in the long run, for the fleet.
     #[arg(long, env = "HARK_SEND_RATE_PER_SECOND", default_value_t = 10.0)]
     pub send_rate_per_second: f64,
 
@@ -344,12 +355,12 @@ pub struct Config {
     )]
     pub webhook_secret_grace_seconds: i32,
 
-    /// Requests one user may make at once, by bearer token, per instance (429
+    /// Requests one user may make at once, by bearer token, for the fleet (429
     /// `rate_limited`); streams' frames are counted apart.
     #[arg(long, env = "HARK_REQUESTS_BURST", default_value_t = 100)]
     pub requests_burst: u32,
 
-    /// Requests one user may make per second, sustained, per instance.
+    /// Requests one user may make per second, sustained, for the fleet.
     #[arg(long, env = "HARK_REQUESTS_PER_SECOND", default_value_t = 50.0)]
     pub requests_per_second: f64,
 

@@ -1,17 +1,28 @@
-//! Rate limits kept in the instance's memory: token buckets by key. Sends are limited
-//! per user (REST and WebSocket draw from the same bucket), failed logins per account
-//! and per client address, requests per user; open streams (WebSockets and SSE) and
-//! requests in flight are counted per user.
+//! Rate limits: token buckets by key. Sends are limited per user (REST and WebSocket
+//! draw from the same bucket), failed logins per account and per client address,
+//! requests per user; open streams (WebSockets and SSE) and requests in flight are
+//! counted per user on each instance.
 //!
-//! The buckets are per instance: behind a load balancer spreading one user's
-//! requests over N instances, a user gets at most N times the configured rate. That
-//! bound is what protects the database; an exact global count would cost a database
-//! round trip on every send.
+//! A rate limit holds for the fleet (`HARK_FLEET_RATE_LIMITS`, the default): each
+//! key's bucket lives in PostgreSQL, and an instance leases up to a second's worth of
+//! its rate at a time ([`LEASE_LIFE`]) and spends the lease from memory, so that a
+//! request costs a database call only once per lease, and a key that was refused is
+//! refused from memory until a token is back. Tokens are taken from the bucket before
+//! they are spent, so the fleet never admits more than the bucket gives; a lease not
+//! spent within its life is dropped, so over any stretch of `t` seconds the fleet
+//! admits at most `burst + rate × (t + 1 s)` of a key, against `burst + rate × t` for
+//! one bucket. The error is on the strict side otherwise: a key whose requests move to
+//! another instance may be refused there while the first still holds part of a lease,
+//! for at most that lease's second. When the database cannot be reached, each instance
+//! counts alone (as with the setting off), and then N instances admit up to N times
+//! the rate.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use crate::db::{Database, RateBucket, RateLease};
 
 /// Every limit of one instance.
 pub struct Limits {
@@ -47,31 +58,44 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits a configuration asks for.
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    /// The limits a configuration asks for; the rate limits are kept in `db` for the
+    /// fleet when the configuration says so (`HARK_FLEET_RATE_LIMITS`).
+    pub fn from_config(config: &crate::config::Config, db: &Database) -> Self {
+        let fleet = config.fleet_rate_limits.then_some(db);
+        let limit = |name, burst, per_second| RateLimiter::new(name, burst, per_second, fleet);
         let lockout = config.login_lockout_seconds.max(1) as f64;
         let join_lockout = config.join_code_lockout_seconds.max(1) as f64;
         Self {
-            sends: RateLimiter::new(config.send_burst, config.send_rate_per_second),
-            ws_ops: RateLimiter::new(config.ws_ops_burst, config.ws_ops_per_second),
+            sends: limit("sends", config.send_burst, config.send_rate_per_second),
+            ws_ops: limit("ws_ops", config.ws_ops_burst, config.ws_ops_per_second),
             login_accounts: RateLimiter::new(
+                "login_accounts",
                 config.login_failures_per_account,
                 f64::from(config.login_failures_per_account) / lockout,
+                fleet,
             ),
             login_addresses: RateLimiter::new(
+                "login_addresses",
                 config.login_failures_per_address,
                 f64::from(config.login_failures_per_address) / lockout,
+                fleet,
             ),
             operator_key_failures: RateLimiter::new(
+                "operator_key_failures",
                 config.login_failures_per_address,
                 f64::from(config.login_failures_per_address) / lockout,
+                fleet,
             ),
             streams: Arc::new(Concurrency::new(
                 config.max_streams_per_user,
                 "WebSocket and event-stream connections per user",
                 "too_many_connections",
             )),
-            request_rate: RateLimiter::new(config.requests_burst, config.requests_per_second),
+            request_rate: limit(
+                "requests",
+                config.requests_burst,
+                config.requests_per_second,
+            ),
             tenant_turns: Arc::new(Turns::new(config.max_requests_in_flight_per_tenant)),
             requests: Arc::new(Concurrency::new(
                 config.max_requests_in_flight_per_user,
@@ -79,20 +103,28 @@ impl Limits {
                 "too_many_requests",
             )),
             join_code_users: RateLimiter::new(
+                "join_code_users",
                 config.join_code_failures_per_user,
                 f64::from(config.join_code_failures_per_user) / join_lockout,
+                fleet,
             ),
             join_code_addresses: RateLimiter::new(
+                "join_code_addresses",
                 config.join_code_failures_per_address,
                 f64::from(config.join_code_failures_per_address) / join_lockout,
+                fleet,
             ),
             signups: RateLimiter::new(
+                "signups",
                 config.signups_per_address_per_hour,
                 f64::from(config.signups_per_address_per_hour) / 3600.0,
+                fleet,
             ),
             room_creations: RateLimiter::new(
+                "room_creations",
                 config.rooms_per_user_per_hour,
                 f64::from(config.rooms_per_user_per_hour) / 3600.0,
+                fleet,
             ),
             unauthenticated_sockets: Arc::new(Concurrency::new(
                 config.max_unauthenticated_sockets_per_address,
@@ -116,17 +148,55 @@ pub fn account_key(tenant: &str, login: &str) -> AccountKey {
     hasher.finalize().into()
 }
 
-/// Buckets kept at most before the full ones are forgotten.
+/// Buckets (or leases) kept at most before the full (or spent) ones are forgotten.
 const MAX_TRACKED_KEYS: usize = 100_000;
 
-/// A token bucket per key: `burst` tokens, refilled at `per_second`.
+/// How long tokens leased from the fleet's bucket may be spent, and how much of the
+/// rate one lease asks for: the bound of how far the fleet can run ahead of a bucket.
+pub const LEASE_LIFE: Duration = Duration::from_secs(1);
+
+/// A key of a limit as bytes, as the fleet's buckets store it.
+pub trait LimitKey: Hash + Eq + Clone + Send + Sync {
+    /// The key's bytes, the same on every instance.
+    fn bytes(&self) -> Vec<u8>;
+}
+
+impl LimitKey for uuid::Uuid {
+    fn bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+}
+
+impl LimitKey for std::net::IpAddr {
+    fn bytes(&self) -> Vec<u8> {
+        match self {
+            Self::V4(address) => address.octets().to_vec(),
+            Self::V6(address) => address.octets().to_vec(),
+        }
+    }
+}
+
+impl LimitKey for AccountKey {
+    fn bytes(&self) -> Vec<u8> {
+        self.to_vec()
+    }
+}
+
+/// A token bucket per key: `burst` tokens, refilled at `per_second`; kept for the
+/// fleet in PostgreSQL (and leased from there), or in this instance's memory.
 pub struct RateLimiter<K> {
+    /// The limit's name, which keeps its keys apart from other limits' in the fleet's
+    /// buckets.
+    name: &'static str,
     /// Tokens a key starts with and never exceeds.
     burst: f64,
     /// Tokens added per second.
     per_second: f64,
-    /// The buckets that are not full, by key.
+    /// This instance's own buckets that are not full, by key: the limit when it is not
+    /// the fleet's, and the fallback while the database cannot be reached.
     buckets: Mutex<HashMap<K, Bucket>>,
+    /// The fleet's buckets, when the limit is the fleet's.
+    fleet: Option<Fleet<K>>,
 }
 
 /// One key's bucket.
@@ -136,6 +206,34 @@ struct Bucket {
     tokens: f64,
     /// When `tokens` was computed.
     updated: Instant,
+}
+
+/// The leases an instance holds of the fleet's buckets.
+struct Fleet<K> {
+    /// Where the buckets are.
+    db: Database,
+    /// Tokens one lease asks for: a [`LEASE_LIFE`] of the rate, at least one, at most
+    /// a quarter of the burst, so that an instance's lease leaves the others some.
+    lease: i32,
+    /// What this instance holds of each key's bucket.
+    leases: Mutex<HashMap<K, Lease>>,
+}
+
+/// What an instance holds of one key's fleet bucket.
+struct Lease {
+    /// Held while this instance asks the database for a lease of the key.
+    gate: Arc<tokio::sync::Mutex<()>>,
+    /// Leased tokens not spent yet.
+    tokens: u32,
+    /// When the unspent tokens are dropped.
+    expires: Instant,
+    /// While the bucket had nothing to lease: when a token is back, before which the
+    /// key is refused without asking the database again.
+    refused_until: Option<Instant>,
+    /// The bucket's whole tokens left at the last lease.
+    remaining: u32,
+    /// When the bucket is full again, as of the last lease.
+    full_at: Instant,
 }
 
 /// What a limit says about one more request.
@@ -179,28 +277,77 @@ fn whole_seconds(duration: Duration) -> u64 {
     }
 }
 
-impl<K: Hash + Eq + Clone> RateLimiter<K> {
-    /// A limiter of `burst` requests at once and `per_second` sustained.
-    pub fn new(burst: u32, per_second: f64) -> Self {
+impl<K: LimitKey> RateLimiter<K> {
+    /// A limiter named `name` of `burst` requests at once and `per_second` sustained,
+    /// kept for the fleet in `fleet` when given.
+    pub fn new(name: &'static str, burst: u32, per_second: f64, fleet: Option<&Database>) -> Self {
+        let burst = f64::from(burst.max(1));
+        let per_second = per_second.max(f64::MIN_POSITIVE);
         Self {
-            burst: f64::from(burst.max(1)),
-            per_second: per_second.max(f64::MIN_POSITIVE),
+            name,
+            burst,
+            per_second,
             buckets: Mutex::new(HashMap::new()),
+            fleet: fleet.map(|db| Fleet {
+                db: db.clone(),
+                lease: (per_second * LEASE_LIFE.as_secs_f64())
+                    .ceil()
+                    .clamp(1.0, (burst / 4.0).floor().max(1.0)) as i32,
+                leases: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
     /// Takes a token for `key` if one is left.
-    pub fn acquire(&self, key: &K) -> Allowance {
-        self.update(key, true)
+    pub async fn acquire(&self, key: &K) -> Allowance {
+        let Some(fleet) = &self.fleet else {
+            return self.update(key, true);
+        };
+        if let Some(allowance) = fleet.spend(key, self.burst) {
+            return allowance;
+        }
+        // One lease per key at a time on an instance: requests that arrive while it is
+        // asked for wait for it and spend its tokens, instead of each leasing (and a
+        // later one finding the bucket emptied by an earlier one's lease).
+        let gate = fleet.gate(key);
+        let _leasing = gate.lock().await;
+        if let Some(allowance) = fleet.spend(key, self.burst) {
+            return allowance;
+        }
+        let bytes = key.bytes();
+        match fleet.db.rate_take(&self.bucket(&bytes), fleet.lease).await {
+            Ok(lease) => fleet.hold(key, lease, self.burst),
+            Err(error) => {
+                tracing::warn!(%error, limit = self.name, "the fleet's rate limits cannot be reached; counting on this instance alone");
+                self.update(key, true)
+            }
+        }
     }
 
     /// Gives back a token taken for an attempt that turned out to succeed: attempts
     /// are counted before their outcome is known, so that concurrent ones cannot all
     /// get past the limit, and only failures stay counted.
-    pub fn refund(&self, key: &K) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(bucket) = buckets.get_mut(key) {
-            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+    pub async fn refund(&self, key: &K) {
+        let Some(fleet) = &self.fleet else {
+            let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(bucket) = buckets.get_mut(key) {
+                bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+            }
+            return;
+        };
+        let bytes = key.bytes();
+        if let Err(error) = fleet.db.rate_take(&self.bucket(&bytes), -1).await {
+            tracing::warn!(%error, limit = self.name, "could not give a token back to the fleet's bucket");
+        }
+    }
+
+    /// The fleet's bucket of the key whose bytes are `key`.
+    fn bucket<'a>(&self, key: &'a [u8]) -> RateBucket<'a> {
+        RateBucket {
+            limit: self.name,
+            key,
+            burst: self.burst,
+            per_second: self.per_second,
         }
     }
 
@@ -240,59 +387,149 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
-/// One attempt at something that may fail (a login, a join by invite code), counted
-/// against several limits before its outcome is known, so that concurrent attempts
-/// cannot all get past a limit while the first ones are still being checked. Only
-/// failures stay counted: [`Attempt::succeeded`] gives the tokens back.
-#[derive(Default)]
-pub struct Attempt<'a> {
-    /// Gives back each token taken so far.
-    refunds: Vec<Box<dyn FnOnce() + Send + 'a>>,
+impl<K: LimitKey> Fleet<K> {
+    /// The gate held while the key's lease is asked for.
+    fn gate(&self, key: &K) -> Arc<tokio::sync::Mutex<()>> {
+        let now = Instant::now();
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        if leases.len() >= MAX_TRACKED_KEYS {
+            leases.retain(|_, lease| lease.matters(now));
+        }
+        Arc::clone(
+            &leases
+                .entry(key.clone())
+                .or_insert_with(|| Lease::none(now))
+                .gate,
+        )
+    }
+
+    /// Spends a token of the key's lease, or refuses the key while its bucket is known
+    /// to be empty; `None` when the database must be asked for a lease.
+    fn spend(&self, key: &K, burst: f64) -> Option<Allowance> {
+        let now = Instant::now();
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = leases.get_mut(key)?;
+        if let Some(until) = lease.refused_until.filter(|until| *until > now) {
+            return Some(lease.allowance(burst, now, Some(until - now)));
+        }
+        if lease.tokens == 0 || lease.expires <= now {
+            return None;
+        }
+        lease.tokens -= 1;
+        Some(lease.allowance(burst, now, None))
+    }
+
+    /// Keeps what a lease got and spends its first token, or refuses the key until a
+    /// token is back when it got none.
+    fn hold(&self, key: &K, got: RateLease, burst: f64) -> Allowance {
+        let now = Instant::now();
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let lease = leases
+            .entry(key.clone())
+            .or_insert_with(|| Lease::none(now));
+        // Tokens of an earlier lease still alive (another request leased at the same
+        // time) stay, and live as long as the new ones.
+        let alive = if lease.expires > now { lease.tokens } else { 0 };
+        lease.remaining = u32::try_from(got.remaining).unwrap_or(0);
+        lease.full_at = now + Duration::from_millis(got.reset_after_ms);
+        let granted = u32::try_from(got.granted).unwrap_or(0);
+        if granted + alive == 0 {
+            let wait = Duration::from_millis(got.retry_after_ms.unwrap_or(1000));
+            lease.refused_until = Some(now + wait);
+            lease.tokens = alive;
+            return lease.allowance(burst, now, Some(wait));
+        }
+        lease.refused_until = None;
+        lease.tokens = alive + granted - 1;
+        lease.expires = now + LEASE_LIFE;
+        lease.allowance(burst, now, None)
+    }
 }
 
-impl<'a> Attempt<'a> {
-    /// Counts an attempt by `subject` (an account, a user) and, when it is known, from
-    /// `address`, each against its own limit; answers the refusal of the first limit
-    /// that refuses.
-    pub fn by<K: Hash + Eq + Clone + Send + 'a>(
+impl Lease {
+    /// Nothing held yet.
+    fn none(now: Instant) -> Self {
+        Self {
+            gate: Arc::new(tokio::sync::Mutex::new(())),
+            tokens: 0,
+            expires: now,
+            refused_until: None,
+            remaining: 0,
+            full_at: now,
+        }
+    }
+
+    /// Whether forgetting it would change anything: it holds tokens, refuses its key,
+    /// or a lease of it is being asked for.
+    fn matters(&self, now: Instant) -> bool {
+        self.expires > now
+            || self.refused_until.is_some_and(|until| until > now)
+            || Arc::strong_count(&self.gate) > 1
+    }
+
+    /// What the limit says to a request now: refused with `retry_after`, or admitted
+    /// with the lease's tokens and the bucket's as what is left.
+    fn allowance(&self, burst: f64, now: Instant, retry_after: Option<Duration>) -> Allowance {
+        Allowance {
+            limit: burst as u32,
+            remaining: if retry_after.is_some() {
+                0
+            } else {
+                self.tokens + self.remaining
+            },
+            retry_after,
+            reset_after: self.full_at.saturating_duration_since(now),
+        }
+    }
+}
+
+/// One attempt at something that may fail (a login, a join by invite code), counted
+/// against the limits of its subject (an account, a user) and of its client address
+/// before its outcome is known, so that concurrent attempts cannot all get past a
+/// limit while the first ones are still being checked. Only failures stay counted:
+/// [`Attempt::succeeded`] gives the tokens back.
+pub struct Attempt<'a, K: LimitKey> {
+    /// The subject's limit and key.
+    subject: (&'a RateLimiter<K>, K),
+    /// The address's limit and key, when the address is known.
+    address: Option<(&'a RateLimiter<std::net::IpAddr>, std::net::IpAddr)>,
+}
+
+impl<'a, K: LimitKey> Attempt<'a, K> {
+    /// Counts an attempt by `subject` and, when it is known, from `address`, each
+    /// against its own limit; answers the refusal of the first limit that refuses,
+    /// having given back what the others took (the attempt never happens).
+    pub async fn by(
         subjects: &'a RateLimiter<K>,
         subject: K,
         addresses: &'a RateLimiter<std::net::IpAddr>,
         address: Option<std::net::IpAddr>,
     ) -> Result<Self, Allowance> {
-        let mut attempt = Self::default();
-        attempt.count(subjects, subject)?;
+        let allowance = subjects.acquire(&subject).await;
+        if allowance.retry_after.is_some() {
+            return Err(allowance);
+        }
+        let mut attempt = Self {
+            subject: (subjects, subject),
+            address: None,
+        };
         if let Some(address) = address {
-            attempt.count(addresses, address)?;
+            let allowance = addresses.acquire(&address).await;
+            if allowance.retry_after.is_some() {
+                attempt.succeeded().await;
+                return Err(allowance);
+            }
+            attempt.address = Some((addresses, address));
         }
         Ok(attempt)
     }
 
-    /// Counts the attempt against `limiter` under `key`. When the limit refuses it,
-    /// the tokens taken from other limits are given back (the attempt never happens)
-    /// and the refusal is answered.
-    fn count<K: Hash + Eq + Clone + Send + 'a>(
-        &mut self,
-        limiter: &'a RateLimiter<K>,
-        key: K,
-    ) -> Result<(), Allowance> {
-        let allowance = limiter.acquire(&key);
-        if allowance.retry_after.is_some() {
-            self.give_back();
-            return Err(allowance);
-        }
-        self.refunds.push(Box::new(move || limiter.refund(&key)));
-        Ok(())
-    }
-
     /// The attempt succeeded: it does not count against any limit.
-    pub fn succeeded(mut self) {
-        self.give_back();
-    }
-
-    fn give_back(&mut self) {
-        for refund in self.refunds.drain(..) {
-            refund();
+    pub async fn succeeded(self) {
+        let (subjects, subject) = self.subject;
+        subjects.refund(&subject).await;
+        if let Some((addresses, address)) = self.address {
+            addresses.refund(&address).await;
         }
     }
 }

@@ -2,7 +2,8 @@
 //! retention (`hark_api.retention_batch`), in the background. A room's deletion only
 //! hides it (`hark_api.room_delete`), a tenant's only refuses it
 //! (`hark_api.tenant_mark_deleted`); their rows, which can be millions, go here, as do
-//! the messages and events older than a tenant keeps, in batches of
+//! the messages and events older than a tenant keeps, and the fleet's rate-limit
+//! buckets that are full again (a missing bucket is a full one), in batches of
 //! `HARK_PURGE_BATCH` rows, one short transaction each with a pause between them, so
 //! that no delete holds locks, a pooled connection or the database's attention for
 //! long, and other tenants are not stalled. Woken by a deletion or a retention set on
@@ -67,6 +68,10 @@ async fn purge(db: Database, settings: PurgeSettings, wake: Arc<Notify>) {
         .await;
         drain(&settings, "apply a tenant's retention", || {
             db.retention_batch(batch, settings.replay_window)
+        })
+        .await;
+        drain(&settings, "forget the full rate-limit buckets", || {
+            db.rate_forget(batch)
         })
         .await;
         tokio::select! {

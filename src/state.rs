@@ -80,6 +80,7 @@ impl AppState {
             db.clone(),
             std::time::Duration::from_secs(config.usage_rollup_seconds),
         );
+        let limits = Arc::new(Limits::from_config(&config, &db));
         Ok(Self {
             db,
             tokens,
@@ -88,7 +89,7 @@ impl AppState {
             writer,
             purger,
             exporter,
-            limits: Arc::new(Limits::from_config(&config)),
+            limits,
             config: Arc::new(config),
         })
     }

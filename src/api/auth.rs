@@ -170,7 +170,9 @@ impl AuthApi {
             account,
             &limits.login_addresses,
             address,
-        ) {
+        )
+        .await
+        {
             Ok(attempt) => attempt,
             Err(allowance) => {
                 tokio::time::sleep(crate::api::REFUSAL_PAUSE).await;
@@ -193,7 +195,7 @@ impl AuthApi {
             .await?;
         let candidate = match candidate {
             Some(candidate) if verified => {
-                attempt.succeeded();
+                attempt.succeeded().await;
                 candidate
             }
             _ => {

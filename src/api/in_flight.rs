@@ -61,7 +61,7 @@ impl<E: Endpoint> Endpoint for UserRequestsEndpoint<E> {
         let state = request.data::<AppState>();
         let _slot = match state.zip(verified.as_ref()) {
             Some((state, VerifiedBearer { caller, .. })) => {
-                let allowance = state.limits.request_rate.acquire(&caller.user_id);
+                let allowance = state.limits.request_rate.acquire(&caller.user_id).await;
                 if allowance.retry_after.is_some() {
                     return Err(ApiError::too_many(
                         &allowance,

@@ -211,7 +211,7 @@ impl MessagesApi {
     ) -> Result<MessageSent, ApiError> {
         let body = body.0;
         // REST and WebSocket sends of a user draw from one allowance.
-        let allowance = state.limits.sends.acquire(&auth.0.user_id);
+        let allowance = state.limits.sends.acquire(&auth.0.user_id).await;
         if allowance.retry_after.is_some() {
             return Err(ApiError::too_many(
                 &allowance,

@@ -159,7 +159,7 @@ pub(crate) async fn count_signup(
     let Some(address) = client_address(request, state.config.trust_forwarded_for) else {
         return Ok(());
     };
-    let allowance = state.limits.signups.acquire(&address);
+    let allowance = state.limits.signups.acquire(&address).await;
     if allowance.retry_after.is_some() {
         tokio::time::sleep(REFUSAL_PAUSE).await;
         return Err(crate::error::ApiError::too_many(

@@ -348,7 +348,9 @@ pub(crate) async fn require_operator_key(
         address,
         &limits.login_addresses,
         None,
-    ) {
+    )
+    .await
+    {
         Ok(attempt) => attempt,
         Err(allowance) => {
             tokio::time::sleep(crate::api::REFUSAL_PAUSE).await;
@@ -368,7 +370,7 @@ pub(crate) async fn require_operator_key(
             "This needs the operator key in `X-Operator-Key`",
         ));
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     Ok(())
 }
 

@@ -116,7 +116,7 @@ impl RoomsApi {
         body: Json<CreateRoomRequest>,
     ) -> Result<RoomCreated, ApiError> {
         let creations = &state.limits.room_creations;
-        let allowance = creations.acquire(&auth.0.user_id);
+        let allowance = creations.acquire(&auth.0.user_id).await;
         if allowance.retry_after.is_some() {
             return Err(ApiError::too_many(
                 &allowance,
@@ -134,7 +134,7 @@ impl RoomsApi {
         let created = state.db.room_create(&auth.0, &room).await;
         if created.is_err() {
             // Only rooms that exist count against the hourly limit.
-            creations.refund(&auth.0.user_id);
+            creations.refund(&auth.0.user_id).await;
         }
         Ok(RoomCreated::Created(Json(created?)))
     }
@@ -272,6 +272,7 @@ impl RoomsApi {
             &limits.join_code_addresses,
             address,
         )
+        .await
         .map_err(|allowance| {
             ApiError::too_many(
                 &allowance,
@@ -280,7 +281,7 @@ impl RoomsApi {
             )
         })?;
         let room = state.db.room_join_by_code(&auth.0, &body.0.code).await?;
-        attempt.succeeded();
+        attempt.succeeded().await;
         Ok(Json(room))
     }
 

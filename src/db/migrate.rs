@@ -98,6 +98,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0016_usage",
         include_str!("../../sql/migrations/0016_usage.sql"),
     ),
+    (
+        17,
+        "0017_fleet_limits",
+        include_str!("../../sql/migrations/0017_fleet_limits.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -173,6 +178,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
     (
         "0018_usage",
         include_str!("../../sql/functions/0018_usage.sql"),
+    ),
+    (
+        "0019_fleet_limits",
+        include_str!("../../sql/functions/0019_fleet_limits.sql"),
     ),
 ];
 

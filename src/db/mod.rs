@@ -18,6 +18,7 @@ mod migrate;
 mod moderation;
 mod operator;
 mod quotas;
+mod rate_buckets;
 mod realtime;
 mod rooms;
 mod sessions;
@@ -55,6 +56,7 @@ pub use moderation::{
 };
 pub use operator::{OperatorTenant, OperatorTenantPage, TenantQuery, UsageSummary};
 pub use quotas::{DailyUsage, QuotaUsage, Quotas, TableStorage, TenantUsage};
+pub use rate_buckets::{RateBucket, RateLease};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{
     Member, MemberPage, MetadataFilter, NewRoom, Room, RoomAccess, RoomFilter, RoomKind, RoomPage,
@@ -401,6 +403,7 @@ sql_types! {
     bool => BOOL,
     i32 => INT4,
     i64 => INT8,
+    f64 => FLOAT8,
     str => TEXT,
     String => TEXT,
     [String] => TEXT_ARRAY,

@@ -323,7 +323,7 @@ impl Connection {
             _ => Some((&limits.ws_ops, "operations")),
         };
         if let Some((limiter, what)) = budget {
-            let allowance = limiter.acquire(&caller.user_id);
+            let allowance = limiter.acquire(&caller.user_id).await;
             if let Some(retry_after) = allowance.retry_after {
                 let error = ApiError::too_many(
                     &allowance,

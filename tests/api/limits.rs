@@ -495,3 +495,113 @@ async fn every_websocket_op_counts_against_its_users_allowance_refusals_included
     first.send(json!({"op": "ping", "ref": "p"})).await;
     assert_eq!(first.answer("p").await["op"], "pong");
 }
+
+/// Small send limits for the fleet tests: 6 at once, hardly any refill.
+fn six_sends(config: &mut hark::config::Config) {
+    config.send_burst = 6;
+    config.send_rate_per_second = 0.01;
+}
+
+#[tokio::test]
+async fn a_send_limit_holds_for_the_fleet_when_a_user_sends_through_two_instances_at_once() {
+    let app = spawn_app_with(six_sends).await;
+    let peer = app.spawn_peer_with(six_sends).await;
+    let (_owner, bob, room_id) = room_with_bob(&app).await;
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let before = app.count_rows("messages").await;
+
+    // Ten sends through each instance, all at once.
+    let sends = (0..20).map(|n| {
+        let instance = if n % 2 == 0 { &app } else { &peer };
+        let (path, token) = (&path, &bob.token);
+        async move {
+            instance
+                .post(path, Some(token), json!({"body": format!("send {n}")}))
+                .await
+                .status
+        }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    let accepted = statuses.iter().filter(|status| **status == 201).count();
+    let refused = statuses.iter().filter(|status| **status == 429).count();
+    println!(
+        "two instances, a burst of 6 for the fleet: {accepted} of 20 concurrent sends accepted, {refused} refused"
+    );
+    assert_eq!((accepted, refused), (6, 14), "statuses: {statuses:?}");
+    assert_eq!(app.count_rows("messages").await - before, 6);
+
+    // Either instance now refuses the user, and says for how long.
+    for instance in [&app, &peer] {
+        let refused = instance
+            .post(&path, Some(&bob.token), json!({"body": "one more"}))
+            .await;
+        assert_eq!(refused.status, 429);
+        assert_eq!(refused.body["code"], "rate_limited");
+        assert!(header(&refused, "retry-after").parse::<u64>().unwrap() >= 1);
+    }
+}
+
+#[tokio::test]
+async fn failed_logins_spread_over_two_instances_are_throttled_as_on_one() {
+    let throttle = |config: &mut hark::config::Config| {
+        config.login_failures_per_account = 4;
+        config.login_lockout_seconds = 600;
+    };
+    let app = spawn_app_with(throttle).await;
+    let peer = app.spawn_peer_with(throttle).await;
+    let (_owner, _bob, _room) = room_with_bob(&app).await;
+    let wrong = json!({"tenant": "acme", "login": "bob", "password": "wrong password"});
+    for attempt in 0..4 {
+        let instance = if attempt % 2 == 0 { &app } else { &peer };
+        instance
+            .post("/v1/auth/login", None, wrong.clone())
+            .await
+            .expect_error(401, "invalid_credentials");
+    }
+    for instance in [&app, &peer] {
+        instance
+            .post("/v1/auth/login", None, wrong.clone())
+            .await
+            .expect_error(429, "login_throttled");
+    }
+}
+
+#[tokio::test]
+async fn successful_logins_through_two_instances_never_use_up_the_failures_allowed() {
+    let throttle = |config: &mut hark::config::Config| {
+        config.login_failures_per_account = 2;
+        config.login_lockout_seconds = 600;
+    };
+    let app = spawn_app_with(throttle).await;
+    let peer = app.spawn_peer_with(throttle).await;
+    let (_owner, _bob, _room) = room_with_bob(&app).await;
+    let right = json!({"tenant": "acme", "login": "bob", "password": PASSWORD});
+    for attempt in 0..6 {
+        let instance = if attempt % 2 == 0 { &app } else { &peer };
+        instance
+            .post("/v1/auth/login", None, right.clone())
+            .await
+            .expect(200);
+    }
+    // Every token was given back, so the account's bucket is full again, and a full
+    // bucket is forgotten (a missing one is full).
+    let (client, connection) = tokio_postgres::connect(&app.database_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let login_buckets =
+        "select count(*) from hark.rate_buckets where limit_name = 'login_accounts'";
+    let count = |row: tokio_postgres::Row| row.get::<_, i64>(0);
+    assert_eq!(
+        count(client.query_one(login_buckets, &[]).await.unwrap()),
+        1
+    );
+    client
+        .execute("select hark_api.rate_forget(1000)", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(client.query_one(login_buckets, &[]).await.unwrap()),
+        0
+    );
+}
