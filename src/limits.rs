@@ -4,18 +4,18 @@
 //! counted per user on each instance.
 //!
 //! A rate limit holds for the fleet (`HARK_FLEET_RATE_LIMITS`, the default): each
-//! key's bucket lives in PostgreSQL, and an instance leases up to a second's worth of
-//! its rate at a time ([`LEASE_LIFE`]) and spends the lease from memory, so that a
-//! request costs a database call only once per lease, and a key that was refused is
-//! refused from memory until a token is back. Tokens are taken from the bucket before
-//! they are spent, so the fleet never admits more than the bucket gives; a lease not
-//! spent within its life is dropped, so over any stretch of `t` seconds the fleet
-//! admits at most `burst + rate × (t + 1 s)` of a key, against `burst + rate × t` for
-//! one bucket. The error is on the strict side otherwise: a key whose requests move to
-//! another instance may be refused there while the first still holds part of a lease,
-//! for at most that lease's second. When the database cannot be reached, each instance
-//! counts alone (as with the setting off), and then N instances admit up to N times
-//! the rate.
+//! key's bucket lives in PostgreSQL, and an instance leases a second's worth of its
+//! rate at a time ([`LEASE_SPAN`], at most a quarter of the burst) and spends the
+//! lease from memory, so that a request costs a database call once per lease, not per
+//! request, and a key that was refused is refused from memory until a token is back.
+//! Tokens are taken from the bucket before they are spent, and an instance holds at
+//! most one lease of a key, so over any stretch of `t` seconds N instances admit at
+//! most `burst + rate × t + N × lease` of a key, against `burst + rate × t` for one
+//! bucket. The other error is on the strict side: a key whose requests move to
+//! another instance may be refused there while the first still holds part of a
+//! lease, at most `(N - 1) × lease` tokens. When the database cannot be reached, each
+//! instance counts alone (as with the setting off), and then N instances admit up to
+//! N times the rate.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -151,9 +151,9 @@ pub fn account_key(tenant: &str, login: &str) -> AccountKey {
 /// Buckets (or leases) kept at most before the full (or spent) ones are forgotten.
 const MAX_TRACKED_KEYS: usize = 100_000;
 
-/// How long tokens leased from the fleet's bucket may be spent, and how much of the
-/// rate one lease asks for: the bound of how far the fleet can run ahead of a bucket.
-pub const LEASE_LIFE: Duration = Duration::from_secs(1);
+/// How much of the rate one lease of the fleet's bucket asks for: a key used at its
+/// full rate asks the database about once per span.
+pub const LEASE_SPAN: Duration = Duration::from_secs(1);
 
 /// A key of a limit as bytes, as the fleet's buckets store it.
 pub trait LimitKey: Hash + Eq + Clone + Send + Sync {
@@ -212,7 +212,7 @@ struct Bucket {
 struct Fleet<K> {
     /// Where the buckets are.
     db: Database,
-    /// Tokens one lease asks for: a [`LEASE_LIFE`] of the rate, at least one, at most
+    /// Tokens one lease asks for: a [`LEASE_SPAN`] of the rate, at least one, at most
     /// a quarter of the burst, so that an instance's lease leaves the others some.
     lease: i32,
     /// What this instance holds of each key's bucket.
@@ -223,10 +223,9 @@ struct Fleet<K> {
 struct Lease {
     /// Held while this instance asks the database for a lease of the key.
     gate: Arc<tokio::sync::Mutex<()>>,
-    /// Leased tokens not spent yet.
+    /// Leased tokens not spent yet. They do not expire: the fleet's bound counts one
+    /// unspent lease per instance.
     tokens: u32,
-    /// When the unspent tokens are dropped.
-    expires: Instant,
     /// While the bucket had nothing to lease: when a token is back, before which the
     /// key is refused without asking the database again.
     refused_until: Option<Instant>,
@@ -290,7 +289,7 @@ impl<K: LimitKey> RateLimiter<K> {
             buckets: Mutex::new(HashMap::new()),
             fleet: fleet.map(|db| Fleet {
                 db: db.clone(),
-                lease: (per_second * LEASE_LIFE.as_secs_f64())
+                lease: (per_second * LEASE_SPAN.as_secs_f64())
                     .ceil()
                     .clamp(1.0, (burst / 4.0).floor().max(1.0)) as i32,
                 leases: Mutex::new(HashMap::new()),
@@ -412,7 +411,7 @@ impl<K: LimitKey> Fleet<K> {
         if let Some(until) = lease.refused_until.filter(|until| *until > now) {
             return Some(lease.allowance(burst, now, Some(until - now)));
         }
-        if lease.tokens == 0 || lease.expires <= now {
+        if lease.tokens == 0 {
             return None;
         }
         lease.tokens -= 1;
@@ -427,21 +426,21 @@ impl<K: LimitKey> Fleet<K> {
         let lease = leases
             .entry(key.clone())
             .or_insert_with(|| Lease::none(now));
-        // Tokens of an earlier lease still alive (another request leased at the same
-        // time) stay, and live as long as the new ones.
-        let alive = if lease.expires > now { lease.tokens } else { 0 };
+        // A lease is asked for only when the last one is spent (under the key's gate),
+        // so what it got is all the key holds here.
         lease.remaining = u32::try_from(got.remaining).unwrap_or(0);
         lease.full_at = now + Duration::from_millis(got.reset_after_ms);
-        let granted = u32::try_from(got.granted).unwrap_or(0);
-        if granted + alive == 0 {
+        let Some(tokens) = u32::try_from(got.granted)
+            .ok()
+            .and_then(|granted| granted.checked_sub(1))
+        else {
             let wait = Duration::from_millis(got.retry_after_ms.unwrap_or(1000));
             lease.refused_until = Some(now + wait);
-            lease.tokens = alive;
+            lease.tokens = 0;
             return lease.allowance(burst, now, Some(wait));
-        }
+        };
         lease.refused_until = None;
-        lease.tokens = alive + granted - 1;
-        lease.expires = now + LEASE_LIFE;
+        lease.tokens = tokens;
         lease.allowance(burst, now, None)
     }
 }
@@ -452,7 +451,6 @@ impl Lease {
         Self {
             gate: Arc::new(tokio::sync::Mutex::new(())),
             tokens: 0,
-            expires: now,
             refused_until: None,
             remaining: 0,
             full_at: now,
@@ -462,7 +460,7 @@ impl Lease {
     /// Whether forgetting it would change anything: it holds tokens, refuses its key,
     /// or a lease of it is being asked for.
     fn matters(&self, now: Instant) -> bool {
-        self.expires > now
+        self.tokens > 0
             || self.refused_until.is_some_and(|until| until > now)
             || Arc::strong_count(&self.gate) > 1
     }
