@@ -152,6 +152,21 @@ pub struct Config {
     #[arg(long, env = "HARK_QUOTA_MEMBERS_PER_ROOM", value_parser = clap::value_parser!(i64).range(0..))]
     pub quota_members_per_room: Option<i64>,
 
+    /// Messages a tenant may write per UTC day (none when unset): one more is refused
+    /// with 429 `quota_exceeded`.
+    #[arg(long, env = "HARK_QUOTA_MESSAGES_PER_DAY", value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_messages_per_day: Option<i64>,
+
+    /// Bytes of attachment metadata (each attachment's JSON text) a tenant may write
+    /// per UTC day (none when unset).
+    #[arg(long, env = "HARK_QUOTA_ATTACHMENT_BYTES_PER_DAY", value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_attachment_bytes_per_day: Option<i64>,
+
+    /// WebSocket and event-stream connections a tenant's users may hold at once across
+    /// the fleet (none when unset).
+    #[arg(long, env = "HARK_QUOTA_CONNECTIONS", value_parser = clap::value_parser!(i64).range(0..))]
+    pub quota_connections: Option<i64>,
+
     /// How often each instance rolls up the tenants' usage figures (one instance at a
     /// time does the work).
     #[arg(long, env = "HARK_USAGE_ROLLUP_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
@@ -497,6 +512,9 @@ impl Config {
             rooms: self.quota_rooms,
             members_per_room: self.quota_members_per_room,
             webhook_endpoints: Some(self.quota_webhook_endpoints),
+            messages_per_day: self.quota_messages_per_day,
+            attachment_bytes_per_day: self.quota_attachment_bytes_per_day,
+            connections: self.quota_connections,
         }
     }
 

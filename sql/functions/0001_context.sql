@@ -367,3 +367,18 @@ begin
     return (v_at, v_id);
 end
 $$;
+
+-- Refuses a retention that is not a whole number of days from 0 (keep everything) to
+-- 36500: 422 invalid_retention_days. One rule for tenants and rooms.
+create function hark_api.validate_retention_days(p_days jsonb)
+returns void
+language plpgsql
+as $$
+begin
+    if jsonb_typeof(p_days) <> 'number' or (p_days #>> '{}')::numeric not between 0 and 36500
+       or (p_days #>> '{}')::numeric <> trunc((p_days #>> '{}')::numeric) then
+        perform hark_api.fail(422, 'invalid_retention_days',
+            'retention_days must be a whole number of days from 1 to 36500, or 0 to keep everything', 'retention_days');
+    end if;
+end
+$$;

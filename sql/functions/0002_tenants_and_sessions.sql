@@ -73,11 +73,8 @@ begin
     if p_patch ? 'erasure_mode' and coalesce(p_patch ->> 'erasure_mode', '') not in ('anonymise', 'delete') then
         perform hark_api.fail(422, 'invalid_erasure_mode', 'erasure_mode must be anonymise or delete', 'erasure_mode');
     end if;
-    if p_patch ? 'retention_days' and (jsonb_typeof(p_patch -> 'retention_days') <> 'number'
-       or (p_patch ->> 'retention_days')::numeric not between 0 and 36500
-       or (p_patch ->> 'retention_days')::numeric <> trunc((p_patch ->> 'retention_days')::numeric)) then
-        perform hark_api.fail(422, 'invalid_retention_days',
-            'retention_days must be a whole number of days from 1 to 36500, or 0 to keep everything', 'retention_days');
+    if p_patch ? 'retention_days' then
+        perform hark_api.validate_retention_days(p_patch -> 'retention_days');
     end if;
     update hark.tenants t
     set name = case when p_patch ? 'name' then p_patch ->> 'name' else t.name end,

@@ -251,6 +251,7 @@ as $$
         'members_can_pin', p_room.members_can_pin,
         'members_can_mention_room', p_room.members_can_mention_room,
         'metadata', p_room.metadata,
+        'retention_days', p_room.retention_days,
         'member_count', (select count(*) from hark.room_members c where c.room_id = p_room.id),
         'my_role', m.role,
         'last_read_seq', m.last_read_seq,
@@ -535,7 +536,8 @@ begin
 end
 $$;
 
--- Applies name, topic and visibility from p_patch (room owners and admins).
+-- Applies name, topic, visibility, slow mode, who may pin and mention everyone,
+-- metadata and retention from p_patch (room owners and admins).
 create function hark_api.room_update(p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_room_id uuid, p_patch jsonb)
 returns jsonb
 language plpgsql
@@ -570,6 +572,12 @@ begin
     if p_patch ? 'metadata' and jsonb_typeof(p_patch -> 'metadata') <> 'object' then
         perform hark_api.fail(422, 'invalid_metadata', 'metadata must be a JSON object', 'metadata');
     end if;
+    if p_patch ? 'retention_days' then
+        perform hark_api.validate_retention_days(p_patch -> 'retention_days');
+        if (p_patch ->> 'retention_days')::integer > 0 then
+            update hark.tenants set room_retention = true where id = p_tenant_id and not room_retention;
+        end if;
+    end if;
     perform hark_api.validate_room_fields(
         coalesce(p_patch ->> 'name', v_room.name),
         case when p_patch ? 'topic' then p_patch ->> 'topic' else v_room.topic end,
@@ -583,17 +591,21 @@ begin
         members_can_mention_room = coalesce((p_patch ->> 'members_can_mention_room')::boolean,
                                             r.members_can_mention_room),
         metadata = coalesce(p_patch -> 'metadata', r.metadata),
+        retention_days = case when p_patch ? 'retention_days'
+                              then nullif((p_patch ->> 'retention_days')::integer, 0)
+                              else r.retention_days end,
         updated_at = now()
     where r.id = p_room_id
     returning * into v_room;
     perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
         'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility,
         'slow_mode_seconds', v_room.slow_mode_seconds, 'members_can_pin', v_room.members_can_pin,
-        'members_can_mention_room', v_room.members_can_mention_room, 'metadata', v_room.metadata, 'changed', (
+        'members_can_mention_room', v_room.members_can_mention_room, 'metadata', v_room.metadata,
+        'retention_days', v_room.retention_days, 'changed', (
             select coalesce(jsonb_agg(key order by key), '[]'::jsonb)
             from jsonb_object_keys(p_patch) key
             where key in ('name', 'topic', 'visibility', 'slow_mode_seconds', 'members_can_pin',
-                          'members_can_mention_room', 'metadata'))));
+                          'members_can_mention_room', 'metadata', 'retention_days'))));
     select * into v_room from hark.rooms where id = p_room_id;
     return hark_api.room_json(v_room);
 end

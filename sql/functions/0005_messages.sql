@@ -239,8 +239,9 @@ $$;
 -- when not a member, and the end of a mute) and the room's hark_api.send_context.
 -- p_pending holds what a batch accepted before this item and has not written yet: the
 -- message JSON by "room/sender/client id", the room of each new message by its id
--- ("reply/<id>" for the replies in a thread), and "slow/room/sender" for senders held
--- to slow mode. Answers the earlier message with the same client id (the send is
+-- ("reply/<id>" for the replies in a thread), "slow/room/sender" for senders held
+-- to slow mode, and the tenant's send allowance left (hark_api.allowance_key) when it
+-- has send quotas. Answers the earlier message with the same client id (the send is
 -- answered with it and writes nothing), or null: the message may be sent (and, when a
 -- 'flag' word filter matched it, it is in the moderation queue as p_message_id).
 create function hark_api.message_check(
@@ -274,6 +275,10 @@ begin
         end if;
     end if;
     perform hark_api.validate_message(p_kind, p_body, p_attachment, p_max_body_bytes);
+    if p_pending ? hark_api.allowance_key(hark_api.current_tenant_id()) then
+        perform hark_api.require_send_allowance(
+            p_pending -> hark_api.allowance_key(hark_api.current_tenant_id()), p_attachment);
+    end if;
     if p_kind = 'system' and p_role not in ('owner', 'admin') then
         perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room send system messages');
     end if;
@@ -332,27 +337,32 @@ declare
     v_thread hark_api.thread_and_mentions := row(
         p_parent_id, p_show_in_room, p_mentions, p_mention_room)::hark_api.thread_and_mentions;
     v_existing jsonb;
+    v_pending jsonb;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id, p_wait);
+    v_pending := hark_api.lone_send_pending(p_tenant_id);
     v_existing := hark_api.message_check(
         hark_api.sender_state(p_room_id), hark_api.send_context(v_room, hark_api.filter_patterns()),
         p_user_id, p_message_id,
-        p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, '{}', v_thread);
+        p_kind, p_body, p_attachment, p_reply_to_id, p_client_id, p_max_body_bytes, v_pending, v_thread);
     if v_existing is not null then
         return jsonb_build_object('created', false, 'message', v_existing);
     end if;
     return hark_api.message_write(v_room, p_message_id, p_user_id, p_kind, p_body, p_attachment,
-                                  p_reply_to_id, p_client_id, p_traceparent, v_thread);
+                                  p_reply_to_id, p_client_id, p_traceparent, v_thread, v_pending);
 end
 $$;
 
 -- Writes one checked message under its room's lock (p_room as locked) and appends its
 -- event; answers the send's result. A null sender is a system message of the backend.
--- In slow mode, the sender's last_sent_at moves to now.
+-- In slow mode, the sender's last_sent_at moves to now. p_pending is what the check
+-- had pending: the tenant's send allowance, when it has send quotas, which counts
+-- the message.
 create function hark_api.message_write(
     p_room hark.rooms, p_message_id uuid, p_user_id uuid, p_kind text, p_body text, p_attachment jsonb,
-    p_reply_to_id uuid, p_client_id text, p_traceparent text, p_thread hark_api.thread_and_mentions)
+    p_reply_to_id uuid, p_client_id text, p_traceparent text, p_thread hark_api.thread_and_mentions,
+    p_pending jsonb)
 returns jsonb
 language plpgsql
 as $$
@@ -379,6 +389,10 @@ begin
     if p_room.slow_mode_seconds > 0 and p_user_id is not null then
         update hark.room_members set last_sent_at = now()
         where tenant_id = p_room.tenant_id and room_id = p_room.id and user_id = p_user_id;
+    end if;
+    if p_pending ? hark_api.allowance_key(p_room.tenant_id) then
+        perform hark_api.send_counted(p_pending -> hark_api.allowance_key(p_room.tenant_id),
+                                      1, hark_api.attachment_bytes(p_attachment));
     end if;
     return jsonb_build_object('created', true, 'message', v_json);
 end

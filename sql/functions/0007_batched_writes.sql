@@ -74,6 +74,16 @@ begin
         end if;
     end loop;
 
+    -- The send allowance of each tenant with send quotas, taken after the rooms' locks
+    -- (the order a lone send takes them in).
+    for v_tenant in
+        select distinct (value ->> 'tenant_id')::uuid from jsonb_each(v_rooms)
+        where not coalesce((value ->> 'busy')::boolean, false)
+    loop
+        perform hark_api.enter(v_tenant, null);
+        v_pending := v_pending || hark_api.lone_send_pending(v_tenant);
+    end loop;
+
     for v_item in
         select (item ->> 'tenant_id')::uuid as tenant_id, (item ->> 'user_id')::uuid as user_id,
                (item ->> 'session_id')::uuid as session_id, (item ->> 'room_id')::uuid as room_id,
@@ -138,6 +148,11 @@ begin
             v_events := array_append(v_events, jsonb_build_object(
                 'room_id', v_item.room_id, 'type', 'message.created', 'actor_id', v_item.user_id, 'data', v_json));
             v_new := array_append(v_new, v_row);
+            v_key := hark_api.allowance_key(v_item.tenant_id);
+            if v_pending ? v_key then
+                v_pending := jsonb_set(v_pending, array[v_key],
+                                       hark_api.send_allowance_after(v_pending -> v_key, v_item.attachment));
+            end if;
             v_pending := v_pending || jsonb_build_object(
                 case when v_row.parent_id is null then '' else 'reply/' end || v_item.message_id, v_item.room_id);
             if (v_room_state ->> 'slow_mode_seconds')::integer > 0 then
@@ -174,6 +189,11 @@ begin
                new.reply_to_id, new.client_id, new.created_at, new.parent_id, new.show_in_room, new.mentions,
                new.mention_room
         from unnest(v_new) new where new.tenant_id = v_tenant order by new.seq;
+        if v_pending ? hark_api.allowance_key(v_tenant) then
+            perform hark_api.send_counted(v_pending -> hark_api.allowance_key(v_tenant), count(*),
+                                          coalesce(sum(hark_api.attachment_bytes(new.attachment)), 0)::bigint)
+            from unnest(v_new) new where new.tenant_id = v_tenant;
+        end if;
         for v_room in
             select (event ->> 'room_id')::uuid as room_id,
                    (v_rooms -> (event ->> 'room_id') ->> 'next_seq')::bigint as next_seq,

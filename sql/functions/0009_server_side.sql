@@ -106,14 +106,16 @@ as $$
 declare
     v_room hark.rooms;
     v_plain hark_api.thread_and_mentions := row(null, null, '{}', false)::hark_api.thread_and_mentions;
+    v_pending jsonb;
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
     v_room := hark_api.lock_room(p_room_id, true);
+    v_pending := hark_api.lone_send_pending(p_tenant_id);
     perform hark_api.message_check(
         '{"role": "owner"}', hark_api.send_context(v_room, hark_api.filter_patterns()), null, p_message_id,
-        'system', p_body, null, null, null, p_max_body_bytes, '{}', v_plain);
+        'system', p_body, null, null, null, p_max_body_bytes, v_pending, v_plain);
     return hark_api.message_write(v_room, p_message_id, null, 'system', p_body, null, null, null, p_traceparent,
-                                  v_plain);
+                                  v_plain, v_pending);
 end
 $$;
 

@@ -150,11 +150,13 @@ end
 $$;
 
 -- Replaces what instance p_instance_id recorded as connected with p_pairs (an array
--- of {tenant_id, user_id}), valid for p_ttl_ms, and forgets the rows of instances that
--- stopped syncing. The users of p_seen (same shape: those who came or went on the
--- instance since its last sync, a short visit included) are seen now
+-- of {tenant_id, user_id}) and its connections per tenant with p_counts (an array of
+-- {tenant_id, connections}), valid for p_ttl_ms, and forgets the rows of instances
+-- that stopped syncing. The users of p_seen (same shape as p_pairs: those who came or
+-- went on the instance since its last sync, a short visit included) are seen now
 -- (users.last_seen_at).
-create function hark_api.connections_sync(p_instance_id uuid, p_ttl_ms bigint, p_pairs jsonb, p_seen jsonb)
+create function hark_api.connections_sync(
+    p_instance_id uuid, p_ttl_ms bigint, p_pairs jsonb, p_seen jsonb, p_counts jsonb)
 returns void
 language plpgsql
 as $$
@@ -172,6 +174,16 @@ begin
     from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
     on conflict (tenant_id, user_id, instance_id) do update set seen_until = excluded.seen_until;
     delete from hark.user_connections where seen_until < now();
+    delete from hark.tenant_connections c
+    where (c.instance_id = p_instance_id
+           and not exists (select from jsonb_to_recordset(p_counts) as p(tenant_id uuid)
+                           where p.tenant_id = c.tenant_id))
+       or c.seen_until < now();
+    insert into hark.tenant_connections (tenant_id, instance_id, connections, seen_until)
+    select p.tenant_id, p_instance_id, p.connections, now() + p_ttl_ms * interval '1 millisecond'
+    from jsonb_to_recordset(p_counts) as p(tenant_id uuid, connections integer)
+    on conflict (tenant_id, instance_id) do update
+        set connections = excluded.connections, seen_until = excluded.seen_until;
     -- Users are updated tenant by tenant, under each tenant's row-level security.
     for v_tenant in
         select s.tenant_id, array_agg(s.user_id) as user_ids

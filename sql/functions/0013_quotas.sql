@@ -1,14 +1,19 @@
 -- Quotas: how many users, rooms, members per room and webhook endpoints a tenant may
--- have. Each is the tenant's own (set by the operator) or the configured default, or
--- none. A creation past one is refused with 403 quota_exceeded, the quota's name as
--- the error's field, and writes nothing.
+-- have, how many messages and bytes of attachment metadata it may write per UTC day,
+-- and how many connections its users may hold at once. Each is the tenant's own (set
+-- by the operator) or the configured default, or none. A creation past one is refused
+-- with 403 quota_exceeded, a send or connection past one with 429 quota_exceeded, the
+-- quota's name as the error's field, and writes nothing.
 
 -- The quotas' names, in the order they are shown.
 create function hark_api.quota_names()
 returns text[]
 language sql
 immutable
-as $$ select array['users', 'rooms', 'members_per_room', 'webhook_endpoints'] $$;
+as $$
+    select array['users', 'rooms', 'members_per_room', 'webhook_endpoints', 'messages_per_day',
+                 'attachment_bytes_per_day', 'connections']
+$$;
 
 -- Replaces the configured defaults (an object of quota names to numbers or null).
 create function hark_api.quota_defaults_set(p_quotas jsonb)
@@ -54,6 +59,15 @@ begin
         when 'users' then (select count(*) from hark.users where tenant_id = p_tenant_id and deleted_at is null)
         when 'rooms' then (select count(*) from hark.rooms where tenant_id = p_tenant_id and deleted_at is null)
         when 'webhook_endpoints' then (select count(*) from hark.webhooks where tenant_id = p_tenant_id)
+        when 'messages_per_day' then coalesce(
+            (select messages from hark.tenant_send_counts
+             where tenant_id = p_tenant_id and day = (now() at time zone 'utc')::date),
+            (select messages from hark.tenant_usage_daily
+             where tenant_id = p_tenant_id and day = (now() at time zone 'utc')::date), 0)
+        when 'attachment_bytes_per_day' then coalesce(
+            (select attachment_bytes from hark.tenant_send_counts
+             where tenant_id = p_tenant_id and day = (now() at time zone 'utc')::date), 0)
+        when 'connections' then hark_api.connections_of(p_tenant_id, null)
     end;
 end
 $$;
@@ -86,6 +100,141 @@ begin
     perform from hark.tenants where id = p_tenant_id for no key update;
     if hark_api.quota_used(p_tenant_id, p_name) + p_adding > v_quota then
         perform hark_api.quota_exceeded(p_name, v_quota);
+    end if;
+end
+$$;
+
+-- What the tenant may still write today (UTC) under its send quotas, as
+-- {"tenant_id", "messages_left", "attachment_bytes_left"} (null where there is no such
+-- quota), or null when it has neither quota: then sends count nothing and take no
+-- lock. With one, today's counter row is made (from the day's rolled-up message
+-- figure) and locked, so that concurrent writers of the tenant count one after the
+-- other; the writer adds what it wrote (hark_api.send_counted).
+create function hark_api.send_allowance(p_tenant_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_messages bigint := hark_api.quota_of(p_tenant_id, 'messages_per_day');
+    v_bytes bigint := hark_api.quota_of(p_tenant_id, 'attachment_bytes_per_day');
+    v_today date := (now() at time zone 'utc')::date;
+    v_count hark.tenant_send_counts;
+begin
+    if v_messages is null and v_bytes is null then
+        return null;
+    end if;
+    insert into hark.tenant_send_counts (tenant_id, day, messages)
+    values (p_tenant_id, v_today, coalesce((select messages from hark.tenant_usage_daily
+                                            where tenant_id = p_tenant_id and day = v_today), 0))
+    on conflict do nothing;
+    select * into v_count from hark.tenant_send_counts
+    where tenant_id = p_tenant_id and day = v_today
+    for update;
+    return jsonb_build_object(
+        'tenant_id', p_tenant_id,
+        'messages_left', v_messages - v_count.messages,
+        'attachment_bytes_left', v_bytes - v_count.attachment_bytes);
+end
+$$;
+
+-- Where a send's p_pending (see hark_api.message_check) holds the tenant's allowance.
+create function hark_api.allowance_key(p_tenant_id uuid)
+returns text
+language sql
+immutable
+as $$ select 'send_allowance/' || p_tenant_id $$;
+
+-- What a lone send (not batched) has pending: the tenant's allowance, when it has send
+-- quotas. Called under the room's lock, as the batch takes it after its rooms'.
+create function hark_api.lone_send_pending(p_tenant_id uuid)
+returns jsonb
+language sql
+as $$
+    select jsonb_strip_nulls(jsonb_build_object(hark_api.allowance_key(p_tenant_id),
+                                                hark_api.send_allowance(p_tenant_id)))
+$$;
+
+-- The bytes of attachment metadata a message writes (its attachment's JSON text).
+create function hark_api.attachment_bytes(p_attachment jsonb)
+returns bigint
+language sql
+immutable
+as $$ select coalesce(octet_length(p_attachment::text), 0)::bigint $$;
+
+-- Refuses a message past the tenant's send quotas (p_allowance as
+-- hark_api.send_allowance answers it, less what was accepted since): 429
+-- quota_exceeded, the quota's name as the field.
+create function hark_api.require_send_allowance(p_allowance jsonb, p_attachment jsonb)
+returns void
+language plpgsql
+as $$
+begin
+    if (p_allowance ->> 'messages_left')::bigint < 1 then
+        perform hark_api.fail(429, 'quota_exceeded',
+            format('The tenant''s quota of %s messages per day (UTC) is reached',
+                   hark_api.quota_of((p_allowance ->> 'tenant_id')::uuid, 'messages_per_day')),
+            'messages_per_day');
+    end if;
+    if (p_allowance ->> 'attachment_bytes_left')::bigint < hark_api.attachment_bytes(p_attachment) then
+        perform hark_api.fail(429, 'quota_exceeded',
+            format('The tenant''s quota of %s bytes of attachment metadata per day (UTC) is reached',
+                   hark_api.quota_of((p_allowance ->> 'tenant_id')::uuid, 'attachment_bytes_per_day')),
+            'attachment_bytes_per_day');
+    end if;
+end
+$$;
+
+-- The allowance left after a message with p_attachment was accepted.
+create function hark_api.send_allowance_after(p_allowance jsonb, p_attachment jsonb)
+returns jsonb
+language sql
+immutable
+as $$
+    select p_allowance || jsonb_build_object(
+        'messages_left', (p_allowance ->> 'messages_left')::bigint - 1,
+        'attachment_bytes_left', (p_allowance ->> 'attachment_bytes_left')::bigint
+                                 - hark_api.attachment_bytes(p_attachment))
+$$;
+
+-- Adds what a writer wrote to today's counter of the tenant of p_allowance (taken
+-- and locked by hark_api.send_allowance in the same transaction).
+create function hark_api.send_counted(p_allowance jsonb, p_messages bigint, p_attachment_bytes bigint)
+returns void
+language sql
+as $$
+    update hark.tenant_send_counts
+    set messages = messages + p_messages, attachment_bytes = attachment_bytes + p_attachment_bytes
+    where tenant_id = (p_allowance ->> 'tenant_id')::uuid and day = (now() at time zone 'utc')::date
+$$;
+
+-- The connections the tenant's users hold, as the instances last recorded them
+-- (hark.tenant_connections), but for instance p_except_instance's.
+create function hark_api.connections_of(p_tenant_id uuid, p_except_instance uuid)
+returns bigint
+language sql
+stable
+as $$
+    select coalesce(sum(connections), 0)::bigint from hark.tenant_connections
+    where tenant_id = p_tenant_id and seen_until > now() and instance_id is distinct from p_except_instance
+$$;
+
+-- Admits one more WebSocket or event stream of the tenant at instance p_instance_id,
+-- where the tenant holds p_here now: refused with 429 quota_exceeded past its
+-- connections quota, counting the other instances as they last recorded themselves
+-- (so connections opened at once on several instances may pass the quota by what
+-- they opened since their last sync).
+create function hark_api.connection_admit(p_tenant_id uuid, p_instance_id uuid, p_here integer)
+returns void
+language plpgsql
+as $$
+declare
+    v_quota bigint;
+begin
+    perform hark_api.enter(p_tenant_id, null);
+    v_quota := hark_api.quota_of(p_tenant_id, 'connections');
+    if v_quota is not null and hark_api.connections_of(p_tenant_id, p_instance_id) + p_here + 1 > v_quota then
+        perform hark_api.fail(429, 'quota_exceeded',
+            format('The tenant''s quota of %s connections at once is reached', v_quota), 'connections');
     end if;
 end
 $$;

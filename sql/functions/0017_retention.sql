@@ -1,5 +1,5 @@
--- Retention: the messages of a tenant with retention_days become tombstones once
--- older (body, attachment, earlier versions, reactions and mentions gone; the row and
+-- Retention: the messages of a tenant with retention_days, or of a room with its own
+-- (the shorter of the two applies), become tombstones once older (body, attachment, earlier versions, reactions and mentions gone; the row and
 -- its seq stay, so replies keep their parent and history its order), and the room's
 -- event log loses the events older than that which are also beyond the replay window
 -- (a subscriber that far behind is told to reset, as beyond the window already). In
@@ -101,14 +101,20 @@ begin
     perform hark_api.enter_operator();
     for v_tenant in
         select * from hark.tenants
-        where retention_days is not null and deleted_at is null
+        where (retention_days is not null or room_retention) and deleted_at is null
         order by id
     loop
         continue when not pg_try_advisory_xact_lock(hark_api.retention_lock_class(), hashtext(v_tenant.id::text));
         perform hark_api.enter(v_tenant.id, null);
-        for v_room in select * from hark.rooms where tenant_id = v_tenant.id order by id loop
+        -- A room keeps the shorter of its own retention and its tenant's.
+        for v_room in
+            select * from hark.rooms
+            where tenant_id = v_tenant.id and (v_tenant.retention_days is not null or retention_days is not null)
+            order by id
+        loop
             v_count := hark_api.retention_room(
-                v_room, now() - make_interval(days => v_tenant.retention_days), p_batch, p_replay_window);
+                v_room, now() - make_interval(days => least(v_room.retention_days, v_tenant.retention_days)),
+                p_batch, p_replay_window);
             if v_count > 0 then
                 return to_jsonb(v_count);
             end if;

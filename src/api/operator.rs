@@ -53,6 +53,15 @@ pub struct QuotasPatch {
     /// Webhook endpoints.
     #[oai(validator(minimum(value = "0")))]
     pub webhook_endpoints: MaybeUndefined<i64>,
+    /// Messages written per UTC day.
+    #[oai(validator(minimum(value = "0")))]
+    pub messages_per_day: MaybeUndefined<i64>,
+    /// Bytes of attachment metadata written per UTC day.
+    #[oai(validator(minimum(value = "0")))]
+    pub attachment_bytes_per_day: MaybeUndefined<i64>,
+    /// WebSocket and event-stream connections at once, across the fleet.
+    #[oai(validator(minimum(value = "0")))]
+    pub connections: MaybeUndefined<i64>,
 }
 
 impl QuotasPatch {
@@ -64,6 +73,9 @@ impl QuotasPatch {
             ("rooms", &self.rooms),
             ("members_per_room", &self.members_per_room),
             ("webhook_endpoints", &self.webhook_endpoints),
+            ("messages_per_day", &self.messages_per_day),
+            ("attachment_bytes_per_day", &self.attachment_bytes_per_day),
+            ("connections", &self.connections),
         ] {
             match change {
                 MaybeUndefined::Undefined => {}
@@ -95,6 +107,9 @@ impl Example for OperatorTenantPatch {
                 rooms: MaybeUndefined::Null,
                 members_per_room: MaybeUndefined::Undefined,
                 webhook_endpoints: MaybeUndefined::Undefined,
+                messages_per_day: MaybeUndefined::Value(1_000_000),
+                attachment_bytes_per_day: MaybeUndefined::Undefined,
+                connections: MaybeUndefined::Undefined,
             },
         }
     }

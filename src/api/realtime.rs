@@ -80,6 +80,7 @@ impl RealtimeApi {
                 // and a user over the connection limit with a 429.
                 state.db.user_me(caller).await?;
                 admission.stream_slot = Some(state.limits.streams.open(caller.user_id)?);
+                state.realtime.admit(caller).await?;
             }
             None => {
                 // Connections that authenticate by a first frame are bounded per
@@ -223,6 +224,7 @@ async fn open_stream(
         ));
     }
     let stream_slot = state.limits.streams.open(caller.user_id)?;
+    state.realtime.admit(caller).await?;
     let grant = state.db.room_subscribe(caller, room_id).await?;
     let stream = sse::subscribe(state.realtime.clone(), caller, grant, since).await?;
     // The stream holds its slot in the user's count until the client goes away.

@@ -313,9 +313,12 @@ impl RoomsApi {
         room_id: Path<Uuid>,
         body: Json<RoomPatch>,
     ) -> Result<Json<Room>, ApiError> {
-        Ok(Json(
-            state.db.room_update(&auth.0, room_id.0, &body.0).await?,
-        ))
+        let room = state.db.room_update(&auth.0, room_id.0, &body.0).await?;
+        // A retention of the room's own starts its sweep now rather than at the next.
+        if body.0.retention_days.is_some() {
+            state.purger.wake();
+        }
+        Ok(Json(room))
     }
 
     /// Delete a room with its history (room owners)

@@ -103,6 +103,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0017_fleet_limits",
         include_str!("../../sql/migrations/0017_fleet_limits.sql"),
     ),
+    (
+        18,
+        "0018_usage_quotas",
+        include_str!("../../sql/migrations/0018_usage_quotas.sql"),
+    ),
+    (
+        19,
+        "0019_room_retention",
+        include_str!("../../sql/migrations/0019_room_retention.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.

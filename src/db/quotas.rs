@@ -19,6 +19,12 @@ pub struct Quotas {
     pub members_per_room: Option<i64>,
     /// Webhook endpoints.
     pub webhook_endpoints: Option<i64>,
+    /// Messages written per UTC day.
+    pub messages_per_day: Option<i64>,
+    /// Bytes of attachment metadata (each attachment's JSON text) written per UTC day.
+    pub attachment_bytes_per_day: Option<i64>,
+    /// WebSocket and event-stream connections at once, across the fleet.
+    pub connections: Option<i64>,
 }
 
 /// How much of one quota a tenant uses.
@@ -55,6 +61,15 @@ pub struct TenantUsage {
     pub members_per_room: QuotaUsage,
     /// Webhook endpoints.
     pub webhook_endpoints: QuotaUsage,
+    /// Messages written today (UTC), counted as they are written while the quota is
+    /// set, else the rolled-up figure.
+    pub messages_per_day: QuotaUsage,
+    /// Bytes of attachment metadata written today (UTC), counted while a send quota
+    /// is set.
+    pub attachment_bytes_per_day: QuotaUsage,
+    /// WebSocket and event-stream connections open now, as the instances last
+    /// recorded them.
+    pub connections: QuotaUsage,
     /// The last 30 UTC days with activity, newest first.
     pub days: Vec<DailyUsage>,
     /// Users active in the last 30 days.

@@ -119,17 +119,25 @@ impl Database {
             .await
     }
 
-    /// Records the users connected to this instance (`(tenant, user)` pairs), valid
-    /// for `ttl` unless synced again, in place of what it recorded before; and that
-    /// the users of `seen` (who came or went since) were seen now.
+    /// Records the users connected to this instance (`(tenant, user)` pairs) and its
+    /// streams per tenant (`(tenant, streams)`), valid for `ttl` unless synced again,
+    /// in place of what it recorded before; and that the users of `seen` (who came or
+    /// went since) were seen now.
     pub async fn connections_sync(
         &self,
         instance_id: Uuid,
         ttl: std::time::Duration,
         connected: &[(Uuid, Uuid)],
         seen: &[(Uuid, Uuid)],
+        streams: &[(Uuid, i32)],
     ) -> Result<(), DatabaseError> {
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let counts: Vec<serde_json::Value> = streams
+            .iter()
+            .map(|(tenant_id, connections)| {
+                serde_json::json!({"tenant_id": tenant_id, "connections": connections})
+            })
+            .collect();
         self.call(
             "connections_sync",
             &[
@@ -137,9 +145,22 @@ impl Database {
                 &ttl_ms,
                 &tokio_postgres::types::Json(pairs_json(connected)),
                 &tokio_postgres::types::Json(pairs_json(seen)),
+                &tokio_postgres::types::Json(counts),
             ],
         )
         .await
+    }
+
+    /// Admits one more stream of a tenant that holds `here` on `instance_id`, within
+    /// its connections quota (429 `quota_exceeded` past it).
+    pub async fn connection_admit(
+        &self,
+        tenant_id: Uuid,
+        instance_id: Uuid,
+        here: i32,
+    ) -> Result<(), DatabaseError> {
+        self.call("connection_admit", &[&tenant_id, &instance_id, &here])
+            .await
     }
 }
 

@@ -128,6 +128,9 @@ pub struct Room {
     /// The product's own data about the room (a JSON object of at most 8 KiB), set by
     /// its owners and admins and by API keys.
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+    /// How many days the room keeps messages when shorter than its tenant's
+    /// retention (none: as the tenant does); older ones become tombstones.
+    pub retention_days: Option<i32>,
     /// The caller's role, absent when the caller is not a member.
     pub my_role: Option<RoomRole>,
     /// The caller's read marker, absent when the caller is not a member.
@@ -256,6 +259,11 @@ pub struct RoomPatch {
     /// Replaces the metadata, a JSON object of at most 8 KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Days the room keeps messages (1 to 36500; 0 goes back to the tenant's
+    /// retention). The shorter of the room's and the tenant's applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(validator(minimum(value = "0"), maximum(value = "36500")))]
+    pub retention_days: Option<i32>,
 }
 
 impl Example for RoomPatch {
@@ -268,6 +276,7 @@ impl Example for RoomPatch {
             members_can_pin: None,
             members_can_mention_room: None,
             metadata: None,
+            retention_days: None,
         }
     }
 }

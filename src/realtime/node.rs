@@ -19,7 +19,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::db::{Database, UserRef};
+use crate::db::{Database, DatabaseError, UserRef};
 use crate::realtime::{
     RealtimeSettings,
     broker::{self, BrokerHandle, Command, Notice, RoomNotification},
@@ -58,7 +58,8 @@ struct Inner {
     /// Who has a subscription here, which the connection sync writes to the
     /// database (`hark.user_connections`).
     connected: TenantUsers,
-    /// Wakes the connection sync when `connected` changed.
+    /// Wakes the connection sync when `connected` changed or a stream was admitted
+    /// (the registry wakes it when one ends).
     connections_changed: Notify,
     /// Users who came or went here since the last connection sync, which records
     /// them as seen (a visit shorter than the sync's pause included).
@@ -142,6 +143,21 @@ impl Node {
     /// that shutdown and revocations reach it, until the registration is dropped.
     pub fn register(&self, control: Arc<Control>, owner: Option<&Caller>) -> Registration {
         self.inner.registry.register(control, owner)
+    }
+
+    /// Admits one more WebSocket or event stream of the caller's tenant, within its
+    /// connections quota as the fleet last recorded its connections
+    /// (`hark_api.connection_admit`); called before the stream is identified, so that
+    /// it does not count itself.
+    pub async fn admit(&self, caller: &Caller) -> Result<(), DatabaseError> {
+        let here = self.inner.registry.tenant_count(caller.tenant_id);
+        self.inner
+            .db
+            .connection_admit(caller.tenant_id, self.inner.presence.instance_id, here)
+            .await?;
+        // The other instances learn of it at the next sync, which this one brings on.
+        self.inner.connections_changed.notify_one();
+        Ok(())
     }
 
     /// Tells every connection to close with 1012 (server restarting).
@@ -394,16 +410,22 @@ impl Inner {
 /// How long the connection sync waits after a change for others to join it.
 const CONNECTIONS_SETTLE: Duration = Duration::from_millis(20);
 
-/// Keeps `hark.user_connections` true for this instance: after each change (a user's
-/// first subscription here, or their last ending), and at every presence heartbeat, it
-/// writes the whole set of users connected here, so that a write that failed or came
+/// Keeps `hark.user_connections` and `hark.tenant_connections` true for this instance:
+/// after each change (a user's first subscription here or their last ending, a stream
+/// admitted or ended), and at every presence heartbeat, it writes the whole set of
+/// users connected here and the streams of each tenant, so that a write that failed or came
 /// late is corrected by the next. Rows of an instance that stops syncing expire after
 /// three heartbeats.
 async fn sync_connections(node: Weak<Inner>) {
     loop {
         let Some(inner) = node.upgrade() else { return };
         let period = inner.settings.presence_heartbeat;
-        let changed = inner.connections_changed.notified();
+        let changed = async {
+            tokio::select! {
+                () = inner.connections_changed.notified() => {}
+                () = inner.registry.ended.notified() => {}
+            }
+        };
         if tokio::time::timeout(period, changed).await.is_ok() {
             tokio::time::sleep(CONNECTIONS_SETTLE).await;
         }
@@ -415,7 +437,13 @@ async fn sync_connections(node: Weak<Inner>) {
         let ttl = period * 3;
         if let Err(error) = inner
             .db
-            .connections_sync(inner.presence.instance_id, ttl, &connected, &seen)
+            .connections_sync(
+                inner.presence.instance_id,
+                ttl,
+                &connected,
+                &seen,
+                &inner.registry.tenant_counts(),
+            )
             .await
         {
             tracing::warn!(%error, "could not record who is connected here");

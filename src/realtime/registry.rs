@@ -97,6 +97,9 @@ pub struct Registry {
     streams: Mutex<HashMap<u64, Stream>>,
     /// The next stream's id.
     next_id: AtomicU64,
+    /// Notified when an identified stream ends, so that the fleet's count of the
+    /// tenant's connections follows at the next sync.
+    pub ended: Notify,
 }
 
 impl Registry {
@@ -123,6 +126,35 @@ impl Registry {
             registry: self.clone(),
             id,
         }
+    }
+
+    /// The identified streams of each tenant, for the fleet's count of connections
+    /// (`hark.tenant_connections`).
+    pub fn tenant_counts(&self) -> Vec<(Uuid, i32)> {
+        let mut counts: HashMap<Uuid, i32> = HashMap::new();
+        for owner in self
+            .streams()
+            .values()
+            .filter_map(|stream| stream.owner.as_ref())
+        {
+            *counts.entry(owner.tenant_id).or_default() += 1;
+        }
+        counts.into_iter().collect()
+    }
+
+    /// The identified streams of one tenant.
+    pub fn tenant_count(&self, tenant_id: Uuid) -> i32 {
+        let count = self
+            .streams()
+            .values()
+            .filter(|stream| {
+                stream
+                    .owner
+                    .as_ref()
+                    .is_some_and(|owner| owner.tenant_id == tenant_id)
+            })
+            .count();
+        i32::try_from(count).unwrap_or(i32::MAX)
     }
 
     /// Tells every stream to close with 1012 (server restarting).
@@ -171,6 +203,9 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.registry.streams().remove(&self.id);
+        let removed = self.registry.streams().remove(&self.id);
+        if removed.is_some_and(|stream| stream.owner.is_some()) {
+            self.registry.ended.notify_one();
+        }
     }
 }

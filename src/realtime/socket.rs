@@ -229,10 +229,12 @@ impl Connection {
     }
 
     /// Closes the connection once the frames already queued are sent.
-    /// Counts the connection among its user's open streams, once.
-    fn count_stream(&mut self, user_id: Uuid) -> Result<(), ApiError> {
+    /// Counts the connection among its user's open streams and its tenant's, once.
+    async fn count_stream(&mut self, caller: &Caller) -> Result<(), ApiError> {
         if self.stream_slot.is_none() {
-            self.stream_slot = Some(self.context.limits.streams.open(user_id)?);
+            let slot = self.context.limits.streams.open(caller.user_id)?;
+            self.context.realtime.admit(caller).await?;
+            self.stream_slot = Some(slot);
         }
         self.unauthenticated_slot = None;
         Ok(())
@@ -360,7 +362,7 @@ impl Connection {
                             "A connection stays with the user it was opened for",
                         ))
                     }
-                    _ => match self.count_stream(caller.user_id) {
+                    _ => match self.count_stream(&caller).await {
                         Ok(()) => {
                             self.registration.identify(&caller);
                             self.identity = Some(caller);

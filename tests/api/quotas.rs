@@ -147,7 +147,8 @@ async fn the_operator_gives_a_tenant_its_own_quotas_and_takes_them_back() {
     let tenant = set_quotas(&app, &owner.tenant_id, json!({"rooms": 3, "users": null})).await;
     assert_eq!(
         tenant["quotas"],
-        json!({"users": 3, "rooms": 3, "members_per_room": 2, "webhook_endpoints": 1})
+        json!({"users": 3, "rooms": 3, "members_per_room": 2, "webhook_endpoints": 1,
+               "messages_per_day": null, "attachment_bytes_per_day": null, "connections": null})
     );
     let direct = app
         .post(
@@ -291,4 +292,133 @@ async fn usage_figures_count_the_days_messages_and_active_and_connected_users_pe
         .find(|table| table["table"] == "messages")
         .expect("the messages table is listed");
     assert!(messages["bytes"].as_i64().unwrap() > 0);
+}
+
+fn over_the_day(answer: crate::helpers::Answer, quota: &str) {
+    let error = answer.expect_error(429, "quota_exceeded");
+    assert_eq!(error["field"], quota, "{error}");
+}
+
+#[tokio::test]
+async fn a_tenant_writes_at_most_its_messages_per_day_even_when_sends_arrive_together() {
+    let app = spawn_app_with(|_| {}).await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let other = app.create_tenant("globex").await.owner;
+    let other_room = id_of(&app.create_room(&other.token, "elsewhere", "private").await);
+    set_quotas(&app, &owner.tenant_id, json!({"messages_per_day": 6})).await;
+    app.send(&owner.token, &room_id, "before the rush").await;
+
+    // REST and WebSocket sends at once: they are batched, and the batch stops at the
+    // quota item by item.
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let rest = (0..6).map(|n| {
+        let (app, path, token) = (&app, &path, &bob.token);
+        async move {
+            app.post(path, Some(token), json!({"body": format!("rest {n}")}))
+                .await
+                .status
+        }
+    });
+    let mut socket = crate::ws::WsClient::connect(&app, &owner.token).await;
+    for n in 0..4 {
+        socket
+            .send(json!({"op": "send", "ref": format!("w{n}"), "room_id": room_id, "body": format!("ws {n}")}))
+            .await;
+    }
+    let statuses = futures_util::future::join_all(rest).await;
+    let mut accepted = statuses.iter().filter(|status| **status == 201).count();
+    for n in 0..4 {
+        let answer = socket.answer(&format!("w{n}")).await;
+        if answer["op"] == "ack" {
+            accepted += 1;
+        } else {
+            assert_eq!(answer["code"], "quota_exceeded", "{answer}");
+            assert_eq!(answer["field"], "messages_per_day", "{answer}");
+        }
+    }
+    assert_eq!(accepted, 5, "6 a day, one sent before: {statuses:?}");
+    assert_eq!(app.count_rows("messages").await, 6);
+    over_the_day(
+        app.post(&path, Some(&bob.token), json!({"body": "one more"}))
+            .await,
+        "messages_per_day",
+    );
+
+    let usage = app.get("/v1/tenant/usage", &owner.token).await.expect(200);
+    assert_eq!(usage["messages_per_day"], json!({"used": 6, "quota": 6}));
+    // Another tenant writes on.
+    app.send(&other.token, &other_room, "unaffected").await;
+}
+
+#[tokio::test]
+async fn attachment_metadata_past_the_tenants_daily_bytes_is_refused_and_plain_messages_go_on() {
+    let app = spawn_app_with(|config| config.quota_attachment_bytes_per_day = Some(400)).await;
+    let (_owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let path = format!("/v1/rooms/{room_id}/messages");
+    let attachment = json!({"url": "https://files.example/a.png", "name": "a.png", "mime_type": "image/png", "size": 1000});
+    let mut sent = 0;
+    loop {
+        let answer = app
+            .post(
+                &path,
+                Some(&bob.token),
+                json!({"body": "", "kind": "image", "attachment": attachment}),
+            )
+            .await;
+        if answer.status == 429 {
+            over_the_day(answer, "attachment_bytes_per_day");
+            break;
+        }
+        answer.expect(201);
+        sent += 1;
+        assert!(sent < 10, "the quota never refused");
+    }
+    let before = app.count_rows("messages").await;
+    app.send(&bob.token, &room_id, "words still go").await;
+    assert_eq!(app.count_rows("messages").await, before + 1);
+    let usage = app.get("/v1/tenant/usage", &bob.token).await;
+    println!(
+        "{sent} attachments within 400 bytes a day; usage as the owner sees it: {}",
+        usage.body
+    );
+}
+
+#[tokio::test]
+async fn a_tenants_connections_across_two_instances_stop_at_its_quota() {
+    let app = spawn_app_with(|config| config.quota_connections = Some(2)).await;
+    let peer = app
+        .spawn_peer_with(|config| config.quota_connections = Some(2))
+        .await;
+    let (owner, bob, room_id) = crate::helpers::room_with_bob(&app).await;
+    let first = crate::ws::WsClient::connect(&app, &owner.token).await;
+    let second = peer.open_events(&bob.token, &room_id, "").await;
+    assert_eq!(second.status(), 200);
+    // The peer's stream reaches the fleet's count at its next sync, which it brings
+    // on at once; then a third connection is refused on either instance.
+    connections_reach(&app, &owner.token, 2).await;
+    for instance in [&app, &peer] {
+        let third = instance.open_events(&owner.token, &room_id, "").await;
+        let refused = TestApp::answer(third).await;
+        let error = refused.expect_error(429, "quota_exceeded");
+        assert_eq!(error["field"], "connections");
+    }
+    // One ends, and a connection is admitted again.
+    drop(first);
+    connections_reach(&app, &owner.token, 1).await;
+    let again = peer.open_events(&owner.token, &room_id, "").await;
+    assert_eq!(again.status(), 200);
+}
+
+/// Waits until the tenant's usage counts `expected` connections (the instances sync
+/// their counts as connections come and go).
+async fn connections_reach(app: &TestApp, token: &str, expected: i64) {
+    for _ in 0..100 {
+        let usage = app.get("/v1/tenant/usage", token).await.expect(200);
+        if usage["connections"]["used"] == expected {
+            assert_eq!(usage["connections"]["quota"], 2);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the tenant never counted {expected} connections");
 }

@@ -128,3 +128,66 @@ async fn old_messages_become_tombstones_old_events_go_and_a_client_behind_them_r
     );
     assert_eq!(first_logged_seq(&app, &other.token, &other_room).await, 1);
 }
+
+#[tokio::test]
+async fn a_room_with_retention_of_its_own_loses_old_messages_while_the_tenants_other_rooms_keep_theirs()
+ {
+    let app = spawn_app_with(|config| {
+        config.replay_window = 5;
+        config.purge_batch = 4;
+        config.purge_pause_ms = 1;
+    })
+    .await;
+    let (owner, bob, room) = room_with_bob(&app).await;
+    let other_room = id_of(&app.create_room(&owner.token, "kept", "private").await);
+    for index in 0..10 {
+        app.send(&owner.token, &room, &format!("short-lived {index}"))
+            .await;
+    }
+    let kept = app.send(&owner.token, &other_room, "kept for ever").await;
+    age(&app, &room, 10).await;
+    age(&app, &other_room, kept["seq"].as_i64().unwrap()).await;
+
+    for wrong in [json!(-1), json!(36501), json!(1.5)] {
+        let refused = app
+            .patch(
+                &format!("/v1/rooms/{room}"),
+                &owner.token,
+                json!({ "retention_days": wrong }),
+            )
+            .await;
+        assert_eq!(refused.status, 422, "{wrong}: {}", refused.body);
+    }
+    let updated = app
+        .patch(
+            &format!("/v1/rooms/{room}"),
+            &owner.token,
+            json!({"retention_days": 1}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(updated["retention_days"], 1);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !history(&app, &bob.token, &room)
+        .await
+        .iter()
+        .filter(|message| message["seq"].as_i64().unwrap() <= 10)
+        .all(|message| message["deleted"] == true)
+    {
+        assert!(Instant::now() < deadline, "the room's retention applies");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let fresh = app.send(&owner.token, &room, "fresh").await;
+    assert!(
+        history(&app, &bob.token, &room)
+            .await
+            .iter()
+            .any(|message| message["seq"] == fresh["seq"] && message["body"] == "fresh")
+    );
+    assert_eq!(
+        history(&app, &owner.token, &other_room).await[0]["body"],
+        "kept for ever"
+    );
+    let tenant = app.get("/v1/tenant", &owner.token).await.expect(200);
+    assert_eq!(tenant["retention_days"], Value::Null);
+}
