@@ -167,6 +167,12 @@ pub struct Config {
     #[arg(long, env = "HARK_QUOTA_CONNECTIONS", value_parser = clap::value_parser!(i64).range(0..))]
     pub quota_connections: Option<i64>,
 
+    /// Tenants labelled in `/metrics` (`hark_tenant_*{tenant="<slug>"}`): the ones
+    /// with the most messages today, at most this many, so that the label set stays
+    /// bounded however many tenants there are (0, the default: none).
+    #[arg(long, env = "HARK_METRICS_TENANTS", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=1000))]
+    pub metrics_tenants: i32,
+
     /// How often each instance rolls up the tenants' usage figures (one instance at a
     /// time does the work).
     #[arg(long, env = "HARK_USAGE_ROLLUP_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]

@@ -52,6 +52,11 @@ pub struct Metrics {
     pub webhook_backlog: IntGauge,
     /// The age of the oldest of them, in seconds, read at each scrape.
     pub webhook_oldest_pending: prometheus::Gauge,
+    /// Today's rolled-up figures of the tenants with the most messages today, by
+    /// figure and tenant slug (`HARK_METRICS_TENANTS` of them at most), read at each
+    /// scrape and replaced as a whole, so that a tenant that left the top leaves no
+    /// stale series.
+    pub tenant_figures: IntGaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -193,6 +198,14 @@ impl Metrics {
                 "Age of the oldest webhook delivery not yet made",
             )
             .expect("a valid metric"),
+            tenant_figures: IntGaugeVec::new(
+                Opts::new(
+                    "hark_tenant_usage",
+                    "Today's rolled-up figures of the tenants with the most messages today (messages_today, active_users_today, peak_connected_users_today, monthly_active_users)",
+                ),
+                &["figure", "tenant"],
+            )
+            .expect("a valid metric"),
             registry,
         };
         let registry = &metrics.registry;
@@ -216,6 +229,7 @@ impl Metrics {
         register(registry, metrics.webhook_attempt_duration.clone());
         register(registry, metrics.webhook_backlog.clone());
         register(registry, metrics.webhook_oldest_pending.clone());
+        register(registry, metrics.tenant_figures.clone());
         metrics
     }
 

@@ -127,3 +127,32 @@ as $$
     join pg_namespace n on n.oid = c.relnamespace
     where n.nspname = 'hark' and c.relkind in ('r', 'p')
 $$;
+
+-- The p_limit live tenants with the most messages today (UTC), with today's rolled-up
+-- figures and their monthly active users, for the per-tenant metrics: a bounded label
+-- set, however many tenants there are.
+create function hark_api.usage_top_tenants(p_limit integer)
+returns jsonb
+language plpgsql
+as $$
+begin
+    perform hark_api.enter_operator();
+    return coalesce((
+        select jsonb_agg(jsonb_build_object(
+                   'slug', top.slug,
+                   'messages_today', top.messages,
+                   'active_users_today', (select count(*) from hark.tenant_active_users a
+                                          where a.tenant_id = top.id and a.day = (now() at time zone 'utc')::date),
+                   'peak_connected_users_today', top.peak_connected_users,
+                   'monthly_active_users', hark_api.usage_summary(top.id) -> 'monthly_active_users')
+               order by top.messages desc, top.slug)
+        from (select t.id, t.slug, coalesce(d.messages, 0) as messages,
+                     coalesce(d.peak_connected_users, 0) as peak_connected_users
+              from hark.tenants t
+              left join hark.tenant_usage_daily d
+                     on d.tenant_id = t.id and d.day = (now() at time zone 'utc')::date
+              where t.deleted_at is null
+              order by 3 desc, t.slug
+              limit p_limit) top), '[]'::jsonb);
+end
+$$;

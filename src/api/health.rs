@@ -71,6 +71,27 @@ impl HealthApi {
             }
             Err(error) => tracing::warn!(%error, "could not read the webhook backlog"),
         }
+        if state.config.metrics_tenants > 0 {
+            match state
+                .db
+                .usage_top_tenants(state.config.metrics_tenants)
+                .await
+            {
+                Ok(tenants) => {
+                    // Replaced as a whole: a tenant that left the top leaves no series.
+                    METRICS.tenant_figures.reset();
+                    for tenant in &tenants {
+                        for (figure, value) in tenant.by_name() {
+                            METRICS
+                                .tenant_figures
+                                .with_label_values(&[figure, tenant.slug.as_str()])
+                                .set(value);
+                        }
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "could not read the tenants' figures"),
+            }
+        }
         PlainText(METRICS.render())
     }
 

@@ -55,7 +55,7 @@ pub use moderation::{
     RestrictionKind, RestrictionPage, Sanction, WordFilter, WordFilterList,
 };
 pub use operator::{OperatorTenant, OperatorTenantPage, TenantQuery, UsageSummary};
-pub use quotas::{DailyUsage, QuotaUsage, Quotas, TableStorage, TenantUsage};
+pub use quotas::{DailyUsage, QuotaUsage, Quotas, TableStorage, TenantFigures, TenantUsage};
 pub use rate_buckets::{RateBucket, RateLease};
 pub use realtime::{LogStretch, SubscriptionGrant};
 pub use rooms::{

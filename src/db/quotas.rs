@@ -76,6 +76,36 @@ pub struct TenantUsage {
     pub monthly_active_users: i64,
 }
 
+/// One tenant's figures of today (UTC) as the per-tenant metrics show them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TenantFigures {
+    /// The tenant's slug, the metrics' label.
+    pub slug: String,
+    /// Messages written today, as rolled up.
+    pub messages_today: i64,
+    /// Users who sent or were connected today.
+    pub active_users_today: i64,
+    /// The most users connected at once today (sampled).
+    pub peak_connected_users_today: i64,
+    /// Users active in the last 30 days.
+    pub monthly_active_users: i64,
+}
+
+impl TenantFigures {
+    /// Each figure by its name in the metrics.
+    pub fn by_name(&self) -> [(&'static str, i64); 4] {
+        [
+            ("messages_today", self.messages_today),
+            ("active_users_today", self.active_users_today),
+            (
+                "peak_connected_users_today",
+                self.peak_connected_users_today,
+            ),
+            ("monthly_active_users", self.monthly_active_users),
+        ]
+    }
+}
+
 /// What one table takes on disk, every tenant together.
 #[derive(Debug, Clone, Deserialize, Object)]
 pub struct TableStorage {
@@ -103,6 +133,12 @@ impl Database {
         self.without_statement_timeout()
             .call("usage_rollup", &[])
             .await
+    }
+
+    /// The `limit` live tenants with the most messages today, with today's figures,
+    /// for the per-tenant metrics.
+    pub async fn usage_top_tenants(&self, limit: i32) -> Result<Vec<TenantFigures>, DatabaseError> {
+        self.call("usage_top_tenants", &[&limit]).await
     }
 
     /// A tenant's usage, for the operator.

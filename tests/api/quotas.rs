@@ -422,3 +422,45 @@ async fn connections_reach(app: &TestApp, token: &str, expected: i64) {
     }
     panic!("the tenant never counted {expected} connections");
 }
+
+#[tokio::test]
+async fn metrics_label_only_the_configured_number_of_busiest_tenants() {
+    let app = spawn_app_with(|config| {
+        config.usage_rollup_seconds = 1;
+        config.metrics_tenants = 2;
+    })
+    .await;
+    for (slug, messages) in [("busiest", 3), ("busy", 2), ("quiet", 1)] {
+        let owner = app.create_tenant(slug).await.owner;
+        let room = id_of(&app.create_room(&owner.token, "talk", "private").await);
+        for n in 0..messages {
+            app.send(&owner.token, &room, &format!("message {n}")).await;
+        }
+    }
+    let series =
+        |slug: &str| format!("hark_tenant_usage{{figure=\"messages_today\",tenant=\"{slug}\"}}");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = reqwest::get(format!("{}/metrics", app.address))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(&format!("{} 3", series("busiest")))
+            && text.contains(&format!("{} 2", series("busy")))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(text.contains(&format!("{} 3", series("busiest"))), "{text}");
+    assert!(text.contains(&format!("{} 2", series("busy"))), "{text}");
+    assert!(
+        !text.contains(&series("quiet")),
+        "only two tenants are labelled: {text}"
+    );
+    assert!(
+        text.contains("hark_tenant_usage{figure=\"monthly_active_users\",tenant=\"busiest\"} 1")
+    );
+}
