@@ -670,7 +670,7 @@ $$;
 -- p_batch of its messages (newest first, so that no message goes before a reply to
 -- it; their reactions and edits with them), else up to p_batch of its events, else
 -- the room itself. Answers how many rows went (a JSON number): 0 when no deleted room
--- is left. A room another instance is purging is skipped.
+-- is left. A room another instance is purging is skipped (and counts as 1: work left).
 create function hark_api.purge_rooms(p_batch integer)
 returns jsonb
 language plpgsql
@@ -690,7 +690,13 @@ begin
     limit 1
     for update of r skip locked;
     if v_room.id is null then
-        return to_jsonb(0);
+        -- A room another instance is purging at this moment is work left (see
+        -- hark_api.purge_tenants).
+        return to_jsonb(case when exists (select from hark.rooms r
+                                          where r.deleted_at is not null
+                                            and not exists (select from hark.webhook_outbox o
+                                                            where o.tenant_id = r.tenant_id and o.room_id = r.id))
+                             then 1 else 0 end);
     end if;
     perform hark_api.enter(v_room.tenant_id, null);
     delete from hark.messages

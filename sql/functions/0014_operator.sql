@@ -221,7 +221,8 @@ end
 $$;
 
 -- Purges a bounded batch of the deleted tenant deleted first and not purged yet (one
--- another instance is purging is skipped) in one short transaction; once it has no
+-- another instance is purging is skipped, and counts as work left: 1) in one short
+-- transaction; once it has no
 -- rows left its row records that the purge finished, and stays, keeping its slug
 -- reserved. Answers how many rows went (a JSON number): 0 when no tenant is left to
 -- purge.
@@ -240,7 +241,12 @@ begin
     limit 1
     for no key update skip locked;
     if v_tenant_id is null then
-        return to_jsonb(0);
+        -- A tenant another instance is purging at this moment is work left: this
+        -- instance keeps coming back (after its pause) rather than leaving the rest to
+        -- the next sweep, in case the other instance stops first.
+        return to_jsonb(case when exists (select from hark.tenants
+                                          where deleted_at is not null and purged_at is null)
+                             then 1 else 0 end);
     end if;
     -- The tenant's own context: its deleted rooms too (hark.purging).
     perform hark_api.enter(v_tenant_id, null), set_config('hark.purging', 'on', true);

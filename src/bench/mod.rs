@@ -12,6 +12,7 @@ mod local;
 mod memory;
 mod neighbours;
 mod pgcpu;
+mod purge;
 mod search;
 mod webhooks;
 
@@ -46,6 +47,9 @@ pub enum Scenario {
     /// in 100 of them: latency percentiles per kind of query and the index size per
     /// message; local instances.
     Search,
+    /// The chat scenario quietly, then while the instances purge a deleted tenant of
+    /// 500,000 messages; the purge's pace; local instances.
+    Purge,
 }
 
 /// The bench's options.
@@ -182,6 +186,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Some(local) => webhooks::run(local, &args, args.shape()).await,
             None => Err(anyhow::anyhow!(
                 "webhooks starts its own instances, one of them delivering: run it without --target"
+            )),
+        },
+        Scenario::Purge => match &local {
+            Some(local) => purge::run(local, &args, args.shape()).await,
+            None => Err(anyhow::anyhow!(
+                "purge loads its doomed tenant into its own database: run it without --target"
             )),
         },
         Scenario::Search => match &local {

@@ -450,3 +450,39 @@ async fn deleting_a_tenant_purges_every_row_of_it_in_batches_and_nothing_of_anot
     .expect_error(409, "slug_taken");
     app.get("/v1/users/me", &kept.token).await.expect(200);
 }
+
+#[tokio::test]
+async fn a_purge_that_meets_another_instances_lock_goes_on_without_waiting_for_the_next_sweep() {
+    let app = spawn_app_with(|config| {
+        config.purge_batch = 5;
+        config.purge_pause_ms = 1;
+    })
+    .await;
+    let (doomed, _bob) = busy_tenant(&app, "doomed").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let path = format!("/v1/operator/tenants/{}", doomed.tenant_id);
+    app.operator(Method::DELETE, &path, TEST_OPERATOR_KEY, None)
+        .await
+        .expect(202);
+    // Another instance's batch holds the tenant's row for a while: this instance's
+    // batches skip it meanwhile, and must come back once it is free rather than leave
+    // the rest to the sweep a minute later.
+    let lock = crate::helpers::RowLock::hold(&app.database_url, "tenants", &doomed.tenant_id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.release().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let tenant = app
+            .operator(Method::GET, &path, TEST_OPERATOR_KEY, None)
+            .await
+            .expect(200);
+        if tenant["purged_at"].is_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the purge went on once the row was free: {tenant}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
