@@ -113,6 +113,26 @@ impl Api {
     }
 }
 
+/// Finishes a load of `per_room` messages into each of `room_ids` written straight
+/// into the database: the rooms' last seq follows, and the planner's statistics are
+/// refreshed so that the measurement runs on the plans a loaded database gets.
+pub async fn loaded(
+    client: &tokio_postgres::Client,
+    room_ids: &[uuid::Uuid],
+    per_room: i64,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "update hark.rooms set last_seq = $2 where id = any($1)",
+            &[&room_ids, &per_room],
+        )
+        .await?;
+    client
+        .batch_execute("vacuum analyze hark.messages, hark.message_search")
+        .await?;
+    Ok(())
+}
+
 /// Creates the bench's tenant and, with `with_rooms`, its rooms and members.
 pub async fn prepare(
     targets: &[String],

@@ -13,7 +13,7 @@ use tokio_postgres::NoTls;
 
 use crate::bench::{
     BenchArgs, Shape,
-    fixtures::{checked, prepare},
+    fixtures::{checked, loaded, prepare},
     load,
     local::Local,
 };
@@ -58,15 +58,7 @@ pub async fn run(local: &Local, args: &BenchArgs, shape: Shape) -> anyhow::Resul
             .await
             .context("loading the doomed tenant's messages")?;
     }
-    client
-        .execute(
-            "update hark.rooms set last_seq = $2 where id = any($1)",
-            &[&room_ids, &MESSAGES_PER_ROOM],
-        )
-        .await?;
-    client
-        .batch_execute("vacuum analyze hark.messages, hark.message_search")
-        .await?;
+    loaded(&client, &room_ids, MESSAGES_PER_ROOM).await?;
     let tenant_id: uuid::Uuid = client
         .query_one(
             "select tenant_id from hark.rooms where id = $1",

@@ -13,7 +13,7 @@ use tokio_postgres::NoTls;
 
 use crate::bench::{
     BenchArgs, Shape,
-    fixtures::{checked, prepare},
+    fixtures::{checked, loaded, prepare},
     load::percentile,
     local::Local,
 };
@@ -91,15 +91,7 @@ pub async fn run(local: &Local, args: &BenchArgs) -> anyhow::Result<()> {
             .await
             .context("loading messages")?;
     }
-    client
-        .execute(
-            "update hark.rooms set last_seq = $2 where id = any($1)",
-            &[&room_ids, &MESSAGES_PER_ROOM],
-        )
-        .await?;
-    client
-        .batch_execute("vacuum analyze hark.messages, hark.message_search")
-        .await?;
+    loaded(&client, &room_ids, MESSAGES_PER_ROOM).await?;
     let row = client
         .query_one(
             "select count(*), pg_relation_size('hark.message_search_words_idx'),

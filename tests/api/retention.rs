@@ -11,6 +11,16 @@ use tokio_postgres::NoTls;
 use crate::helpers::{TestApp, id_of, room_with_bob, spawn_app_with};
 use crate::ws::{WAIT, WsClient};
 
+/// A server whose retention goes in small batches, with a short replay window.
+async fn small_batches() -> TestApp {
+    spawn_app_with(|config| {
+        config.replay_window = 5;
+        config.purge_batch = 4;
+        config.purge_pause_ms = 1;
+    })
+    .await
+}
+
 /// Makes a room's messages and events up to `seq` three days old.
 async fn age(app: &TestApp, room_id: &str, seq: i64) {
     let (client, connection) = tokio_postgres::connect(&app.database_url, NoTls)
@@ -54,12 +64,7 @@ async fn first_logged_seq(app: &TestApp, token: &str, room_id: &str) -> i64 {
 
 #[tokio::test]
 async fn old_messages_become_tombstones_old_events_go_and_a_client_behind_them_resets() {
-    let app = spawn_app_with(|config| {
-        config.replay_window = 5;
-        config.purge_batch = 4;
-        config.purge_pause_ms = 1;
-    })
-    .await;
+    let app = small_batches().await;
     let (owner, bob, room) = room_with_bob(&app).await;
     let mut seqs = Vec::new();
     for index in 0..20 {
@@ -132,12 +137,7 @@ async fn old_messages_become_tombstones_old_events_go_and_a_client_behind_them_r
 #[tokio::test]
 async fn a_room_with_retention_of_its_own_loses_old_messages_while_the_tenants_other_rooms_keep_theirs()
  {
-    let app = spawn_app_with(|config| {
-        config.replay_window = 5;
-        config.purge_batch = 4;
-        config.purge_pause_ms = 1;
-    })
-    .await;
+    let app = small_batches().await;
     let (owner, bob, room) = room_with_bob(&app).await;
     let other_room = id_of(&app.create_room(&owner.token, "kept", "private").await);
     for index in 0..10 {
