@@ -13,9 +13,10 @@
 //! most `burst + rate × t + N × lease` of a key, against `burst + rate × t` for one
 //! bucket. The other error is on the strict side: a key whose requests move to
 //! another instance may be refused there while the first still holds part of a
-//! lease, at most `(N - 1) × lease` tokens. When the database cannot be reached, each
-//! instance counts alone (as with the setting off), and then N instances admit up to
-//! N times the rate.
+//! lease, at most `(N - 1) × lease` tokens, and an instance that tracks more than
+//! 100,000 keys drops the unspent leases of idle ones. When the database cannot be
+//! reached, each instance counts alone (as with the setting off), and then N
+//! instances admit up to N times the rate.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -300,7 +301,7 @@ impl<K: LimitKey> RateLimiter<K> {
     /// Takes a token for `key` if one is left.
     pub async fn acquire(&self, key: &K) -> Allowance {
         let Some(fleet) = &self.fleet else {
-            return self.update(key, true);
+            return self.update(key);
         };
         if let Some(allowance) = fleet.spend(key, self.burst) {
             return allowance;
@@ -318,7 +319,7 @@ impl<K: LimitKey> RateLimiter<K> {
             Ok(lease) => fleet.hold(key, lease, self.burst),
             Err(error) => {
                 tracing::warn!(%error, limit = self.name, "the fleet's rate limits cannot be reached; counting on this instance alone");
-                self.update(key, true)
+                self.update(key)
             }
         }
     }
@@ -350,7 +351,8 @@ impl<K: LimitKey> RateLimiter<K> {
         }
     }
 
-    fn update(&self, key: &K, take: bool) -> Allowance {
+    /// Takes a token of the key's bucket in this instance's memory, if one is left.
+    fn update(&self, key: &K) -> Allowance {
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         if buckets.len() >= MAX_TRACKED_KEYS {
@@ -364,7 +366,7 @@ impl<K: LimitKey> RateLimiter<K> {
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(self.burst);
         bucket.updated = now;
         let allowed = bucket.tokens >= 1.0;
-        if allowed && take {
+        if allowed {
             bucket.tokens -= 1.0;
         }
         let tokens = bucket.tokens;
@@ -457,12 +459,11 @@ impl Lease {
         }
     }
 
-    /// Whether forgetting it would change anything: it holds tokens, refuses its key,
-    /// or a lease of it is being asked for.
+    /// Whether it must be kept when the instance tracks too many keys: it refuses its
+    /// key, or a lease of it is being asked for. Unspent tokens are dropped then, which
+    /// errs on the strict side (they were taken from the bucket and are not spent).
     fn matters(&self, now: Instant) -> bool {
-        self.tokens > 0
-            || self.refused_until.is_some_and(|until| until > now)
-            || Arc::strong_count(&self.gate) > 1
+        self.refused_until.is_some_and(|until| until > now) || Arc::strong_count(&self.gate) > 1
     }
 
     /// What the limit says to a request now: refused with `retry_after`, or admitted

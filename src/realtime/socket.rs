@@ -383,7 +383,8 @@ impl Connection {
             Err(error) => {
                 self.send_frame(protocol::error(reference, &error)).await;
                 if self.identity.is_none() {
-                    if error.code == "too_many_connections" {
+                    // Too many connections, the user's or the tenant's quota: back off.
+                    if error.status == poem::http::StatusCode::TOO_MANY_REQUESTS {
                         self.close_after_queued(CLOSE_RATE_LIMITED, "too many connections")
                             .await;
                     } else {

@@ -402,6 +402,18 @@ async fn a_tenants_connections_across_two_instances_stop_at_its_quota() {
         let error = refused.expect_error(429, "quota_exceeded");
         assert_eq!(error["field"], "connections");
     }
+    // A WebSocket that authenticates by its first frame is told so, and closed with
+    // 4008 (back off), not as if its token were bad.
+    let mut by_frame = crate::ws::WsClient::connect_path(&peer, "/v1/ws").await;
+    by_frame
+        .send(json!({"op": "auth", "ref": "a", "token": owner.token}))
+        .await;
+    let answer = by_frame.answer("a").await;
+    assert_eq!(
+        (answer["code"].clone(), answer["field"].clone()),
+        (json!("quota_exceeded"), json!("connections"))
+    );
+    assert_eq!(by_frame.ending().await, crate::ws::Ending::Closed(4008));
     // One ends, and a connection is admitted again.
     drop(first);
     connections_reach(&app, &owner.token, 1).await;
