@@ -810,6 +810,15 @@ begin
     if p_after_seq is null or p_after_seq < 0 then
         perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'after');
     end if;
+    -- A reader behind the part retention removed would see the log go on after a gap
+    -- it cannot tell from a missing event: it is told, as a subscriber gets reset.
+    -- From the start (0) means from what the log holds.
+    if p_after_seq > 0 and p_after_seq < (select events_to_seq from hark.room_retention
+                                          where tenant_id = p_tenant_id and room_id = p_room_id) then
+        perform hark_api.fail(410, 'log_trimmed',
+            'The events after this seq are gone (retention): reload the room''s history and continue from its newest seq',
+            'after');
+    end if;
     return hark_api.log_page(p_tenant_id, p_room_id, p_after_seq, null, p_limit, p_max_bytes);
 end
 $$;

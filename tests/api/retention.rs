@@ -114,6 +114,22 @@ async fn old_messages_become_tombstones_old_events_go_and_a_client_behind_them_r
         cut + 1
     );
 
+    // A reader of the REST log behind the trimmed part is told so; from the start, or
+    // from the trimmed part's end, it reads what the log holds.
+    let trimmed = app
+        .get(&format!("/v1/rooms/{room}/event-log?after=2"), &bob.token)
+        .await
+        .expect_error(410, "log_trimmed");
+    assert_eq!(trimmed["field"], "after");
+    let from_end = app
+        .get(
+            &format!("/v1/rooms/{room}/event-log?after={cut}"),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(from_end["items"][0]["seq"], cut + 1);
+
     // A client behind the trimmed part is told to reset; one within the window is not.
     let mut behind = WsClient::connect(&app, &bob.token).await;
     let acked = behind.subscribe(&room, Some(2)).await;
