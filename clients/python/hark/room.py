@@ -174,14 +174,17 @@ class Room:
         while not self._closed and self._last < up_to:
             try:
                 events = await self._host.read_events(self.room_id, self._last)
-            except Exception:
-                log.exception("reading the event log to fill a gap failed")
-                await asyncio.sleep(min(10.0, 0.25 * 2**failures))
-                failures += 1
-                continue
+            except Exception as error:
+                if not (isinstance(error, HarkError) and error.code == "log_trimmed"):
+                    log.exception("reading the event log to fill a gap failed")
+                    await asyncio.sleep(min(10.0, 0.25 * 2**failures))
+                    failures += 1
+                    continue
+                events = []
             missing = [event for event in events if self._last < event["seq"] <= up_to]
-            if not missing:
-                # The log no longer holds them: as beyond the server's replay window.
+            if not missing or missing[0]["seq"] != self._last + 1:
+                # The log no longer holds them (retention trimmed it): as beyond the
+                # server's replay window, the application reloads.
                 self._blocked = False
                 self.reset(up_to)
                 return

@@ -26,7 +26,8 @@ class Fleet:
         self.url = started["url"]
 
     def command(self, command: str, argument=None):
-        """Runs a fleet command (kill, term, restart, cut, terminate_listeners)."""
+        """Runs a fleet command (kill, term, restart, cut, terminate_listeners, sql,
+        refuse_websockets)."""
         self.process.stdin.write(json.dumps({"command": command, "argument": argument}) + "\n")
         self.process.stdin.flush()
         answer = json.loads(self.process.stdout.readline())

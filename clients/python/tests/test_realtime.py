@@ -1,7 +1,8 @@
 """The Python SDK against real servers: a subscriber keeps exactly its room's events,
 in order, while instances are killed and restarted, its socket is cut and the LISTEN
 connections are terminated; a token that expires mid-session is refreshed on the open
-socket; a client behind the replay window gets `reset` through its hook."""
+socket; a client behind the replay window gets `reset` through its hook, as does one
+whose gap the REST log no longer holds (retention trimmed it)."""
 
 import asyncio
 import threading
@@ -152,6 +153,47 @@ def test_a_token_that_expires_mid_session_is_refreshed_and_a_client_behind_the_w
             assert len(resets) == 1
             assert [event["seq"] for event in after] == list(range(resets[0] + 1, message["seq"] + 1))
             await again.close()
+
+        asyncio.run(scenario())
+    finally:
+        fleet.stop()
+
+
+def test_a_gap_the_log_no_longer_holds_resets_through_the_hook():
+    fleet = Fleet({"instances": 1})
+    try:
+        owner, (reader,), room_id = tenant_with_room(fleet.url, "reader")
+        for index in range(8):
+            api(fleet.url, owner["access_token"], "POST", f"/v1/rooms/{room_id}/messages", {"body": f"m {index}"})
+        log = api(fleet.url, owner["access_token"], "GET", f"/v1/rooms/{room_id}/event-log")["items"]
+        last = log[-1]["seq"]
+        # What retention leaves: the log without its first events, and its mark.
+        fleet.command("sql", f"delete from hark.room_events where room_id = '{room_id}' and seq < {last - 1}")
+        fleet.command(
+            "sql",
+            f"insert into hark.room_retention (tenant_id, room_id, events_to_seq) "
+            f"select tenant_id, id, {last - 2} from hark.rooms where id = '{room_id}'",
+        )
+
+        # No socket opens meanwhile, so that only the REST log can answer the gap (the
+        # server would otherwise reset the subscription itself).
+        fleet.command("refuse_websockets", True)
+
+        async def scenario():
+            client = hark.connect(fleet.url, tokens(fleet.url, reader))
+            # The client starts (and takes its token) but its sockets are refused.
+            connecting = asyncio.ensure_future(client.ready())
+            resets = []
+            room = client.room(room_id, since=0, on_reset=resets.append)
+            # Seq 1, then the newest: the ones between are missing, and the log lost them.
+            room.receive(log[0])
+            room.receive(log[-1])
+            events = []
+            await asyncio.wait_for(collect(room, lambda: last, events), 15)
+            assert resets == [last - 1]
+            assert [event["seq"] for event in events] == [log[0]["seq"], last]
+            connecting.cancel()
+            await client.close()
 
         asyncio.run(scenario())
     finally:

@@ -208,6 +208,12 @@ export class RoomSubscription implements AsyncIterable<RoomEvent> {
   private fillGap(): void {
     this.blocked = true;
     const upTo = Math.min(...this.ahead.keys()) - 1;
+    // The log no longer holds the missing events (retention trimmed it): as the
+    // server does beyond its replay window, the application reloads.
+    const trimmed = () => {
+      this.blocked = false;
+      this.reset(upTo);
+    };
     const read = async () => {
       let failures = 0;
       while (!this.ended && this.last! < upTo) {
@@ -215,19 +221,14 @@ export class RoomSubscription implements AsyncIterable<RoomEvent> {
           const events = await this.host.readEvents(this.roomId, this.last!);
           failures = 0;
           const missing = events.filter((event) => event.seq > this.last! && event.seq <= upTo);
-          if (missing.length === 0) {
-            // The log no longer holds them (trimmed): as the server does beyond its
-            // replay window, the application reloads.
-            this.blocked = false;
-            this.reset(upTo);
-            return;
-          }
+          if (missing.length === 0 || missing[0].seq !== this.last! + 1) return trimmed();
           for (const event of missing) {
             if (event.seq !== this.last! + 1) break;
             this.stats.filled++;
             this.deliver(event);
           }
         } catch (error) {
+          if (error instanceof HarkError && error.code === 'log_trimmed') return trimmed();
           this.host.report(error);
           await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 250 * 2 ** failures++)));
         }

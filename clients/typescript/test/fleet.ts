@@ -142,6 +142,11 @@ export class Fleet {
     return count;
   }
 
+  /** Runs a statement on the fleet's database as its owner; answers what psql printed. */
+  sql(statement: string): string {
+    return psql(this.databaseUrl, statement);
+  }
+
   /** Terminates every instance's LISTEN connection (the instances reconnect and read the log). */
   terminateListeners(): number {
     const answer = psql(
@@ -219,6 +224,8 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     restart: (index) => fleet.restart(index),
     cut: () => fleet.cut(),
     terminate_listeners: () => fleet.terminateListeners(),
+    sql: (statement) => fleet.sql(statement),
+    refuse_websockets: (refuse) => (fleet.refuseWebSockets = Boolean(refuse)),
   };
   for await (const line of createInterface({ input: process.stdin })) {
     const { command, argument } = JSON.parse(line);

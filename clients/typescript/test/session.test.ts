@@ -1,7 +1,8 @@
 // The SDK's session: a token that expires mid-session is refreshed on the open socket
 // without a gap or a reconnect; a client behind the replay window gets `reset` through
 // its hook and continues after it; a gap in what the transport delivered is filled
-// from the REST log before anything later is handed out.
+// from the REST log before anything later is handed out, and one the log no longer
+// holds (retention trimmed it) resets through the hook.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { RoomEvent } from '../src/index.js';
@@ -118,4 +119,46 @@ test('events that arrive after a missing one wait while the missing ones are rea
   assertExactly(delivered, 1, next.seq);
   assert.deepEqual(errors, [], 'nothing went wrong on the way');
   sdk.close();
+});
+
+test('a gap the REST log no longer holds (retention trimmed it) resets through the hook instead of reading for ever', async () => {
+  const { owner } = await createTenant(fleet.url);
+  const roomId = await roomWith(fleet.url, owner, []);
+  for (let index = 0; index < 8; index++) {
+    await api(fleet.url, owner.access_token, 'POST', `/v1/rooms/${roomId}/messages`, { body: `m ${index}` });
+  }
+  const log: RoomEvent[] = (await api(fleet.url, owner.access_token, 'GET', `/v1/rooms/${roomId}/event-log`)).items;
+  const last = log.at(-1)!;
+  // What retention leaves: the log without its first events, and its mark.
+  fleet.sql(`delete from hark.room_events where room_id = '${roomId}' and seq < ${last.seq - 1}`);
+  fleet.sql(`insert into hark.room_retention (tenant_id, room_id, events_to_seq)
+             select tenant_id, id, ${last.seq - 2} from hark.rooms where id = '${roomId}'`);
+  // No socket opens meanwhile, so that only the REST log can answer the gap (the
+  // server would otherwise reset the subscription itself).
+  fleet.refuseWebSockets = true;
+  try {
+    const sdk = client(fleet.url, owner);
+    const resets: number[] = [];
+    const delivered: RoomEvent[] = [];
+    const room = sdk.room(roomId, {
+      since: 0,
+      onEvent: (event) => delivered.push(event),
+      onReset: ({ seq }) => {
+        resets.push(seq);
+      },
+    });
+    // Seq 1, then the newest: the ones between are missing, and the log has lost them.
+    room.receive(log[0]);
+    room.receive(last);
+    await waitFor('the reset', () => resets.length === 1);
+    assert.deepEqual(resets, [last.seq - 1]);
+    await waitFor('the newest event after the reset', () => room.lastSeq === last.seq);
+    assert.deepEqual(
+      delivered.map((event) => event.seq),
+      [log[0].seq, last.seq],
+    );
+    sdk.close();
+  } finally {
+    fleet.refuseWebSockets = false;
+  }
 });
