@@ -199,13 +199,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 crate::db::migrate(config.migration_url(), config.database_ca_file.as_deref())
                     .await?;
             print_out(&format!(
-                "migrations applied: {}; functions re-created: {}",
+                "migrations applied: {}; functions re-created: {}; tables spread over Citus: {}",
                 if report.applied_migrations.is_empty() {
                     "none".to_owned()
                 } else {
                     report.applied_migrations.join(", ")
                 },
-                report.functions_replaced
+                report.functions_replaced,
+                report.tables_distributed
             ))
         }
         #[cfg(feature = "bench")]

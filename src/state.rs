@@ -51,6 +51,7 @@ impl AppState {
         tracing::info!(
             applied = ?report.applied_migrations,
             functions_replaced = report.functions_replaced,
+            tables_distributed = report.tables_distributed,
             "database schema is up to date"
         );
         let db = Database::connect(&config.database())?;

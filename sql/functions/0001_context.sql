@@ -24,6 +24,22 @@ begin
 end
 $$;
 
+-- Sets a setting for the rest of the transaction, as SET LOCAL: the one way the API
+-- functions set the context that row-level security and they themselves read. On a
+-- Citus coordinator a SET LOCAL reaches the workers the transaction goes on to touch
+-- (citus.propagate_set_commands = 'local'; set_config would not), so the policies on
+-- the shards see the same tenant; on a plain PostgreSQL that setting is an inert
+-- placeholder.
+create function hark_api.set_local(p_name text, p_value text)
+returns void
+language plpgsql
+as $$
+begin
+    execute format('set local citus.propagate_set_commands = ''local''; set local %s = %L',
+                   p_name, p_value);
+end
+$$;
+
 -- Switches the transaction to hark_app and sets the tenant and user that row-level
 -- security and the API functions read. Everything is transaction-local, so a pooled
 -- connection (or a pooler in transaction mode) never carries it into the next request.
@@ -32,14 +48,13 @@ returns void
 language plpgsql
 as $$
 begin
-    -- One statement, not five: each PERFORM is a run of the executor, and this runs at
-    -- the start of every call.
-    perform set_config('role', 'hark_app', true),
-            set_config('hark.tenant_id', coalesce(p_tenant_id::text, ''), true),
-            set_config('hark.user_id', coalesce(p_user_id::text, ''), true),
-            set_config('hark.tenant_slug', '', true),
-            set_config('hark.key_role', '', true),
-            set_config('hark.key_id', '', true);
+    -- One statement, not six (hark_api.set_local's, at once): this runs at the start
+    -- of every call.
+    execute format(
+        'set local citus.propagate_set_commands = ''local''; set local role hark_app; '
+        'set local hark.tenant_id = %L; set local hark.user_id = %L; set local hark.tenant_slug = ''''; '
+        'set local hark.key_role = ''''; set local hark.key_id = ''''',
+        coalesce(p_tenant_id::text, ''), coalesce(p_user_id::text, ''));
 end
 $$;
 
@@ -130,7 +145,7 @@ begin
         perform hark_api.fail(401, 'invalid_api_key',
             'The API key is unknown or revoked, or its creator is no longer an active owner or admin');
     end if;
-    perform set_config('hark.key_role', v_role, true), set_config('hark.key_id', p_key_id::text, true);
+    perform hark_api.set_local('hark.key_role', v_role), hark_api.set_local('hark.key_id', p_key_id::text);
     return v_role;
 end
 $$;
@@ -200,14 +215,14 @@ declare
     v_tenant_id uuid;
 begin
     perform hark_api.enter(null, null);
-    perform set_config('hark.tenant_slug', coalesce(lower(p_slug), ''), true);
+    perform hark_api.set_local('hark.tenant_slug', coalesce(lower(p_slug), ''));
     select id into v_tenant_id from hark.tenants where slug = lower(p_slug) and deleted_at is null;
-    perform set_config('hark.tenant_slug', '', true);
-    perform set_config('hark.key_role', '', true);
+    perform hark_api.set_local('hark.tenant_slug', '');
+    perform hark_api.set_local('hark.key_role', '');
     if v_tenant_id is null then
         perform hark_api.fail(404, 'tenant_not_found', 'No tenant has this slug', 'tenant');
     end if;
-    perform set_config('hark.tenant_id', v_tenant_id::text, true);
+    perform hark_api.set_local('hark.tenant_id', v_tenant_id::text);
     perform hark_api.require_not_suspended(v_tenant_id);
     return v_tenant_id;
 end

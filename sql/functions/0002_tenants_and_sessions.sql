@@ -171,7 +171,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter(null, null);
-    perform set_config('hark.tenant_slug', coalesce(lower(p_slug), ''), true);
+    perform hark_api.set_local('hark.tenant_slug', coalesce(lower(p_slug), ''));
     if exists (select from hark.tenants where slug = lower(p_slug)) then
         perform hark_api.fail(409, 'slug_taken', 'This tenant slug is taken', 'slug');
     end if;
@@ -189,7 +189,7 @@ declare
 begin
     v_tenant_id := hark_api.enter_open_tenant(p_tenant_slug);
     perform hark_api.require_quota(v_tenant_id, 'users', 1);
-    perform set_config('hark.user_id', p_user_id::text, true);
+    perform hark_api.set_local('hark.user_id', p_user_id::text);
     insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
     values (v_tenant_id, p_user_id, p_username, p_email, p_display_name, 'member', p_password_hash);
     perform hark_api.webhook_event(v_tenant_id, v_tenant_id, 'user.created', jsonb_build_object(
@@ -213,12 +213,12 @@ declare
     v_user hark.users;
 begin
     perform hark_api.enter(null, null);
-    perform set_config('hark.tenant_slug', coalesce(lower(p_tenant_slug), ''), true);
+    perform hark_api.set_local('hark.tenant_slug', coalesce(lower(p_tenant_slug), ''));
     select id into v_tenant_id from hark.tenants where slug = lower(p_tenant_slug) and deleted_at is null;
     if v_tenant_id is null then
         return null;
     end if;
-    perform set_config('hark.tenant_id', v_tenant_id::text, true);
+    perform hark_api.set_local('hark.tenant_id', v_tenant_id::text);
     perform hark_api.require_not_suspended(v_tenant_id);
     select * into v_user
     from hark.users u
@@ -293,7 +293,7 @@ begin
     if v_user.id is null then
         perform hark_api.fail(401, 'invalid_refresh_token', 'The user of this refresh token no longer exists');
     end if;
-    perform set_config('hark.user_id', v_user.id::text, true);
+    perform hark_api.set_local('hark.user_id', v_user.id::text);
     insert into hark.spent_refresh_tokens (tenant_id, refresh_hash, session_id)
     values (p_tenant_id, p_refresh_hash, p_session_id);
     update hark.sessions
@@ -426,7 +426,7 @@ as $$
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
     perform hark_api.require_key_may_act_for(p_tenant_id, p_user_id);
-    perform set_config('hark.user_id', p_user_id::text, true);
+    perform hark_api.set_local('hark.user_id', p_user_id::text);
     return hark_api.session_open(p_user_id, p_session_id, 'api_key', p_refresh_hash, p_session_expires_at);
 end
 $$;

@@ -657,10 +657,10 @@ begin
     delete from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id;
     -- An updated row must stay visible to whoever updates it: for this one statement,
     -- the purge's view, in which deleted rooms are.
-    perform set_config('hark.purging', 'on', true);
+    perform hark_api.set_local('hark.purging', 'on');
     update hark.rooms set deleted_at = now(), invite_code = null, direct_key = null
     where tenant_id = p_tenant_id and id = p_room_id;
-    perform set_config('hark.purging', '', true);
+    perform hark_api.set_local('hark.purging', '');
     perform hark_api.webhook_event(p_tenant_id, p_room_id, 'room.deleted', jsonb_build_object(
         'room_id', p_room_id, 'actor_id', p_user_id, 'last_seq', v_room.last_seq));
 end
@@ -679,7 +679,7 @@ declare
     v_room record;
     v_count integer;
 begin
-    perform hark_api.enter(null, null), set_config('hark.purging', 'on', true);
+    perform hark_api.enter(null, null), hark_api.set_local('hark.purging', 'on');
     -- A room whose events still wait in the webhook outbox keeps its log until they
     -- are fanned out (hark_api.webhook_fanout reads them from it).
     select r.tenant_id, r.id into v_room from hark.rooms r

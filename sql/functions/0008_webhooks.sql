@@ -385,7 +385,7 @@ begin
             v_events := v_row.events;
         else
             -- The log's rows are the tenant's: read them under its row-level security.
-            perform set_config('hark.tenant_id', v_row.tenant_id::text, true);
+            perform hark_api.set_local('hark.tenant_id', v_row.tenant_id::text);
             select jsonb_agg(item.event order by item.seq, item.sub) into v_events
             from (
                 select jsonb_build_object(
@@ -409,7 +409,7 @@ begin
                   and e.seq between v_row.first_seq and v_row.last_seq
                   and v_row.notifications ? e.seq::text
             ) item;
-            perform set_config('hark.tenant_id', '', true);
+            perform hark_api.set_local('hark.tenant_id', '');
         end if;
         if v_events is not null then
             perform hark_api.webhook_deliveries_insert(v_row.tenant_id, v_row.order_key, v_events, v_row.created_at);
@@ -489,7 +489,7 @@ returns void
 language plpgsql
 as $$
 begin
-    perform hark_api.enter(null, null), set_config('hark.delivering', 'on', true);
+    perform hark_api.enter(null, null), hark_api.set_local('hark.delivering', 'on');
 end
 $$;
 

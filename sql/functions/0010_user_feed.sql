@@ -163,7 +163,7 @@ as $$
 declare
     v_tenant record;
 begin
-    perform hark_api.enter(null, null), set_config('hark.connections', 'on', true);
+    perform hark_api.enter(null, null), hark_api.set_local('hark.connections', 'on');
     delete from hark.user_connections c
     where c.instance_id = p_instance_id
       and not exists (
@@ -190,7 +190,7 @@ begin
         from jsonb_to_recordset(p_seen) as s(tenant_id uuid, user_id uuid)
         group by s.tenant_id
     loop
-        perform set_config('hark.tenant_id', v_tenant.tenant_id::text, true);
+        perform hark_api.set_local('hark.tenant_id', v_tenant.tenant_id::text);
         update hark.users set last_seen_at = now()
         where tenant_id = v_tenant.tenant_id and id = any(v_tenant.user_ids);
     end loop;

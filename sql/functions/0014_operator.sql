@@ -9,7 +9,7 @@ create function hark_api.enter_operator()
 returns void
 language sql
 as $$
-    select hark_api.enter(null, null), set_config('hark.operator', 'on', true);
+    select hark_api.enter(null, null), hark_api.set_local('hark.operator', 'on');
 $$;
 
 -- A tenant as the operator sees it: the tenant's own view, its suspension, its quotas
@@ -253,7 +253,7 @@ begin
                              then 1 else 0 end);
     end if;
     -- The tenant's own context: its deleted rooms too (hark.purging).
-    perform hark_api.enter(v_tenant_id, null), set_config('hark.purging', 'on', true);
+    perform hark_api.enter(v_tenant_id, null), hark_api.set_local('hark.purging', 'on');
     v_count := hark_api.purge_tenant_rows(v_tenant_id, p_batch);
     update hark.tenants
     set purged_rows = purged_rows + v_count,

@@ -115,7 +115,7 @@ as $$
 declare
     v_export hark.user_exports;
 begin
-    perform hark_api.enter(null, null), set_config('hark.exporting', 'on', true);
+    perform hark_api.enter(null, null), hark_api.set_local('hark.exporting', 'on');
     select * into v_export from hark.user_exports
     where state = 'pending'
     order by requested_at

@@ -6,6 +6,10 @@
 //! whose text has changed stops the start, since migrations are immutable. The
 //! functions are re-created as a whole (schema `hark_api` dropped and rebuilt in one
 //! transaction) whenever the checksum of their text differs from the recorded one.
+//!
+//! On a Citus coordinator (a database with the `citus` extension) the tables are
+//! spread over the workers in between, by `sql/citus/distribute.sql`, whenever a
+//! migration was applied or that file changed; a plain PostgreSQL never runs it.
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
@@ -195,6 +199,9 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Spreads the tables over a Citus cluster (see the module's documentation).
+const CITUS_DISTRIBUTE: &str = include_str!("../../sql/citus/distribute.sql");
+
 /// What a run of `migrate` changed.
 #[derive(Debug, Default)]
 pub struct MigrationReport {
@@ -202,6 +209,8 @@ pub struct MigrationReport {
     pub applied_migrations: Vec<String>,
     /// Whether the functions were re-created by this run.
     pub functions_replaced: bool,
+    /// Whether this run spread tables over a Citus cluster.
+    pub tables_distributed: bool,
 }
 
 /// Brings the database at `url` up to date.
@@ -232,6 +241,10 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
                  checksum text not null,
                  applied_at timestamptz not null default now());
              create table if not exists hark_meta.functions (
+                 id boolean primary key default true check (id),
+                 checksum text not null,
+                 applied_at timestamptz not null default now());
+             create table if not exists hark_meta.distribution (
                  id boolean primary key default true check (id),
                  checksum text not null,
                  applied_at timestamptz not null default now());",
@@ -274,6 +287,34 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
         report.applied_migrations.push((*name).to_owned());
     }
 
+    if is_citus(client).await? {
+        let distribute_checksum = checksum(&[CITUS_DISTRIBUTE]);
+        let recorded = client
+            .query_opt("select checksum from hark_meta.distribution", &[])
+            .await
+            .context("could not read the distribution checksum")?
+            .map(|row| row.get::<_, String>(0));
+        if !report.applied_migrations.is_empty()
+            || recorded.as_deref() != Some(distribute_checksum.as_str())
+        {
+            let transaction = client.transaction().await?;
+            transaction
+                .batch_execute(CITUS_DISTRIBUTE)
+                .await
+                .context("could not spread the tables over the Citus cluster")?;
+            transaction
+                .execute(
+                    "insert into hark_meta.distribution (checksum) values ($1)
+                     on conflict (id) do update set checksum = excluded.checksum, applied_at = now()",
+                    &[&distribute_checksum],
+                )
+                .await?;
+            transaction.commit().await?;
+            tracing::info!("spread the tables over the Citus cluster");
+            report.tables_distributed = true;
+        }
+    }
+
     let functions_checksum = checksum(&FUNCTIONS.iter().map(|(_, sql)| *sql).collect::<Vec<_>>());
     let recorded = client
         .query_opt("select checksum from hark_meta.functions", &[])
@@ -307,6 +348,18 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
         report.functions_replaced = true;
     }
     Ok(report)
+}
+
+/// Whether the database is a Citus coordinator's: the extension is installed in it.
+pub async fn is_citus(client: &Client) -> anyhow::Result<bool> {
+    Ok(client
+        .query_one(
+            "select exists (select from pg_extension where extname = 'citus')",
+            &[],
+        )
+        .await
+        .context("could not look for the citus extension")?
+        .get(0))
 }
 
 /// Creates the database named in `url` when it does not exist yet, so that a fresh
