@@ -545,6 +545,8 @@ impl Config {
             max_page_bytes: self.max_page_bytes,
             statement_timeout: Duration::from_millis(self.statement_timeout_ms.max(1)),
             search_timeout: Duration::from_millis(self.search_timeout_ms.max(1)),
+            // Known once the schema is (`AppState::start`, from the migration).
+            citus: false,
         }
     }
 

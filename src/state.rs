@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use crate::auth::{PasswordHasher, TokenIssuer};
 use crate::config::Config;
-use crate::db::{self, Database, MessageWriter};
+use crate::db::{self, Database, DatabaseSettings, MessageWriter};
 use crate::exports::Exporter;
 use crate::limits::Limits;
 use crate::purge::Purger;
@@ -54,7 +54,10 @@ impl AppState {
             tables_distributed = report.tables_distributed,
             "database schema is up to date"
         );
-        let db = Database::connect(&config.database())?;
+        let db = Database::connect(&DatabaseSettings {
+            citus: report.citus,
+            ..config.database()
+        })?;
         db.quota_defaults_set(&config.quotas())
             .await
             .context("could not record the configured quotas")?;

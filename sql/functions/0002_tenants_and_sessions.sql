@@ -50,7 +50,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    return (select hark_api.tenant_json(t) from hark.tenants t where t.id = p_tenant_id);
+    return (select hark_api.tenant_json(row(t.*)::hark.tenants) from hark.tenants t where t.id = p_tenant_id);
 end
 $$;
 
@@ -193,7 +193,7 @@ begin
     insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
     values (v_tenant_id, p_user_id, p_username, p_email, p_display_name, 'member', p_password_hash);
     perform hark_api.webhook_event(v_tenant_id, v_tenant_id, 'user.created', jsonb_build_object(
-        'user', (select hark_api.user_json(u, true) from hark.users u
+        'user', (select hark_api.user_json(row(u.*)::hark.users, true) from hark.users u
                  where u.tenant_id = v_tenant_id and u.id = p_user_id)));
     return jsonb_build_object(
         'tenant_id', v_tenant_id,
@@ -357,7 +357,7 @@ as $$
 begin
     perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
     return coalesce(
-        (select jsonb_agg(hark_api.api_key_json(k) order by k.created_at desc, k.id desc) from hark.api_keys k),
+        (select jsonb_agg(hark_api.api_key_json(row(k.*)::hark.api_keys) order by k.created_at desc, k.id desc) from hark.api_keys k),
         '[]'::jsonb);
 end
 $$;

@@ -6,7 +6,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    return (select hark_api.user_json(u, true) from hark.users u where u.id = p_user_id);
+    return (select hark_api.user_json(row(u.*)::hark.users, true) from hark.users u where u.id = p_user_id);
 end
 $$;
 
@@ -19,7 +19,7 @@ declare
     v_result jsonb;
 begin
     v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    select hark_api.user_json(u, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
+    select hark_api.user_json(row(u.*)::hark.users, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
     from hark.users u
     where u.id = p_target_id and u.deleted_at is null;
     if v_result is null then
@@ -38,7 +38,7 @@ declare
     v_result jsonb;
 begin
     v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    select hark_api.user_json(u, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
+    select hark_api.user_json(row(u.*)::hark.users, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
     from hark.users u
     where lower(u.username) = lower(p_username) and u.deleted_at is null;
     if v_result is null then
@@ -74,7 +74,7 @@ begin
     if p_metadata is not null and v_role not in ('owner', 'admin') then
         perform hark_api.fail(403, 'forbidden', 'Only owners and admins filter users by metadata');
     end if;
-    select coalesce(jsonb_agg(hark_api.user_json(page, page.id = p_user_id or v_role in ('owner', 'admin')) order by page.id), '[]'::jsonb),
+    select coalesce(jsonb_agg(hark_api.user_json(row(page.*)::hark.users, page.id = p_user_id or v_role in ('owner', 'admin')) order by page.id), '[]'::jsonb),
            max(page.id::text)::uuid,
            count(*)
     into v_items, v_last, v_count

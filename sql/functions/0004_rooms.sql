@@ -38,10 +38,12 @@ $$;
 -- transaction holds it.
 create function hark_api.room_exists(p_tenant_id uuid, p_room_id uuid)
 returns boolean
-language sql
+language plpgsql
 stable
 as $$
-    select exists (select from hark.rooms where tenant_id = p_tenant_id and id = p_room_id);
+begin
+    return (select exists (select from hark.rooms where tenant_id = p_tenant_id and id = p_room_id));
+end
 $$;
 
 -- Locks a room of the current tenant for a change and returns it, or fails with 404.
@@ -184,7 +186,7 @@ begin
                coalesce((e.event ->> 'actor_id')::uuid, hark_api.current_user_id()), e.event -> 'data'
         from jsonb_array_elements(p_events) with ordinality as e(event, position)
         returning *)
-    select jsonb_agg(hark_api.event_json(written) order by written.seq),
+    select jsonb_agg(hark_api.event_json(row(written.*)::hark.room_events) order by written.seq),
            array_agg(distinct written.actor_id) filter (where written.type = 'message.created'),
            min(written.seq) filter (where written.type = 'message.created')
     into v_written, v_senders, v_first_message
@@ -230,37 +232,39 @@ $$;
 -- The shape of a room for the current user.
 create function hark_api.room_json(p_room hark.rooms)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'id', p_room.id,
-        'kind', p_room.kind,
-        'name', p_room.name,
-        'topic', p_room.topic,
-        'visibility', p_room.visibility,
-        'invite_code', case when m.role is not null then p_room.invite_code end,
-        'archived', p_room.archived_at is not null,
-        'archived_at', p_room.archived_at,
-        'created_by', p_room.created_by,
-        'created_at', p_room.created_at,
-        'updated_at', p_room.updated_at,
-        'last_seq', p_room.last_seq,
-        'last_activity_at', p_room.last_event_at,
-        'slow_mode_seconds', p_room.slow_mode_seconds,
-        'members_can_pin', p_room.members_can_pin,
-        'members_can_mention_room', p_room.members_can_mention_room,
-        'metadata', p_room.metadata,
-        'retention_days', p_room.retention_days,
-        'member_count', (select count(*) from hark.room_members c where c.room_id = p_room.id),
-        'my_role', m.role,
-        'last_read_seq', m.last_read_seq,
-        'direct_user', case when p_room.kind = 'direct' then (
-            select hark_api.user_ref(o.user_id) from hark.room_members o
-            where o.room_id = p_room.id and o.user_id <> hark_api.current_user_id()
-            limit 1) end)
-    from (select 1) one
-    left join hark.room_members m on m.room_id = p_room.id and m.user_id = hark_api.current_user_id()
+begin
+    return (select jsonb_build_object(
+            'id', p_room.id,
+            'kind', p_room.kind,
+            'name', p_room.name,
+            'topic', p_room.topic,
+            'visibility', p_room.visibility,
+            'invite_code', case when m.role is not null then p_room.invite_code end,
+            'archived', p_room.archived_at is not null,
+            'archived_at', p_room.archived_at,
+            'created_by', p_room.created_by,
+            'created_at', p_room.created_at,
+            'updated_at', p_room.updated_at,
+            'last_seq', p_room.last_seq,
+            'last_activity_at', p_room.last_event_at,
+            'slow_mode_seconds', p_room.slow_mode_seconds,
+            'members_can_pin', p_room.members_can_pin,
+            'members_can_mention_room', p_room.members_can_mention_room,
+            'metadata', p_room.metadata,
+            'retention_days', p_room.retention_days,
+            'member_count', (select count(*) from hark.room_members c where c.room_id = p_room.id),
+            'my_role', m.role,
+            'last_read_seq', m.last_read_seq,
+            'direct_user', case when p_room.kind = 'direct' then (
+                select hark_api.user_ref(o.user_id) from hark.room_members o
+                where o.room_id = p_room.id and o.user_id <> hark_api.current_user_id()
+                limit 1) end)
+        from (select 1) one
+        left join hark.room_members m on m.room_id = p_room.id and m.user_id = hark_api.current_user_id());
+end
 $$;
 
 create function hark_api.member_json(p_member hark.room_members)
@@ -465,7 +469,7 @@ begin
                    || jsonb_build_object(
                        'unread_count', hark_api.unread_count(numbered.id, numbered.last_read_seq),
                        'last_message', (
-                           select hark_api.message_json(msg, p_user_id) from hark.messages msg
+                           select hark_api.message_json(row(msg.*)::hark.messages, p_user_id) from hark.messages msg
                            where msg.room_id = numbered.id and msg.deleted_at is null
                              and (msg.parent_id is null or msg.show_in_room)
                            order by msg.seq desc limit 1))
@@ -499,7 +503,7 @@ begin
     if p_query is not null and char_length(p_query) > 100 then
         perform hark_api.fail(422, 'invalid_query', 'The query must be at most 100 characters', 'q');
     end if;
-    select coalesce(jsonb_agg(hark_api.room_json(page) order by page.id), '[]'::jsonb),
+    select coalesce(jsonb_agg(hark_api.room_json(row(page.*)::hark.rooms) order by page.id), '[]'::jsonb),
            count(*),
            max(page.id::text)::uuid
     into v_items, v_count, v_last
@@ -860,7 +864,7 @@ begin
     end if;
     perform hark_api.require_member(p_room_id);
     perform hark_api.check_limit(p_limit, 200);
-    select coalesce(jsonb_agg(hark_api.member_json(page) order by page.user_id), '[]'::jsonb),
+    select coalesce(jsonb_agg(hark_api.member_json(row(page.*)::hark.room_members) order by page.user_id), '[]'::jsonb),
            count(*), max(page.user_id::text)::uuid
     into v_items, v_count, v_last
     from (
@@ -928,10 +932,12 @@ $$;
 
 create function hark_api.member_role_of(p_room_id uuid, p_user_id uuid)
 returns text
-language sql
+language plpgsql
 stable
 as $$
-    select role from hark.room_members where room_id = p_room_id and user_id = p_user_id
+begin
+    return (select role from hark.room_members where room_id = p_room_id and user_id = p_user_id);
+end
 $$;
 
 -- Changes a member's role (room owners only); the room always keeps an owner.

@@ -482,7 +482,7 @@ begin
     ), kept as (
         -- Nearest the cursor first, cut by bytes, then in seq order.
         select e.item from jsonb_array_elements(hark_api.page_within((
-            select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(page, p_user_id), v_blocked) order by
+            select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(row(page.*)::hark.messages, p_user_id), v_blocked) order by
                        case when p_after is not null then page.seq - p_after
                             when p_before is not null then p_before - page.seq
                             when p_around is not null then abs(page.seq - p_around)
@@ -832,19 +832,21 @@ create function hark_api.log_page(
     p_tenant_id uuid, p_room_id uuid, p_after_seq bigint, p_upto_seq bigint, p_limit integer,
     p_max_bytes integer)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'items', hark_api.page_within(coalesce((
-            select jsonb_agg(hark_api.event_json(page) order by page.seq)
-            from (
-                select * from hark.room_events e
-                where e.tenant_id = p_tenant_id and e.room_id = p_room_id
-                  and e.seq > p_after_seq
-                  and (p_upto_seq is null or e.seq <= p_upto_seq)
-                order by e.seq
-                limit p_limit
-            ) page), '[]'::jsonb), p_max_bytes),
-        'last_seq', (select last_seq from hark.rooms where tenant_id = p_tenant_id and id = p_room_id));
+begin
+    return (select jsonb_build_object(
+            'items', hark_api.page_within(coalesce((
+                select jsonb_agg(hark_api.event_json(row(page.*)::hark.room_events) order by page.seq)
+                from (
+                    select * from hark.room_events e
+                    where e.tenant_id = p_tenant_id and e.room_id = p_room_id
+                      and e.seq > p_after_seq
+                      and (p_upto_seq is null or e.seq <= p_upto_seq)
+                    order by e.seq
+                    limit p_limit
+                ) page), '[]'::jsonb), p_max_bytes),
+            'last_seq', (select last_seq from hark.rooms where tenant_id = p_tenant_id and id = p_room_id)));
+end
 $$;

@@ -61,7 +61,7 @@ begin
         if not v_filters ? v_room.tenant_id::text then
             v_filters := v_filters || jsonb_build_object(v_room.tenant_id::text, hark_api.filter_patterns());
         end if;
-        select hark_api.send_context(r, v_filters -> v_room.tenant_id::text) || jsonb_build_object(
+        select hark_api.send_context(row(r.*)::hark.rooms, v_filters -> v_room.tenant_id::text) || jsonb_build_object(
                    'tenant_id', r.tenant_id, 'first_seq', r.last_seq, 'next_seq', r.last_seq)
         into v_room_state
         from hark.rooms r where r.tenant_id = v_room.tenant_id and r.id = v_room.room_id

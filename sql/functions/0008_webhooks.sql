@@ -23,24 +23,26 @@ $$;
 
 create function hark_api.webhook_json(p_webhook hark.webhooks)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'id', p_webhook.id,
-        'url', p_webhook.url,
-        'description', p_webhook.description,
-        'event_types', to_jsonb(p_webhook.event_types),
-        'enabled', p_webhook.enabled,
-        'disabled_reason', p_webhook.disabled_reason,
-        'failing_since', p_webhook.failing_since,
-        'previous_secret_until', case when p_webhook.previous_secret_until > now()
-                                      then p_webhook.previous_secret_until end,
-        'backlog', (select count(*) from hark.webhook_deliveries d
-                    where d.tenant_id = p_webhook.tenant_id and d.webhook_id = p_webhook.id
-                      and d.state = 'pending'),
-        'created_at', p_webhook.created_at,
-        'updated_at', p_webhook.updated_at)
+begin
+    return (select jsonb_build_object(
+            'id', p_webhook.id,
+            'url', p_webhook.url,
+            'description', p_webhook.description,
+            'event_types', to_jsonb(p_webhook.event_types),
+            'enabled', p_webhook.enabled,
+            'disabled_reason', p_webhook.disabled_reason,
+            'failing_since', p_webhook.failing_since,
+            'previous_secret_until', case when p_webhook.previous_secret_until > now()
+                                          then p_webhook.previous_secret_until end,
+            'backlog', (select count(*) from hark.webhook_deliveries d
+                        where d.tenant_id = p_webhook.tenant_id and d.webhook_id = p_webhook.id
+                          and d.state = 'pending'),
+            'created_at', p_webhook.created_at,
+            'updated_at', p_webhook.updated_at));
+end
 $$;
 
 create function hark_api.webhook_check_event_types(p_event_types text[])
@@ -110,7 +112,7 @@ as $$
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     return coalesce(
-        (select jsonb_agg(hark_api.webhook_json(w) order by w.created_at desc, w.id desc)
+        (select jsonb_agg(hark_api.webhook_json(row(w.*)::hark.webhooks) order by w.created_at desc, w.id desc)
          from hark.webhooks w where w.tenant_id = p_tenant_id),
         '[]'::jsonb);
 end
@@ -253,7 +255,7 @@ begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     perform hark_api.find_webhook(p_webhook_id, false);
     select hark_api.page_within(
-               coalesce(jsonb_agg(hark_api.webhook_delivery_json(d) order by d.id desc), '[]'::jsonb),
+               coalesce(jsonb_agg(hark_api.webhook_delivery_json(row(d.*)::hark.webhook_deliveries) order by d.id desc), '[]'::jsonb),
                p_max_bytes)
     into v_items
     from (select * from hark.webhook_deliveries d
@@ -390,7 +392,7 @@ begin
             from (
                 select jsonb_build_object(
                            'type', e.type, 'timestamp', e.created_at,
-                           'data', hark_api.event_json(e) || jsonb_build_object('tenant_id', e.tenant_id)) as event,
+                           'data', hark_api.event_json(row(e.*)::hark.room_events) || jsonb_build_object('tenant_id', e.tenant_id)) as event,
                        e.seq, 0 as sub
                 from hark.room_events e
                 where e.tenant_id = v_row.tenant_id and e.room_id = v_row.room_id
@@ -424,9 +426,13 @@ $$;
 -- Whether the tenant has an enabled endpoint: writers skip building payloads otherwise.
 create function hark_api.webhooks_enabled(p_tenant_id uuid)
 returns boolean
-language sql
+language plpgsql
 stable
-as $$ select exists (select from hark.webhooks where tenant_id = p_tenant_id and enabled) $$;
+as $$
+begin
+    return (select exists (select from hark.webhooks where tenant_id = p_tenant_id and enabled));
+end
+$$;
 
 -- Queues one event that is not in a room's log (a room's deletion, users, the
 -- tenant's settings, endpoints) for the endpoints: {type, timestamp: now, data:

@@ -141,7 +141,7 @@ begin
     if p_query is not null and char_length(p_query) > 100 then
         perform hark_api.fail(422, 'invalid_query', 'The query must be at most 100 characters', 'q');
     end if;
-    select coalesce(jsonb_agg(hark_api.room_json(page) order by page.id), '[]'::jsonb),
+    select coalesce(jsonb_agg(hark_api.room_json(row(page.*)::hark.rooms) order by page.id), '[]'::jsonb),
            count(*),
            max(page.id::text)::uuid
     into v_items, v_count, v_last

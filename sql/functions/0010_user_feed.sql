@@ -44,7 +44,7 @@ begin
             select v_tenant_id, b.user_id, b.last_seq, p_type, hark_api.current_user_id(), p_data
             from bumped b
             returning *)
-        select w.user_id, w.seq, hark_api.feed_event_json(w) as json from written w
+        select w.user_id, w.seq, hark_api.feed_event_json(row(w.*)::hark.user_events) as json from written w
     loop
         perform hark_api.publish_events(v_tenant_id, v_event.user_id, jsonb_build_array(v_event.json),
                                         v_event.seq, null);
@@ -55,12 +55,14 @@ $$;
 -- A room as a feed event names it: enough to list it before fetching it.
 create function hark_api.feed_room(p_room_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'room_id', r.id, 'kind', r.kind, 'name', r.name, 'visibility', r.visibility)
-    from hark.rooms r where r.id = p_room_id
+begin
+    return (select jsonb_build_object(
+            'room_id', r.id, 'kind', r.kind, 'name', r.name, 'visibility', r.visibility)
+        from hark.rooms r where r.id = p_room_id);
+end
 $$;
 
 -- feed.unread: the members of a room for whom messages of others just arrived while
@@ -97,25 +99,27 @@ create function hark_api.feed_page(
     p_tenant_id uuid, p_user_id uuid, p_after_seq bigint, p_upto_seq bigint, p_limit integer,
     p_max_bytes integer)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'items', hark_api.page_within(coalesce((
-            select jsonb_agg(hark_api.feed_event_json(page) order by page.seq)
-            from (
-                select * from hark.user_events e
-                where e.tenant_id = p_tenant_id and e.user_id = p_user_id
-                  and e.seq > p_after_seq
-                  and (p_upto_seq is null or e.seq <= p_upto_seq)
-                order by e.seq
-                limit p_limit
-            ) page), '[]'::jsonb), p_max_bytes),
-        'last_seq', (
-            select coalesce(f.last_seq, 0)
-            from hark.users u
-            left join hark.user_feeds f on f.tenant_id = u.tenant_id and f.user_id = u.id
-            where u.tenant_id = p_tenant_id and u.id = p_user_id and u.deleted_at is null));
+begin
+    return (select jsonb_build_object(
+            'items', hark_api.page_within(coalesce((
+                select jsonb_agg(hark_api.feed_event_json(row(page.*)::hark.user_events) order by page.seq)
+                from (
+                    select * from hark.user_events e
+                    where e.tenant_id = p_tenant_id and e.user_id = p_user_id
+                      and e.seq > p_after_seq
+                      and (p_upto_seq is null or e.seq <= p_upto_seq)
+                    order by e.seq
+                    limit p_limit
+                ) page), '[]'::jsonb), p_max_bytes),
+            'last_seq', (
+                select coalesce(f.last_seq, 0)
+                from hark.users u
+                left join hark.user_feeds f on f.tenant_id = u.tenant_id and f.user_id = u.id
+                where u.tenant_id = p_tenant_id and u.id = p_user_id and u.deleted_at is null)));
+end
 $$;
 
 -- The caller's own feed, after a seq (REST): the same events as its stream.
@@ -202,14 +206,16 @@ $$;
 -- notification.message webhook names. Answers an array of ids, in id order.
 create function hark_api.members_not_connected(p_room_id uuid, p_sender_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select coalesce(jsonb_agg(m.user_id order by m.user_id), '[]'::jsonb)
-    from hark.room_members m
-    where m.tenant_id = hark_api.current_tenant_id() and m.room_id = p_room_id
-      and m.user_id is distinct from p_sender_id
-      and not exists (
-          select from hark.user_connections c
-          where c.tenant_id = m.tenant_id and c.user_id = m.user_id and c.seen_until > now())
+begin
+    return (select coalesce(jsonb_agg(m.user_id order by m.user_id), '[]'::jsonb)
+        from hark.room_members m
+        where m.tenant_id = hark_api.current_tenant_id() and m.room_id = p_room_id
+          and m.user_id is distinct from p_sender_id
+          and not exists (
+              select from hark.user_connections c
+              where c.tenant_id = m.tenant_id and c.user_id = m.user_id and c.seen_until > now()));
+end
 $$;

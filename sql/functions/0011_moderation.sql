@@ -94,24 +94,28 @@ $$;
 -- Whether either of two users blocked the other.
 create function hark_api.blocked_between(p_a uuid, p_b uuid)
 returns boolean
-language sql
+language plpgsql
 stable
 as $$
-    select exists (
-        select from hark.blocks
-        where tenant_id = hark_api.current_tenant_id()
-          and ((blocker_id = p_a and blocked_id = p_b) or (blocker_id = p_b and blocked_id = p_a)))
+begin
+    return (select exists (
+            select from hark.blocks
+            where tenant_id = hark_api.current_tenant_id()
+              and ((blocker_id = p_a and blocked_id = p_b) or (blocker_id = p_b and blocked_id = p_a))));
+end
 $$;
 
 -- The users the viewer blocked, for marking their messages in the viewer's history.
 create function hark_api.blocked_by(p_viewer_id uuid)
 returns uuid[]
-language sql
+language plpgsql
 stable
 as $$
-    select coalesce(array_agg(blocked_id), '{}')
-    from hark.blocks
-    where tenant_id = hark_api.current_tenant_id() and blocker_id = p_viewer_id
+begin
+    return (select coalesce(array_agg(blocked_id), '{}')
+        from hark.blocks
+        where tenant_id = hark_api.current_tenant_id() and blocker_id = p_viewer_id);
+end
 $$;
 
 -- A message as a viewer who blocked its sender sees it in history: marked hidden,
@@ -146,12 +150,14 @@ $$;
 -- what room_members.muted_until mirrors.
 create function hark_api.mute_until(p_room_id uuid, p_user_id uuid)
 returns timestamptz
-language sql
+language plpgsql
 stable
 as $$
-    select coalesce(expires_at, 'infinity') from hark.room_restrictions
-    where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
-      and kind = 'mute' and (expires_at is null or expires_at > now())
+begin
+    return (select coalesce(expires_at, 'infinity') from hark.room_restrictions
+        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
+          and kind = 'mute' and (expires_at is null or expires_at > now()));
+end
 $$;
 
 -- Fails with 403 muted while a mute (its end, from room_members.muted_until) lasts.
@@ -468,7 +474,7 @@ begin
     end if;
     perform hark_api.require_room_moderator(p_room_id);
     perform hark_api.check_limit(p_limit, 200);
-    select coalesce(jsonb_agg(hark_api.restriction_json(page) order by page.user_id), '[]'::jsonb),
+    select coalesce(jsonb_agg(hark_api.restriction_json(row(page.*)::hark.room_restrictions) order by page.user_id), '[]'::jsonb),
            count(*), max(page.user_id::text)::uuid
     into v_items, v_count, v_last
     from (
@@ -498,12 +504,14 @@ $$;
 -- Whether a ban from the room holds for the user now.
 create function hark_api.is_banned(p_room_id uuid, p_user_id uuid)
 returns boolean
-language sql
+language plpgsql
 stable
 as $$
-    select exists (select from hark.room_restrictions
-                   where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
-                     and kind = 'ban' and (expires_at is null or expires_at > now()))
+begin
+    return (select exists (select from hark.room_restrictions
+                       where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
+                         and kind = 'ban' and (expires_at is null or expires_at > now())));
+end
 $$;
 
 -- Bans a user from the whole tenant, for p_seconds (null: until lifted): their sessions
@@ -697,7 +705,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.webhook_event(hark_api.current_tenant_id(), hark_api.current_tenant_id(), p_type,
-        jsonb_build_object('report', (select hark_api.report_json(r) from hark.reports r
+        jsonb_build_object('report', (select hark_api.report_json(row(r.*)::hark.reports) from hark.reports r
                                       where tenant_id = hark_api.current_tenant_id() and id = p_report_id)));
 end
 $$;
@@ -771,7 +779,7 @@ begin
     if p_state is not null and p_state not in ('open', 'resolved') then
         perform hark_api.fail(422, 'invalid_state', 'The state must be open or resolved', 'state');
     end if;
-    select coalesce(jsonb_agg(hark_api.report_json(page) order by page.id desc), '[]'::jsonb),
+    select coalesce(jsonb_agg(hark_api.report_json(row(page.*)::hark.reports) order by page.id desc), '[]'::jsonb),
            count(*), min(page.id::text)::uuid
     into v_items, v_count, v_last
     from (
@@ -843,7 +851,7 @@ begin
         jsonb_build_object('action', p_action, 'target_user_id', v_report.target_user_id,
                            'message_id', v_report.message_id));
     perform hark_api.report_announce(p_report_id, 'report.resolved');
-    return (select hark_api.report_json(r) from hark.reports r where tenant_id = p_tenant_id and id = p_report_id);
+    return (select hark_api.report_json(row(r.*)::hark.reports) from hark.reports r where tenant_id = p_tenant_id and id = p_report_id);
 end
 $$;
 
@@ -902,7 +910,7 @@ as $$
 begin
     perform hark_api.enter_moderator(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     return jsonb_build_object('items', coalesce((
-        select jsonb_agg(hark_api.word_filter_json(f) order by f.id)
+        select jsonb_agg(hark_api.word_filter_json(row(f.*)::hark.word_filters) order by f.id)
         from hark.word_filters f where f.tenant_id = p_tenant_id), '[]'::jsonb));
 end
 $$;

@@ -193,16 +193,18 @@ $$;
 -- room's unread messages.
 create function hark_api.thread_unread_count(p_parent_id uuid, p_last_read_seq bigint)
 returns bigint
-language sql
+language plpgsql
 stable
 as $$
-    select count(*) from (
-        select 1 from hark.messages
-        where tenant_id = hark_api.current_tenant_id() and parent_id = p_parent_id
-          and seq > p_last_read_seq and deleted_at is null
-          and sender_id is distinct from hark_api.current_user_id()
-        order by seq
-        limit 100) capped
+begin
+    return (select count(*) from (
+            select 1 from hark.messages
+            where tenant_id = hark_api.current_tenant_id() and parent_id = p_parent_id
+              and seq > p_last_read_seq and deleted_at is null
+              and sender_id is distinct from hark_api.current_user_id()
+            order by seq
+            limit 100) capped);
+end
 $$;
 
 -- The first message of a thread in a room the caller reads, or 404.
@@ -244,7 +246,7 @@ begin
     v_parent := hark_api.find_thread(p_room_id, p_parent_id);
     v_blocked := hark_api.blocked_by(p_user_id);
     v_items := hark_api.page_within(coalesce((
-        select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(page, p_user_id), v_blocked) order by page.seq)
+        select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(row(page.*)::hark.messages, p_user_id), v_blocked) order by page.seq)
         from (
             select * from hark.messages m
             where m.tenant_id = p_tenant_id and m.parent_id = p_parent_id and m.seq > p_after_seq
@@ -348,14 +350,16 @@ $$;
 -- Mentions of others after the read marker in one room, up to 100.
 create function hark_api.mention_count(p_tenant_id uuid, p_user_id uuid, p_room_id uuid, p_last_read_seq bigint)
 returns bigint
-language sql
+language plpgsql
 stable
 as $$
-    select count(*) from (
-        select 1 from hark.mentions
-        where tenant_id = p_tenant_id and user_id = p_user_id and room_id = p_room_id and seq > p_last_read_seq
-        order by seq
-        limit 100) capped
+begin
+    return (select count(*) from (
+            select 1 from hark.mentions
+            where tenant_id = p_tenant_id and user_id = p_user_id and room_id = p_room_id and seq > p_last_read_seq
+            order by seq
+            limit 100) capped);
+end
 $$;
 
 -- The messages that mention the caller, newest first, in the rooms they are in:
@@ -446,7 +450,7 @@ begin
     perform hark_api.require_readable(p_room_id);
     v_blocked := hark_api.blocked_by(p_user_id);
     return jsonb_build_object('items', coalesce((
-        select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(m, p_user_id), v_blocked)
+        select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(row(m.*)::hark.messages, p_user_id), v_blocked)
                          order by m.pinned_at desc, m.id desc)
         from hark.messages m
         where m.tenant_id = p_tenant_id and m.room_id = p_room_id and m.pinned_at is not null), '[]'::jsonb));

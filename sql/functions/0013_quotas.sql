@@ -30,12 +30,14 @@ $$;
 -- The tenant's quota p_name, or null when there is none.
 create function hark_api.quota_of(p_tenant_id uuid, p_name text)
 returns bigint
-language sql
+language plpgsql
 stable
 as $$
-    select coalesce(
-        (select (quotas ->> p_name)::bigint from hark.tenants where id = p_tenant_id),
-        (select (quotas ->> p_name)::bigint from hark.quota_defaults))
+begin
+    return (select coalesce(
+            (select (quotas ->> p_name)::bigint from hark.tenants where id = p_tenant_id),
+            (select (quotas ->> p_name)::bigint from hark.quota_defaults)));
+end
 $$;
 
 -- Every quota of the tenant as an object (null: none).
@@ -200,22 +202,26 @@ $$;
 -- and locked by hark_api.send_allowance in the same transaction).
 create function hark_api.send_counted(p_allowance jsonb, p_messages bigint, p_attachment_bytes bigint)
 returns void
-language sql
+language plpgsql
 as $$
+begin
     update hark.tenant_send_counts
-    set messages = messages + p_messages, attachment_bytes = attachment_bytes + p_attachment_bytes
-    where tenant_id = (p_allowance ->> 'tenant_id')::uuid and day = (now() at time zone 'utc')::date
+        set messages = messages + p_messages, attachment_bytes = attachment_bytes + p_attachment_bytes
+        where tenant_id = (p_allowance ->> 'tenant_id')::uuid and day = (now() at time zone 'utc')::date;
+end
 $$;
 
 -- The connections the tenant's users hold, as the instances last recorded them
 -- (hark.tenant_connections), but for instance p_except_instance's.
 create function hark_api.connections_of(p_tenant_id uuid, p_except_instance uuid)
 returns bigint
-language sql
+language plpgsql
 stable
 as $$
-    select coalesce(sum(connections), 0)::bigint from hark.tenant_connections
-    where tenant_id = p_tenant_id and seen_until > now() and instance_id is distinct from p_except_instance
+begin
+    return (select coalesce(sum(connections), 0)::bigint from hark.tenant_connections
+        where tenant_id = p_tenant_id and seen_until > now() and instance_id is distinct from p_except_instance);
+end
 $$;
 
 -- Admits one more WebSocket or event stream of the tenant at instance p_instance_id,
@@ -260,16 +266,18 @@ $$;
 -- messages (UTC) and the users active in the last 30 days (hark_api.usage_rollup).
 create function hark_api.usage_summary(p_tenant_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'messages_today', coalesce((
-            select messages from hark.tenant_usage_daily
-            where tenant_id = p_tenant_id and day = (now() at time zone 'utc')::date), 0),
-        'monthly_active_users', (
-            select count(distinct user_id) from hark.tenant_active_users
-            where tenant_id = p_tenant_id and day > (now() at time zone 'utc')::date - 30))
+begin
+    return (select jsonb_build_object(
+            'messages_today', coalesce((
+                select messages from hark.tenant_usage_daily
+                where tenant_id = p_tenant_id and day = (now() at time zone 'utc')::date), 0),
+            'monthly_active_users', (
+                select count(distinct user_id) from hark.tenant_active_users
+                where tenant_id = p_tenant_id and day > (now() at time zone 'utc')::date - 30)));
+end
 $$;
 
 -- The tenant's counts against its quotas. The caller has entered the tenant.

@@ -44,7 +44,7 @@ declare
 begin
     perform hark_api.enter_operator();
     perform hark_api.check_limit(p_limit, 200);
-    select coalesce(jsonb_agg(hark_api.operator_tenant_json(page) order by page.slug), '[]'::jsonb),
+    select coalesce(jsonb_agg(hark_api.operator_tenant_json(row(page.*)::hark.tenants) order by page.slug), '[]'::jsonb),
            max(page.slug),
            count(*)
     into v_items, v_last, v_count

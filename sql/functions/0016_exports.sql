@@ -63,47 +63,49 @@ $$;
 -- markers, and the reports they filed.
 create function hark_api.export_document(p_tenant_id uuid, p_user_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'exported_at', now(),
-        'profile', (select hark_api.user_json(u, true) from hark.users u
-                    where u.tenant_id = p_tenant_id and u.id = p_user_id),
-        'memberships', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'room_id', m.room_id, 'room_name', r.name, 'kind', r.kind, 'role', m.role,
-                'joined_at', m.joined_at, 'last_read_seq', m.last_read_seq) order by m.joined_at, m.room_id)
-            from hark.room_members m
-            join hark.rooms r on r.tenant_id = m.tenant_id and r.id = m.room_id
-            where m.tenant_id = p_tenant_id and m.user_id = p_user_id), '[]'::jsonb),
-        'messages', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'id', m.id, 'room_id', m.room_id, 'seq', m.seq, 'kind', m.kind, 'body', m.body,
-                'attachment', m.attachment, 'parent_id', m.parent_id, 'reply_to_id', m.reply_to_id,
-                'created_at', m.created_at, 'edited_at', m.edited_at, 'deleted', m.deleted_at is not null)
-                order by m.created_at, m.id)
-            from hark.messages m
-            where m.tenant_id = p_tenant_id and m.sender_id = p_user_id), '[]'::jsonb),
-        'reactions', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'message_id', x.message_id, 'emoji', x.emoji, 'created_at', x.created_at)
-                order by x.created_at, x.message_id)
-            from hark.reactions x
-            where x.tenant_id = p_tenant_id and x.user_id = p_user_id), '[]'::jsonb),
-        'thread_read_markers', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'room_id', t.room_id, 'parent_id', t.parent_id, 'last_read_seq', t.last_read_seq)
-                order by t.room_id, t.parent_id)
-            from hark.thread_reads t
-            where t.tenant_id = p_tenant_id and t.user_id = p_user_id), '[]'::jsonb),
-        'reports', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'id', p.id, 'room_id', p.room_id, 'message_id', p.message_id,
-                'target_user_id', p.target_user_id, 'reason', p.reason, 'details', p.details,
-                'state', p.state, 'created_at', p.created_at) order by p.created_at, p.id)
-            from hark.reports p
-            where p.tenant_id = p_tenant_id and p.reporter_id = p_user_id), '[]'::jsonb))
+begin
+    return (select jsonb_build_object(
+            'exported_at', now(),
+            'profile', (select hark_api.user_json(row(u.*)::hark.users, true) from hark.users u
+                        where u.tenant_id = p_tenant_id and u.id = p_user_id),
+            'memberships', coalesce((
+                select jsonb_agg(jsonb_build_object(
+                    'room_id', m.room_id, 'room_name', r.name, 'kind', r.kind, 'role', m.role,
+                    'joined_at', m.joined_at, 'last_read_seq', m.last_read_seq) order by m.joined_at, m.room_id)
+                from hark.room_members m
+                join hark.rooms r on r.tenant_id = m.tenant_id and r.id = m.room_id
+                where m.tenant_id = p_tenant_id and m.user_id = p_user_id), '[]'::jsonb),
+            'messages', coalesce((
+                select jsonb_agg(jsonb_build_object(
+                    'id', m.id, 'room_id', m.room_id, 'seq', m.seq, 'kind', m.kind, 'body', m.body,
+                    'attachment', m.attachment, 'parent_id', m.parent_id, 'reply_to_id', m.reply_to_id,
+                    'created_at', m.created_at, 'edited_at', m.edited_at, 'deleted', m.deleted_at is not null)
+                    order by m.created_at, m.id)
+                from hark.messages m
+                where m.tenant_id = p_tenant_id and m.sender_id = p_user_id), '[]'::jsonb),
+            'reactions', coalesce((
+                select jsonb_agg(jsonb_build_object(
+                    'message_id', x.message_id, 'emoji', x.emoji, 'created_at', x.created_at)
+                    order by x.created_at, x.message_id)
+                from hark.reactions x
+                where x.tenant_id = p_tenant_id and x.user_id = p_user_id), '[]'::jsonb),
+            'thread_read_markers', coalesce((
+                select jsonb_agg(jsonb_build_object(
+                    'room_id', t.room_id, 'parent_id', t.parent_id, 'last_read_seq', t.last_read_seq)
+                    order by t.room_id, t.parent_id)
+                from hark.thread_reads t
+                where t.tenant_id = p_tenant_id and t.user_id = p_user_id), '[]'::jsonb),
+            'reports', coalesce((
+                select jsonb_agg(jsonb_build_object(
+                    'id', p.id, 'room_id', p.room_id, 'message_id', p.message_id,
+                    'target_user_id', p.target_user_id, 'reason', p.reason, 'details', p.details,
+                    'state', p.state, 'created_at', p.created_at) order by p.created_at, p.id)
+                from hark.reports p
+                where p.tenant_id = p_tenant_id and p.reporter_id = p_user_id), '[]'::jsonb)));
+end
 $$;
 
 -- Builds the pending export asked for first (one another instance is building is

@@ -83,19 +83,21 @@ $$;
 -- in them. The caller has entered the tenant.
 create function hark_api.usage_figures(p_tenant_id uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
 as $$
-    select jsonb_build_object(
-        'days', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'day', d.day, 'messages', d.messages,
-                'active_users', (select count(*) from hark.tenant_active_users a
-                                 where a.tenant_id = p_tenant_id and a.day = d.day),
-                'peak_connected_users', d.peak_connected_users) order by d.day desc)
-            from hark.tenant_usage_daily d
-            where d.tenant_id = p_tenant_id and d.day > (now() at time zone 'utc')::date - 30), '[]'::jsonb),
-        'monthly_active_users', hark_api.usage_summary(p_tenant_id) -> 'monthly_active_users')
+begin
+    return (select jsonb_build_object(
+            'days', coalesce((
+                select jsonb_agg(jsonb_build_object(
+                    'day', d.day, 'messages', d.messages,
+                    'active_users', (select count(*) from hark.tenant_active_users a
+                                     where a.tenant_id = p_tenant_id and a.day = d.day),
+                    'peak_connected_users', d.peak_connected_users) order by d.day desc)
+                from hark.tenant_usage_daily d
+                where d.tenant_id = p_tenant_id and d.day > (now() at time zone 'utc')::date - 30), '[]'::jsonb),
+            'monthly_active_users', hark_api.usage_summary(p_tenant_id) -> 'monthly_active_users'));
+end
 $$;
 
 -- The operator's view of a tenant's usage: its counts against its quotas and its

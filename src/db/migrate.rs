@@ -211,6 +211,8 @@ pub struct MigrationReport {
     pub functions_replaced: bool,
     /// Whether this run spread tables over a Citus cluster.
     pub tables_distributed: bool,
+    /// Whether the database is a Citus coordinator's.
+    pub citus: bool,
 }
 
 /// Brings the database at `url` up to date.
@@ -287,7 +289,8 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
         report.applied_migrations.push((*name).to_owned());
     }
 
-    if is_citus(client).await? {
+    report.citus = is_citus(client).await?;
+    if report.citus {
         let distribute_checksum = checksum(&[CITUS_DISTRIBUTE]);
         let recorded = client
             .query_opt("select checksum from hark_meta.distribution", &[])

@@ -152,6 +152,8 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// How long one message search may run (see [`Database::message_search`]).
     pub search_timeout: Duration,
+    /// Whether the database is a Citus coordinator's (see [`Database::citus`]).
+    pub citus: bool,
 }
 
 /// The pool of connections and the typed calls of the SQL API.
@@ -177,6 +179,12 @@ pub struct Database {
     search_timeout: Duration,
     /// The TLS setup the cancel requests connect with, the same as the pool's.
     tls: tokio_postgres_rustls::MakeRustlsConnect,
+    /// Whether every call runs in a transaction block of its own (`begin`, the call,
+    /// `commit`): on a Citus coordinator. Citus passes the transaction's `SET LOCAL`s
+    /// (the tenant and user `hark_api.enter` sets, which the policies on the shards
+    /// read) on to a worker only in the remote transaction block it opens there, and it
+    /// opens one for a read only inside a transaction block of the client's.
+    citus: bool,
 }
 
 impl Database {
@@ -207,6 +215,7 @@ impl Database {
             statement_timeout: Some(settings.statement_timeout),
             search_timeout: settings.search_timeout,
             tls,
+            citus: settings.citus,
         })
     }
 
@@ -308,37 +317,28 @@ impl Database {
         params: &[&dyn Param],
     ) -> Result<tokio_postgres::Row, DatabaseError> {
         let client = self.pool.get().await?;
-        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
-            .iter()
-            .map(|param| (param.as_sql(), param.sql_type()))
-            .collect();
-        let Some(limit) = self.statement_timeout else {
-            let rows = client
-                .query_typed(sql, &typed)
-                .await
-                .map_err(|source| DatabaseError::Query { context, source })?;
-            return rows
-                .into_iter()
-                .next()
-                .ok_or(DatabaseError::NoRow { context });
-        };
-        let outcome = {
-            let query = client.query_typed(sql, &typed);
-            tokio::pin!(query);
-            tokio::select! {
-                rows = &mut query => Ok(rows),
-                () = tokio::time::sleep(limit) => {
-                    if let Err(error) = client.cancel_token().cancel_query(self.tls.clone()).await {
-                        tracing::warn!(%error, context, "could not cancel a statement that ran too long");
-                    }
-                    // The statement's end is awaited, so that the connection goes back to
-                    // the pool idle and the cancel cannot reach a later statement.
-                    Err(tokio::time::timeout(limit, &mut query).await.is_ok())
-                }
+        let query_error = |source| DatabaseError::Query { context, source };
+        if self.citus {
+            client.batch_execute("begin").await.map_err(query_error)?;
+        }
+        let outcome = self.run_bounded(&client, context, sql, params).await;
+        // A statement still running after its cancel leaves the connection busy: it
+        // is closed below, its transaction with it.
+        if self.citus && !matches!(outcome, Err(false)) {
+            let committed = matches!(outcome, Ok(Ok(_)));
+            let end = if committed { "commit" } else { "rollback" };
+            if let Err(source) = client.batch_execute(end).await {
+                // A connection whose transaction did not end is not given back.
+                drop(deadpool_postgres::Object::take(client));
+                return Err(match outcome {
+                    Ok(Err(error)) if !committed => query_error(error),
+                    Err(_) => DatabaseError::Timeout { context },
+                    _ => query_error(source),
+                });
             }
-        };
+        }
         let rows = match outcome {
-            Ok(rows) => rows.map_err(|source| DatabaseError::Query { context, source })?,
+            Ok(rows) => rows.map_err(query_error)?,
             Err(ended) => {
                 // A connection whose statement did not end even then is closed instead.
                 if !ended {
@@ -350,6 +350,38 @@ impl Database {
         rows.into_iter()
             .next()
             .ok_or(DatabaseError::NoRow { context })
+    }
+
+    /// Runs the statement within the statement timeout: its rows or its error, or
+    /// `Err(ended)` when it ran too long and was cancelled (`ended`: whether it has
+    /// ended since, so that the connection is idle again).
+    async fn run_bounded(
+        &self,
+        client: &deadpool_postgres::Object,
+        context: &'static str,
+        sql: &str,
+        params: &[&dyn Param],
+    ) -> Result<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>, bool> {
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+            .iter()
+            .map(|param| (param.as_sql(), param.sql_type()))
+            .collect();
+        let Some(limit) = self.statement_timeout else {
+            return Ok(client.query_typed(sql, &typed).await);
+        };
+        let query = client.query_typed(sql, &typed);
+        tokio::pin!(query);
+        tokio::select! {
+            rows = &mut query => Ok(rows),
+            () = tokio::time::sleep(limit) => {
+                if let Err(error) = client.cancel_token().cancel_query(self.tls.clone()).await {
+                    tracing::warn!(%error, context, "could not cancel a statement that ran too long");
+                }
+                // The statement's end is awaited, so that the connection goes back to
+                // the pool idle and the cancel cannot reach a later statement.
+                Err(tokio::time::timeout(limit, &mut query).await.is_ok())
+            }
+        }
     }
 }
 

@@ -10,12 +10,19 @@ pub struct OwnCluster {
     data: PathBuf,
     /// The port.
     pub port: u16,
+    /// The server's settings beyond port and address, which every restart keeps.
+    options: String,
 }
 
 impl OwnCluster {
     /// Initialises and starts a cluster on `port` (best below 32768, the ephemeral
     /// range) under target/.
     pub fn start(port: u16) -> Self {
+        Self::start_with(port, "-c fsync=off")
+    }
+
+    /// Like [`OwnCluster::start`], with the server started with `options`.
+    pub fn start_with(port: u16, options: &str) -> Self {
         let data =
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("hark-own-postgres-{port}"));
         let data_str = data.to_str().expect("a UTF-8 path").to_owned();
@@ -24,9 +31,13 @@ impl OwnCluster {
             &["-D", &data_str, "-m", "immediate", "stop"],
         );
         let _ = std::fs::remove_dir_all(&data);
-        hark::local_postgres::start(&data, port, "-c fsync=off")
+        hark::local_postgres::start(&data, port, options)
             .expect("a cluster of the test's own starts");
-        Self { data, port }
+        Self {
+            data,
+            port,
+            options: options.to_owned(),
+        }
     }
 
     /// Initialises a cluster on `port` that accepts TCP connections only over TLS, with a
@@ -124,8 +135,8 @@ impl OwnCluster {
 
     fn pg_ctl(&self, action: &str) {
         let options = format!(
-            "-p {} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port
+            "-p {} -k /tmp -c listen_addresses=127.0.0.1 {}",
+            self.port, self.options
         );
         let data = self.data.to_str().expect("a UTF-8 path");
         let log = self.data.join("server.log");

@@ -12,9 +12,14 @@ use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
 use uuid::Uuid;
 
+use super::citus;
+
 /// Port of the private cluster started when no server answers: below the ephemeral
 /// range (32768 and up), so that no client socket can be holding it.
 const PRIVATE_CLUSTER_PORT: u16 = 25_432;
+
+/// Ports of the shared Citus cluster's nodes, the coordinator first (`HARK_TEST_CITUS=1`).
+const CITUS_PORTS: [u16; 3] = [25_442, 25_443, 25_444];
 
 /// The admin URL of the server tests run against, once it is known to answer.
 static SERVER: OnceCell<String> = OnceCell::const_new();
@@ -42,6 +47,9 @@ async fn answers(url: &str) -> bool {
 async fn server() -> &'static str {
     SERVER
         .get_or_init(|| async {
+            if citus::enabled() {
+                return start_citus().await;
+            }
             let url = admin_url();
             if answers(&url).await {
                 return url;
@@ -80,9 +88,34 @@ fn start_private_cluster() {
     .expect("a private cluster starts");
 }
 
+/// Starts the shared Citus cluster's nodes under target/ (those not running yet), and
+/// answers the coordinator's admin URL.
+async fn start_citus() -> String {
+    for port in CITUS_PORTS {
+        let data =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("hark-test-citus-{port}"));
+        hark::local_postgres::start(&data, port, citus::NODE_OPTIONS)
+            .expect("a node of the Citus cluster starts");
+    }
+    let coordinator = citus::url(CITUS_PORTS[0], "postgres");
+    for port in CITUS_PORTS {
+        let url = citus::url(port, "postgres");
+        let mut answered = false;
+        for _ in 0..100 {
+            if answers(&url).await {
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(answered, "the Citus node at {port} does not answer");
+    }
+    coordinator
+}
+
 fn sql_checksum() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql");
-    let mut files: Vec<PathBuf> = ["migrations", "functions"]
+    let mut files: Vec<PathBuf> = ["migrations", "functions", "citus"]
         .iter()
         .flat_map(|dir| std::fs::read_dir(root.join(dir)).expect("sql/ is readable"))
         .map(|entry| entry.expect("sql/ is readable").path())
@@ -122,7 +155,15 @@ async fn template() -> &'static str {
                 .await
                 .expect("list databases")
                 .is_some();
-            if !exists {
+            if !exists && citus::enabled() {
+                let building = format!("{name}_building");
+                citus::create_database(&CITUS_PORTS, &building).await;
+                hark::db::migrate(&with_database(server, &building), None)
+                    .await
+                    .expect("migrate the template");
+                citus::seal(&CITUS_PORTS, &building).await;
+                citus::rename(&CITUS_PORTS, &building, &name).await;
+            } else if !exists {
                 let building = format!("{name}_building");
                 for statement in [
                     format!("drop database if exists {building}"),
@@ -176,7 +217,9 @@ async fn drop_stale_databases(admin: &tokio_postgres::Client) {
             .split('_')
             .nth(2)
             .and_then(|part| part.parse::<u64>().ok());
-        if created.is_some_and(|created| created < cutoff) {
+        if created.is_some_and(|created| created < cutoff) && citus::enabled() {
+            citus::drop_database(&CITUS_PORTS, &name).await;
+        } else if created.is_some_and(|created| created < cutoff) {
             let _ = admin
                 .batch_execute(&format!("drop database if exists {name} with (force)"))
                 .await;
@@ -195,10 +238,14 @@ pub async fn fresh_database() -> String {
     tokio::spawn(connection);
     let mut last_error = None;
     for _ in 0..20 {
-        match admin
-            .batch_execute(&format!("create database {name} template {template}"))
-            .await
-        {
+        let cloned = if citus::enabled() {
+            citus::clone_database(&CITUS_PORTS, template, &name).await
+        } else {
+            admin
+                .batch_execute(&format!("create database {name} template {template}"))
+                .await
+        };
+        match cloned {
             Ok(()) => return with_database(server, &name),
             Err(error) => {
                 last_error = Some(error);
