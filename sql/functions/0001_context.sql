@@ -77,7 +77,7 @@ returns void
 language plpgsql
 as $$
 begin
-    if exists (select from hark.tenants where id = p_tenant_id and suspended_at is not null) then
+    if exists (select 1 from hark.tenants where id = p_tenant_id and suspended_at is not null) then
         perform hark_api.fail(403, 'tenant_suspended', 'This tenant is suspended by the operator of this service');
     end if;
 end

@@ -8,6 +8,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_user hark.users;
 begin
     select * into v_user from hark.users where id = p_user_id and deleted_at is null;
@@ -16,7 +17,7 @@ begin
     end if;
     perform hark_api.require_active(v_user);
     insert into hark.sessions (tenant_id, id, user_id, kind, refresh_hash, expires_at)
-    values (hark_api.current_tenant_id(), p_session_id, p_user_id, p_kind, p_refresh_hash, p_expires_at);
+    values (v_current_tenant, p_session_id, p_user_id, p_kind, p_refresh_hash, p_expires_at);
     return hark_api.user_json(v_user, true);
 end
 $$;
@@ -155,7 +156,7 @@ declare
     v_tenant_id uuid;
 begin
     v_tenant_id := hark_api.enter_open_tenant(p_tenant_slug);
-    if exists (select from hark.users
+    if exists (select 1 from hark.users
                where tenant_id = v_tenant_id and lower(username) = lower(p_username) and deleted_at is null) then
         perform hark_api.fail(409, 'username_taken', 'This username is taken', 'username');
     end if;
@@ -172,7 +173,7 @@ as $$
 begin
     perform hark_api.enter(null, null);
     perform hark_api.set_local('hark.tenant_slug', coalesce(lower(p_slug), ''));
-    if exists (select from hark.tenants where slug = lower(p_slug)) then
+    if exists (select 1 from hark.tenants where slug = lower(p_slug)) then
         perform hark_api.fail(409, 'slug_taken', 'This tenant slug is taken', 'slug');
     end if;
 end
@@ -242,7 +243,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter(p_tenant_id, p_user_id);
-    if exists (select from hark.tenants where id = p_tenant_id and deleted_at is not null) then
+    if exists (select 1 from hark.tenants where id = p_tenant_id and deleted_at is not null) then
         perform hark_api.fail(401, 'invalid_credentials', 'The tenant, login or password is wrong');
     end if;
     perform hark_api.require_not_suspended(p_tenant_id);
@@ -440,7 +441,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
-    if not exists (select from hark.users where tenant_id = p_tenant_id and id = p_user_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_user_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
     perform hark_api.require_key_may_act_for(p_tenant_id, p_user_id);

@@ -144,7 +144,7 @@ begin
             -- Lock every owner row so that two concurrent demotions cannot both see
             -- the other owner and leave the tenant with none.
             perform 1 from hark.users where role = 'owner' and deleted_at is null for update;
-            if not exists (select from hark.users where role = 'owner' and deleted_at is null and id <> p_target_id) then
+            if not exists (select 1 from hark.users where role = 'owner' and deleted_at is null and id <> p_target_id) then
                 perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner', 'role');
             end if;
         end if;
@@ -182,10 +182,11 @@ returns hark.users
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_target hark.users;
 begin
     select * into v_target from hark.users
-    where tenant_id = hark_api.current_tenant_id() and id = p_target_id and erased_at is null
+    where tenant_id = v_current_tenant and id = p_target_id and erased_at is null
       and (p_deleted_too or deleted_at is null)
     for update;
     if v_target.id is null then
@@ -215,7 +216,7 @@ begin
     end if;
     perform 1 from hark.users
     where tenant_id = p_target.tenant_id and role = 'owner' and deleted_at is null for update;
-    if not exists (select from hark.users where tenant_id = p_target.tenant_id and role = 'owner'
+    if not exists (select 1 from hark.users where tenant_id = p_target.tenant_id and role = 'owner'
                    and deleted_at is null and id <> p_target.id) then
         perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner; hand ownership over first');
     end if;

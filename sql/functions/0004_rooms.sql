@@ -20,10 +20,14 @@ create function hark_api.draw_invite_code(p_room_id uuid)
 returns void
 language plpgsql
 as $$
+declare
+    v_code text;
 begin
     for attempt in 1..10 loop
         begin
-            update hark.rooms set invite_code = hark_api.new_invite_code(), updated_at = now() where id = p_room_id;
+            -- Drawn before the update: Citus refuses volatile functions in one.
+            v_code := hark_api.new_invite_code();
+            update hark.rooms set invite_code = v_code, updated_at = now() where id = p_room_id;
             return;
         exception when unique_violation then
             if attempt = 10 then
@@ -42,7 +46,7 @@ language plpgsql
 stable
 as $$
 begin
-    return (select exists (select from hark.rooms where tenant_id = p_tenant_id and id = p_room_id));
+    return (select exists (select 1 from hark.rooms where tenant_id = p_tenant_id and id = p_room_id));
 end
 $$;
 
@@ -55,17 +59,18 @@ returns hark.rooms
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_room hark.rooms;
 begin
     if p_wait then
         select * into v_room from hark.rooms
-        where tenant_id = hark_api.current_tenant_id() and id = p_room_id
+        where tenant_id = v_current_tenant and id = p_room_id
         for update;
     else
         select * into v_room from hark.rooms
-        where tenant_id = hark_api.current_tenant_id() and id = p_room_id
+        where tenant_id = v_current_tenant and id = p_room_id
         for update skip locked;
-        if v_room.id is null and hark_api.room_exists(hark_api.current_tenant_id(), p_room_id) then
+        if v_room.id is null and hark_api.room_exists(v_current_tenant, p_room_id) then
             raise exception using errcode = '55P03', message = 'room_busy';
         end if;
     end if;
@@ -82,9 +87,11 @@ returns text
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (select role from hark.room_members
-            where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id
+            where tenant_id = v_current_tenant and room_id = p_room_id
               and user_id = hark_api.current_user_id());
 end
 $$;
@@ -169,8 +176,9 @@ returns bigint
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_count integer := jsonb_array_length(p_events);
-    v_tenant_id uuid := hark_api.current_tenant_id();
+    v_tenant_id uuid := v_current_tenant;
     v_last bigint;
     v_written jsonb;
     v_senders uuid[];
@@ -235,35 +243,46 @@ returns jsonb
 language plpgsql
 stable
 as $$
+declare
+    v_member hark.room_members;
+    v_member_count bigint;
+    v_other uuid;
 begin
-    return (select jsonb_build_object(
-            'id', p_room.id,
-            'kind', p_room.kind,
-            'name', p_room.name,
-            'topic', p_room.topic,
-            'visibility', p_room.visibility,
-            'invite_code', case when m.role is not null then p_room.invite_code end,
-            'archived', p_room.archived_at is not null,
-            'archived_at', p_room.archived_at,
-            'created_by', p_room.created_by,
-            'created_at', p_room.created_at,
-            'updated_at', p_room.updated_at,
-            'last_seq', p_room.last_seq,
-            'last_activity_at', p_room.last_event_at,
-            'slow_mode_seconds', p_room.slow_mode_seconds,
-            'members_can_pin', p_room.members_can_pin,
-            'members_can_mention_room', p_room.members_can_mention_room,
-            'metadata', p_room.metadata,
-            'retention_days', p_room.retention_days,
-            'member_count', (select count(*) from hark.room_members c where c.room_id = p_room.id),
-            'my_role', m.role,
-            'last_read_seq', m.last_read_seq,
-            'direct_user', case when p_room.kind = 'direct' then (
-                select hark_api.user_ref(o.user_id) from hark.room_members o
-                where o.room_id = p_room.id and o.user_id <> hark_api.current_user_id()
-                limit 1) end)
-        from (select 1) one
-        left join hark.room_members m on m.room_id = p_room.id and m.user_id = hark_api.current_user_id());
+    -- Simple reads, one table each, by the tenant's key: Citus routes each to one
+    -- shard (a join of these under one select crashed its planner).
+    select * into v_member from hark.room_members m
+    where m.tenant_id = p_room.tenant_id and m.room_id = p_room.id and m.user_id = hark_api.current_user_id();
+    v_member_count := (select count(*) from hark.room_members c
+                       where c.tenant_id = p_room.tenant_id and c.room_id = p_room.id);
+    if p_room.kind = 'direct' then
+        v_other := (select o.user_id from hark.room_members o
+                    where o.tenant_id = p_room.tenant_id and o.room_id = p_room.id
+                      and o.user_id <> hark_api.current_user_id()
+                    limit 1);
+    end if;
+    return jsonb_build_object(
+        'id', p_room.id,
+        'kind', p_room.kind,
+        'name', p_room.name,
+        'topic', p_room.topic,
+        'visibility', p_room.visibility,
+        'invite_code', case when v_member.role is not null then p_room.invite_code end,
+        'archived', p_room.archived_at is not null,
+        'archived_at', p_room.archived_at,
+        'created_by', p_room.created_by,
+        'created_at', p_room.created_at,
+        'updated_at', p_room.updated_at,
+        'last_seq', p_room.last_seq,
+        'last_activity_at', p_room.last_event_at,
+        'slow_mode_seconds', p_room.slow_mode_seconds,
+        'members_can_pin', p_room.members_can_pin,
+        'members_can_mention_room', p_room.members_can_mention_room,
+        'metadata', p_room.metadata,
+        'retention_days', p_room.retention_days,
+        'member_count', v_member_count,
+        'my_role', v_member.role,
+        'last_read_seq', v_member.last_read_seq,
+        'direct_user', case when v_other is not null then hark_api.user_ref(v_other) end);
 end
 $$;
 
@@ -288,13 +307,18 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_member hark.room_members;
+    v_last_seq bigint;
+    v_muted_until timestamptz;
 begin
     perform hark_api.require_not_banned(p_room_id, p_user_id);
     perform hark_api.require_member_quota(p_room_id);
+    -- Values are read first: Citus takes no subqueries in an INSERT's VALUES.
+    v_last_seq := (select last_seq from hark.rooms where id = p_room_id);
+    v_muted_until := hark_api.mute_until(p_room_id, p_user_id);
     insert into hark.room_members (tenant_id, room_id, user_id, role, last_read_seq, muted_until)
-    values (hark_api.current_tenant_id(), p_room_id, p_user_id, p_role,
-            (select last_seq from hark.rooms where id = p_room_id), hark_api.mute_until(p_room_id, p_user_id))
+    values (v_current_tenant, p_room_id, p_user_id, p_role, v_last_seq, v_muted_until)
     returning * into v_member;
     perform hark_api.append_event(p_room_id, 'member.joined', hark_api.member_json(v_member));
     perform hark_api.feed_append(array[p_user_id], 'feed.room_added',
@@ -345,7 +369,7 @@ begin
     for v_member_id in
         select distinct m from unnest(coalesce(p_member_ids, '{}')) m where m <> p_user_id order by m
     loop
-        if not exists (select from hark.users where id = v_member_id and deleted_at is null) then
+        if not exists (select 1 from hark.users where id = v_member_id and deleted_at is null) then
             perform hark_api.fail(404, 'user_not_found', 'No user has the id ' || v_member_id, 'member_ids');
         end if;
         perform hark_api.add_member(p_room_id, v_member_id, 'member');
@@ -370,7 +394,7 @@ begin
     if p_other_user_id = p_user_id then
         perform hark_api.fail(422, 'invalid_user', 'A direct room needs another user', 'user_id');
     end if;
-    if not exists (select from hark.users where id = p_other_user_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where id = p_other_user_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     if hark_api.blocked_between(p_user_id, p_other_user_id) then
@@ -378,7 +402,7 @@ begin
     end if;
     v_key := least(p_user_id::text, p_other_user_id::text) || ':' || greatest(p_user_id::text, p_other_user_id::text);
     -- Only a room about to be created counts against the quota.
-    if not exists (select from hark.rooms where tenant_id = p_tenant_id and direct_key = v_key) then
+    if not exists (select 1 from hark.rooms where tenant_id = p_tenant_id and direct_key = v_key) then
         perform hark_api.require_quota(p_tenant_id, 'rooms', 1);
     end if;
     insert into hark.rooms (tenant_id, id, kind, visibility, direct_key, created_by)
@@ -688,7 +712,7 @@ begin
     -- are fanned out (hark_api.webhook_fanout reads them from it).
     select r.tenant_id, r.id into v_room from hark.rooms r
     where r.deleted_at is not null
-      and not exists (select from hark.webhook_outbox o
+      and not exists (select 1 from hark.webhook_outbox o
                       where o.tenant_id = r.tenant_id and o.room_id = r.id)
     order by r.deleted_at
     limit 1
@@ -696,9 +720,9 @@ begin
     if v_room.id is null then
         -- A room another instance is purging at this moment is work left (see
         -- hark_api.purge_tenants).
-        return to_jsonb(case when exists (select from hark.rooms r
+        return to_jsonb(case when exists (select 1 from hark.rooms r
                                           where r.deleted_at is not null
-                                            and not exists (select from hark.webhook_outbox o
+                                            and not exists (select 1 from hark.webhook_outbox o
                                                             where o.tenant_id = r.tenant_id and o.room_id = r.id))
                              then 1 else 0 end);
     end if;
@@ -815,7 +839,7 @@ begin
         perform hark_api.fail(404, 'member_not_found', 'This user is not a member of the room');
     end if;
     if v_member.role = 'owner'
-       and not exists (select from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_user_id) then
+       and not exists (select 1 from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_user_id) then
         perform hark_api.fail(409, 'last_owner', 'The room must keep an owner: hand ownership over first');
     end if;
     p_reason := coalesce(p_reason, case when p_user_id = hark_api.current_user_id() then 'left' else 'removed' end);
@@ -859,7 +883,7 @@ declare
     v_last uuid;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if not exists (select from hark.rooms where id = p_room_id) then
+    if not exists (select 1 from hark.rooms where id = p_room_id) then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     perform hark_api.require_member(p_room_id);
@@ -893,7 +917,7 @@ begin
     perform hark_api.require_room_admin(p_room_id);
     perform hark_api.require_group(v_room);
     perform hark_api.require_not_archived(v_room);
-    if not exists (select from hark.users where id = p_member_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where id = p_member_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     select * into v_existing from hark.room_members where room_id = p_room_id and user_id = p_member_id;
@@ -965,7 +989,7 @@ begin
         perform hark_api.fail(404, 'member_not_found', 'This user is not a member of the room');
     end if;
     if v_old_role = 'owner' and p_role <> 'owner'
-       and not exists (select from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_member_id) then
+       and not exists (select 1 from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_member_id) then
         perform hark_api.fail(409, 'last_owner', 'The room must keep an owner', 'role');
     end if;
     update hark.room_members set role = p_role
@@ -992,13 +1016,13 @@ declare
     v_subject_role text;
 begin
     v_tenant_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if not exists (select from hark.rooms where id = p_room_id) then
+    if not exists (select 1 from hark.rooms where id = p_room_id) then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     if v_tenant_role not in ('owner', 'admin') then
         perform hark_api.require_member(p_room_id);
     end if;
-    if not exists (select from hark.users where id = p_subject_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where id = p_subject_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     v_subject_role := hark_api.member_role_of(p_room_id, p_subject_id);

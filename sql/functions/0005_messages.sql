@@ -252,6 +252,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     p_room_id uuid := (p_room ->> 'id')::uuid;
     p_role text := p_sender ->> 'role';
     v_key text;
@@ -268,16 +269,16 @@ begin
             return p_pending -> v_key;
         end if;
         select * into v_existing from hark.messages
-        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id
+        where tenant_id = v_current_tenant and room_id = p_room_id
           and sender_id = p_user_id and client_id = p_client_id;
         if v_existing.id is not null then
             return hark_api.message_json(v_existing, p_user_id);
         end if;
     end if;
     perform hark_api.validate_message(p_kind, p_body, p_attachment, p_max_body_bytes);
-    if p_pending ? hark_api.allowance_key(hark_api.current_tenant_id()) then
+    if p_pending ? hark_api.allowance_key(v_current_tenant) then
         perform hark_api.require_send_allowance(
-            p_pending -> hark_api.allowance_key(hark_api.current_tenant_id()), p_attachment);
+            p_pending -> hark_api.allowance_key(v_current_tenant), p_attachment);
     end if;
     if p_kind = 'system' and p_role not in ('owner', 'admin') then
         perform hark_api.fail(403, 'forbidden', 'Only owners and admins of the room send system messages');
@@ -285,8 +286,8 @@ begin
     if p_reply_to_id is not null
        and coalesce(p_pending ->> p_reply_to_id::text, p_pending ->> ('reply/' || p_reply_to_id))
            is distinct from p_room_id::text
-       and not exists (select from hark.messages
-                       where tenant_id = hark_api.current_tenant_id() and id = p_reply_to_id
+       and not exists (select 1 from hark.messages
+                       where tenant_id = v_current_tenant and id = p_reply_to_id
                          and room_id = p_room_id) then
         perform hark_api.fail(422, 'invalid_reply_to', 'The message replied to is not in this room', 'reply_to_id');
     end if;
@@ -424,7 +425,7 @@ returns text
 language plpgsql
 as $$
 begin
-    if not exists (select from hark.rooms where id = p_room_id) then
+    if not exists (select 1 from hark.rooms where id = p_room_id) then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     return hark_api.require_member(p_room_id);
@@ -496,10 +497,10 @@ begin
     return jsonb_build_object(
         'items', v_items,
         'has_more_before', v_first is not null and exists (
-            select from hark.messages where room_id = p_room_id and seq < v_first
+            select 1 from hark.messages where room_id = p_room_id and seq < v_first
                                             and (parent_id is null or show_in_room)),
         'has_more_after', v_last is not null and exists (
-            select from hark.messages where room_id = p_room_id and seq > v_last
+            select 1 from hark.messages where room_id = p_room_id and seq > v_last
                                             and (parent_id is null or show_in_room)));
 end
 $$;
@@ -609,7 +610,7 @@ begin
         'message_id', p_message_id,
         'items', v_items,
         'has_more', v_last is not null and exists (
-            select from hark.message_edits
+            select 1 from hark.message_edits
             where tenant_id = p_tenant_id and message_id = p_message_id and version > v_last));
 end
 $$;

@@ -92,7 +92,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter(p_tenant_id, null);
-    if exists (select from hark.users where tenant_id = p_tenant_id and id = p_room_id) then
+    if exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_room_id) then
         return hark_api.feed_page(p_tenant_id, p_room_id, p_after_seq, p_upto_seq, p_limit, p_max_bytes);
     end if;
     return hark_api.log_page(p_tenant_id, p_room_id, p_after_seq, p_upto_seq, p_limit, p_max_bytes);
@@ -114,7 +114,7 @@ begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
     perform hark_api.require_may_post(p_room_id, p_user_id, exists (
-        select from hark.rooms where tenant_id = p_tenant_id and id = p_room_id and kind = 'direct'));
+        select 1 from hark.rooms where tenant_id = p_tenant_id and id = p_room_id and kind = 'direct'));
     v_user := hark_api.user_ref(p_user_id);
     if octet_length(v_user::text) > 3000 then
         v_user := jsonb_build_object('id', v_user -> 'id', 'username', v_user -> 'username');

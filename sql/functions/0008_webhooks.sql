@@ -64,15 +64,16 @@ returns hark.webhooks
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_webhook hark.webhooks;
 begin
     if p_lock then
         select * into v_webhook from hark.webhooks
-        where tenant_id = hark_api.current_tenant_id() and id = p_webhook_id
+        where tenant_id = v_current_tenant and id = p_webhook_id
         for update;
     else
         select * into v_webhook from hark.webhooks
-        where tenant_id = hark_api.current_tenant_id() and id = p_webhook_id;
+        where tenant_id = v_current_tenant and id = p_webhook_id;
     end if;
     if v_webhook.id is null then
         perform hark_api.fail(404, 'webhook_not_found', 'No such webhook');
@@ -91,13 +92,15 @@ language plpgsql
 as $$
 declare
     v_webhook hark.webhooks;
+    v_event_types text[];
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     perform hark_api.webhook_check_event_types(p_event_types);
     perform hark_api.require_quota(p_tenant_id, 'webhook_endpoints', 1);
+    -- Sorted first: Citus takes no subqueries in an INSERT's VALUES.
+    v_event_types := array(select distinct unnest(p_event_types) order by 1);
     insert into hark.webhooks (tenant_id, id, url, description, event_types, secret)
-    values (p_tenant_id, p_webhook_id, p_url, coalesce(p_description, ''),
-            array(select distinct unnest(p_event_types) order by 1), p_secret)
+    values (p_tenant_id, p_webhook_id, p_url, coalesce(p_description, ''), v_event_types, p_secret)
     returning * into v_webhook;
     perform hark_api.audit('webhook.create', 'webhook', p_webhook_id, null, null,
         jsonb_build_object('url', p_url, 'event_types', v_webhook.event_types));
@@ -268,7 +271,7 @@ begin
     return jsonb_build_object(
         'items', v_items,
         'next_before', case when exists (
-                                select from hark.webhook_deliveries d
+                                select 1 from hark.webhook_deliveries d
                                 where d.tenant_id = p_tenant_id and d.webhook_id = p_webhook_id
                                   and d.id < v_last and (p_state is null or d.state = p_state))
                             then v_last end);
@@ -430,7 +433,7 @@ language plpgsql
 stable
 as $$
 begin
-    return (select exists (select from hark.webhooks where tenant_id = p_tenant_id and enabled));
+    return (select exists (select 1 from hark.webhooks where tenant_id = p_tenant_id and enabled));
 end
 $$;
 
@@ -578,7 +581,7 @@ begin
             v_left := coalesce((v_room ->> v_head.webhook_id::text)::integer, p_endpoint_concurrency);
             continue when v_left <= 0;
             continue when not exists (
-                select from hark.webhooks w
+                select 1 from hark.webhooks w
                 where w.tenant_id = v_head.tenant_id and w.id = v_head.webhook_id and w.enabled);
             v_room := jsonb_set(v_room, array[v_head.webhook_id::text], to_jsonb(v_left - 1));
             v_tenants := v_tenants || v_head.tenant_id;

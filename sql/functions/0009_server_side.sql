@@ -71,7 +71,7 @@ begin
         end if;
         if v_target.role = 'owner' then
             perform 1 from hark.users where role = 'owner' and deleted_at is null for update;
-            if not exists (select from hark.users where role = 'owner' and deleted_at is null
+            if not exists (select 1 from hark.users where role = 'owner' and deleted_at is null
                              and deactivated_at is null and id <> p_target_id) then
                 perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one active owner');
             end if;
@@ -151,7 +151,7 @@ begin
           and (p_kind is null or r.kind = p_kind)
           and (p_archived is null or (r.archived_at is not null) = p_archived)
           and (p_member_id is null or exists (
-                  select from hark.room_members m where m.room_id = r.id and m.user_id = p_member_id))
+                  select 1 from hark.room_members m where m.room_id = r.id and m.user_id = p_member_id))
           and (p_query is null or strpos(lower(coalesce(r.name, '')), lower(p_query)) > 0)
         order by r.id
         limit p_limit

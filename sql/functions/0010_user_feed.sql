@@ -27,7 +27,8 @@ returns void
 language plpgsql
 as $$
 declare
-    v_tenant_id uuid := hark_api.current_tenant_id();
+    v_current_tenant uuid := hark_api.current_tenant_id();
+    v_tenant_id uuid := v_current_tenant;
     v_event record;
 begin
     if coalesce(cardinality(p_user_ids), 0) = 0 then
@@ -209,13 +210,15 @@ returns jsonb
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (select coalesce(jsonb_agg(m.user_id order by m.user_id), '[]'::jsonb)
         from hark.room_members m
-        where m.tenant_id = hark_api.current_tenant_id() and m.room_id = p_room_id
+        where m.tenant_id = v_current_tenant and m.room_id = p_room_id
           and m.user_id is distinct from p_sender_id
           and not exists (
-              select from hark.user_connections c
+              select 1 from hark.user_connections c
               where c.tenant_id = m.tenant_id and c.user_id = m.user_id and c.seen_until > now()));
 end
 $$;

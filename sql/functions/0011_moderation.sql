@@ -83,9 +83,11 @@ create function hark_api.audit(
 returns void
 language plpgsql
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     insert into hark.audit_log (tenant_id, actor_id, actor_key_id, action, target_type, target_id, room_id, reason, data)
-    values (hark_api.current_tenant_id(), hark_api.current_user_id(),
+    values (v_current_tenant, hark_api.current_user_id(),
             nullif(current_setting('hark.key_id', true), '')::uuid,
             p_action, p_target_type, p_target_id, p_room_id, p_reason, coalesce(p_data, '{}'));
 end
@@ -97,10 +99,12 @@ returns boolean
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (select exists (
-            select from hark.blocks
-            where tenant_id = hark_api.current_tenant_id()
+            select 1 from hark.blocks
+            where tenant_id = v_current_tenant
               and ((blocker_id = p_a and blocked_id = p_b) or (blocker_id = p_b and blocked_id = p_a))));
 end
 $$;
@@ -111,10 +115,12 @@ returns uuid[]
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (select coalesce(array_agg(blocked_id), '{}')
         from hark.blocks
-        where tenant_id = hark_api.current_tenant_id() and blocker_id = p_viewer_id);
+        where tenant_id = v_current_tenant and blocker_id = p_viewer_id);
 end
 $$;
 
@@ -137,11 +143,13 @@ returns jsonb
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return coalesce((
         select jsonb_build_object('role', role, 'muted_until', muted_until)
         from hark.room_members
-        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id
+        where tenant_id = v_current_tenant and room_id = p_room_id
           and user_id = hark_api.current_user_id()), '{}');
 end
 $$;
@@ -153,9 +161,11 @@ returns timestamptz
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (select coalesce(expires_at, 'infinity') from hark.room_restrictions
-        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
+        where tenant_id = v_current_tenant and room_id = p_room_id and user_id = p_user_id
           and kind = 'mute' and (expires_at is null or expires_at > now()));
 end
 $$;
@@ -179,11 +189,13 @@ create function hark_api.require_not_blocked(p_room_id uuid, p_user_id uuid)
 returns void
 language plpgsql
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     if exists (
-        select from hark.blocks b
+        select 1 from hark.blocks b
         join hark.room_members o on o.tenant_id = b.tenant_id and o.room_id = p_room_id and o.user_id <> p_user_id
-        where b.tenant_id = hark_api.current_tenant_id()
+        where b.tenant_id = v_current_tenant
           and ((b.blocker_id = o.user_id and b.blocked_id = p_user_id)
                or (b.blocker_id = p_user_id and b.blocked_id = o.user_id))) then
         perform hark_api.fail(403, 'blocked', 'You cannot write to this user');
@@ -198,10 +210,12 @@ create function hark_api.require_may_post(p_room_id uuid, p_user_id uuid, p_dire
 returns void
 language plpgsql
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     perform hark_api.require_not_muted((
         select muted_until from hark.room_members
-        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id));
+        where tenant_id = v_current_tenant and room_id = p_room_id and user_id = p_user_id));
     if p_direct then
         perform hark_api.require_not_blocked(p_room_id, p_user_id);
     end if;
@@ -218,6 +232,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_last timestamptz;
     v_left integer;
 begin
@@ -229,7 +244,7 @@ begin
         v_left := p_seconds;
     else
         select last_sent_at into v_last from hark.room_members
-        where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id;
+        where tenant_id = v_current_tenant and room_id = p_room_id and user_id = p_user_id;
         v_left := coalesce(ceil(p_seconds - extract(epoch from now() - v_last)), 0);
     end if;
     if v_left > 0 then
@@ -251,13 +266,15 @@ returns jsonb
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (
         select jsonb_object_agg(f.action, f.regex)
         from (
             select action, string_agg(hark_api.filter_regex(folded), '|') as regex
             from hark.word_filters
-            where tenant_id = hark_api.current_tenant_id()
+            where tenant_id = v_current_tenant
             group by action
         ) f);
 end
@@ -290,10 +307,11 @@ returns void
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_id uuid := hark_api.new_id();
 begin
     insert into hark.reports (tenant_id, id, reporter_id, target_user_id, room_id, message_id, reason, message_snapshot)
-    values (hark_api.current_tenant_id(), v_id, null, p_sender_id, p_room_id, p_message_id, 'filtered', p_snapshot)
+    values (v_current_tenant, v_id, null, p_sender_id, p_room_id, p_message_id, 'filtered', p_snapshot)
     on conflict (tenant_id, message_id) where reporter_id is null do nothing;
     if found then
         perform hark_api.report_announce(v_id, 'report.created');
@@ -507,9 +525,11 @@ returns boolean
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
-    return (select exists (select from hark.room_restrictions
-                       where tenant_id = hark_api.current_tenant_id() and room_id = p_room_id and user_id = p_user_id
+    return (select exists (select 1 from hark.room_restrictions
+                       where tenant_id = v_current_tenant and room_id = p_room_id and user_id = p_user_id
                          and kind = 'ban' and (expires_at is null or expires_at > now())));
 end
 $$;
@@ -612,7 +632,7 @@ begin
     if p_target_id = p_user_id then
         perform hark_api.fail(422, 'invalid_user_id', 'Nobody blocks themselves', 'user_id');
     end if;
-    if not exists (select from hark.users where id = p_target_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where id = p_target_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     if (select count(*) from hark.blocks where tenant_id = p_tenant_id and blocker_id = p_user_id) >= 1000 then
@@ -638,7 +658,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if not exists (select from hark.users where id = p_target_id) then
+    if not exists (select 1 from hark.users where id = p_target_id) then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
     delete from hark.blocks where tenant_id = p_tenant_id and blocker_id = p_user_id and blocked_id = p_target_id;
@@ -703,10 +723,12 @@ create function hark_api.report_announce(p_report_id uuid, p_type text)
 returns void
 language plpgsql
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
-    perform hark_api.webhook_event(hark_api.current_tenant_id(), hark_api.current_tenant_id(), p_type,
+    perform hark_api.webhook_event(v_current_tenant, v_current_tenant, p_type,
         jsonb_build_object('report', (select hark_api.report_json(row(r.*)::hark.reports) from hark.reports r
-                                      where tenant_id = hark_api.current_tenant_id() and id = p_report_id)));
+                                      where tenant_id = v_current_tenant and id = p_report_id)));
 end
 $$;
 
@@ -743,7 +765,7 @@ begin
         end if;
     elsif p_target_id = p_user_id then
         perform hark_api.fail(422, 'invalid_target', 'Nobody reports themselves', 'user_id');
-    elsif not exists (select from hark.users where id = p_target_id and deleted_at is null) then
+    elsif not exists (select 1 from hark.users where id = p_target_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     insert into hark.reports (tenant_id, id, reporter_id, target_user_id, room_id, message_id, reason, details,

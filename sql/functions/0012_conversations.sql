@@ -11,6 +11,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_parent hark.messages;
 begin
     if p_pending ? ('reply/' || p_parent_id) then
@@ -20,7 +21,7 @@ begin
         return;
     end if;
     select * into v_parent from hark.messages
-    where tenant_id = hark_api.current_tenant_id() and id = p_parent_id and room_id = p_room_id;
+    where tenant_id = v_current_tenant and id = p_parent_id and room_id = p_room_id;
     if v_parent.id is null then
         perform hark_api.fail(422, 'invalid_parent', 'The thread''s first message is not in this room', 'parent_id');
     end if;
@@ -40,6 +41,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_ids uuid[] := array(select distinct u from unnest(coalesce(p_mentions, '{}')) u where u is not null);
 begin
     if cardinality(p_mentions) > 50 then
@@ -50,7 +52,7 @@ begin
     end if;
     if cardinality(v_ids) > 0 and (
            select count(*) from hark.room_members
-           where tenant_id = hark_api.current_tenant_id() and room_id = (p_room ->> 'id')::uuid
+           where tenant_id = v_current_tenant and room_id = (p_room ->> 'id')::uuid
              and user_id = any (v_ids)) <> cardinality(v_ids) then
         perform hark_api.fail(422, 'invalid_mention', 'Only members of the room can be mentioned', 'mentions');
     end if;
@@ -182,7 +184,7 @@ begin
     where n.tenant_id = v_message.tenant_id and n.message_id = v_message.id
       and not (n.user_id = any (v_message.mentions))
       and not (v_message.mention_room and exists (
-          select from hark.room_members m
+          select 1 from hark.room_members m
           where m.tenant_id = v_message.tenant_id and m.room_id = v_message.room_id and m.user_id = n.user_id));
     perform hark_api.mentions_write(v_message.tenant_id, v_message);
     return v_message;
@@ -196,10 +198,12 @@ returns bigint
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (select count(*) from (
             select 1 from hark.messages
-            where tenant_id = hark_api.current_tenant_id() and parent_id = p_parent_id
+            where tenant_id = v_current_tenant and parent_id = p_parent_id
               and seq > p_last_read_seq and deleted_at is null
               and sender_id is distinct from hark_api.current_user_id()
             order by seq
@@ -258,7 +262,7 @@ begin
         'parent', hark_api.hide_blocked(hark_api.message_json(v_parent, p_user_id), v_blocked),
         'items', v_items,
         'has_more', v_last is not null and exists (
-            select from hark.messages
+            select 1 from hark.messages
             where tenant_id = p_tenant_id and parent_id = p_parent_id and seq > v_last));
 end
 $$;
@@ -327,6 +331,7 @@ as $$
 declare
     v_parent hark.messages;
     v_read bigint;
+    v_newest bigint;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.require_readable(p_room_id);
@@ -334,9 +339,10 @@ begin
         perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'seq');
     end if;
     v_parent := hark_api.find_thread(p_room_id, p_parent_id);
+    -- Read first: Citus takes no subqueries in an INSERT's VALUES.
+    v_newest := coalesce((select max(seq) from hark.messages where tenant_id = p_tenant_id and parent_id = p_parent_id), 0);
     insert into hark.thread_reads as t (tenant_id, parent_id, user_id, room_id, last_read_seq)
-    values (p_tenant_id, p_parent_id, p_user_id, p_room_id, greatest(v_parent.seq, least(p_seq, coalesce(
-        (select max(seq) from hark.messages where tenant_id = p_tenant_id and parent_id = p_parent_id), 0))))
+    values (p_tenant_id, p_parent_id, p_user_id, p_room_id, greatest(v_parent.seq, least(p_seq, v_newest)))
     on conflict (tenant_id, parent_id, user_id)
         do update set last_read_seq = greatest(t.last_read_seq, excluded.last_read_seq)
     returning t.last_read_seq into v_read;

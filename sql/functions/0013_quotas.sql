@@ -121,13 +121,16 @@ declare
     v_bytes bigint := hark_api.quota_of(p_tenant_id, 'attachment_bytes_per_day');
     v_today date := (now() at time zone 'utc')::date;
     v_count hark.tenant_send_counts;
+    v_counted bigint;
 begin
     if v_messages is null and v_bytes is null then
         return null;
     end if;
+    -- Read first: Citus takes no subqueries in an INSERT's VALUES.
+    v_counted := coalesce((select messages from hark.tenant_usage_daily
+                           where tenant_id = p_tenant_id and day = v_today), 0);
     insert into hark.tenant_send_counts (tenant_id, day, messages)
-    values (p_tenant_id, v_today, coalesce((select messages from hark.tenant_usage_daily
-                                            where tenant_id = p_tenant_id and day = v_today), 0))
+    values (p_tenant_id, v_today, v_counted)
     on conflict do nothing;
     select * into v_count from hark.tenant_send_counts
     where tenant_id = p_tenant_id and day = v_today
@@ -252,7 +255,8 @@ returns void
 language plpgsql
 as $$
 declare
-    v_tenant_id uuid := hark_api.current_tenant_id();
+    v_current_tenant uuid := hark_api.current_tenant_id();
+    v_tenant_id uuid := v_current_tenant;
     v_quota bigint := hark_api.quota_of(v_tenant_id, 'members_per_room');
 begin
     if v_quota is not null

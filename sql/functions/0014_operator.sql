@@ -198,7 +198,7 @@ declare
     v_count integer;
     v_room_id uuid;
 begin
-    if not exists (select from hark.tenants where id = p_tenant_id and deleted_at is not null) then
+    if not exists (select 1 from hark.tenants where id = p_tenant_id and deleted_at is not null) then
         return 0;
     end if;
     foreach v_table in array hark_api.purge_order() loop
@@ -248,7 +248,7 @@ begin
         -- A tenant another instance is purging at this moment is work left: this
         -- instance keeps coming back (after its pause) rather than leaving the rest to
         -- the next sweep, in case the other instance stops first.
-        return to_jsonb(case when exists (select from hark.tenants
+        return to_jsonb(case when exists (select 1 from hark.tenants
                                           where deleted_at is not null and purged_at is null)
                              then 1 else 0 end);
     end if;

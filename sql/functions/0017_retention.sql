@@ -62,7 +62,7 @@ begin
         return greatest(v_count, 1);
     end if;
     -- The event log, once the webhook outbox no longer needs the room's events.
-    if exists (select from hark.webhook_outbox o where o.tenant_id = p_room.tenant_id and o.room_id = p_room.id) then
+    if exists (select 1 from hark.webhook_outbox o where o.tenant_id = p_room.tenant_id and o.room_id = p_room.id) then
         return 0;
     end if;
     select max(seq) into v_to from (
