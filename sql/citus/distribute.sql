@@ -67,6 +67,13 @@ begin
     -- there. It has no password, so where the workers ask for one it logs in only as
     -- pg_dist_authinfo says.
     execute 'alter role hark_app login';
+    -- The API functions render rows with functions that read other tables (a
+    -- message's reactions, a room's unread count), inside queries Citus sends to the
+    -- shard of the tenant. Those reads run there, on the worker that holds every
+    -- table's shard of that tenant (one colocation group), by local execution in the
+    -- same transaction, which Citus allows only when told to: its warning is about
+    -- reads that would reach other nodes, where a tenant's rows never are.
+    execute 'alter role hark_app set citus.allow_nested_distributed_execution = on';
 
     -- Unique keys must hold the distribution column. The few that do not (a room's
     -- seqs, a sender's client ids, a key's secret) are unique per tenant anyway, since

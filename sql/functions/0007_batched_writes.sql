@@ -20,6 +20,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_written bigint;
     v_item record;
     v_room record;
     v_tenant uuid;
@@ -183,12 +184,19 @@ begin
     -- events through the one event writer, which sends the room's notification.
     for v_tenant in select distinct tenant_id from unnest(v_new) loop
         perform hark_api.enter(v_tenant, null);
-        insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment, reply_to_id,
-                                   client_id, created_at, parent_id, show_in_room, mentions, mention_room)
-        select new.tenant_id, new.id, new.room_id, new.seq, new.sender_id, new.kind, new.body, new.attachment,
-               new.reply_to_id, new.client_id, new.created_at, new.parent_id, new.show_in_room, new.mentions,
-               new.mention_room
-        from unnest(v_new) new where new.tenant_id = v_tenant order by new.seq;
+        -- A statement that returns its rows: Citus writes the rows of any other
+        -- INSERT … SELECT whose source is not a table of its own by COPY, which
+        -- row-level security refuses.
+        with written as (
+            insert into hark.messages (tenant_id, id, room_id, seq, sender_id, kind, body, attachment,
+                                       reply_to_id, client_id, created_at, parent_id, show_in_room, mentions,
+                                       mention_room)
+            select new.tenant_id, new.id, new.room_id, new.seq, new.sender_id, new.kind, new.body,
+                   new.attachment, new.reply_to_id, new.client_id, new.created_at, new.parent_id,
+                   new.show_in_room, new.mentions, new.mention_room
+            from unnest(v_new) new where new.tenant_id = v_tenant order by new.seq
+            returning 1)
+        select count(*) into v_written from written;
         if v_pending ? hark_api.allowance_key(v_tenant) then
             perform hark_api.send_counted(v_pending -> hark_api.allowance_key(v_tenant), count(*),
                                           coalesce(sum(hark_api.attachment_bytes(new.attachment)), 0)::bigint)

@@ -352,16 +352,24 @@ create function hark_api.webhook_deliveries_insert(
 returns void
 language plpgsql
 as $$
+declare
+    v_count bigint;
 begin
-    insert into hark.webhook_deliveries
-        (tenant_id, webhook_id, message_id, order_key, event_type, payload, created_at, next_attempt_at)
-    select p_tenant_id, w.id, hark_api.webhook_message_id(), p_order_key, e.event ->> 'type', e.event,
-           p_written_at, now()
-    from jsonb_array_elements(p_events) with ordinality as e(event, position)
-    join hark.webhooks w
-      on w.tenant_id = p_tenant_id and w.enabled and w.created_at <= p_written_at
-     and ((e.event ->> 'type') = any (w.event_types) or '*' = any (w.event_types))
-    order by e.position, w.id;
+    -- A statement that returns its rows: Citus writes the rows of any other INSERT …
+    -- SELECT whose source is not a table of its own by COPY, which row-level security
+    -- refuses.
+    with written as (
+        insert into hark.webhook_deliveries
+            (tenant_id, webhook_id, message_id, order_key, event_type, payload, created_at, next_attempt_at)
+        select p_tenant_id, w.id, hark_api.webhook_message_id(), p_order_key, e.event ->> 'type', e.event,
+               p_written_at, now()
+        from jsonb_array_elements(p_events) with ordinality as e(event, position)
+        join hark.webhooks w
+          on w.tenant_id = p_tenant_id and w.enabled and w.created_at <= p_written_at
+         and ((e.event ->> 'type') = any (w.event_types) or '*' = any (w.event_types))
+        order by e.position, w.id
+        returning 1)
+    select count(*) into v_count from written;
 end
 $$;
 
