@@ -110,7 +110,7 @@ declare
     v_field text;
 begin
     v_caller_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    select * into v_target from hark.users where id = p_target_id and deleted_at is null for update;
+    select * into v_target from hark.users where tenant_id = p_tenant_id and id = p_target_id and deleted_at is null for update;
     if v_target.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
@@ -143,7 +143,7 @@ begin
         if v_target.role = 'owner' and v_new_role <> 'owner' then
             -- Lock every owner row so that two concurrent demotions cannot both see
             -- the other owner and leave the tenant with none.
-            perform 1 from hark.users where role = 'owner' and deleted_at is null for update;
+            perform 1 from hark.users where tenant_id = p_tenant_id and role = 'owner' and deleted_at is null for update;
             if not exists (select 1 from hark.users where role = 'owner' and deleted_at is null and id <> p_target_id) then
                 perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner', 'role');
             end if;

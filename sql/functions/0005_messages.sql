@@ -406,11 +406,14 @@ language plpgsql
 as $$
 declare
     v_message hark.messages;
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     if p_lock then
-        select * into v_message from hark.messages where id = p_message_id and room_id = p_room_id for update;
+        select * into v_message from hark.messages
+        where tenant_id = v_current_tenant and id = p_message_id and room_id = p_room_id for update;
     else
-        select * into v_message from hark.messages where id = p_message_id and room_id = p_room_id;
+        select * into v_message from hark.messages
+        where tenant_id = v_current_tenant and id = p_message_id and room_id = p_room_id;
     end if;
     if v_message.id is null then
         perform hark_api.fail(404, 'message_not_found', 'No such message in this room');
@@ -736,7 +739,7 @@ begin
         perform hark_api.fail(422, 'invalid_seq', 'The seq must be zero or more', 'seq');
     end if;
     select last_read_seq into v_before from hark.room_members
-    where room_id = p_room_id and user_id = p_user_id
+    where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_user_id
     for update;
     update hark.room_members m
     set last_read_seq = greatest(m.last_read_seq, least(p_seq, r.last_seq))

@@ -55,7 +55,7 @@ declare
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     v_actor_role := coalesce(nullif(current_setting('hark.key_role', true), ''), hark_api.caller_role());
-    select * into v_target from hark.users where id = p_target_id and deleted_at is null for update;
+    select * into v_target from hark.users where tenant_id = p_tenant_id and id = p_target_id and deleted_at is null for update;
     if v_target.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
@@ -70,7 +70,7 @@ begin
             perform hark_api.fail(409, 'cannot_deactivate_self', 'Nobody deactivates themselves; ask another admin');
         end if;
         if v_target.role = 'owner' then
-            perform 1 from hark.users where role = 'owner' and deleted_at is null for update;
+            perform 1 from hark.users where tenant_id = p_tenant_id and role = 'owner' and deleted_at is null for update;
             if not exists (select 1 from hark.users where role = 'owner' and deleted_at is null
                              and deactivated_at is null and id <> p_target_id) then
                 perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one active owner');

@@ -544,8 +544,10 @@ language plpgsql
 as $$
 declare
     v_target hark.users;
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
-    select * into v_target from hark.users where id = p_target_id and deleted_at is null for update;
+    select * into v_target from hark.users
+    where tenant_id = v_current_tenant and id = p_target_id and deleted_at is null for update;
     if v_target.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
@@ -599,7 +601,7 @@ declare
     v_target hark.users;
 begin
     perform hark_api.enter_moderator(p_tenant_id, p_user_id, p_session_id, p_key_hash);
-    select * into v_target from hark.users where id = p_target_id and deleted_at is null for update;
+    select * into v_target from hark.users where tenant_id = p_tenant_id and id = p_target_id and deleted_at is null for update;
     if v_target.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
