@@ -175,7 +175,7 @@ begin
     -- Recording every use would turn each read into a write; a minute's precision is enough.
     update hark.api_keys
     set last_used_at = now()
-    where id = v_key_id and (last_used_at is null or last_used_at < now() - interval '1 minute');
+    where tenant_id = p_tenant_id and id = v_key_id and (last_used_at is null or last_used_at < now() - interval '1 minute');
     return v_key_id;
 end
 $$;
@@ -235,9 +235,10 @@ language plpgsql
 stable
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_role text;
 begin
-    select role into v_role from hark.users where id = hark_api.current_user_id() and deleted_at is null;
+    select role into v_role from hark.users where tenant_id = v_current_tenant and id = hark_api.current_user_id() and deleted_at is null;
     if v_role is null then
         perform hark_api.fail(401, 'token_revoked', 'The user of this token no longer exists');
     end if;

@@ -11,7 +11,7 @@ declare
     v_current_tenant uuid := hark_api.current_tenant_id();
     v_user hark.users;
 begin
-    select * into v_user from hark.users where id = p_user_id and deleted_at is null;
+    select * into v_user from hark.users where tenant_id = v_current_tenant and id = p_user_id and deleted_at is null;
     if v_user.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
@@ -223,7 +223,8 @@ begin
     perform hark_api.require_not_suspended(v_tenant_id);
     select * into v_user
     from hark.users u
-    where u.deleted_at is null
+    where u.tenant_id = v_tenant_id
+      and u.deleted_at is null
       and u.password_hash is not null
       and (lower(u.username) = lower(p_login) or lower(u.email) = lower(p_login))
     order by lower(u.username) = lower(p_login) desc
@@ -290,7 +291,7 @@ begin
         end if;
         perform hark_api.fail(401, 'invalid_refresh_token', 'The refresh token is unknown, used, expired or revoked');
     end if;
-    select * into v_user from hark.users where id = v_session.user_id and deleted_at is null;
+    select * into v_user from hark.users where tenant_id = p_tenant_id and id = v_session.user_id and deleted_at is null;
     if v_user.id is null then
         perform hark_api.fail(401, 'invalid_refresh_token', 'The user of this refresh token no longer exists');
     end if;
@@ -299,7 +300,7 @@ begin
     values (p_tenant_id, p_refresh_hash, p_session_id);
     update hark.sessions
     set refresh_hash = p_new_refresh_hash, refreshed_at = now(), expires_at = p_expires_at
-    where id = p_session_id;
+    where tenant_id = p_tenant_id and id = p_session_id;
     return jsonb_build_object('outcome', 'rotated', 'user', hark_api.user_json(v_user, true));
 end
 $$;
@@ -310,7 +311,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    update hark.sessions set revoked_at = now() where id = p_session_id;
+    update hark.sessions set revoked_at = now() where tenant_id = p_tenant_id and id = p_session_id;
     perform hark_api.announce_revocation(p_tenant_id, p_user_id, p_session_id);
 end
 $$;
@@ -369,7 +370,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
-    update hark.api_keys set revoked_at = coalesce(revoked_at, now()) where id = p_key_id;
+    update hark.api_keys set revoked_at = coalesce(revoked_at, now()) where tenant_id = p_tenant_id and id = p_key_id;
     if not found then
         perform hark_api.fail(404, 'api_key_not_found', 'No such API key');
     end if;

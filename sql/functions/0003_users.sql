@@ -6,7 +6,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    return (select hark_api.user_json(row(u.*)::hark.users, true) from hark.users u where u.id = p_user_id);
+    return (select hark_api.user_json(row(u.*)::hark.users, true) from hark.users u where u.tenant_id = p_tenant_id and u.id = p_user_id);
 end
 $$;
 
@@ -21,7 +21,7 @@ begin
     v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     select hark_api.user_json(row(u.*)::hark.users, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
     from hark.users u
-    where u.id = p_target_id and u.deleted_at is null;
+    where u.tenant_id = p_tenant_id and u.id = p_target_id and u.deleted_at is null;
     if v_result is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
@@ -40,7 +40,7 @@ begin
     v_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     select hark_api.user_json(row(u.*)::hark.users, u.id = p_user_id or v_role in ('owner', 'admin')) into v_result
     from hark.users u
-    where lower(u.username) = lower(p_username) and u.deleted_at is null;
+    where u.tenant_id = p_tenant_id and lower(u.username) = lower(p_username) and u.deleted_at is null;
     if v_result is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
@@ -80,7 +80,7 @@ begin
     into v_items, v_last, v_count
     from (
         select u.* from hark.users u
-        where u.deleted_at is null
+        where u.tenant_id = p_tenant_id and u.deleted_at is null
           and (p_role is null or u.role = p_role)
           and (p_online is null or (u.id = any(p_online_ids)) = p_online)
           and (p_metadata is null or u.metadata @> p_metadata)
@@ -144,7 +144,7 @@ begin
             -- Lock every owner row so that two concurrent demotions cannot both see
             -- the other owner and leave the tenant with none.
             perform 1 from hark.users where tenant_id = p_tenant_id and role = 'owner' and deleted_at is null for update;
-            if not exists (select 1 from hark.users where role = 'owner' and deleted_at is null and id <> p_target_id) then
+            if not exists (select 1 from hark.users where tenant_id = p_tenant_id and role = 'owner' and deleted_at is null and id <> p_target_id) then
                 perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one owner', 'role');
             end if;
         end if;
@@ -157,7 +157,7 @@ begin
         metadata = case when p_patch ? 'metadata' then p_patch -> 'metadata' else u.metadata end,
         role = coalesce(v_new_role, u.role),
         updated_at = now()
-    where u.id = p_target_id
+    where u.tenant_id = p_tenant_id and u.id = p_target_id
     returning * into v_target;
     if v_new_role is not null and v_new_role <> v_old_role then
         perform hark_api.audit('user.role_change', 'user', p_target_id, null, null,
@@ -236,12 +236,12 @@ begin
     perform hark_api.require_not_last_owner(v_target);
     update hark.users
     set deleted_at = now(), updated_at = now(), password_hash = null, email = null, external_id = null
-    where id = p_target_id;
+    where tenant_id = p_tenant_id and id = p_target_id;
     if p_target_id <> p_user_id then
         perform hark_api.audit('user.delete', 'user', p_target_id, null, null,
             jsonb_build_object('username', v_target.username));
     end if;
-    update hark.sessions set revoked_at = now() where user_id = p_target_id and revoked_at is null;
+    update hark.sessions set revoked_at = now() where tenant_id = p_tenant_id and user_id = p_target_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, p_target_id, null);
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.deleted',
         jsonb_build_object('user_id', p_target_id, 'actor_id', p_user_id));

@@ -21,13 +21,14 @@ returns void
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_code text;
 begin
     for attempt in 1..10 loop
         begin
             -- Drawn before the update: Citus refuses volatile functions in one.
             v_code := hark_api.new_invite_code();
-            update hark.rooms set invite_code = v_code, updated_at = now() where id = p_room_id;
+            update hark.rooms set invite_code = v_code, updated_at = now() where tenant_id = v_current_tenant and id = p_room_id;
             return;
         exception when unique_violation then
             if attempt = 10 then
@@ -225,6 +226,8 @@ returns jsonb
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (
         select jsonb_build_object(
@@ -233,7 +236,7 @@ begin
             'display_name', u.display_name,
             'avatar_url', u.avatar_url)
         from hark.users u
-        where u.id = p_user_id);
+        where u.tenant_id = v_current_tenant and u.id = p_user_id);
 end
 $$;
 
@@ -315,7 +318,7 @@ begin
     perform hark_api.require_not_banned(p_room_id, p_user_id);
     perform hark_api.require_member_quota(p_room_id);
     -- Values are read first: Citus takes no subqueries in an INSERT's VALUES.
-    v_last_seq := (select last_seq from hark.rooms where id = p_room_id);
+    v_last_seq := (select last_seq from hark.rooms where tenant_id = v_current_tenant and id = p_room_id);
     v_muted_until := hark_api.mute_until(p_room_id, p_user_id);
     insert into hark.room_members (tenant_id, room_id, user_id, role, last_read_seq, muted_until)
     values (v_current_tenant, p_room_id, p_user_id, p_role, v_last_seq, v_muted_until)
@@ -369,12 +372,12 @@ begin
     for v_member_id in
         select distinct m from unnest(coalesce(p_member_ids, '{}')) m where m <> p_user_id order by m
     loop
-        if not exists (select 1 from hark.users where id = v_member_id and deleted_at is null) then
+        if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = v_member_id and deleted_at is null) then
             perform hark_api.fail(404, 'user_not_found', 'No user has the id ' || v_member_id, 'member_ids');
         end if;
         perform hark_api.add_member(p_room_id, v_member_id, 'member');
     end loop;
-    select * into v_room from hark.rooms where id = p_room_id;
+    select * into v_room from hark.rooms where tenant_id = p_tenant_id and id = p_room_id;
     return hark_api.room_json(v_room);
 end
 $$;
@@ -394,7 +397,7 @@ begin
     if p_other_user_id = p_user_id then
         perform hark_api.fail(422, 'invalid_user', 'A direct room needs another user', 'user_id');
     end if;
-    if not exists (select 1 from hark.users where id = p_other_user_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_other_user_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     if hark_api.blocked_between(p_user_id, p_other_user_id) then
@@ -553,7 +556,7 @@ declare
     v_room hark.rooms;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    select * into v_room from hark.rooms where id = p_room_id;
+    select * into v_room from hark.rooms where tenant_id = p_tenant_id and id = p_room_id;
     if v_room.id is null then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
@@ -623,7 +626,7 @@ begin
                               then nullif((p_patch ->> 'retention_days')::integer, 0)
                               else r.retention_days end,
         updated_at = now()
-    where r.id = p_room_id
+    where r.tenant_id = p_tenant_id and r.id = p_room_id
     returning * into v_room;
     perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
         'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility,
@@ -634,7 +637,7 @@ begin
             from jsonb_object_keys(p_patch) key
             where key in ('name', 'topic', 'visibility', 'slow_mode_seconds', 'members_can_pin',
                           'members_can_mention_room', 'metadata', 'retention_days'))));
-    select * into v_room from hark.rooms where id = p_room_id;
+    select * into v_room from hark.rooms where tenant_id = p_tenant_id and id = p_room_id;
     return hark_api.room_json(v_room);
 end
 $$;
@@ -652,13 +655,13 @@ begin
     perform hark_api.require_room_admin(p_room_id);
     perform hark_api.require_group(v_room);
     if v_room.archived_at is null then
-        update hark.rooms set archived_at = now(), updated_at = now() where id = p_room_id;
+        update hark.rooms set archived_at = now(), updated_at = now() where tenant_id = p_tenant_id and id = p_room_id;
         perform hark_api.append_event(p_room_id, 'room.archived', jsonb_build_object('archived', true));
         perform hark_api.feed_append(
             array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id),
             'feed.room_archived', hark_api.feed_room(p_room_id));
     end if;
-    select * into v_room from hark.rooms where id = p_room_id;
+    select * into v_room from hark.rooms where tenant_id = p_tenant_id and id = p_room_id;
     return hark_api.room_json(v_room);
 end
 $$;
@@ -768,7 +771,7 @@ begin
     perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
         'name', v_room.name, 'topic', v_room.topic, 'visibility', v_room.visibility,
         'changed', jsonb_build_array('invite_code')));
-    select * into v_room from hark.rooms where id = p_room_id;
+    select * into v_room from hark.rooms where tenant_id = p_tenant_id and id = p_room_id;
     return hark_api.room_json(v_room);
 end
 $$;
@@ -778,13 +781,15 @@ create function hark_api.join_room(p_room hark.rooms)
 returns jsonb
 language plpgsql
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     if hark_api.member_role(p_room.id) is null then
         perform hark_api.require_group(p_room);
         perform hark_api.require_not_archived(p_room);
         perform hark_api.add_member(p_room.id, hark_api.current_user_id(), 'member');
     end if;
-    select * into p_room from hark.rooms where id = p_room.id;
+    select * into p_room from hark.rooms where tenant_id = v_current_tenant and id = p_room.id;
     return hark_api.room_json(p_room);
 end
 $$;
@@ -816,7 +821,7 @@ declare
     v_room hark.rooms;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    select id into v_room_id from hark.rooms where invite_code = upper(btrim(p_code));
+    select id into v_room_id from hark.rooms where tenant_id = p_tenant_id and invite_code = upper(btrim(p_code));
     if v_room_id is null then
         perform hark_api.fail(404, 'invite_not_found', 'No room has this invite code', 'code');
     end if;
@@ -832,18 +837,19 @@ returns void
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_member hark.room_members;
 begin
-    select * into v_member from hark.room_members where room_id = p_room_id and user_id = p_user_id;
+    select * into v_member from hark.room_members where tenant_id = v_current_tenant and room_id = p_room_id and user_id = p_user_id;
     if v_member.user_id is null then
         perform hark_api.fail(404, 'member_not_found', 'This user is not a member of the room');
     end if;
     if v_member.role = 'owner'
-       and not exists (select 1 from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_user_id) then
+       and not exists (select 1 from hark.room_members where tenant_id = v_current_tenant and room_id = p_room_id and role = 'owner' and user_id <> p_user_id) then
         perform hark_api.fail(409, 'last_owner', 'The room must keep an owner: hand ownership over first');
     end if;
     p_reason := coalesce(p_reason, case when p_user_id = hark_api.current_user_id() then 'left' else 'removed' end);
-    delete from hark.room_members where room_id = p_room_id and user_id = p_user_id;
+    delete from hark.room_members where tenant_id = v_current_tenant and room_id = p_room_id and user_id = p_user_id;
     perform hark_api.append_event(p_room_id, 'member.left', jsonb_build_object(
         'user', hark_api.user_ref(p_user_id),
         'reason', p_reason,
@@ -883,7 +889,7 @@ declare
     v_last uuid;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if not exists (select 1 from hark.rooms where id = p_room_id) then
+    if not exists (select 1 from hark.rooms where tenant_id = p_tenant_id and id = p_room_id) then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     perform hark_api.require_member(p_room_id);
@@ -893,7 +899,7 @@ begin
     into v_items, v_count, v_last
     from (
         select * from hark.room_members
-        where room_id = p_room_id and (p_after is null or user_id > p_after)
+        where tenant_id = p_tenant_id and room_id = p_room_id and (p_after is null or user_id > p_after)
         order by user_id
         limit p_limit
     ) page;
@@ -917,10 +923,10 @@ begin
     perform hark_api.require_room_admin(p_room_id);
     perform hark_api.require_group(v_room);
     perform hark_api.require_not_archived(v_room);
-    if not exists (select 1 from hark.users where id = p_member_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_member_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
-    select * into v_existing from hark.room_members where room_id = p_room_id and user_id = p_member_id;
+    select * into v_existing from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_member_id;
     if v_existing.user_id is not null then
         return hark_api.member_json(v_existing);
     end if;
@@ -959,8 +965,10 @@ returns text
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
-    return (select role from hark.room_members where room_id = p_room_id and user_id = p_user_id);
+    return (select role from hark.room_members where tenant_id = v_current_tenant and room_id = p_room_id and user_id = p_user_id);
 end
 $$;
 
@@ -989,11 +997,11 @@ begin
         perform hark_api.fail(404, 'member_not_found', 'This user is not a member of the room');
     end if;
     if v_old_role = 'owner' and p_role <> 'owner'
-       and not exists (select 1 from hark.room_members where room_id = p_room_id and role = 'owner' and user_id <> p_member_id) then
+       and not exists (select 1 from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id and role = 'owner' and user_id <> p_member_id) then
         perform hark_api.fail(409, 'last_owner', 'The room must keep an owner', 'role');
     end if;
     update hark.room_members set role = p_role
-    where room_id = p_room_id and user_id = p_member_id
+    where tenant_id = p_tenant_id and room_id = p_room_id and user_id = p_member_id
     returning * into v_member;
     if v_old_role <> p_role then
         perform hark_api.append_event(p_room_id, 'member.role_changed', hark_api.member_json(v_member)
@@ -1016,13 +1024,13 @@ declare
     v_subject_role text;
 begin
     v_tenant_role := hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if not exists (select 1 from hark.rooms where id = p_room_id) then
+    if not exists (select 1 from hark.rooms where tenant_id = p_tenant_id and id = p_room_id) then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     if v_tenant_role not in ('owner', 'admin') then
         perform hark_api.require_member(p_room_id);
     end if;
-    if not exists (select 1 from hark.users where id = p_subject_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_subject_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     v_subject_role := hark_api.member_role_of(p_room_id, p_subject_id);
@@ -1030,7 +1038,7 @@ begin
         'room_id', p_room_id,
         'user_id', p_subject_id,
         'can_read', v_subject_role is not null,
-        'can_send', v_subject_role is not null and (select archived_at is null from hark.rooms where id = p_room_id),
+        'can_send', v_subject_role is not null and (select archived_at is null from hark.rooms where tenant_id = p_tenant_id and id = p_room_id),
         'role', v_subject_role);
 end
 $$;

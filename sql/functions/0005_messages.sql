@@ -84,6 +84,8 @@ returns jsonb
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return hark_api.message_json_with(p_message, coalesce((
         select jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
@@ -94,7 +96,7 @@ begin
         from (
             select emoji, count(*) as count, bool_or(user_id = p_viewer_id) as me, min(created_at) as first_at
             from hark.reactions
-            where message_id = p_message.id
+            where tenant_id = v_current_tenant and message_id = p_message.id
             group by emoji
         ) r), '[]'::jsonb));
 end
@@ -122,13 +124,15 @@ returns bigint
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (
         select count(*)
         from (
             select 1
             from hark.messages
-            where room_id = p_room_id
+            where tenant_id = v_current_tenant and room_id = p_room_id
               and seq > p_last_read_seq
               and deleted_at is null
               and (parent_id is null or show_in_room)
@@ -427,8 +431,10 @@ create function hark_api.require_readable(p_room_id uuid)
 returns text
 language plpgsql
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
-    if not exists (select 1 from hark.rooms where id = p_room_id) then
+    if not exists (select 1 from hark.rooms where tenant_id = v_current_tenant and id = p_room_id) then
         perform hark_api.fail(404, 'room_not_found', 'No such room');
     end if;
     return hark_api.require_member(p_room_id);
@@ -464,7 +470,7 @@ begin
     end if;
     with page as (
         (select m.* from hark.messages m
-         where m.room_id = p_room_id and p_after is not null and m.seq > p_after
+         where m.tenant_id = p_tenant_id and m.room_id = p_room_id and p_after is not null and m.seq > p_after
            and (m.parent_id is null or m.show_in_room)
          order by m.seq limit p_limit)
         union all
@@ -500,7 +506,7 @@ begin
     return jsonb_build_object(
         'items', v_items,
         'has_more_before', v_first is not null and exists (
-            select 1 from hark.messages where room_id = p_room_id and seq < v_first
+            select 1 from hark.messages where tenant_id = p_tenant_id and room_id = p_room_id and seq < v_first
                                             and (parent_id is null or show_in_room)),
         'has_more_after', v_last is not null and exists (
             select 1 from hark.messages where room_id = p_room_id and seq > v_last
@@ -565,7 +571,7 @@ begin
             v_message.body, v_message.attachment, coalesce(v_message.edited_at, v_message.created_at));
     update hark.messages
     set body = coalesce(p_body, ''), attachment = v_attachment, edited_at = now()
-    where id = p_message_id
+    where tenant_id = p_tenant_id and id = p_message_id
     returning * into v_message;
     v_message := hark_api.mentions_edit(v_room, v_role, v_message, p_mentions, p_mention_room);
     perform hark_api.append_event(p_room_id, 'message.edited', hark_api.message_json(v_message, null));
@@ -626,13 +632,15 @@ create function hark_api.delete_message(p_room_id uuid, p_message hark.messages)
 returns void
 language plpgsql
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     if p_message.deleted_at is not null then
         return;
     end if;
     update hark.messages set body = '', attachment = null, deleted_at = now(), pinned_at = null, pinned_by = null
-    where id = p_message.id;
-    delete from hark.message_edits where message_id = p_message.id;
+    where tenant_id = v_current_tenant and id = p_message.id;
+    delete from hark.message_edits where tenant_id = v_current_tenant and message_id = p_message.id;
     delete from hark.mentions where tenant_id = p_message.tenant_id and message_id = p_message.id;
     perform hark_api.append_event(p_room_id, 'message.deleted', jsonb_build_object(
         'message_id', p_message.id,
@@ -697,7 +705,7 @@ begin
     end if;
     -- Counted under the room lock, so concurrent reactions cannot get past the bound.
     if p_add and (select count(*) from hark.reactions
-                  where message_id = p_message_id and user_id = p_user_id and emoji <> p_emoji)
+                  where tenant_id = p_tenant_id and message_id = p_message_id and user_id = p_user_id and emoji <> p_emoji)
                  >= p_max_per_user then
         perform hark_api.fail(422, 'too_many_reactions',
             format('A user may put at most %s different reactions on one message', p_max_per_user), 'emoji');
@@ -707,7 +715,7 @@ begin
         values (p_tenant_id, p_message_id, p_user_id, p_emoji)
         on conflict do nothing;
     else
-        delete from hark.reactions where message_id = p_message_id and user_id = p_user_id and emoji = p_emoji;
+        delete from hark.reactions where tenant_id = p_tenant_id and message_id = p_message_id and user_id = p_user_id and emoji = p_emoji;
     end if;
     get diagnostics v_changed = row_count;
     if v_changed > 0 then
@@ -717,7 +725,7 @@ begin
                 'message_seq', v_message.seq,
                 'emoji', p_emoji,
                 'user', hark_api.user_ref(p_user_id),
-                'count', (select count(*) from hark.reactions where message_id = p_message_id and emoji = p_emoji)));
+                'count', (select count(*) from hark.reactions where tenant_id = p_tenant_id and message_id = p_message_id and emoji = p_emoji)));
     end if;
     return hark_api.message_json(v_message, p_user_id);
 end
@@ -744,7 +752,8 @@ begin
     update hark.room_members m
     set last_read_seq = greatest(m.last_read_seq, least(p_seq, r.last_seq))
     from hark.rooms r
-    where r.id = m.room_id and m.room_id = p_room_id and m.user_id = p_user_id
+    where m.tenant_id = p_tenant_id and r.tenant_id = m.tenant_id and r.id = m.room_id
+      and m.room_id = p_room_id and m.user_id = p_user_id
     returning m.last_read_seq into v_last_read;
     v_unread := hark_api.unread_count(p_room_id, v_last_read);
     update hark.room_members

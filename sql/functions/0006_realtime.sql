@@ -143,7 +143,7 @@ begin
     return coalesce((
         select jsonb_agg(hark_api.user_ref(m.user_id) order by m.user_id)
         from hark.room_members m
-        where m.room_id = p_room_id and m.user_id = any(p_user_ids)), '[]'::jsonb);
+        where m.tenant_id = p_tenant_id and m.room_id = p_room_id and m.user_id = any(p_user_ids)), '[]'::jsonb);
 end
 $$;
 

@@ -16,7 +16,7 @@ declare
     v_session_id uuid;
 begin
     v_key_id := hark_api.enter_api_key(p_tenant_id, p_secret_hash);
-    select * into v_user from hark.users where id = p_user_id and deleted_at is null;
+    select * into v_user from hark.users where tenant_id = p_tenant_id and id = p_user_id and deleted_at is null;
     if v_user.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No user has the id given in X-Hark-User', 'X-Hark-User');
     end if;
@@ -71,7 +71,7 @@ begin
         end if;
         if v_target.role = 'owner' then
             perform 1 from hark.users where tenant_id = p_tenant_id and role = 'owner' and deleted_at is null for update;
-            if not exists (select 1 from hark.users where role = 'owner' and deleted_at is null
+            if not exists (select 1 from hark.users where tenant_id = p_tenant_id and role = 'owner' and deleted_at is null
                              and deactivated_at is null and id <> p_target_id) then
                 perform hark_api.fail(409, 'last_owner', 'The tenant must keep at least one active owner');
             end if;
@@ -79,7 +79,7 @@ begin
     end if;
     update hark.users
     set deactivated_at = case when p_active then null else now() end, updated_at = now()
-    where id = p_target_id
+    where tenant_id = p_tenant_id and id = p_target_id
     returning * into v_target;
     if not p_active then
         update hark.sessions set revoked_at = now()
@@ -147,7 +147,7 @@ begin
     into v_items, v_count, v_last
     from (
         select r.* from hark.rooms r
-        where (p_after is null or r.id > p_after)
+        where r.tenant_id = p_tenant_id and (p_after is null or r.id > p_after)
           and (p_kind is null or r.kind = p_kind)
           and (p_archived is null or (r.archived_at is not null) = p_archived)
           and (p_member_id is null or exists (

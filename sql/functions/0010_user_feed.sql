@@ -59,10 +59,12 @@ returns jsonb
 language plpgsql
 stable
 as $$
+declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     return (select jsonb_build_object(
             'room_id', r.id, 'kind', r.kind, 'name', r.name, 'visibility', r.visibility)
-        from hark.rooms r where r.id = p_room_id);
+        from hark.rooms r where r.tenant_id = v_current_tenant and r.id = p_room_id);
 end
 $$;
 

@@ -345,10 +345,11 @@ returns void
 language plpgsql
 as $$
 declare
+    v_current_tenant uuid := hark_api.current_tenant_id();
     v_actor_room text := hark_api.member_role(p_room_id);
     v_actor_tenant text := hark_api.actor_role();
     v_target_room text := hark_api.member_role_of(p_room_id, p_target_id);
-    v_target_tenant text := (select role from hark.users where id = p_target_id and deleted_at is null);
+    v_target_tenant text := (select role from hark.users where tenant_id = v_current_tenant and id = p_target_id and deleted_at is null);
     v_room_rank jsonb := '{"owner": 3, "admin": 2, "member": 1}';
 begin
     if v_target_tenant is null then
@@ -566,7 +567,7 @@ begin
     update hark.users
     set banned_at = now(), ban_expires_at = now() + make_interval(secs => p_seconds), ban_reason = p_reason,
         updated_at = now()
-    where id = p_target_id
+    where tenant_id = v_current_tenant and id = p_target_id
     returning * into v_target;
     update hark.sessions set revoked_at = now()
     where tenant_id = v_target.tenant_id and user_id = p_target_id and revoked_at is null;
@@ -612,7 +613,7 @@ begin
         return hark_api.user_json(v_target, true);
     end if;
     update hark.users set banned_at = null, ban_expires_at = null, ban_reason = null, updated_at = now()
-    where id = p_target_id
+    where tenant_id = p_tenant_id and id = p_target_id
     returning * into v_target;
     perform hark_api.audit('user.unban', 'user', p_target_id, null, null, '{}');
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.unbanned', jsonb_build_object(
@@ -634,7 +635,7 @@ begin
     if p_target_id = p_user_id then
         perform hark_api.fail(422, 'invalid_user_id', 'Nobody blocks themselves', 'user_id');
     end if;
-    if not exists (select 1 from hark.users where id = p_target_id and deleted_at is null) then
+    if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_target_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     if (select count(*) from hark.blocks where tenant_id = p_tenant_id and blocker_id = p_user_id) >= 1000 then
@@ -660,7 +661,7 @@ language plpgsql
 as $$
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    if not exists (select 1 from hark.users where id = p_target_id) then
+    if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_target_id) then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
     delete from hark.blocks where tenant_id = p_tenant_id and blocker_id = p_user_id and blocked_id = p_target_id;
@@ -767,7 +768,7 @@ begin
         end if;
     elsif p_target_id = p_user_id then
         perform hark_api.fail(422, 'invalid_target', 'Nobody reports themselves', 'user_id');
-    elsif not exists (select 1 from hark.users where id = p_target_id and deleted_at is null) then
+    elsif not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_target_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user', 'user_id');
     end if;
     insert into hark.reports (tenant_id, id, reporter_id, target_user_id, room_id, message_id, reason, details,
