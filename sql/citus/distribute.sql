@@ -66,6 +66,9 @@ begin
     -- hark_app inside every API call (hark_api.enter): it must be able to log in
     -- there. It has no password, so where the workers ask for one it logs in only as
     -- pg_dist_authinfo says.
+    -- Triggers on distributed tables run on the shards, in the transaction of the
+    -- write; the one Hark keeps there writes to a colocated shard only.
+    perform set_config('citus.enable_unsafe_triggers', 'on', true);
     execute 'alter role hark_app login';
     -- The API functions render rows with functions that read other tables (a
     -- message's reactions, a room's unread count), inside queries Citus sends to the
@@ -171,7 +174,6 @@ begin
     end if;
 
     -- The search index's row-level trigger (hark.message_search_row, above).
-    perform set_config('citus.enable_unsafe_triggers', 'on', true);
     execute 'drop trigger if exists messages_search_row on hark.messages';
     execute 'create trigger messages_search_row after insert or update or delete on hark.messages '
             'for each row execute function hark.message_search_row()';

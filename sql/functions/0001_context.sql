@@ -4,6 +4,22 @@
 -- those files changes (see src/db/migrate.rs), so these are plain `create function`
 -- statements. Functions are SECURITY INVOKER: they run as hark_app, under row-level
 -- security, after hark_api.enter has switched to it.
+--
+-- The same functions run on a Citus coordinator (sql/citus/distribute.sql), where the
+-- tables are spread over workers by tenant_id. They are written so that Citus can
+-- plan every statement, which costs a plain PostgreSQL nothing:
+-- - every query of a tenant's rows names the tenant (tenant_id = p_tenant_id, or
+--   v_current_tenant, the setting read into a variable), so that it goes to the one
+--   worker holding them; row-level security still applies, it only cannot route;
+-- - a row is passed to a function as row(x.*)::hark.<table>, since on a worker the
+--   row of a shard has the shard's type, which no function takes;
+-- - functions over tables are PL/pgSQL (Citus cannot plan the parameters of SQL ones);
+-- - values come first and statements after: no subquery in an INSERT's VALUES, no
+--   volatile call in an UPDATE, and a function that writes is called with values
+--   already read (a statement reading a worker's table would run the whole call there);
+-- - an INSERT … SELECT returns its rows (else Citus writes them by COPY, which
+--   row-level security refuses);
+-- - `exists (select 1 from …)`, never an empty select list.
 
 create schema hark_api;
 grant usage on schema hark_api to hark_app;
@@ -29,14 +45,18 @@ $$;
 -- Citus coordinator a SET LOCAL reaches the workers the transaction goes on to touch
 -- (citus.propagate_set_commands = 'local'; set_config would not), so the policies on
 -- the shards see the same tenant; on a plain PostgreSQL that setting is an inert
--- placeholder.
+-- placeholder. A setting that already has the value is left alone: Citus replays every
+-- SET LOCAL of the transaction on each connection it opens, and a batch enters the
+-- same context once per item.
 create function hark_api.set_local(p_name text, p_value text)
 returns void
 language plpgsql
 as $$
 begin
-    execute format('set local citus.propagate_set_commands = ''local''; set local %s = %L',
-                   p_name, p_value);
+    if current_setting(p_name, true) is distinct from p_value then
+        execute format('set local citus.propagate_set_commands = ''local''; set local %s = %L',
+                       p_name, p_value);
+    end if;
 end
 $$;
 
@@ -47,14 +67,23 @@ create function hark_api.enter(p_tenant_id uuid, p_user_id uuid)
 returns void
 language plpgsql
 as $$
+declare
+    v_tenant text := coalesce(p_tenant_id::text, '');
+    v_user text := coalesce(p_user_id::text, '');
 begin
-    -- One statement, not six (hark_api.set_local's, at once): this runs at the start
-    -- of every call.
+    -- One statement (hark_api.set_local's, at once): this runs at the start of every
+    -- call, and again for every item of a batch, where the context rarely changes.
+    if current_user = 'hark_app' and current_setting('hark.tenant_id', true) = v_tenant
+       and current_setting('hark.user_id', true) = v_user
+       and current_setting('hark.tenant_slug', true) = '' and current_setting('hark.key_role', true) = ''
+       and current_setting('hark.key_id', true) = '' then
+        return;
+    end if;
     execute format(
         'set local citus.propagate_set_commands = ''local''; set local role hark_app; '
         'set local hark.tenant_id = %L; set local hark.user_id = %L; set local hark.tenant_slug = ''''; '
         'set local hark.key_role = ''''; set local hark.key_id = ''''',
-        coalesce(p_tenant_id::text, ''), coalesce(p_user_id::text, ''));
+        v_tenant, v_user);
 end
 $$;
 

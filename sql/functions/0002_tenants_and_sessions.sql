@@ -187,15 +187,16 @@ language plpgsql
 as $$
 declare
     v_tenant_id uuid;
+    v_user jsonb;
 begin
     v_tenant_id := hark_api.enter_open_tenant(p_tenant_slug);
     perform hark_api.require_quota(v_tenant_id, 'users', 1);
     perform hark_api.set_local('hark.user_id', p_user_id::text);
     insert into hark.users (tenant_id, id, username, email, display_name, role, password_hash)
     values (v_tenant_id, p_user_id, p_username, p_email, p_display_name, 'member', p_password_hash);
-    perform hark_api.webhook_event(v_tenant_id, v_tenant_id, 'user.created', jsonb_build_object(
-        'user', (select hark_api.user_json(row(u.*)::hark.users, true) from hark.users u
-                 where u.tenant_id = v_tenant_id and u.id = p_user_id)));
+    v_user := (select hark_api.user_json(row(u.*)::hark.users, true) from hark.users u
+               where u.tenant_id = v_tenant_id and u.id = p_user_id);
+    perform hark_api.webhook_event(v_tenant_id, v_tenant_id, 'user.created', jsonb_build_object('user', v_user));
     return jsonb_build_object(
         'tenant_id', v_tenant_id,
         'user', hark_api.session_open(p_user_id, p_session_id, 'password', p_refresh_hash, p_session_expires_at));

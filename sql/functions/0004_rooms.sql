@@ -649,6 +649,7 @@ language plpgsql
 as $$
 declare
     v_room hark.rooms;
+    v_members uuid[];
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     v_room := hark_api.lock_room(p_room_id);
@@ -657,9 +658,8 @@ begin
     if v_room.archived_at is null then
         update hark.rooms set archived_at = now(), updated_at = now() where tenant_id = p_tenant_id and id = p_room_id;
         perform hark_api.append_event(p_room_id, 'room.archived', jsonb_build_object('archived', true));
-        perform hark_api.feed_append(
-            array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id),
-            'feed.room_archived', hark_api.feed_room(p_room_id));
+        v_members := array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id);
+        perform hark_api.feed_append(v_members, 'feed.room_archived', hark_api.feed_room(p_room_id));
     end if;
     select * into v_room from hark.rooms where tenant_id = p_tenant_id and id = p_room_id;
     return hark_api.room_json(v_room);
@@ -675,6 +675,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_members uuid[];
     v_room hark.rooms;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
@@ -682,9 +683,9 @@ begin
     if hark_api.require_member(p_room_id) <> 'owner' then
         perform hark_api.fail(403, 'forbidden', 'Only an owner of the room may delete it');
     end if;
-    perform hark_api.feed_append(
-        array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id),
-        'feed.room_removed', hark_api.feed_room(p_room_id) || jsonb_build_object('reason', 'deleted'));
+    v_members := array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id);
+    perform hark_api.feed_append(v_members, 'feed.room_removed',
+                                 hark_api.feed_room(p_room_id) || jsonb_build_object('reason', 'deleted'));
     delete from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id;
     -- An updated row must stay visible to whoever updates it: for this one statement,
     -- the purge's view, in which deleted rooms are.

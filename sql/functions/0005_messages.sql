@@ -689,6 +689,7 @@ as $$
 declare
     v_room hark.rooms;
     v_message hark.messages;
+    v_count bigint;
     v_changed integer;
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
@@ -719,13 +720,15 @@ begin
     end if;
     get diagnostics v_changed = row_count;
     if v_changed > 0 then
+        v_count := (select count(*) from hark.reactions
+                    where tenant_id = p_tenant_id and message_id = p_message_id and emoji = p_emoji);
         perform hark_api.append_event(p_room_id, case when p_add then 'reaction.added' else 'reaction.removed' end,
             jsonb_build_object(
                 'message_id', p_message_id,
                 'message_seq', v_message.seq,
                 'emoji', p_emoji,
                 'user', hark_api.user_ref(p_user_id),
-                'count', (select count(*) from hark.reactions where tenant_id = p_tenant_id and message_id = p_message_id and emoji = p_emoji)));
+                'count', v_count));
     end if;
     return hark_api.message_json(v_message, p_user_id);
 end

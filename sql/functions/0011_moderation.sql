@@ -728,10 +728,10 @@ language plpgsql
 as $$
 declare
     v_current_tenant uuid := hark_api.current_tenant_id();
+    v_report jsonb := (select hark_api.report_json(row(r.*)::hark.reports) from hark.reports r
+                       where tenant_id = v_current_tenant and id = p_report_id);
 begin
-    perform hark_api.webhook_event(v_current_tenant, v_current_tenant, p_type,
-        jsonb_build_object('report', (select hark_api.report_json(row(r.*)::hark.reports) from hark.reports r
-                                      where tenant_id = v_current_tenant and id = p_report_id)));
+    perform hark_api.webhook_event(v_current_tenant, v_current_tenant, p_type, jsonb_build_object('report', v_report));
 end
 $$;
 

@@ -272,10 +272,27 @@ impl RowLock {
         tokio::spawn(connection);
         client.batch_execute("begin").await.expect("begin");
         let id: uuid::Uuid = id.parse().expect("a uuid");
+        // By the tenant's key too: Citus locks rows only where it can route to one shard.
+        // The tenants table's own key is it.
+        let tenant_key = if table == "tenants" {
+            "id"
+        } else {
+            "tenant_id"
+        };
+        let tenant: uuid::Uuid = client
+            .query_one(
+                &format!("select {tenant_key} from hark.{table} where id = $1"),
+                &[&id],
+            )
+            .await
+            .expect("find the row")
+            .get(0);
         client
             .execute(
-                &format!("select 1 from hark.{table} where id = $1 for update"),
-                &[&id],
+                &format!(
+                    "select 1 from hark.{table} where {tenant_key} = $1 and id = $2 for update"
+                ),
+                &[&tenant, &id],
             )
             .await
             .expect("lock the row");
