@@ -15,8 +15,10 @@
 --   row of a shard has the shard's type, which no function takes;
 -- - functions over tables are PL/pgSQL (Citus cannot plan the parameters of SQL ones);
 -- - values come first and statements after: no subquery in an INSERT's VALUES, no
---   volatile call in an UPDATE, and a function that writes is called with values
---   already read (a statement reading a worker's table would run the whole call there);
+--   volatile call in an UPDATE, and now() read into v_now for UPDATEs and ON CONFLICT
+--   DO UPDATEs (Citus takes no non-immutable call in their CASE and COALESCE), and a
+--   function that writes is called with values already read (a statement reading a
+--   worker's table would run the whole call there);
 -- - an INSERT … SELECT returns its rows (else Citus writes them by COPY, which
 --   row-level security refuses);
 -- - `exists (select 1 from …)`, never an empty select list.
@@ -189,6 +191,7 @@ returns uuid
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_key_id uuid;
 begin
     perform hark_api.enter(p_tenant_id, null);
@@ -203,8 +206,8 @@ begin
     perform hark_api.enter_key_role(p_tenant_id, v_key_id);
     -- Recording every use would turn each read into a write; a minute's precision is enough.
     update hark.api_keys
-    set last_used_at = now()
-    where tenant_id = p_tenant_id and id = v_key_id and (last_used_at is null or last_used_at < now() - interval '1 minute');
+    set last_used_at = v_now
+    where tenant_id = p_tenant_id and id = v_key_id and (last_used_at is null or last_used_at < v_now - interval '1 minute');
     return v_key_id;
 end
 $$;

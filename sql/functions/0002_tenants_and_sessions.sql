@@ -62,6 +62,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_tenant hark.tenants;
 begin
     perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
@@ -86,7 +87,7 @@ begin
         retention_days = case when p_patch ? 'retention_days'
                               then nullif((p_patch ->> 'retention_days')::integer, 0)
                               else t.retention_days end,
-        updated_at = now()
+        updated_at = v_now
     where t.id = p_tenant_id
     returning * into v_tenant;
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'tenant.updated',
@@ -117,11 +118,13 @@ create function hark_api.tenant_mark_deleted(p_tenant_id uuid)
 returns void
 language plpgsql
 as $$
+declare
+    v_now timestamptz := now();
 begin
     perform hark_api.enter(p_tenant_id, hark_api.current_user_id());
-    update hark.tenants set deleted_at = now(), updated_at = now() where id = p_tenant_id;
-    update hark.sessions set revoked_at = now() where tenant_id = p_tenant_id and revoked_at is null;
-    update hark.api_keys set revoked_at = now() where tenant_id = p_tenant_id and revoked_at is null;
+    update hark.tenants set deleted_at = v_now, updated_at = v_now where id = p_tenant_id;
+    update hark.sessions set revoked_at = v_now where tenant_id = p_tenant_id and revoked_at is null;
+    update hark.api_keys set revoked_at = v_now where tenant_id = p_tenant_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, null, null);
 end
 $$;
@@ -261,6 +264,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_session hark.sessions;
     v_user hark.users;
 begin
@@ -269,7 +273,8 @@ begin
     select s.* into v_session
     from hark.sessions s
     join hark.tenants t on t.id = s.tenant_id
-    where s.id = p_session_id
+    where s.tenant_id = p_tenant_id
+      and s.id = p_session_id
       and s.refresh_hash = p_refresh_hash
       and s.revoked_at is null
       and s.expires_at > now()
@@ -280,7 +285,7 @@ begin
         -- its streams with it); the caller learns it from the answer, not an error,
         -- since an error would roll the revocation back.
         update hark.sessions s
-        set revoked_at = now()
+        set revoked_at = v_now
         from hark.spent_refresh_tokens spent
         where spent.tenant_id = p_tenant_id and spent.refresh_hash = p_refresh_hash
           and s.tenant_id = p_tenant_id and s.id = spent.session_id and s.id = p_session_id
@@ -300,7 +305,7 @@ begin
     insert into hark.spent_refresh_tokens (tenant_id, refresh_hash, session_id)
     values (p_tenant_id, p_refresh_hash, p_session_id);
     update hark.sessions
-    set refresh_hash = p_new_refresh_hash, refreshed_at = now(), expires_at = p_expires_at
+    set refresh_hash = p_new_refresh_hash, refreshed_at = v_now, expires_at = p_expires_at
     where tenant_id = p_tenant_id and id = p_session_id;
     return jsonb_build_object('outcome', 'rotated', 'user', hark_api.user_json(v_user, true));
 end
@@ -310,9 +315,11 @@ create function hark_api.logout(p_tenant_id uuid, p_user_id uuid, p_session_id u
 returns void
 language plpgsql
 as $$
+declare
+    v_now timestamptz := now();
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
-    update hark.sessions set revoked_at = now() where tenant_id = p_tenant_id and id = p_session_id;
+    update hark.sessions set revoked_at = v_now where tenant_id = p_tenant_id and id = p_session_id;
     perform hark_api.announce_revocation(p_tenant_id, p_user_id, p_session_id);
 end
 $$;
@@ -369,9 +376,11 @@ create function hark_api.api_key_revoke(p_tenant_id uuid, p_user_id uuid, p_sess
 returns void
 language plpgsql
 as $$
+declare
+    v_now timestamptz := now();
 begin
     perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
-    update hark.api_keys set revoked_at = coalesce(revoked_at, now()) where tenant_id = p_tenant_id and id = p_key_id;
+    update hark.api_keys set revoked_at = coalesce(revoked_at, v_now) where tenant_id = p_tenant_id and id = p_key_id;
     if not found then
         perform hark_api.fail(404, 'api_key_not_found', 'No such API key');
     end if;
@@ -441,13 +450,15 @@ create function hark_api.backend_sessions_revoke(p_tenant_id uuid, p_secret_hash
 returns void
 language plpgsql
 as $$
+declare
+    v_now timestamptz := now();
 begin
     perform hark_api.enter_api_key(p_tenant_id, p_secret_hash);
     if not exists (select 1 from hark.users where tenant_id = p_tenant_id and id = p_user_id and deleted_at is null) then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;
     perform hark_api.require_key_may_act_for(p_tenant_id, p_user_id);
-    update hark.sessions set revoked_at = now()
+    update hark.sessions set revoked_at = v_now
     where tenant_id = p_tenant_id and user_id = p_user_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, p_user_id, null);
 end

@@ -103,6 +103,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_caller_role text;
     v_target hark.users;
     v_new_role text;
@@ -156,7 +157,7 @@ begin
         bio = case when p_patch ? 'bio' then p_patch ->> 'bio' else u.bio end,
         metadata = case when p_patch ? 'metadata' then p_patch -> 'metadata' else u.metadata end,
         role = coalesce(v_new_role, u.role),
-        updated_at = now()
+        updated_at = v_now
     where u.tenant_id = p_tenant_id and u.id = p_target_id
     returning * into v_target;
     if v_new_role is not null and v_new_role <> v_old_role then
@@ -228,6 +229,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_caller_role text;
     v_target hark.users;
 begin
@@ -235,13 +237,13 @@ begin
     v_target := hark_api.managed_user(v_caller_role, p_user_id, p_target_id, 'delete', false);
     perform hark_api.require_not_last_owner(v_target);
     update hark.users
-    set deleted_at = now(), updated_at = now(), password_hash = null, email = null, external_id = null
+    set deleted_at = v_now, updated_at = v_now, password_hash = null, email = null, external_id = null
     where tenant_id = p_tenant_id and id = p_target_id;
     if p_target_id <> p_user_id then
         perform hark_api.audit('user.delete', 'user', p_target_id, null, null,
             jsonb_build_object('username', v_target.username));
     end if;
-    update hark.sessions set revoked_at = now() where tenant_id = p_tenant_id and user_id = p_target_id and revoked_at is null;
+    update hark.sessions set revoked_at = v_now where tenant_id = p_tenant_id and user_id = p_target_id and revoked_at is null;
     perform hark_api.announce_revocation(p_tenant_id, p_target_id, null);
     perform hark_api.webhook_event(p_tenant_id, p_tenant_id, 'user.deleted',
         jsonb_build_object('user_id', p_target_id, 'actor_id', p_user_id));

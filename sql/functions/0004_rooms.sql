@@ -21,6 +21,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_current_tenant uuid := hark_api.current_tenant_id();
     v_code text;
 begin
@@ -28,7 +29,7 @@ begin
         begin
             -- Drawn before the update: Citus refuses volatile functions in one.
             v_code := hark_api.new_invite_code();
-            update hark.rooms set invite_code = v_code, updated_at = now() where tenant_id = v_current_tenant and id = p_room_id;
+            update hark.rooms set invite_code = v_code, updated_at = v_now where tenant_id = v_current_tenant and id = p_room_id;
             return;
         exception when unique_violation then
             if attempt = 10 then
@@ -177,6 +178,7 @@ returns bigint
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_current_tenant uuid := hark_api.current_tenant_id();
     v_count integer := jsonb_array_length(p_events);
     v_tenant_id uuid := v_current_tenant;
@@ -186,7 +188,7 @@ declare
     v_first_message bigint;
 begin
     update hark.rooms
-    set last_seq = last_seq + v_count, last_event_at = now()
+    set last_seq = last_seq + v_count, last_event_at = v_now
     where tenant_id = v_tenant_id and id = p_room_id
     returning last_seq into v_last;
     with written as (
@@ -421,6 +423,22 @@ begin
 end
 $$;
 
+-- A room's newest message in its main timeline (not deleted, not a reply kept in its
+-- thread), as the viewer sees it; null for a room without one. A function of its own
+-- rather than a subquery of the room list: Citus takes no correlated subquery there.
+create function hark_api.room_last_message(p_tenant_id uuid, p_room_id uuid, p_user_id uuid)
+returns jsonb
+language plpgsql
+stable
+as $$
+begin
+    return (select hark_api.message_json(row(msg.*)::hark.messages, p_user_id) from hark.messages msg
+            where msg.tenant_id = p_tenant_id and msg.room_id = p_room_id and msg.deleted_at is null
+              and (msg.parent_id is null or msg.show_in_room)
+            order by msg.seq desc limit 1);
+end
+$$;
+
 -- The caller's rooms with unread counts and their newest message of the main
 -- timeline: by last activity, newest first (the default), or by name; only those of a
 -- kind, a visibility, archived or not, with a metadata key and value (p_metadata, as
@@ -463,7 +481,7 @@ begin
         from hark_api.parse_time_cursor(p_cursor) as c(at timestamptz, id uuid);
     end if;
     with mine as (
-        select r as room, m.last_read_seq, r.last_event_at as activity, r.id, lower(coalesce(r.name, '')) as sort_name
+        select row(r.*)::hark.rooms as room, m.last_read_seq, r.last_event_at as activity, r.id, lower(coalesce(r.name, '')) as sort_name
         from hark.room_members m
         join hark.rooms r on r.tenant_id = m.tenant_id and r.id = m.room_id
         where m.tenant_id = p_tenant_id and m.user_id = p_user_id
@@ -495,11 +513,7 @@ begin
                    hark_api.room_json(numbered.room)
                    || jsonb_build_object(
                        'unread_count', hark_api.unread_count(numbered.id, numbered.last_read_seq),
-                       'last_message', (
-                           select hark_api.message_json(row(msg.*)::hark.messages, p_user_id) from hark.messages msg
-                           where msg.room_id = numbered.id and msg.deleted_at is null
-                             and (msg.parent_id is null or msg.show_in_room)
-                           order by msg.seq desc limit 1))
+                       'last_message', hark_api.room_last_message(p_tenant_id, numbered.id, p_user_id))
                    order by numbered.n), '[]'::jsonb),
                'next_cursor', case when count(*) = p_limit then (
                    select case when p_sort = 'name' then last.id::text
@@ -574,6 +588,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_room hark.rooms;
     v_changes jsonb := '{}';
 begin
@@ -625,7 +640,7 @@ begin
         retention_days = case when p_patch ? 'retention_days'
                               then nullif((p_patch ->> 'retention_days')::integer, 0)
                               else r.retention_days end,
-        updated_at = now()
+        updated_at = v_now
     where r.tenant_id = p_tenant_id and r.id = p_room_id
     returning * into v_room;
     perform hark_api.append_event(p_room_id, 'room.updated', jsonb_build_object(
@@ -648,6 +663,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_room hark.rooms;
     v_members uuid[];
 begin
@@ -656,7 +672,7 @@ begin
     perform hark_api.require_room_admin(p_room_id);
     perform hark_api.require_group(v_room);
     if v_room.archived_at is null then
-        update hark.rooms set archived_at = now(), updated_at = now() where tenant_id = p_tenant_id and id = p_room_id;
+        update hark.rooms set archived_at = v_now, updated_at = v_now where tenant_id = p_tenant_id and id = p_room_id;
         perform hark_api.append_event(p_room_id, 'room.archived', jsonb_build_object('archived', true));
         v_members := array(select user_id from hark.room_members where tenant_id = p_tenant_id and room_id = p_room_id);
         perform hark_api.feed_append(v_members, 'feed.room_archived', hark_api.feed_room(p_room_id));
@@ -675,6 +691,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_members uuid[];
     v_room hark.rooms;
 begin
@@ -690,7 +707,7 @@ begin
     -- An updated row must stay visible to whoever updates it: for this one statement,
     -- the purge's view, in which deleted rooms are.
     perform hark_api.set_local('hark.purging', 'on');
-    update hark.rooms set deleted_at = now(), invite_code = null, direct_key = null
+    update hark.rooms set deleted_at = v_now, invite_code = null, direct_key = null
     where tenant_id = p_tenant_id and id = p_room_id;
     perform hark_api.set_local('hark.purging', '');
     perform hark_api.webhook_event(p_tenant_id, p_room_id, 'room.deleted', jsonb_build_object(
@@ -708,27 +725,35 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_candidate record;
     v_room record;
     v_count integer;
+    v_busy boolean := false;
 begin
     perform hark_api.enter(null, null), hark_api.set_local('hark.purging', 'on');
+    select null::uuid as tenant_id, null::uuid as id into v_room;
     -- A room whose events still wait in the webhook outbox keeps its log until they
-    -- are fanned out (hark_api.webhook_fanout reads them from it).
-    select r.tenant_id, r.id into v_room from hark.rooms r
-    where r.deleted_at is not null
-      and not exists (select 1 from hark.webhook_outbox o
-                      where o.tenant_id = r.tenant_id and o.room_id = r.id)
-    order by r.deleted_at
-    limit 1
-    for update of r skip locked;
+    -- are fanned out (hark_api.webhook_fanout reads them from it). The oldest few
+    -- deleted rooms are found first and then locked one by one by their tenant's key,
+    -- the only way Citus locks a row.
+    for v_candidate in
+        select r.tenant_id, r.id from hark.rooms r
+        where r.deleted_at is not null
+          and not exists (select 1 from hark.webhook_outbox o
+                          where o.tenant_id = r.tenant_id and o.room_id = r.id)
+        order by r.deleted_at
+        limit 20
+    loop
+        select r.tenant_id, r.id into v_room from hark.rooms r
+        where r.tenant_id = v_candidate.tenant_id and r.id = v_candidate.id and r.deleted_at is not null
+        for update of r skip locked;
+        exit when v_room.id is not null;
+        v_busy := true;
+    end loop;
     if v_room.id is null then
         -- A room another instance is purging at this moment is work left (see
         -- hark_api.purge_tenants).
-        return to_jsonb(case when exists (select 1 from hark.rooms r
-                                          where r.deleted_at is not null
-                                            and not exists (select 1 from hark.webhook_outbox o
-                                                            where o.tenant_id = r.tenant_id and o.room_id = r.id))
-                             then 1 else 0 end);
+        return to_jsonb(case when v_busy then 1 else 0 end);
     end if;
     perform hark_api.enter(v_room.tenant_id, null);
     delete from hark.messages

@@ -372,6 +372,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_message hark.messages;
     v_json jsonb;
 begin
@@ -392,7 +393,7 @@ begin
         perform hark_api.conversation_written(p_room.tenant_id, array[v_message]);
     end if;
     if p_room.slow_mode_seconds > 0 and p_user_id is not null then
-        update hark.room_members set last_sent_at = now()
+        update hark.room_members set last_sent_at = v_now
         where tenant_id = p_room.tenant_id and room_id = p_room.id and user_id = p_user_id;
     end if;
     if p_pending ? hark_api.allowance_key(p_room.tenant_id) then
@@ -537,6 +538,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_room hark.rooms;
     v_message hark.messages;
     v_attachment jsonb;
@@ -570,7 +572,7 @@ begin
     values (p_tenant_id, p_message_id, v_edits + 1,
             v_message.body, v_message.attachment, coalesce(v_message.edited_at, v_message.created_at));
     update hark.messages
-    set body = coalesce(p_body, ''), attachment = v_attachment, edited_at = now()
+    set body = coalesce(p_body, ''), attachment = v_attachment, edited_at = v_now
     where tenant_id = p_tenant_id and id = p_message_id
     returning * into v_message;
     v_message := hark_api.mentions_edit(v_room, v_role, v_message, p_mentions, p_mention_room);
@@ -633,12 +635,13 @@ returns void
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_current_tenant uuid := hark_api.current_tenant_id();
 begin
     if p_message.deleted_at is not null then
         return;
     end if;
-    update hark.messages set body = '', attachment = null, deleted_at = now(), pinned_at = null, pinned_by = null
+    update hark.messages set body = '', attachment = null, deleted_at = v_now, pinned_at = null, pinned_by = null
     where tenant_id = v_current_tenant and id = p_message.id;
     delete from hark.message_edits where tenant_id = v_current_tenant and message_id = p_message.id;
     delete from hark.mentions where tenant_id = p_message.tenant_id and message_id = p_message.id;

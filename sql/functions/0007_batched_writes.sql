@@ -20,6 +20,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_written bigint;
     v_item record;
     v_room record;
@@ -227,7 +228,7 @@ begin
         end if;
         -- Senders held to slow mode: what their next send is measured from.
         if v_slow_mode then
-            update hark.room_members m set last_sent_at = now()
+            update hark.room_members m set last_sent_at = v_now
             from (select split_part(key, '/', 2)::uuid as room_id, split_part(key, '/', 3)::uuid as user_id
                   from jsonb_object_keys(v_pending) key where key like 'slow/%') slow
             where m.tenant_id = v_tenant and m.room_id = slow.room_id and m.user_id = slow.user_id;

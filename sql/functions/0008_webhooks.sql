@@ -141,6 +141,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_webhook hark.webhooks;
     v_event_types text[];
 begin
@@ -172,7 +173,7 @@ begin
     update hark.webhooks
     set url = v_webhook.url, description = v_webhook.description, event_types = v_webhook.event_types,
         enabled = v_webhook.enabled, disabled_reason = v_webhook.disabled_reason,
-        failing_since = v_webhook.failing_since, updated_at = now()
+        failing_since = v_webhook.failing_since, updated_at = v_now
     where tenant_id = p_tenant_id and id = p_webhook_id
     returning * into v_webhook;
     if v_webhook.enabled then
@@ -205,15 +206,16 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_webhook hark.webhooks;
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     perform hark_api.find_webhook(p_webhook_id, true);
     update hark.webhooks
     set previous_secret = secret,
-        previous_secret_until = now() + make_interval(secs => greatest(p_grace_seconds, 0)),
+        previous_secret_until = v_now + make_interval(secs => greatest(p_grace_seconds, 0)),
         secret = p_secret,
-        updated_at = now()
+        updated_at = v_now
     where tenant_id = p_tenant_id and id = p_webhook_id
     returning * into v_webhook;
     perform hark_api.audit('webhook.rotate_secret', 'webhook', p_webhook_id, null, null, '{}');
@@ -288,12 +290,13 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_count integer;
 begin
     perform hark_api.enter_admin(p_tenant_id, p_user_id, p_session_id, p_key_hash);
     perform hark_api.find_webhook(p_webhook_id, true);
     update hark.webhook_deliveries
-    set state = 'pending', next_attempt_at = now(), lease_until = null
+    set state = 'pending', next_attempt_at = v_now, lease_until = null
     where tenant_id = p_tenant_id and webhook_id = p_webhook_id
       and created_at >= p_since and state <> 'pending';
     get diagnostics v_count = row_count;
@@ -539,6 +542,7 @@ set enable_mergejoin = off
 set jit = off
 as $$
 declare
+    v_now timestamptz := now();
     v_nil constant uuid := '00000000-0000-0000-0000-000000000000';
     v_after_webhook uuid := coalesce((p_after ->> 'webhook_id')::uuid, v_nil);
     v_after_key uuid := coalesce((p_after ->> 'order_key')::uuid, v_nil);
@@ -620,7 +624,7 @@ begin
             limit p_run_length) r),
     leased as (
         update hark.webhook_deliveries d
-        set lease_until = now() + make_interval(secs => p_lease_seconds)
+        set lease_until = v_now + make_interval(secs => p_lease_seconds)
         from members m
         where d.tenant_id = m.tenant_id and d.webhook_id = m.webhook_id and d.id = m.id
         returning m.head, d.*)
@@ -629,7 +633,7 @@ begin
                                'id', w.id, 'tenant_id', w.tenant_id, 'url', w.url,
                                'secrets', to_jsonb(array_remove(array[
                                    w.secret,
-                                   case when w.previous_secret_until > now() then w.previous_secret end], null)))
+                                   case when w.previous_secret_until > v_now then w.previous_secret end], null)))
                            from hark.webhooks w
                            where w.tenant_id = run.tenant_id and w.id = run.webhook_id),
                'deliveries', run.deliveries))
@@ -660,6 +664,7 @@ returns void
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_outcome record;
     v_webhook hark.webhooks;
     v_delivered boolean;
@@ -695,19 +700,19 @@ begin
             attempts = d.attempts + 1,
             state = case
                         when v_outcome.outcome = 'delivered' then 'delivered'
-                        when d.created_at < now() - make_interval(secs => p_retry_for_seconds) then 'failed'
+                        when d.created_at < v_now - make_interval(secs => p_retry_for_seconds) then 'failed'
                         else 'pending' end,
             next_attempt_at = case
-                                  when v_outcome.outcome = 'failed' then now() + make_interval(secs =>
+                                  when v_outcome.outcome = 'failed' then v_now + make_interval(secs =>
                                       least(p_retry_base_ms / 1000.0 * power(2, least(d.attempts, 20))
                                             * (0.5 + random()), 3600))
                                   else d.next_attempt_at end,
-            last_attempt_at = now(),
+            last_attempt_at = v_now,
             last_status = v_outcome.status,
             last_error = v_outcome.error,
             response_snippet = v_outcome.snippet,
             latency_ms = v_outcome.latency_ms,
-            delivered_at = case when v_outcome.outcome = 'delivered' then now() end
+            delivered_at = case when v_outcome.outcome = 'delivered' then v_now end
         where d.tenant_id = v_outcome.tenant_id and d.webhook_id = p_webhook_id and d.id = v_outcome.id;
     end loop;
 
@@ -717,14 +722,14 @@ begin
     from jsonb_array_elements(p_outcomes) o;
 
     if v_gone then
-        update hark.webhooks set enabled = false, disabled_reason = 'gone', updated_at = now()
+        update hark.webhooks set enabled = false, disabled_reason = 'gone', updated_at = v_now
         where tenant_id = v_webhook.tenant_id and id = p_webhook_id;
     elsif v_failed then
-        update hark.webhooks set failing_since = coalesce(failing_since, now())
+        update hark.webhooks set failing_since = coalesce(failing_since, v_now)
         where tenant_id = v_webhook.tenant_id and id = p_webhook_id
         returning * into v_webhook;
         if v_webhook.enabled and v_webhook.failing_since < now() - make_interval(secs => p_disable_after_seconds) then
-            update hark.webhooks set enabled = false, disabled_reason = 'failing', updated_at = now()
+            update hark.webhooks set enabled = false, disabled_reason = 'failing', updated_at = v_now
             where tenant_id = v_webhook.tenant_id and id = p_webhook_id;
             perform hark_api.webhook_event(v_webhook.tenant_id, v_webhook.tenant_id, 'webhook.disabled',
                 jsonb_build_object('webhook_id', v_webhook.id, 'url', v_webhook.url,

@@ -50,6 +50,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_actor_role text;
     v_target hark.users;
 begin
@@ -78,11 +79,11 @@ begin
         end if;
     end if;
     update hark.users
-    set deactivated_at = case when p_active then null else now() end, updated_at = now()
+    set deactivated_at = case when p_active then null else v_now end, updated_at = v_now
     where tenant_id = p_tenant_id and id = p_target_id
     returning * into v_target;
     if not p_active then
-        update hark.sessions set revoked_at = now()
+        update hark.sessions set revoked_at = v_now
         where tenant_id = p_tenant_id and user_id = p_target_id and revoked_at is null;
         perform hark_api.announce_revocation(p_tenant_id, p_target_id, null);
     end if;

@@ -168,23 +168,25 @@ returns void
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_tenant record;
+    -- The instance's connected users and tenants as arrays, which a statement over
+    -- every shard can take (a function as a table cannot be sent to them).
+    v_pairs text[] := array(select p.tenant_id::text || '/' || p.user_id::text
+                            from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid));
+    v_tenants uuid[] := array(select p.tenant_id from jsonb_to_recordset(p_counts) as p(tenant_id uuid));
 begin
     perform hark_api.enter(null, null), hark_api.set_local('hark.connections', 'on');
     delete from hark.user_connections c
     where c.instance_id = p_instance_id
-      and not exists (
-          select from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
-          where p.tenant_id = c.tenant_id and p.user_id = c.user_id);
+      and not (c.tenant_id::text || '/' || c.user_id::text = any (v_pairs));
     insert into hark.user_connections (tenant_id, user_id, instance_id, seen_until)
     select p.tenant_id, p.user_id, p_instance_id, now() + p_ttl_ms * interval '1 millisecond'
     from jsonb_to_recordset(p_pairs) as p(tenant_id uuid, user_id uuid)
     on conflict (tenant_id, user_id, instance_id) do update set seen_until = excluded.seen_until;
     delete from hark.user_connections where seen_until < now();
     delete from hark.tenant_connections c
-    where (c.instance_id = p_instance_id
-           and not exists (select from jsonb_to_recordset(p_counts) as p(tenant_id uuid)
-                           where p.tenant_id = c.tenant_id))
+    where (c.instance_id = p_instance_id and not (c.tenant_id = any (v_tenants)))
        or c.seen_until < now();
     insert into hark.tenant_connections (tenant_id, instance_id, connections, seen_until)
     select p.tenant_id, p_instance_id, p.connections, now() + p_ttl_ms * interval '1 millisecond'
@@ -198,7 +200,7 @@ begin
         group by s.tenant_id
     loop
         perform hark_api.set_local('hark.tenant_id', v_tenant.tenant_id::text);
-        update hark.users set last_seen_at = now()
+        update hark.users set last_seen_at = v_now
         where tenant_id = v_tenant.tenant_id and id = any(v_tenant.user_ids);
     end loop;
 end

@@ -395,6 +395,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_restriction hark.room_restrictions;
 begin
     perform hark_api.require_group(p_room);
@@ -413,7 +414,7 @@ begin
             now() + make_interval(secs => p_seconds), hark_api.current_user_id())
     on conflict (tenant_id, room_id, user_id, kind) do update
     set reason = excluded.reason, expires_at = excluded.expires_at, created_by = excluded.created_by,
-        created_at = now()
+        created_at = v_now
     returning * into v_restriction;
     if p_kind = 'ban' and hark_api.member_role_of(p_room.id, p_target_id) is not null then
         perform hark_api.remove_member(p_room.id, p_target_id, 'banned');
@@ -544,6 +545,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_target hark.users;
     v_current_tenant uuid := hark_api.current_tenant_id();
 begin
@@ -565,11 +567,11 @@ begin
         perform hark_api.fail(422, 'invalid_reason', 'The reason must be at most 500 characters', 'reason');
     end if;
     update hark.users
-    set banned_at = now(), ban_expires_at = now() + make_interval(secs => p_seconds), ban_reason = p_reason,
-        updated_at = now()
+    set banned_at = v_now, ban_expires_at = v_now + make_interval(secs => p_seconds), ban_reason = p_reason,
+        updated_at = v_now
     where tenant_id = v_current_tenant and id = p_target_id
     returning * into v_target;
-    update hark.sessions set revoked_at = now()
+    update hark.sessions set revoked_at = v_now
     where tenant_id = v_target.tenant_id and user_id = p_target_id and revoked_at is null;
     perform hark_api.announce_revocation(v_target.tenant_id, p_target_id, null);
     perform hark_api.audit('user.ban', 'user', p_target_id, null, p_reason,
@@ -599,6 +601,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_target hark.users;
 begin
     perform hark_api.enter_moderator(p_tenant_id, p_user_id, p_session_id, p_key_hash);
@@ -612,7 +615,7 @@ begin
     if v_target.banned_at is null then
         return hark_api.user_json(v_target, true);
     end if;
-    update hark.users set banned_at = null, ban_expires_at = null, ban_reason = null, updated_at = now()
+    update hark.users set banned_at = null, ban_expires_at = null, ban_reason = null, updated_at = v_now
     where tenant_id = p_tenant_id and id = p_target_id
     returning * into v_target;
     perform hark_api.audit('user.unban', 'user', p_target_id, null, null, '{}');
@@ -831,6 +834,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_report hark.reports;
     v_room hark.rooms;
 begin
@@ -867,7 +871,7 @@ begin
             null;
     end case;
     update hark.reports
-    set state = 'resolved', action = p_action, resolved_by = p_user_id, resolved_at = now(), resolution_note = p_note
+    set state = 'resolved', action = p_action, resolved_by = p_user_id, resolved_at = v_now, resolution_note = p_note
     where tenant_id = p_tenant_id and state = 'open'
       and (id = p_report_id
            or (v_report.message_id is not null and message_id = v_report.message_id)

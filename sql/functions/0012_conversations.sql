@@ -407,6 +407,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_room hark.rooms;
     v_role text;
     v_message hark.messages;
@@ -431,7 +432,7 @@ begin
         perform hark_api.fail(422, 'too_many_pins', 'A room has at most 50 pinned messages; unpin one first');
     end if;
     update hark.messages
-    set pinned_at = case when p_pin then now() end, pinned_by = case when p_pin then p_user_id end
+    set pinned_at = case when p_pin then v_now end, pinned_by = case when p_pin then p_user_id end
     where tenant_id = p_tenant_id and id = p_message_id
     returning * into v_message;
     perform hark_api.append_event(p_room_id, case when p_pin then 'message.pinned' else 'message.unpinned' end,
@@ -582,7 +583,7 @@ begin
         from hark.search_candidates(v_rooms, v_tsquery, v_like, p_sender_id, p_after, p_before,
                                     p_has_attachment, p_kind, 1000) c
     ), page as (
-        select m as msg, m.id, candidates.rank
+        select row(m.*)::hark.messages as msg, m.id, candidates.rank
         from candidates
         join hark.messages m on m.tenant_id = p_tenant_id and m.id = candidates.message_id
         where m.deleted_at is null

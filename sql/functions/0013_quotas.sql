@@ -207,10 +207,12 @@ create function hark_api.send_counted(p_allowance jsonb, p_messages bigint, p_at
 returns void
 language plpgsql
 as $$
+declare
+    v_now timestamptz := now();
 begin
     update hark.tenant_send_counts
         set messages = messages + p_messages, attachment_bytes = attachment_bytes + p_attachment_bytes
-        where tenant_id = (p_allowance ->> 'tenant_id')::uuid and day = (now() at time zone 'utc')::date;
+        where tenant_id = (p_allowance ->> 'tenant_id')::uuid and day = (v_now at time zone 'utc')::date;
 end
 $$;
 
@@ -324,6 +326,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_tenant hark.tenants;
     v_name text;
 begin
@@ -335,7 +338,7 @@ begin
         end if;
     end loop;
     update hark.tenants
-    set quotas = jsonb_strip_nulls(quotas || p_quotas), updated_at = now()
+    set quotas = jsonb_strip_nulls(quotas || p_quotas), updated_at = v_now
     where id = p_tenant_id
     returning * into v_tenant;
     return hark_api.operator_tenant_json(v_tenant);

@@ -103,12 +103,13 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_tenant hark.tenants;
 begin
     perform hark_api.enter_operator();
     perform hark_api.operator_tenant_row(p_tenant_id, true);
     update hark.tenants
-    set suspended_at = coalesce(suspended_at, now()), suspended_reason = p_reason, updated_at = now()
+    set suspended_at = coalesce(suspended_at, v_now), suspended_reason = p_reason, updated_at = v_now
     where id = p_tenant_id
     returning * into v_tenant;
     perform hark_api.announce_revocation(p_tenant_id, null, null);
@@ -122,12 +123,13 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_tenant hark.tenants;
 begin
     perform hark_api.enter_operator();
     perform hark_api.operator_tenant_row(p_tenant_id, true);
     update hark.tenants
-    set suspended_at = null, suspended_reason = null, updated_at = now()
+    set suspended_at = null, suspended_reason = null, updated_at = v_now
     where id = p_tenant_id
     returning * into v_tenant;
     return hark_api.operator_tenant_json(v_tenant);
@@ -235,6 +237,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_tenant_id uuid;
     v_count integer;
 begin
@@ -257,7 +260,7 @@ begin
     v_count := hark_api.purge_tenant_rows(v_tenant_id, p_batch);
     update hark.tenants
     set purged_rows = purged_rows + v_count,
-        purged_at = case when v_count = 0 then now() end
+        purged_at = case when v_count = 0 then v_now end
     where id = v_tenant_id;
     return to_jsonb(greatest(v_count, 1));
 end

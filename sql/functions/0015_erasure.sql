@@ -79,6 +79,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_role text;
     v_target hark.users;
     v_mode text;
@@ -102,7 +103,7 @@ begin
             where tenant_id = p_tenant_id and message_id = any(v_message_ids) and body <> ''), '{}');
         update hark.messages
         set body = '', attachment = null, mentions = '{}', pinned_at = null, pinned_by = null,
-            deleted_at = coalesce(deleted_at, now())
+            deleted_at = coalesce(deleted_at, v_now)
         where tenant_id = p_tenant_id and id = any(v_message_ids);
         delete from hark.message_edits where tenant_id = p_tenant_id and message_id = any(v_message_ids);
         delete from hark.mentions where tenant_id = p_tenant_id and message_id = any(v_message_ids);
@@ -117,7 +118,7 @@ begin
     set username = 'erased-' || left(replace(id::text, '-', ''), 24),
         email = null, display_name = null, avatar_url = null, bio = null, external_id = null,
         metadata = '{}', password_hash = null, ban_reason = null,
-        deleted_at = coalesce(deleted_at, now()), erased_at = now(), updated_at = now()
+        deleted_at = coalesce(deleted_at, v_now), erased_at = v_now, updated_at = v_now
     where tenant_id = p_tenant_id and id = p_target_id;
     delete from hark.sessions where tenant_id = p_tenant_id and user_id = p_target_id;
     delete from hark.room_members where tenant_id = p_tenant_id and user_id = p_target_id;

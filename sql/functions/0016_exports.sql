@@ -22,6 +22,7 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_export hark.user_exports;
 begin
     perform hark_api.managed_user(
@@ -30,7 +31,7 @@ begin
     insert into hark.user_exports (tenant_id, user_id, requested_by)
     values (p_tenant_id, p_target_id, p_user_id)
     on conflict (tenant_id, user_id) do update
-    set state = 'pending', document = null, ready_at = null, requested_at = now(),
+    set state = 'pending', document = null, ready_at = null, requested_at = v_now,
         requested_by = excluded.requested_by
     where hark.user_exports.state = 'ready';
     select * into v_export from hark.user_exports where tenant_id = p_tenant_id and user_id = p_target_id;
@@ -115,21 +116,32 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_export hark.user_exports;
+    v_candidate record;
+    v_document jsonb;
 begin
     perform hark_api.enter(null, null), hark_api.set_local('hark.exporting', 'on');
-    select * into v_export from hark.user_exports
-    where state = 'pending'
-    order by requested_at
-    limit 1
-    for update skip locked;
+    -- The oldest few requests, then locked one by one by their tenant's key (the only
+    -- way Citus locks a row); one another instance holds is skipped.
+    for v_candidate in
+        select tenant_id, user_id from hark.user_exports
+        where state = 'pending'
+        order by requested_at
+        limit 20
+    loop
+        select * into v_export from hark.user_exports
+        where tenant_id = v_candidate.tenant_id and user_id = v_candidate.user_id and state = 'pending'
+        for update skip locked;
+        exit when v_export.user_id is not null;
+    end loop;
     if v_export.user_id is null then
         return to_jsonb(false);
     end if;
     perform hark_api.enter(v_export.tenant_id, null);
+    v_document := hark_api.export_document(v_export.tenant_id, v_export.user_id);
     update hark.user_exports
-    set state = 'ready', ready_at = now(),
-        document = hark_api.export_document(v_export.tenant_id, v_export.user_id)
+    set state = 'ready', ready_at = v_now, document = v_document
     where tenant_id = v_export.tenant_id and user_id = v_export.user_id;
     return to_jsonb(true);
 end

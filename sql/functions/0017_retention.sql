@@ -22,6 +22,7 @@ returns integer
 language plpgsql
 as $$
 declare
+    v_now timestamptz := now();
     v_mark hark.room_retention;
     v_to bigint;
     v_count integer;
@@ -53,7 +54,7 @@ begin
           and seq > v_mark.messages_to_seq and seq <= v_to;
         update hark.messages
         set body = '', attachment = null, pinned_at = null, pinned_by = null,
-            deleted_at = coalesce(deleted_at, now())
+            deleted_at = coalesce(deleted_at, v_now)
         where tenant_id = p_room.tenant_id and room_id = p_room.id
           and seq > v_mark.messages_to_seq and seq <= v_to;
         get diagnostics v_count = row_count;

@@ -240,6 +240,11 @@ impl Database {
         }
     }
 
+    /// Whether the database is a Citus coordinator's (see [`Database::citus`]'s field).
+    pub fn is_citus(&self) -> bool {
+        self.citus
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), DatabaseError> {
         let client = self.pool.get().await?;

@@ -160,42 +160,99 @@ pub struct BrokerHandle {
     pub up: watch::Receiver<bool>,
 }
 
-/// Starts the broker's task.
+/// Starts the broker's task: a LISTEN connection to `url`, or, with `node`, to that
+/// host and port with the rest of `url`'s settings (a Citus worker, see
+/// [`crate::realtime::cluster`]), LISTENing on the standard channels and `channels`.
 pub fn spawn(
     url: String,
     ca_file: Option<String>,
+    node: Option<(String, u16)>,
+    channels: HashSet<String>,
     notices: mpsc::UnboundedSender<Notice>,
 ) -> BrokerHandle {
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (up_tx, up_rx) = watch::channel(false);
-    tokio::spawn(run(url, ca_file, commands_rx, notices, up_tx));
+    let endpoint = Endpoint { url, ca_file, node };
+    tokio::spawn(run(endpoint, channels, commands_rx, notices, up_tx));
     BrokerHandle {
         commands: commands_tx,
         up: up_rx,
     }
 }
 
+/// Where a LISTEN connection goes.
+struct Endpoint {
+    /// The database URL.
+    url: String,
+    /// Root certificates for TLS, when not in the URL.
+    ca_file: Option<String>,
+    /// Another host and port than the URL's, with its other settings.
+    node: Option<(String, u16)>,
+}
+
+impl Endpoint {
+    /// The connection settings, parsed anew for every attempt.
+    fn target(&self) -> anyhow::Result<crate::db::tls::Target> {
+        let mut target = crate::db::tls::target(&self.url, self.ca_file.as_deref())?;
+        if let Some((host, port)) = &self.node {
+            target.config = on_node(&target.config, host, *port);
+        }
+        Ok(target)
+    }
+}
+
+/// The settings of `config` for another host and port.
+fn on_node(config: &tokio_postgres::Config, host: &str, port: u16) -> tokio_postgres::Config {
+    let mut node = tokio_postgres::Config::new();
+    node.host(host).port(port).ssl_mode(config.get_ssl_mode());
+    if let Some(user) = config.get_user() {
+        node.user(user);
+    }
+    if let Some(password) = config.get_password() {
+        node.password(password);
+    }
+    if let Some(dbname) = config.get_dbname() {
+        node.dbname(dbname);
+    }
+    if let Some(options) = config.get_options() {
+        node.options(options);
+    }
+    if let Some(application_name) = config.get_application_name() {
+        node.application_name(application_name);
+    }
+    if let Some(timeout) = config.get_connect_timeout() {
+        node.connect_timeout(*timeout);
+    }
+    node
+}
+
 fn quote(channel: &str) -> String {
     format!("\"{}\"", channel.replace('"', "\"\""))
 }
 
+/// The channels every instance LISTENs on, whatever its subscribers.
+pub fn standard_channels() -> HashSet<String> {
+    HashSet::from([
+        PRESENCE_CHANNEL.to_owned(),
+        REVOCATION_CHANNEL.to_owned(),
+        WEBHOOK_CHANNEL.to_owned(),
+    ])
+}
+
 async fn run(
-    url: String,
-    ca_file: Option<String>,
+    endpoint: Endpoint,
+    channels: HashSet<String>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     notices: mpsc::UnboundedSender<Notice>,
     up: watch::Sender<bool>,
 ) {
-    let mut listening: HashSet<String> = HashSet::from([
-        PRESENCE_CHANNEL.to_owned(),
-        REVOCATION_CHANNEL.to_owned(),
-        WEBHOOK_CHANNEL.to_owned(),
-    ]);
+    let mut listening: HashSet<String> = standard_channels();
+    listening.extend(channels);
     // Listen commands that arrived while the connection was down, answered once it is up.
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let connected = match crate::db::tls::target(&url, ca_file.as_deref()) {
+        let connected = match endpoint.target() {
             Ok(target) => target
                 .config
                 .connect(target.tls)
@@ -206,7 +263,7 @@ async fn run(
         let (client, mut connection) = match connected {
             Ok(connected) => connected,
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed");
+                tracing::warn!(%error, node = ?endpoint.node, retry_in_ms = backoff.as_millis() as u64, "LISTEN connection failed");
                 // Keep taking commands while down, so that the set to LISTEN on stays right.
                 let deadline = tokio::time::sleep(backoff);
                 tokio::pin!(deadline);
@@ -271,7 +328,7 @@ async fn run(
         METRICS.listener_up.set(1);
         METRICS.listener_connects.inc();
         METRICS.listen_channels.set(listening.len() as i64);
-        tracing::info!(channels = listening.len(), "LISTEN connection up");
+        tracing::info!(channels = listening.len(), node = ?endpoint.node, "LISTEN connection up");
         for done in waiting.drain(..) {
             let _ = done.send(());
         }

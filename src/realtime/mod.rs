@@ -3,8 +3,8 @@
 //!
 //! The way of an event: a writer's SQL function appends it to the room's log and
 //! NOTIFYs the room's channel in the same transaction (`hark_api.append_events`). On
-//! every instance, the [`broker`] (the one LISTEN connection) decodes the
-//! notification; the [`node`]'s dispatcher hands it to the [`hub`], which serialises
+//! every instance, the [`broker`] (the one LISTEN connection; on a Citus cluster one
+//! per node, [`cluster`]) decodes the notification; the [`node`]'s dispatcher hands it to the [`hub`], which serialises
 //! each event once and pushes it into the bounded queue of every local subscriber of
 //! the room, reading the log in a task of that room alone when something is missing.
 //! Each subscriber hands events out through its [`cursor::RoomCursor`], which drops
@@ -15,6 +15,7 @@
 //! reach; [`presence`] tracks who is where.
 
 pub mod broker;
+pub mod cluster;
 pub mod cursor;
 pub mod hub;
 pub mod log;

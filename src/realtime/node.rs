@@ -23,6 +23,7 @@ use crate::db::{Database, DatabaseError, UserRef};
 use crate::realtime::{
     RealtimeSettings,
     broker::{self, BrokerHandle, Command, Notice, RoomNotification},
+    cluster,
     hub::{Departures, Hub},
     presence::{Change, Presence, Signal},
     protocol::ServerFrame,
@@ -74,11 +75,21 @@ impl Node {
     pub fn start(db: Database, settings: RealtimeSettings, webhooks: Arc<Notify>) -> Self {
         let (notices_tx, notices_rx) = mpsc::unbounded_channel();
         let (departures_tx, departures_rx) = mpsc::unbounded_channel();
-        let broker = broker::spawn(
-            settings.listen_url.clone(),
-            settings.ca_file.clone(),
-            notices_tx,
-        );
+        let broker = if db.is_citus() {
+            cluster::spawn(
+                settings.listen_url.clone(),
+                settings.ca_file.clone(),
+                notices_tx,
+            )
+        } else {
+            broker::spawn(
+                settings.listen_url.clone(),
+                settings.ca_file.clone(),
+                None,
+                std::collections::HashSet::new(),
+                notices_tx,
+            )
+        };
         let inner = Arc::new(Inner {
             hub: Hub::new(
                 db.clone(),

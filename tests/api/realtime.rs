@@ -1117,16 +1117,26 @@ async fn an_event_announced_after_a_second_subscriber_joined_still_reaches_the_f
         .unwrap();
     let mut second = WsClient::connect(&app, &owner.token).await;
     assert_eq!(second.subscribe(&room_id, None).await, start + 1);
-    admin
-        .execute(
-            "select pg_notify('hark_room_' || replace(id::text, '-', ''), json_build_object(
+    // The payload is read first and notified apart, as the server does: on Citus a
+    // NOTIFY inside a read of a room's row would go out from the room's worker.
+    let payload: String = admin
+        .query_one(
+            "select json_build_object(
                  'kind', 'events', 'tenant_id', tenant_id, 'room_id', id,
                  'events', json_build_array(json_build_object(
                      'room_id', id, 'seq', last_seq, 'type', 'message.created',
                      'actor_id', null, 'at', now(),
-                     'data', json_build_object('body', 'announced late'))))::text)
+                     'data', json_build_object('body', 'announced late'))))::text
              from hark.rooms where id = $1",
             &[&room],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .execute(
+            "select pg_notify('hark_room_' || replace($1::uuid::text, '-', ''), $2)",
+            &[&room, &payload],
         )
         .await
         .unwrap();
