@@ -557,6 +557,10 @@ declare
     v_heads bigint[] := '{}';
     v_last jsonb;
     v_runs jsonb;
+    v_index integer;
+    v_locked record;
+    v_deliveries jsonb;
+    v_webhook jsonb;
 begin
     perform hark_api.enter_delivery();
     -- Two laps: from just past the last chain claimed to the end, then from the start.
@@ -564,29 +568,21 @@ begin
         -- The heads of the chains (one per endpoint and order key: its first pending
         -- delivery) in (webhook_id, order_key) order from the lap's start, found by
         -- skipping through the queue's index: in (webhook_id, order_key, id) order,
-        -- the first entry past a chain is the next chain's head. The loop reads them
-        -- lazily, so a claim costs an index probe per chain visited, however many
-        -- deliveries wait in them.
+        -- the first entry past a chain is the next chain's head. One probe per chain
+        -- visited, however many deliveries wait in them; a statement of its own each
+        -- time (not a recursive query, which Citus cannot send to every shard).
         v_start_webhook := case when v_lap = 1 then v_after_webhook else v_nil end;
         v_start_key := case when v_lap = 1 then v_after_key else v_nil end;
-        for v_head in
-            with recursive heads as (
-                (select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
-                 from hark.webhook_deliveries d
-                 where d.state = 'pending' and (d.webhook_id, d.order_key) > (v_start_webhook, v_start_key)
-                 order by d.webhook_id, d.order_key, d.id
-                 limit 1)
-                union all
-                select next.*
-                from heads h
-                cross join lateral (
-                    select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
-                    from hark.webhook_deliveries d
-                    where d.state = 'pending' and (d.webhook_id, d.order_key) > (h.webhook_id, h.order_key)
-                    order by d.webhook_id, d.order_key, d.id
-                    limit 1) next)
-            select * from heads
         loop
+            select d.tenant_id, d.id, d.webhook_id, d.order_key, d.next_attempt_at, d.lease_until
+            into v_head
+            from hark.webhook_deliveries d
+            where d.state = 'pending' and (d.webhook_id, d.order_key) > (v_start_webhook, v_start_key)
+            order by d.webhook_id, d.order_key, d.id
+            limit 1;
+            exit when not found;
+            v_start_webhook := v_head.webhook_id;
+            v_start_key := v_head.order_key;
             exit when cardinality(v_heads) >= p_runs
                    or (v_lap = 2 and (v_head.webhook_id, v_head.order_key) > (v_after_webhook, v_after_key));
             continue when v_head.next_attempt_at > now() or v_head.lease_until > now();
@@ -606,46 +602,44 @@ begin
     if cardinality(v_heads) = 0 then
         return jsonb_build_object('runs', '[]'::jsonb, 'after', p_after);
     end if;
-    with locked as (
-        select d.id, d.webhook_id, d.order_key
-        from unnest(v_tenants, v_webhooks, v_heads) as h(tenant_id, webhook_id, id)
-        join hark.webhook_deliveries d
-          on d.tenant_id = h.tenant_id and d.webhook_id = h.webhook_id and d.id = h.id
-        where d.state = 'pending' and (d.lease_until is null or d.lease_until <= now())
-        for update of d skip locked),
-    members as (
-        select l.id as head, r.tenant_id, l.webhook_id, r.id
-        from locked l
-        cross join lateral (
-            select d.tenant_id, d.id from hark.webhook_deliveries d
-            where d.webhook_id = l.webhook_id and d.order_key = l.order_key and d.state = 'pending'
-              and d.id >= l.id
-            order by d.webhook_id, d.order_key, d.id
-            limit p_run_length) r),
-    leased as (
-        update hark.webhook_deliveries d
-        set lease_until = v_now + make_interval(secs => p_lease_seconds)
-        from members m
-        where d.tenant_id = m.tenant_id and d.webhook_id = m.webhook_id and d.id = m.id
-        returning m.head, d.*)
-    select jsonb_agg(jsonb_build_object(
-               'webhook', (select jsonb_build_object(
-                               'id', w.id, 'tenant_id', w.tenant_id, 'url', w.url,
-                               'secrets', to_jsonb(array_remove(array[
-                                   w.secret,
-                                   case when w.previous_secret_until > v_now then w.previous_secret end], null)))
-                           from hark.webhooks w
-                           where w.tenant_id = run.tenant_id and w.id = run.webhook_id),
-               'deliveries', run.deliveries))
-    into v_runs
-    from (select l.head, l.tenant_id, l.webhook_id,
-                 jsonb_agg(jsonb_build_object(
-                     'id', l.id, 'tenant_id', l.tenant_id, 'message_id', l.message_id,
-                     'payload', l.payload, 'attempts', l.attempts, 'created_at', l.created_at)
-                   order by l.id) as deliveries
-          from leased l
-          group by l.head, l.tenant_id, l.webhook_id) run;
-    return jsonb_build_object('runs', coalesce(v_runs, '[]'::jsonb), 'after', v_last);
+    -- Each head is locked by its tenant's key (the only way Citus locks a row); a head
+    -- another instance holds is skipped. Its run, the chain's next pending deliveries
+    -- from it, is leased as a whole.
+    v_runs := '[]'::jsonb;
+    for v_index in 1..cardinality(v_heads) loop
+        select d.id, d.webhook_id, d.order_key into v_locked
+        from hark.webhook_deliveries d
+        where d.tenant_id = v_tenants[v_index] and d.webhook_id = v_webhooks[v_index] and d.id = v_heads[v_index]
+          and d.state = 'pending' and (d.lease_until is null or d.lease_until <= v_now)
+        for update of d skip locked;
+        continue when not found;
+        with leased as (
+            update hark.webhook_deliveries d
+            set lease_until = v_now + make_interval(secs => p_lease_seconds)
+            where d.tenant_id = v_tenants[v_index] and d.webhook_id = v_locked.webhook_id and d.id = any (array(
+                select r.id from hark.webhook_deliveries r
+                where r.tenant_id = v_tenants[v_index] and r.webhook_id = v_locked.webhook_id
+                  and r.order_key = v_locked.order_key and r.state = 'pending' and r.id >= v_locked.id
+                order by r.webhook_id, r.order_key, r.id
+                limit p_run_length))
+            returning d.*)
+        select jsonb_agg(jsonb_build_object(
+                   'id', l.id, 'tenant_id', l.tenant_id, 'message_id', l.message_id,
+                   'payload', l.payload, 'attempts', l.attempts, 'created_at', l.created_at)
+                 order by l.id)
+        into v_deliveries
+        from leased l;
+        select jsonb_build_object(
+                   'id', w.id, 'tenant_id', w.tenant_id, 'url', w.url,
+                   'secrets', to_jsonb(array_remove(array[
+                       w.secret,
+                       case when w.previous_secret_until > v_now then w.previous_secret end], null)))
+        into v_webhook
+        from hark.webhooks w
+        where w.tenant_id = v_tenants[v_index] and w.id = v_locked.webhook_id;
+        v_runs := v_runs || jsonb_build_array(jsonb_build_object('webhook', v_webhook, 'deliveries', v_deliveries));
+    end loop;
+    return jsonb_build_object('runs', v_runs, 'after', v_last);
 end
 $$;
 

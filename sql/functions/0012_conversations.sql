@@ -306,7 +306,7 @@ begin
     select at, id into v_at, v_id from hark_api.parse_time_cursor(p_cursor) as c(at timestamptz, id uuid);
     v_blocked := hark_api.blocked_by(p_user_id);
     v_page := array(
-        select m from hark.messages m
+        select row(m.*)::hark.messages from hark.messages m
         where m.tenant_id = p_tenant_id and m.room_id = p_room_id and m.reply_count > 0
           and (v_at is null or (m.last_reply_at, m.id) < (v_at, v_id))
         order by m.last_reply_at desc, m.id desc
@@ -383,7 +383,7 @@ begin
     perform hark_api.check_limit(p_limit, 100);
     v_blocked := hark_api.blocked_by(p_user_id);
     v_page := array(
-        select msg from hark.mentions n
+        select row(msg.*)::hark.messages from hark.mentions n
         join hark.messages msg on msg.tenant_id = n.tenant_id and msg.id = n.message_id
         join hark.room_members m on m.tenant_id = n.tenant_id and m.room_id = n.room_id and m.user_id = n.user_id
         where n.tenant_id = p_tenant_id and n.user_id = p_user_id

@@ -211,7 +211,8 @@ begin
             select room_id into v_room_id from hark.messages where tenant_id = p_tenant_id limit 1;
             delete from hark.messages
             where tenant_id = p_tenant_id and room_id = v_room_id and seq in (
-                select seq from hark.messages where room_id = v_room_id order by seq desc limit p_batch);
+                select seq from hark.messages where tenant_id = p_tenant_id and room_id = v_room_id
+                order by seq desc limit p_batch);
         else
             execute format(
                 'delete from hark.%I where tenant_id = $1 and ctid = any(array('
