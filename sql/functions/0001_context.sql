@@ -75,6 +75,8 @@ declare
 begin
     -- One statement (hark_api.set_local's, at once): this runs at the start of every
     -- call, and again for every item of a batch, where the context rarely changes.
+    -- On Citus, statements over several shards go one shard at a time: a transaction
+    -- that ran one in parallel could not write a reference table (the tenants) after.
     if current_user = 'hark_app' and current_setting('hark.tenant_id', true) = v_tenant
        and current_setting('hark.user_id', true) = v_user
        and current_setting('hark.tenant_slug', true) = '' and current_setting('hark.key_role', true) = ''
@@ -82,7 +84,8 @@ begin
         return;
     end if;
     execute format(
-        'set local citus.propagate_set_commands = ''local''; set local role hark_app; '
+        'set local citus.propagate_set_commands = ''local''; '
+        'set local citus.multi_shard_modify_mode = ''sequential''; set local role hark_app; '
         'set local hark.tenant_id = %L; set local hark.user_id = %L; set local hark.tenant_slug = ''''; '
         'set local hark.key_role = ''''; set local hark.key_id = ''''',
         v_tenant, v_user);

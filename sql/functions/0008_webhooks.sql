@@ -664,6 +664,9 @@ declare
     v_delivered boolean;
     v_failed boolean;
     v_gone boolean;
+    v_jitter double precision;
+    v_now_epoch double precision := extract(epoch from v_now);
+    v_give_up_before timestamptz := v_now - make_interval(secs => p_retry_for_seconds);
 begin
     perform hark_api.enter_delivery();
     -- The endpoint's row first, then its deliveries: the order in which deleting an
@@ -689,17 +692,20 @@ begin
             where tenant_id = v_outcome.tenant_id and webhook_id = p_webhook_id and id = v_outcome.id;
             continue;
         end if;
+        -- Drawn before the update: Citus refuses volatile functions in one, and any but
+        -- immutable ones in its CASEs (times are counted in epoch seconds there).
+        v_jitter := 0.5 + random();
         update hark.webhook_deliveries d
         set lease_until = null,
             attempts = d.attempts + 1,
             state = case
                         when v_outcome.outcome = 'delivered' then 'delivered'
-                        when d.created_at < v_now - make_interval(secs => p_retry_for_seconds) then 'failed'
+                        when d.created_at < v_give_up_before then 'failed'
                         else 'pending' end,
             next_attempt_at = case
-                                  when v_outcome.outcome = 'failed' then v_now + make_interval(secs =>
+                                  when v_outcome.outcome = 'failed' then to_timestamp(v_now_epoch +
                                       least(p_retry_base_ms / 1000.0 * power(2, least(d.attempts, 20))
-                                            * (0.5 + random()), 3600))
+                                            * v_jitter, 3600))
                                   else d.next_attempt_at end,
             last_attempt_at = v_now,
             last_status = v_outcome.status,
