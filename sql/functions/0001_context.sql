@@ -83,9 +83,13 @@ begin
        and current_setting('hark.key_id', true) = '' then
         return;
     end if;
+    -- The role by set_config, which Citus does not pass on: it connects to a worker
+    -- as the current role anyway, which is the owner inside a security definer
+    -- function (the search index's), where a passed-on role would be hark_app.
+    perform set_config('role', 'hark_app', true);
     execute format(
         'set local citus.propagate_set_commands = ''local''; '
-        'set local citus.multi_shard_modify_mode = ''sequential''; set local role hark_app; '
+        'set local citus.multi_shard_modify_mode = ''sequential''; '
         'set local hark.tenant_id = %L; set local hark.user_id = %L; set local hark.tenant_slug = ''''; '
         'set local hark.key_role = ''''; set local hark.key_id = ''''',
         v_tenant, v_user);

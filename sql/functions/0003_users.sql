@@ -173,12 +173,14 @@ $$;
 -- Deletes a user (themselves, or anyone by an owner or admin; owners only by owners).
 -- The row stays as a tombstone so that their messages keep an author; the username
 -- and email are freed and every session is revoked.
--- The user an account operation (deletion, erasure, export) is about, locked: the
--- caller themselves, or, for owners and admins (API keys as their creator's role),
+-- The user an account operation (deletion, erasure, export) is about, locked unless
+-- p_lock is false (erasure locks it as the tables' owner, hark_api.erase_user_rows):
+-- the caller themselves, or, for owners and admins (API keys as their creator's role),
 -- anyone, owners only by owners. 404 user_not_found for a user that is not there
 -- (deleted ones too unless p_deleted_too), 403 forbidden for anyone else.
 create function hark_api.managed_user(
-    p_role text, p_caller_id uuid, p_target_id uuid, p_action text, p_deleted_too boolean)
+    p_role text, p_caller_id uuid, p_target_id uuid, p_action text, p_deleted_too boolean,
+    p_lock boolean default true)
 returns hark.users
 language plpgsql
 as $$
@@ -186,10 +188,16 @@ declare
     v_current_tenant uuid := hark_api.current_tenant_id();
     v_target hark.users;
 begin
-    select * into v_target from hark.users
-    where tenant_id = v_current_tenant and id = p_target_id and erased_at is null
-      and (p_deleted_too or deleted_at is null)
-    for update;
+    if p_lock then
+        select * into v_target from hark.users
+        where tenant_id = v_current_tenant and id = p_target_id and erased_at is null
+          and (p_deleted_too or deleted_at is null)
+        for update;
+    else
+        select * into v_target from hark.users
+        where tenant_id = v_current_tenant and id = p_target_id and erased_at is null
+          and (p_deleted_too or deleted_at is null);
+    end if;
     if v_target.id is null then
         perform hark_api.fail(404, 'user_not_found', 'No such user');
     end if;

@@ -305,12 +305,16 @@ begin
     perform hark_api.check_limit(p_limit, 100);
     select at, id into v_at, v_id from hark_api.parse_time_cursor(p_cursor) as c(at timestamptz, id uuid);
     v_blocked := hark_api.blocked_by(p_user_id);
-    v_page := array(
-        select row(m.*)::hark.messages from hark.messages m
-        where m.tenant_id = p_tenant_id and m.room_id = p_room_id and m.reply_count > 0
-          and (v_at is null or (m.last_reply_at, m.id) < (v_at, v_id))
-        order by m.last_reply_at desc, m.id desc
-        limit p_limit + 1);
+    -- Run as a statement of its own parameters: planned inside this function, Citus
+    -- sent the worker a query numbering a parameter it did not send.
+    execute 'select array(
+                 select row(m.*)::hark.messages from hark.messages m
+                 where m.tenant_id = $1 and m.room_id = $2 and m.reply_count > 0
+                   and ($3::timestamptz is null or (m.last_reply_at, m.id) < ($3, $4))
+                 order by m.last_reply_at desc, m.id desc
+                 limit $5 + 1)'
+    into v_page
+    using p_tenant_id, p_room_id, v_at, v_id, p_limit;
     v_more := cardinality(v_page) > p_limit;
     v_page := v_page[1:p_limit];
     return jsonb_build_object(
@@ -382,15 +386,19 @@ begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.check_limit(p_limit, 100);
     v_blocked := hark_api.blocked_by(p_user_id);
-    v_page := array(
-        select row(msg.*)::hark.messages from hark.mentions n
-        join hark.messages msg on msg.tenant_id = n.tenant_id and msg.id = n.message_id
-        join hark.room_members m on m.tenant_id = n.tenant_id and m.room_id = n.room_id and m.user_id = n.user_id
-        where n.tenant_id = p_tenant_id and n.user_id = p_user_id
-          and (p_before is null or n.message_id < p_before)
-          and msg.deleted_at is null
-        order by n.message_id desc
-        limit p_limit + 1);
+    -- A statement of its own parameters (hark_api.thread_list's reason).
+    execute 'select array(
+                 select row(msg.*)::hark.messages from hark.mentions n
+                 join hark.messages msg on msg.tenant_id = n.tenant_id and msg.id = n.message_id
+                 join hark.room_members m
+                   on m.tenant_id = n.tenant_id and m.room_id = n.room_id and m.user_id = n.user_id
+                 where n.tenant_id = $1 and n.user_id = $2
+                   and ($3::uuid is null or n.message_id < $3)
+                   and msg.deleted_at is null
+                 order by n.message_id desc
+                 limit $4 + 1)'
+    into v_page
+    using p_tenant_id, p_user_id, p_before, p_limit;
     return jsonb_build_object(
         'items', coalesce((select jsonb_agg(hark_api.hide_blocked(hark_api.message_json(v_page[n], p_user_id),
                                                           v_blocked) order by n)
@@ -541,6 +549,8 @@ declare
     v_id uuid;
     v_hits jsonb;
     v_more boolean;
+    v_candidate_ids uuid[];
+    v_candidate_ranks real[];
 begin
     perform hark_api.enter_session(p_tenant_id, p_user_id, p_session_id);
     perform hark_api.check_limit(p_limit, 50);
@@ -578,10 +588,15 @@ begin
     v_terms := array(select lexeme from unnest(to_tsvector('simple', hark.search_text(v_query))))
                || v_folded;
     v_blocked := hark_api.blocked_by(p_user_id);
+    -- The candidates first, in a statement of their own: a query over messages that
+    -- called the index's function would run it, on Citus, on the tenant's worker, where
+    -- its read of the index cannot go on to the other workers' shards.
+    select coalesce(array_agg(c.message_id), '{}'), coalesce(array_agg(c.rank), '{}')
+    into v_candidate_ids, v_candidate_ranks
+    from hark.search_candidates(v_rooms, v_tsquery, v_like, p_sender_id, p_after, p_before,
+                                p_has_attachment, p_kind, 1000) c;
     with candidates as (
-        select c.message_id, c.rank
-        from hark.search_candidates(v_rooms, v_tsquery, v_like, p_sender_id, p_after, p_before,
-                                    p_has_attachment, p_kind, 1000) c
+        select c.message_id, c.rank from unnest(v_candidate_ids, v_candidate_ranks) as c(message_id, rank)
     ), page as (
         select row(m.*)::hark.messages as msg, m.id, candidates.rank
         from candidates

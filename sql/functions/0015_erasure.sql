@@ -63,36 +63,28 @@ begin
 end
 $$;
 
--- Erases a user: the user themselves, or an owner or admin (an owner only by an
--- owner; API keys as their creator's role). Their profile keeps only its id; their
--- sessions, memberships, reactions, mentions, read markers, feed, blocks (either
--- way), restrictions, reports they filed, connections and exports go; every copy of their
--- name, email and ids outside is replaced (hark_api.erase_values); their messages are
--- anonymised, or with erasure_mode 'delete' become tombstones with their earlier
--- versions and every copy of their text gone (the search index drops tombstones by
--- its trigger). Their streams end on
--- every instance; the audit log records the erasure (without the name). Answers what
--- was done.
-create function hark_api.user_erase(
-    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea, p_target_id uuid)
+-- The writes of an erasure (hark_api.user_erase, which checked who may), as the
+-- tables' owner: the user's rows, and their values everywhere (hark_api.erase_values).
+create function hark_api.erase_user_rows(p_tenant_id uuid, p_target_id uuid, p_mode text, p_values text[])
 returns jsonb
 language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_now timestamptz := now();
-    v_role text;
-    v_target hark.users;
-    v_mode text;
-    v_values text[];
+    v_mode text := p_mode;
+    v_values text[] := p_values;
     v_message_ids uuid[] := '{}';
+    v_target hark.users;
 begin
-    v_role := hark_api.enter_principal(p_tenant_id, p_user_id, p_session_id, p_key_hash);
-    v_target := hark_api.managed_user(v_role, p_user_id, p_target_id, 'erase', true);
+    -- Only inside the context hark_api.user_erase entered.
+    if p_tenant_id is distinct from hark_api.current_tenant_id() then
+        raise exception 'erase_user_rows outside its tenant''s context';
+    end if;
+    -- The user's row and the owners' are locked here, as the role that writes them.
+    select * into v_target from hark.users where tenant_id = p_tenant_id and id = p_target_id for update;
     perform hark_api.require_not_last_owner(v_target);
-    select erasure_mode into v_mode from hark.tenants where id = p_tenant_id;
-    v_values := array_remove(array[v_target.username, v_target.email, v_target.display_name,
-                                   v_target.external_id, v_target.bio, v_target.avatar_url], null);
-
     if v_mode = 'delete' then
         select coalesce(array_agg(id), '{}'),
                v_values || coalesce(array_agg(body) filter (where body <> ''), '{}')
@@ -137,5 +129,39 @@ begin
     perform hark_api.audit('user.erase', 'user', p_target_id, null, null, jsonb_build_object('mode', v_mode));
     return jsonb_build_object(
         'user_id', p_target_id, 'mode', v_mode, 'messages', cardinality(v_message_ids));
+end
+$$;
+
+-- Erases a user: the user themselves, or an owner or admin (an owner only by an
+-- owner; API keys as their creator's role). Their profile keeps only its id; their
+-- sessions, memberships, reactions, mentions, read markers, feed, blocks (either
+-- way), restrictions, reports they filed, connections and exports go; every copy of their
+-- name, email and ids outside is replaced (hark_api.erase_values); their messages are
+-- anonymised, or with erasure_mode 'delete' become tombstones with their earlier
+-- versions and every copy of their text gone (the search index drops tombstones by
+-- its trigger). Their streams end on
+-- every instance; the audit log records the erasure (without the name). Answers what
+-- was done.
+create function hark_api.user_erase(
+    p_tenant_id uuid, p_user_id uuid, p_session_id uuid, p_key_hash bytea, p_target_id uuid)
+returns jsonb
+language plpgsql
+as $$
+declare
+    v_role text;
+    v_target hark.users;
+    v_mode text;
+    v_values text[];
+begin
+    v_role := hark_api.enter_principal(p_tenant_id, p_user_id, p_session_id, p_key_hash);
+    v_target := hark_api.managed_user(v_role, p_user_id, p_target_id, 'erase', true, false);
+    select erasure_mode into v_mode from hark.tenants where id = p_tenant_id;
+    v_values := array_remove(array[v_target.username, v_target.email, v_target.display_name,
+                                   v_target.external_id, v_target.bio, v_target.avatar_url], null);
+
+    -- The writes run as the tables' owner, all of them: erasure reaches the audit log,
+    -- which is append-only for hark_app, and on Citus a transaction cannot write a
+    -- worker's shard as one role after another role wrote it.
+    return hark_api.erase_user_rows(p_tenant_id, p_target_id, v_mode, v_values);
 end
 $$;
