@@ -5,6 +5,7 @@
 
 mod api_keys;
 mod auth;
+mod citus;
 mod erasure;
 mod exports;
 mod feed;

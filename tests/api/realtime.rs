@@ -137,7 +137,7 @@ async fn a_client_further_behind_than_the_replay_window_is_told_to_reset() {
 
 /// Sends `count` messages over REST, retrying each (with its client id) until it is
 /// accepted; answers the seqs the server acknowledged.
-async fn send_steadily(
+pub(crate) async fn send_steadily(
     app_address: String,
     token: String,
     room_id: String,
@@ -171,7 +171,7 @@ async fn send_steadily(
 
 /// Subscribers on the given instances that resume like real clients, and a sender
 /// of `total` messages on the first instance, started together.
-struct Flow {
+pub(crate) struct Flow {
     start: i64,
     total: usize,
     subscribers: Vec<tokio::task::JoinHandle<Vec<i64>>>,
@@ -179,7 +179,7 @@ struct Flow {
 }
 
 impl Flow {
-    async fn start(
+    pub(crate) async fn start(
         apps: &[&TestApp],
         owner: &Session,
         bob: &Session,
@@ -222,7 +222,7 @@ impl Flow {
 
     /// Checks that every message was acknowledged with its own seq and that every
     /// subscriber holds exactly those, in order, once repeats are dropped; answers them.
-    async fn check(self) -> Vec<i64> {
+    pub(crate) async fn check(self) -> Vec<i64> {
         let acknowledged = self.sender.await.unwrap();
         assert_eq!(acknowledged.len(), self.total);
         let mut expected = acknowledged;

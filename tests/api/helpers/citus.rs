@@ -167,4 +167,28 @@ impl OwnCitus {
     pub async fn coordinator(&self) -> tokio_postgres::Client {
         admin(self.nodes[0].port, "hark").await
     }
+
+    /// The shard of `tenant_id`'s rows (of every colocated table) and the index in
+    /// `nodes` of the worker that holds it.
+    pub async fn placement_of(&self, tenant_id: &str) -> (i64, usize) {
+        let tenant: uuid::Uuid = tenant_id.parse().expect("a tenant id");
+        let row = self
+            .coordinator()
+            .await
+            .query_one(
+                "select s.shardid, s.nodeport from citus_shards s
+                 where s.table_name = 'hark.rooms'::regclass
+                   and s.shardid = get_shard_id_for_distribution_column('hark.rooms', $1::uuid)",
+                &[&tenant],
+            )
+            .await
+            .expect("the tenant's shard");
+        let port: i32 = row.get(1);
+        let index = self
+            .nodes
+            .iter()
+            .position(|node| i32::from(node.port) == port)
+            .expect("a node of this cluster");
+        (row.get(0), index)
+    }
 }

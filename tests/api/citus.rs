@@ -1,0 +1,94 @@
+//! Hark on a Citus cluster of the test's own (a coordinator and two workers), under
+//! faults a cluster has and a single server has not: the worker holding a tenant
+//! restarted while its messages flow, and the tenant's shards moved to the other
+//! worker while they flow. Every acknowledged message is stored once with its own seq,
+//! and subscribers on two instances get exactly those, in order, once repeats are
+//! dropped. These need the citus extension installed (`.ci/run` builds it), so they
+//! run apart: `cargo test --test api citus:: -- --ignored`.
+
+use std::time::Duration;
+
+use crate::helpers::{OwnCitus, room_with_bob, spawn_on};
+use crate::realtime::Flow;
+
+#[tokio::test]
+#[ignore = "needs the citus extension: cargo test --test api citus:: -- --ignored"]
+async fn a_worker_restarted_while_messages_flow_loses_nothing() {
+    let cluster = OwnCitus::start(25_450).await;
+    let a = spawn_on(cluster.coordinator_url(), |_| {}).await;
+    let b = spawn_on(cluster.coordinator_url(), |_| {}).await;
+    let (owner, bob, room_id) = room_with_bob(&a).await;
+    let (_, worker) = cluster.placement_of(&owner.tenant_id).await;
+    let flow = Flow::start(
+        &[&a, &b],
+        &owner,
+        &bob,
+        &room_id,
+        100,
+        Duration::from_millis(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    cluster.nodes[worker].restart();
+    println!("the tenant's worker restarted while messages flowed");
+    let total = flow.check().await.len();
+    let history = a
+        .get(
+            &format!("/v1/rooms/{room_id}/messages?limit=200"),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(history["items"].as_array().unwrap().len(), total);
+}
+
+#[tokio::test]
+#[ignore = "needs the citus extension: cargo test --test api citus:: -- --ignored"]
+async fn a_tenants_shard_moved_while_messages_flow_loses_nothing() {
+    let cluster = OwnCitus::start(25_455).await;
+    let a = spawn_on(cluster.coordinator_url(), |_| {}).await;
+    let b = spawn_on(cluster.coordinator_url(), |_| {}).await;
+    let (owner, bob, room_id) = room_with_bob(&a).await;
+    let (shard, from) = cluster.placement_of(&owner.tenant_id).await;
+    let to = if from == 1 { 2 } else { 1 };
+    let flow = Flow::start(
+        &[&a, &b],
+        &owner,
+        &bob,
+        &room_id,
+        150,
+        Duration::from_millis(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Every table's shard of the tenant moves with it (one colocation group). Writes
+    // to it wait while it is copied (block_writes): logical replication, which would
+    // let them go on, cannot write into tables under row-level security on
+    // PostgreSQL 15.
+    cluster
+        .coordinator()
+        .await
+        .execute(
+            "select citus_move_shard_placement($1, '127.0.0.1', $2, '127.0.0.1', $3,
+                                               shard_transfer_mode => 'block_writes')",
+            &[
+                &shard,
+                &i32::from(cluster.nodes[from].port),
+                &i32::from(cluster.nodes[to].port),
+            ],
+        )
+        .await
+        .expect("the shard moves");
+    let (_, now_on) = cluster.placement_of(&owner.tenant_id).await;
+    assert_eq!(now_on, to, "the tenant's rows are on the other worker");
+    println!("the tenant's shards moved to the other worker while messages flowed");
+    let total = flow.check().await.len();
+    let history = a
+        .get(
+            &format!("/v1/rooms/{room_id}/messages?limit=200"),
+            &bob.token,
+        )
+        .await
+        .expect(200);
+    assert_eq!(history["items"].as_array().unwrap().len(), total);
+}
