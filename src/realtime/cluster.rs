@@ -100,16 +100,16 @@ async fn supervise(
                         kept
                     });
                     for node in listed {
-                        if !nodes.contains_key(&node) {
-                            tracing::info!(host = %node.0, port = node.1, "LISTENing on a worker");
-                            let handle = broker::spawn(
+                        if let std::collections::hash_map::Entry::Vacant(entry) = nodes.entry(node) {
+                            let (host, port) = entry.key().clone();
+                            tracing::info!(host = %host, port, "LISTENing on a worker");
+                            entry.insert(broker::spawn(
                                 url.clone(),
                                 ca_file.clone(),
-                                Some(node.clone()),
+                                Some((host, port)),
                                 channels.clone(),
                                 notices.clone(),
-                            );
-                            nodes.insert(node, handle);
+                            ));
                         }
                     }
                 }

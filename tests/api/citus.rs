@@ -31,15 +31,7 @@ async fn a_worker_restarted_while_messages_flow_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     cluster.nodes[worker].restart();
     println!("the tenant's worker restarted while messages flowed");
-    let total = flow.check().await.len();
-    let history = a
-        .get(
-            &format!("/v1/rooms/{room_id}/messages?limit=200"),
-            &bob.token,
-        )
-        .await
-        .expect(200);
-    assert_eq!(history["items"].as_array().unwrap().len(), total);
+    flow.check_stored(&a, &bob, &room_id).await;
 }
 
 #[tokio::test]
@@ -82,13 +74,5 @@ async fn a_tenants_shard_moved_while_messages_flow_loses_nothing() {
     let (_, now_on) = cluster.placement_of(&owner.tenant_id).await;
     assert_eq!(now_on, to, "the tenant's rows are on the other worker");
     println!("the tenant's shards moved to the other worker while messages flowed");
-    let total = flow.check().await.len();
-    let history = a
-        .get(
-            &format!("/v1/rooms/{room_id}/messages?limit=200"),
-            &bob.token,
-        )
-        .await
-        .expect(200);
-    assert_eq!(history["items"].as_array().unwrap().len(), total);
+    flow.check_stored(&a, &bob, &room_id).await;
 }

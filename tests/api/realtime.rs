@@ -222,6 +222,19 @@ impl Flow {
 
     /// Checks that every message was acknowledged with its own seq and that every
     /// subscriber holds exactly those, in order, once repeats are dropped; answers them.
+    /// [`Flow::check`], and that the room's history holds every acknowledged message.
+    pub(crate) async fn check_stored(self, app: &TestApp, reader: &Session, room_id: &str) {
+        let total = self.check().await.len();
+        let history = app
+            .get(
+                &format!("/v1/rooms/{room_id}/messages?limit=200"),
+                &reader.token,
+            )
+            .await
+            .expect(200);
+        assert_eq!(history["items"].as_array().unwrap().len(), total);
+    }
+
     pub(crate) async fn check(self) -> Vec<i64> {
         let acknowledged = self.sender.await.unwrap();
         assert_eq!(acknowledged.len(), self.total);
@@ -309,16 +322,7 @@ async fn restarting_postgres_loses_no_acknowledged_message() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     cluster.restart();
     println!("PostgreSQL restarted while messages flowed");
-    let total = flow.check().await.len();
-    // The database holds every acknowledged message.
-    let history = a
-        .get(
-            &format!("/v1/rooms/{room_id}/messages?limit=200"),
-            &bob.token,
-        )
-        .await
-        .expect(200);
-    assert_eq!(history["items"].as_array().unwrap().len(), total);
+    flow.check_stored(&a, &bob, &room_id).await;
 }
 
 #[tokio::test]
