@@ -292,11 +292,7 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
     report.citus = is_citus(client).await?;
     if report.citus {
         let distribute_checksum = checksum(&[CITUS_DISTRIBUTE]);
-        let recorded = client
-            .query_opt("select checksum from hark_meta.distribution", &[])
-            .await
-            .context("could not read the distribution checksum")?
-            .map(|row| row.get::<_, String>(0));
+        let recorded = recorded_checksum(client, "distribution").await?;
         if !report.applied_migrations.is_empty()
             || recorded.as_deref() != Some(distribute_checksum.as_str())
         {
@@ -305,13 +301,7 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
                 .batch_execute(CITUS_DISTRIBUTE)
                 .await
                 .context("could not spread the tables over the Citus cluster")?;
-            transaction
-                .execute(
-                    "insert into hark_meta.distribution (checksum) values ($1)
-                     on conflict (id) do update set checksum = excluded.checksum, applied_at = now()",
-                    &[&distribute_checksum],
-                )
-                .await?;
+            record_checksum(&transaction, "distribution", &distribute_checksum).await?;
             transaction.commit().await?;
             tracing::info!("spread the tables over the Citus cluster");
             report.tables_distributed = true;
@@ -319,11 +309,7 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
     }
 
     let functions_checksum = checksum(&FUNCTIONS.iter().map(|(_, sql)| *sql).collect::<Vec<_>>());
-    let recorded = client
-        .query_opt("select checksum from hark_meta.functions", &[])
-        .await
-        .context("could not read the functions checksum")?
-        .map(|row| row.get::<_, String>(0));
+    let recorded = recorded_checksum(client, "functions").await?;
     if recorded.as_deref() != Some(functions_checksum.as_str()) {
         let transaction = client.transaction().await?;
         transaction
@@ -339,18 +325,41 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
         transaction
             .batch_execute("grant execute on all functions in schema hark_api to hark_app")
             .await?;
-        transaction
-            .execute(
-                "insert into hark_meta.functions (checksum) values ($1)
-                 on conflict (id) do update set checksum = excluded.checksum, applied_at = now()",
-                &[&functions_checksum],
-            )
-            .await?;
+        record_checksum(&transaction, "functions", &functions_checksum).await?;
         transaction.commit().await?;
         tracing::info!("re-created the SQL functions");
         report.functions_replaced = true;
     }
     Ok(report)
+}
+
+/// The checksum recorded in `hark_meta.<table>` (`functions` or `distribution`: the
+/// replaceable SQL last applied), if any.
+async fn recorded_checksum(client: &Client, table: &str) -> anyhow::Result<Option<String>> {
+    Ok(client
+        .query_opt(&format!("select checksum from hark_meta.{table}"), &[])
+        .await
+        .with_context(|| format!("could not read the {table} checksum"))?
+        .map(|row| row.get::<_, String>(0)))
+}
+
+/// Records in `hark_meta.<table>` the checksum of the replaceable SQL just applied.
+async fn record_checksum(
+    transaction: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    checksum: &str,
+) -> anyhow::Result<()> {
+    transaction
+        .execute(
+            &format!(
+                "insert into hark_meta.{table} (checksum) values ($1)
+                 on conflict (id) do update set checksum = excluded.checksum, applied_at = now()"
+            ),
+            &[&checksum],
+        )
+        .await
+        .with_context(|| format!("could not record the {table} checksum"))?;
+    Ok(())
 }
 
 /// Whether the database is a Citus coordinator's: the extension is installed in it.
