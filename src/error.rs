@@ -324,7 +324,6 @@ impl From<DatabaseError> for ApiError {
                         code: db_error.code().code(),
                         message: db_error.message(),
                         detail: db_error.detail(),
-                        column: db_error.column(),
                         constraint: db_error.constraint(),
                         hint: db_error.hint(),
                     },
@@ -344,7 +343,6 @@ impl From<DatabaseError> for ApiError {
                     code: &failure.sqlstate,
                     message: &failure.message,
                     detail: failure.detail.as_deref(),
-                    column: failure.column.as_deref(),
                     constraint: failure.constraint.as_deref(),
                     hint: failure.hint.as_deref(),
                 },
@@ -393,18 +391,29 @@ struct SqlError<'a> {
     code: &'a str,
     message: &'a str,
     detail: Option<&'a str>,
-    column: Option<&'a str>,
     constraint: Option<&'a str>,
     hint: Option<&'a str>,
+}
+
+/// The constraint a violation's message names (`… violates check constraint "name"`),
+/// for errors that arrive without their constraint field: Citus passes on an error
+/// raised on a worker with its code, message, detail and hint only.
+fn constraint_in_message(message: &str) -> Option<&str> {
+    let (_, named) = message.split_once(" constraint \"")?;
+    named.split_once('"').map(|(name, _)| name)
 }
 
 /// Maps a SQLSTATE raised by Postgres to a client error, or `None` when it is a
 /// server fault. This is the one SQLSTATE-to-status table of the project.
 fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
-    // Errors raised by hark_api.fail: SQLSTATE HK<status>, the stable code as the
-    // message, the explanation as the detail, the field as the column; a 429's hint,
-    // when SQL gives one (slow mode), is the seconds to wait.
+    // Errors raised by hark_api.fail: SQLSTATE HK<status>, the stable code and the
+    // field, if any, after a space as the message, the explanation as the detail; a
+    // 429's hint, when SQL gives one (slow mode), is the seconds to wait.
     if let Some(status) = error.code.strip_prefix("HK") {
+        let (code, field) = match error.message.split_once(' ') {
+            Some((code, field)) => (code, Some(field)),
+            None => (error.message, None),
+        };
         let status = status.parse::<u16>().ok()?;
         let status = StatusCode::from_u16(status).ok()?;
         let retry_after = error
@@ -413,18 +422,18 @@ fn from_sql_error(context: &str, error: &SqlError<'_>) -> Option<ApiError> {
             .and_then(|hint| hint.parse::<u32>().ok());
         return Some(ApiError {
             status,
-            code: error.message.to_owned(),
+            code: code.to_owned(),
             message: error.detail.unwrap_or_default().to_owned(),
-            field: error
-                .column
-                .filter(|column| !column.is_empty())
-                .map(str::to_owned),
+            field: field.map(str::to_owned),
             headers: retry_after
                 .map(|seconds| vec![("retry-after", seconds.to_string())])
                 .unwrap_or_default(),
         });
     }
-    let constraint = error.constraint.unwrap_or_default();
+    let constraint = error
+        .constraint
+        .or_else(|| constraint_in_message(error.message))
+        .unwrap_or_default();
     let state = SqlState::from_code(error.code);
     match state {
         SqlState::UNIQUE_VIOLATION => Some(unique_violation(constraint)),

@@ -55,6 +55,28 @@ as $$
                    where logicalrelid = p_table and (partmethod = 'h' or repmodel = 't'))
 $$;
 
+-- A number that orders the rows of a table across the nodes of the cluster: the
+-- milliseconds since 2020 (clock_timestamp, read when the row is made), then the node's
+-- group, then a counter of the node's. The identity columns of migrations 0005, 0008
+-- and 0009 (a webhook's deliveries, the webhook outbox, the audit log) order their
+-- rows, and a sequence cannot on Citus: each worker draws from a range of its own
+-- (its group times 2^48), so rows a tenant's worker writes would sort after rows the
+-- coordinator writes later, and after a tenant moves its new rows before its old
+-- ones. This order is the clocks' order, which synchronised clocks keep to within
+-- their skew; on one node it is the order the rows are made in.
+create sequence if not exists hark.ordered_id_counter;
+grant usage on sequence hark.ordered_id_counter to hark_app;
+create or replace function hark.ordered_id(p_counter bigint)
+returns bigint
+language sql
+volatile
+set search_path = pg_catalog, hark
+as $$
+    select ((extract(epoch from clock_timestamp()) * 1000)::bigint - 1577836800000) << 22
+           | ((select groupid from pg_dist_local_group)::bigint & 63) << 16
+           | (p_counter & 65535)
+$$;
+
 do $$
 declare
     v_index record;
@@ -132,6 +154,20 @@ begin
     if not hark.is_spread('hark.quota_defaults') then
         perform create_reference_table('hark.quota_defaults');
     end if;
+
+    -- Identity columns give way to hark.ordered_id (above), before their tables are
+    -- distributed: Citus cannot alter them after. A table distributed already has none.
+    for v_index in
+        select a.attrelid::regclass as tab, a.attname
+        from pg_attribute a join pg_class t on t.oid = a.attrelid
+        where t.relnamespace = 'hark'::regnamespace and a.attidentity <> '' and not a.attisdropped
+    loop
+        execute format('alter table %s alter column %I drop identity', v_index.tab, v_index.attname);
+        -- The counter is named in the default itself, so that Citus puts the sequence
+        -- on every node along with the table.
+        execute format('alter table %s alter column %I set default hark.ordered_id(nextval(%L))',
+                       v_index.tab, v_index.attname, 'hark.ordered_id_counter');
+    end loop;
 
     -- Distributed in the order of their foreign keys: a table after those it references.
     select p.logicalrelid into v_first from pg_dist_partition p

@@ -27,18 +27,20 @@ create schema hark_api;
 grant usage on schema hark_api to hark_app;
 
 -- Raises an error that the server maps to an HTTP status: SQLSTATE HK<status>, the
--- stable error code as the message, the human text as the detail and the offending
--- input field, if any, as the column.
+-- stable error code as the message, followed by a space and the offending input field
+-- if there is one, and the human text as the detail.
 create function hark_api.fail(p_status integer, p_code text, p_message text, p_field text default null)
 returns void
 language plpgsql
 as $$
 begin
+    -- The field rides in the message, after the code and a space, not in the error's
+    -- column: Citus passes on an error raised on a worker with its code, message,
+    -- detail and hint only.
     raise exception using
         errcode = 'HK' || p_status::text,
-        message = p_code,
-        detail = p_message,
-        column = coalesce(p_field, '');
+        message = p_code || coalesce(' ' || nullif(p_field, ''), ''),
+        detail = p_message;
 end
 $$;
 
@@ -121,6 +123,21 @@ begin
 end
 $$;
 
+-- Whether the tenant is neither deleted nor suspended. Read on its own, not joined to
+-- the tenant's tables: on Citus the tenants are a reference table, and a delegated
+-- call's queries may each touch the tenant's shards or the reference tables, not both
+-- (sql/citus/delegate.sql).
+create function hark_api.tenant_open(p_tenant_id uuid)
+returns boolean
+language plpgsql
+stable
+as $$
+begin
+    return exists (select 1 from hark.tenants
+                   where id = p_tenant_id and deleted_at is null and suspended_at is null);
+end
+$$;
+
 -- Enters the context of a verified access token and checks what a signature cannot:
 -- that its session is still open, its user not deleted and its tenant neither deleted
 -- nor suspended (403 tenant_suspended).
@@ -141,15 +158,13 @@ begin
     select u.role, s.api_key_id into v_role, v_key_id
     from hark.sessions s
     join hark.users u on u.tenant_id = s.tenant_id and u.id = s.user_id
-    join hark.tenants t on t.id = s.tenant_id
-    where s.id = p_session_id
+    where s.tenant_id = p_tenant_id
+      and s.id = p_session_id
       and s.user_id = p_user_id
       and s.revoked_at is null
       and s.expires_at > now()
-      and u.deleted_at is null
-      and t.deleted_at is null
-      and t.suspended_at is null;
-    if v_role is null then
+      and u.deleted_at is null;
+    if v_role is null or not hark_api.tenant_open(p_tenant_id) then
         perform hark_api.require_not_suspended(p_tenant_id);
         perform hark_api.fail(401, 'token_revoked', 'The token has been revoked, or its user or tenant no longer exists');
     end if;
@@ -204,11 +219,10 @@ begin
     perform hark_api.enter(p_tenant_id, null);
     select k.id into v_key_id
     from hark.api_keys k
-    join hark.tenants t on t.id = k.tenant_id
-    where k.tenant_id = p_tenant_id and k.secret_hash = p_secret_hash
-      and t.deleted_at is null and t.suspended_at is null;
-    if v_key_id is null then
+    where k.tenant_id = p_tenant_id and k.secret_hash = p_secret_hash;
+    if v_key_id is null or not hark_api.tenant_open(p_tenant_id) then
         perform hark_api.require_not_suspended(p_tenant_id);
+        v_key_id := null;
     end if;
     perform hark_api.enter_key_role(p_tenant_id, v_key_id);
     -- Recording every use would turn each read into a write; a minute's precision is enough.

@@ -267,18 +267,19 @@ declare
     v_now timestamptz := now();
     v_session hark.sessions;
     v_user hark.users;
+    v_open boolean;
 begin
     perform hark_api.enter(p_tenant_id, null);
     perform hark_api.require_not_suspended(p_tenant_id);
+    v_open := hark_api.tenant_open(p_tenant_id);
     select s.* into v_session
     from hark.sessions s
-    join hark.tenants t on t.id = s.tenant_id
     where s.tenant_id = p_tenant_id
       and s.id = p_session_id
       and s.refresh_hash = p_refresh_hash
       and s.revoked_at is null
       and s.expires_at > now()
-      and t.deleted_at is null
+      and v_open
     for update of s;
     if v_session.id is null then
         -- A spent token presented again: someone holds a copy. The session ends (and
@@ -367,7 +368,8 @@ as $$
 begin
     perform hark_api.require_admin(hark_api.enter_session(p_tenant_id, p_user_id, p_session_id));
     return coalesce(
-        (select jsonb_agg(hark_api.api_key_json(row(k.*)::hark.api_keys) order by k.created_at desc, k.id desc) from hark.api_keys k),
+        (select jsonb_agg(hark_api.api_key_json(row(k.*)::hark.api_keys) order by k.created_at desc, k.id desc)
+         from hark.api_keys k where k.tenant_id = p_tenant_id),
         '[]'::jsonb);
 end
 $$;

@@ -476,18 +476,18 @@ begin
          order by m.seq limit p_limit)
         union all
         (select m.* from hark.messages m
-         where m.room_id = p_room_id and p_after is null and p_around is null
+         where m.tenant_id = p_tenant_id and m.room_id = p_room_id and p_after is null and p_around is null
            and (m.parent_id is null or m.show_in_room)
            and (p_before is null or m.seq < p_before)
          order by m.seq desc limit p_limit)
         union all
         (select m.* from hark.messages m
-         where m.room_id = p_room_id and p_around is not null and m.seq <= p_around
+         where m.tenant_id = p_tenant_id and m.room_id = p_room_id and p_around is not null and m.seq <= p_around
            and (m.parent_id is null or m.show_in_room)
          order by m.seq desc limit (p_limit + 1) / 2)
         union all
         (select m.* from hark.messages m
-         where m.room_id = p_room_id and p_around is not null and m.seq > p_around
+         where m.tenant_id = p_tenant_id and m.room_id = p_room_id and p_around is not null and m.seq > p_around
            and (m.parent_id is null or m.show_in_room)
          order by m.seq limit p_limit / 2)
     ), kept as (
@@ -510,7 +510,7 @@ begin
             select 1 from hark.messages where tenant_id = p_tenant_id and room_id = p_room_id and seq < v_first
                                             and (parent_id is null or show_in_room)),
         'has_more_after', v_last is not null and exists (
-            select 1 from hark.messages where room_id = p_room_id and seq > v_last
+            select 1 from hark.messages where tenant_id = p_tenant_id and room_id = p_room_id and seq > v_last
                                             and (parent_id is null or show_in_room)));
 end
 $$;

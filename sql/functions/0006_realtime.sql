@@ -76,7 +76,7 @@ begin
     return jsonb_build_object(
         'room_id', p_room_id,
         'tenant_id', p_tenant_id,
-        'last_seq', (select last_seq from hark.rooms where id = p_room_id),
+        'last_seq', (select last_seq from hark.rooms where tenant_id = p_tenant_id and id = p_room_id),
         'user', hark_api.user_ref(p_user_id));
 end
 $$;

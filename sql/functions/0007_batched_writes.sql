@@ -11,11 +11,14 @@
 -- body, attachment, reply_to_id, client_id, parent_id, show_in_room, mentions,
 -- mention_room). Answers an array of the same length:
 -- {"ok": <the answer of message_send>} or {"error": {sqlstate, message, detail,
--- column, constraint, hint}} per item, or {"busy": true} for the items of a room another
+-- constraint, hint}} per item, or {"busy": true} for the items of a room another
 -- transaction holds: the batch does not wait for it (see hark_api.lock_room), and the
 -- writer sends those items aside. p_traceparent, when the batch is traced, rides in
--- its notifications.
-create function hark_api.message_send_batch(p_items jsonb, p_max_body_bytes integer, p_traceparent text)
+-- its notifications. p_tenant_id is the tenant of every item when the writer grouped
+-- them by tenant (on Citus, where the call then runs on that tenant's worker, see
+-- sql/citus/delegate.sql), or null for items of any tenants.
+create function hark_api.message_send_batch(
+    p_tenant_id uuid, p_items jsonb, p_max_body_bytes integer, p_traceparent text)
 returns jsonb
 language plpgsql
 as $$
@@ -39,7 +42,6 @@ declare
     v_state text;
     v_message text;
     v_detail text;
-    v_column text;
     v_constraint text;
     v_hint text;
     v_key text;
@@ -49,6 +51,11 @@ declare
     v_json jsonb;
     v_events jsonb[] := '{}';
 begin
+    if p_tenant_id is not null and exists (
+        select from jsonb_array_elements(p_items) item where (item ->> 'tenant_id')::uuid <> p_tenant_id)
+    then
+        raise exception 'a batch of tenant % holds items of another tenant', p_tenant_id;
+    end if;
     -- Rooms are locked in id order, whatever the order of the items, so that batches
     -- of several instances touching the same rooms cannot deadlock. Each room is
     -- locked under its own tenant (row-level security). A room another transaction
@@ -172,12 +179,11 @@ begin
                 v_state = returned_sqlstate,
                 v_message = message_text,
                 v_detail = pg_exception_detail,
-                v_column = column_name,
                 v_constraint = constraint_name,
                 v_hint = pg_exception_hint;
             v_results := array_append(v_results, jsonb_build_object('error', jsonb_build_object(
                 'sqlstate', v_state, 'message', v_message, 'detail', v_detail,
-                'column', v_column, 'constraint', v_constraint, 'hint', v_hint)));
+                'constraint', v_constraint, 'hint', v_hint)));
         end;
     end loop;
 

@@ -130,6 +130,8 @@ returns jsonb
 language plpgsql
 as $$
 declare
+    v_room hark.rooms;
+    v_page hark.rooms[] := '{}';
     v_items jsonb;
     v_count integer;
     v_last uuid;
@@ -142,21 +144,27 @@ begin
     if p_query is not null and char_length(p_query) > 100 then
         perform hark_api.fail(422, 'invalid_query', 'The query must be at most 100 characters', 'q');
     end if;
-    select coalesce(jsonb_agg(hark_api.room_json(row(page.*)::hark.rooms) order by page.id), '[]'::jsonb),
-           count(*),
-           max(page.id::text)::uuid
-    into v_items, v_count, v_last
-    from (
+    -- The page is read first and rendered after: room_json reads other tables, which
+    -- on Citus a query over a page's subquery would reach from the worker's shard.
+    for v_room in
         select r.* from hark.rooms r
         where r.tenant_id = p_tenant_id and (p_after is null or r.id > p_after)
           and (p_kind is null or r.kind = p_kind)
           and (p_archived is null or (r.archived_at is not null) = p_archived)
           and (p_member_id is null or exists (
-                  select 1 from hark.room_members m where m.room_id = r.id and m.user_id = p_member_id))
+                  select 1 from hark.room_members m
+                  where m.tenant_id = p_tenant_id and m.room_id = r.id and m.user_id = p_member_id))
           and (p_query is null or strpos(lower(coalesce(r.name, '')), lower(p_query)) > 0)
         order by r.id
         limit p_limit
-    ) page;
+    loop
+        v_page := v_page || v_room;
+    end loop;
+    select coalesce(jsonb_agg(hark_api.room_json(page) order by page.id), '[]'::jsonb),
+           count(*),
+           max(page.id::text)::uuid
+    into v_items, v_count, v_last
+    from unnest(v_page) page;
     return jsonb_build_object('items', v_items, 'next_cursor', case when v_count = p_limit then v_last end);
 end
 $$;

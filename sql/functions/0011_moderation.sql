@@ -252,8 +252,7 @@ begin
             errcode = 'HK429',
             message = 'slow_mode',
             detail = format('Slow mode is on: you may send again in %s seconds', v_left),
-            hint = v_left::text,
-            column = '';
+            hint = v_left::text;
     end if;
 end
 $$;

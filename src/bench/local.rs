@@ -45,8 +45,9 @@ pub struct Local {
     pub database_url: String,
     /// The admin URL of the server, for dropping the database.
     admin_url: String,
-    /// The database's name.
-    database: String,
+    /// The database's name, when the bench made it (and drops it at the end); `None`
+    /// when the instances use the given database as it is.
+    database: Option<String>,
     /// The JWT secret the instances share.
     secret: String,
     /// The instances and their ports.
@@ -77,7 +78,8 @@ fn with_database(url: &str, database: &str) -> String {
 }
 
 impl Local {
-    /// Creates a fresh database and starts `count` instances on it.
+    /// Creates a fresh database (on a Citus coordinator, takes the given one) and starts
+    /// `count` instances on it.
     pub async fn start(
         server_url: &str,
         count: usize,
@@ -85,18 +87,28 @@ impl Local {
         settings: Vec<(&'static str, String)>,
     ) -> anyhow::Result<Self> {
         let admin_url = with_database(server_url, "postgres");
-        let database = format!("hark_bench_{}", chrono::Utc::now().timestamp());
-        let (admin, connection) = tokio_postgres::connect(&admin_url, NoTls)
+        // A Citus coordinator's database is used as it is: a fresh one would need the
+        // extension and the workers registered in it on every node.
+        let (given, connection) = tokio_postgres::connect(server_url, NoTls)
             .await
             .context("the bench needs a PostgreSQL server (DATABASE_URL)")?;
         tokio::spawn(connection);
-        admin
-            .batch_execute(&format!("create database {database}"))
-            .await?;
+        let database = if crate::db::is_citus(&given).await? {
+            None
+        } else {
+            let database = format!("hark_bench_{}", chrono::Utc::now().timestamp());
+            given
+                .batch_execute(&format!("create database {database}"))
+                .await?;
+            Some(database)
+        };
         let mut secret_bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut secret_bytes);
         let mut local = Self {
-            database_url: with_database(server_url, &database),
+            database_url: database.as_ref().map_or_else(
+                || server_url.to_owned(),
+                |database| with_database(server_url, database),
+            ),
             admin_url,
             database,
             secret: hex::encode(secret_bytes),
@@ -181,13 +193,13 @@ impl Local {
         for (child, _) in &mut self.instances {
             let _ = child.kill().await;
         }
+        let Some(database) = &self.database else {
+            return;
+        };
         if let Ok((admin, connection)) = tokio_postgres::connect(&self.admin_url, NoTls).await {
             tokio::spawn(connection);
             let _ = admin
-                .batch_execute(&format!(
-                    "drop database if exists {} with (force)",
-                    self.database
-                ))
+                .batch_execute(&format!("drop database if exists {database} with (force)"))
                 .await;
         }
     }

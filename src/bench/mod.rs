@@ -65,7 +65,8 @@ pub struct BenchArgs {
     /// The operator key for creating the bench's tenant on a running deployment.
     #[arg(long, env = "HARK_OPERATOR_KEY", hide_env_values = true)]
     pub operator_key: Option<String>,
-    /// The server the local instances and pgbench use.
+    /// The server the local instances and pgbench use (a fresh database on it; on a
+    /// Citus coordinator, this database itself).
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Seconds of load.

@@ -43,12 +43,10 @@ pub struct BatchSettings {
 pub struct ItemFailure {
     /// The SQLSTATE.
     pub sqlstate: String,
-    /// The message (for `hark_api.fail`, the stable error code).
+    /// The message (for `hark_api.fail`, the stable error code and the input field).
     pub message: String,
     /// The detail.
     pub detail: Option<String>,
-    /// The column (for `hark_api.fail`, the input field).
-    pub column: Option<String>,
     /// The constraint violated, if any.
     pub constraint: Option<String>,
     /// The hint (for `hark_api.fail`'s 429s, the seconds to wait).
@@ -156,9 +154,8 @@ impl MessageWriter {
             context: "message_send",
             failure: ItemFailure {
                 sqlstate: "HK422".to_owned(),
-                message: "invalid_text".to_owned(),
+                message: format!("invalid_text {field}"),
                 detail: Some("Text may not contain the NUL character (U+0000)".to_owned()),
-                column: Some(field.to_owned()),
                 constraint: None,
                 hint: None,
             },
@@ -239,47 +236,90 @@ async fn work(
         if batch.is_empty() {
             continue;
         }
-        METRICS.write_batch_size.observe(batch.len() as f64);
-        let span = batch_span(&batch);
-        let busy = async {
-            // The trace context of the write, carried by its notifications to the
-            // instances that fan its events out.
-            let traceparent = crate::telemetry::current_traceparent();
-            if batch.len() == 1 {
-                stats.single_writes.fetch_add(1, Ordering::Relaxed);
-                let Some(single) = batch.pop() else {
-                    return Vec::new();
-                };
-                let result = db
-                    .message_send(
-                        &single.caller,
-                        single.room_id,
-                        &single.message,
-                        settings.max_body_bytes,
-                        traceparent.as_deref(),
-                        false,
-                    )
-                    .await;
-                return match result {
-                    Err(error) if error.is_room_busy() => vec![single],
-                    result => {
-                        let _ = single.reply.send(result);
-                        Vec::new()
-                    }
-                };
+        let writes = by_tenant(batch, db.is_citus())
+            .into_iter()
+            .map(|(tenant_id, group)| write_group(&db, tenant_id, group, settings, &stats));
+        for busy in futures_util::future::join_all(writes).await {
+            for pending in busy {
+                aside.send(pending);
             }
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats
-                .batched_items
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            write_batch(&db, batch, settings.max_body_bytes, traceparent.as_deref()).await
-        }
-        .instrument(span)
-        .await;
-        for pending in busy {
-            aside.send(pending);
         }
     }
+}
+
+/// The sends of a batch as the calls that write them: all together (`None`), or on
+/// Citus one call per tenant, each in the order the sends were taken. A call that
+/// named two tenants would run on the coordinator and write to two workers in a
+/// transaction that notifies, which Citus cannot commit; one tenant's call runs on
+/// that tenant's worker (`sql/citus/delegate.sql`), and the calls of a batch go at once.
+fn by_tenant(batch: Vec<PendingSend>, split: bool) -> Vec<(Option<Uuid>, Vec<PendingSend>)> {
+    if !split {
+        return vec![(None, batch)];
+    }
+    let mut groups: Vec<(Option<Uuid>, Vec<PendingSend>)> = Vec::new();
+    for pending in batch {
+        let tenant_id = Some(pending.caller.tenant_id);
+        match groups.iter_mut().find(|(group, _)| *group == tenant_id) {
+            Some((_, group)) => group.push(pending),
+            None => groups.push((tenant_id, vec![pending])),
+        }
+    }
+    groups
+}
+
+/// Writes one call's sends: alone through `message_send`, or as a batch (of the one
+/// tenant `tenant_id` names, or of any). Answers the sends whose room was busy.
+async fn write_group(
+    db: &Database,
+    tenant_id: Option<Uuid>,
+    mut batch: Vec<PendingSend>,
+    settings: BatchSettings,
+    stats: &BatchStats,
+) -> Vec<PendingSend> {
+    METRICS.write_batch_size.observe(batch.len() as f64);
+    let span = batch_span(&batch);
+    async {
+        // The trace context of the write, carried by its notifications to the
+        // instances that fan its events out.
+        let traceparent = crate::telemetry::current_traceparent();
+        if batch.len() == 1 {
+            stats.single_writes.fetch_add(1, Ordering::Relaxed);
+            let Some(single) = batch.pop() else {
+                return Vec::new();
+            };
+            let result = db
+                .message_send(
+                    &single.caller,
+                    single.room_id,
+                    &single.message,
+                    settings.max_body_bytes,
+                    traceparent.as_deref(),
+                    false,
+                )
+                .await;
+            return match result {
+                Err(error) if error.is_room_busy() => vec![single],
+                result => {
+                    let _ = single.reply.send(result);
+                    Vec::new()
+                }
+            };
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .batched_items
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        write_batch(
+            db,
+            tenant_id,
+            batch,
+            settings.max_body_bytes,
+            traceparent.as_deref(),
+        )
+        .await
+    }
+    .instrument(span)
+    .await
 }
 
 /// The rooms of a shard whose sends go aside: each has a task that writes them one
@@ -434,6 +474,7 @@ fn batch_span(batch: &[PendingSend]) -> tracing::Span {
 /// unanswered, in their order.
 async fn write_batch(
     db: &Database,
+    tenant_id: Option<Uuid>,
     batch: Vec<PendingSend>,
     max_body_bytes: i32,
     traceparent: Option<&str>,
@@ -460,7 +501,7 @@ async fn write_batch(
     let answer: Result<Vec<Outcome>, DatabaseError> = db
         .call(
             "message_send_batch",
-            &[&Json(&items), &max_body_bytes, &traceparent],
+            &[&tenant_id, &Json(&items), &max_body_bytes, &traceparent],
         )
         .await;
     drop(items);

@@ -9,7 +9,9 @@
 //!
 //! On a Citus coordinator (a database with the `citus` extension) the tables are
 //! spread over the workers in between, by `sql/citus/distribute.sql`, whenever a
-//! migration was applied or that file changed; a plain PostgreSQL never runs it.
+//! migration was applied or that file changed; and the functions, once re-created,
+//! are put on every node and those that name a tenant delegated to its worker, by
+//! `sql/citus/delegate.sql`. A plain PostgreSQL runs neither.
 
 use anyhow::{Context as _, bail};
 use sha2::{Digest, Sha256};
@@ -117,6 +119,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "0019_room_retention",
         include_str!("../../sql/migrations/0019_room_retention.sql"),
     ),
+    (
+        20,
+        "0020_search_tenant_as_value",
+        include_str!("../../sql/migrations/0020_search_tenant_as_value.sql"),
+    ),
 ];
 
 /// The replaceable functions, applied in this order.
@@ -201,6 +208,10 @@ const FUNCTIONS: &[(&str, &str)] = &[
 
 /// Spreads the tables over a Citus cluster (see the module's documentation).
 const CITUS_DISTRIBUTE: &str = include_str!("../../sql/citus/distribute.sql");
+
+/// What puts the functions on every node of a Citus cluster and delegates the calls
+/// that name a tenant to its worker, run after the functions on a coordinator.
+const CITUS_DELEGATE: &str = include_str!("../../sql/citus/delegate.sql");
 
 /// What a run of `migrate` changed.
 #[derive(Debug, Default)]
@@ -308,7 +319,13 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
         }
     }
 
-    let functions_checksum = checksum(&FUNCTIONS.iter().map(|(_, sql)| *sql).collect::<Vec<_>>());
+    // On Citus the functions are recorded with their delegation: a change of either
+    // re-creates both.
+    let mut functions: Vec<&str> = FUNCTIONS.iter().map(|(_, sql)| *sql).collect();
+    if report.citus {
+        functions.push(CITUS_DELEGATE);
+    }
+    let functions_checksum = checksum(&functions);
     let recorded = recorded_checksum(client, "functions").await?;
     if recorded.as_deref() != Some(functions_checksum.as_str()) {
         let transaction = client.transaction().await?;
@@ -325,6 +342,12 @@ async fn migrate_locked(client: &mut Client) -> anyhow::Result<MigrationReport> 
         transaction
             .batch_execute("grant execute on all functions in schema hark_api to hark_app")
             .await?;
+        if report.citus {
+            transaction
+                .batch_execute(CITUS_DELEGATE)
+                .await
+                .context("could not delegate the functions to the Citus workers")?;
+        }
         record_checksum(&transaction, "functions", &functions_checksum).await?;
         transaction.commit().await?;
         tracing::info!("re-created the SQL functions");

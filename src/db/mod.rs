@@ -48,7 +48,7 @@ pub use messages::{
     MessagePage, MessageVersion, MessageVersions, NewMessage, ReactionCount, ReadMarker, RoomEvent,
     RoomUnread, SentMessage, UnreadSummary,
 };
-pub use migrate::{MigrationReport, ensure_database_exists, migrate};
+pub use migrate::{MigrationReport, ensure_database_exists, is_citus, migrate};
 pub use moderation::{
     AuditEntry, AuditFilter, AuditPage, Block, BlockPage, FilterAction, NewReport, Report,
     ReportAction, ReportFilter, ReportPage, ReportReason, ReportState, Resolution, Restriction,

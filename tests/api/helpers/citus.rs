@@ -15,7 +15,7 @@ use super::cluster::OwnCluster;
 
 /// The options every node starts with: Citus preloaded, room for its connections and
 /// two-phase commits, and logical decoding, by which shards move while written to.
-pub const NODE_OPTIONS: &str = "-c shared_preload_libraries=citus -c max_connections=300 \
+pub const NODE_OPTIONS: &str = "-c shared_preload_libraries=citus -c max_connections=1000 \
      -c max_prepared_transactions=300 -c max_worker_processes=256 -c wal_level=logical -c fsync=off";
 
 /// Whether the tests run against the shared Citus cluster.

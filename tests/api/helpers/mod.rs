@@ -14,7 +14,7 @@ mod receiver;
 mod settings;
 
 pub use app::{Answer, TestApp, spawn_app, spawn_app_with, spawn_on};
-pub use citus::OwnCitus;
+pub use citus::{OwnCitus, enabled as on_citus};
 pub use cluster::OwnCluster;
 pub use database::{RowLock, fresh_database};
 pub use fixtures::{Session, claims_of, forge_token, id_of, room_with_bob, unix_now};
