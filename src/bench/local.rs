@@ -88,16 +88,24 @@ impl Local {
     ) -> anyhow::Result<Self> {
         let admin_url = with_database(server_url, "postgres");
         // A Citus coordinator's database is used as it is: a fresh one would need the
-        // extension and the workers registered in it on every node.
-        let (given, connection) = tokio_postgres::connect(server_url, NoTls)
-            .await
-            .context("the bench needs a PostgreSQL server (DATABASE_URL)")?;
-        tokio::spawn(connection);
-        let database = if crate::db::is_citus(&given).await? {
+        // extension and the workers registered in it on every node. Any other names
+        // only the server (its database need not exist).
+        let citus = match tokio_postgres::connect(server_url, NoTls).await {
+            Ok((given, connection)) => {
+                tokio::spawn(connection);
+                crate::db::is_citus(&given).await?
+            }
+            Err(_) => false,
+        };
+        let database = if citus {
             None
         } else {
+            let (admin, connection) = tokio_postgres::connect(&admin_url, NoTls)
+                .await
+                .context("the bench needs a PostgreSQL server (DATABASE_URL)")?;
+            tokio::spawn(connection);
             let database = format!("hark_bench_{}", chrono::Utc::now().timestamp());
-            given
+            admin
                 .batch_execute(&format!("create database {database}"))
                 .await?;
             Some(database)

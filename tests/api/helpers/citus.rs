@@ -168,6 +168,37 @@ impl OwnCitus {
         admin(self.nodes[0].port, "hark").await
     }
 
+    /// The notifications on `channel` that the node at `index` of `nodes` sends, as
+    /// they arrive, while the returned client (the listening session) is kept.
+    pub async fn listen(
+        &self,
+        index: usize,
+        channel: &str,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) {
+        let (client, mut connection) =
+            tokio_postgres::connect(&url(self.nodes[index].port, "hark"), NoTls)
+                .await
+                .expect("connect to the node");
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages =
+                futures_util::stream::poll_fn(|context| connection.poll_message(context));
+            while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+                if let tokio_postgres::AsyncMessage::Notification(notification) = message {
+                    let _ = sender.send(notification.payload().to_owned());
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("listen {channel}"))
+            .await
+            .expect("listen");
+        (client, receiver)
+    }
+
     /// The shard of `tenant_id`'s rows (of every colocated table) and the index in
     /// `nodes` of the worker that holds it.
     pub async fn placement_of(&self, tenant_id: &str) -> (i64, usize) {
