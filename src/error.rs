@@ -568,3 +568,49 @@ fn status_code_name(status: StatusCode) -> String {
         .to_ascii_lowercase()
         .replace([' ', '-'], "_")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{SqlError, from_sql_error};
+
+    fn answer(
+        code: &str,
+        message: &str,
+        constraint: Option<&str>,
+    ) -> (u16, String, Option<String>) {
+        let error = from_sql_error(
+            "test",
+            &SqlError {
+                code,
+                message,
+                detail: Some("explained"),
+                constraint,
+                hint: None,
+            },
+        )
+        .expect("a client error");
+        (error.status.as_u16(), error.code, error.field)
+    }
+
+    #[test]
+    fn a_fail_answers_its_code_and_the_field_after_it() {
+        assert_eq!(
+            answer("HK404", "room_not_found", None),
+            (404, "room_not_found".into(), None)
+        );
+        assert_eq!(
+            answer("HK422", "invalid_metadata metadata", None),
+            (422, "invalid_metadata".into(), Some("metadata".into()))
+        );
+    }
+
+    #[test]
+    fn a_violation_relayed_without_its_constraint_is_known_by_the_name_in_its_message() {
+        let relayed = "new row for relation \"users_102254\" violates check constraint \"users_metadata_size\"";
+        assert_eq!(answer("23514", relayed, None).1, "invalid_metadata");
+        assert_eq!(
+            answer("23514", relayed, None),
+            answer("23514", "anything", Some("users_metadata_size"))
+        );
+    }
+}

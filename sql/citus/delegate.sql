@@ -21,8 +21,8 @@
 -- logins by slug, the operator's lists) go over every tenant. And calls that write or
 -- lock a row of a table that is not spread by tenant (the tenants and the quota
 -- defaults, a copy of which is on every node, and the coordinator's rate buckets), or
--- that call a function that does: from a worker, such a write would reach every other
--- node in a transaction that has notified, which Citus cannot commit in two phases.
+-- that call a function that does: such a write reaches every node, and Citus refuses
+-- anything inside a delegated call that would leave its worker.
 -- They are found from the functions' text, so that a new function falls on the right
 -- side by what it does.
 do $$

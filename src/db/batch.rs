@@ -248,10 +248,11 @@ async fn work(
 }
 
 /// The sends of a batch as the calls that write them: all together (`None`), or on
-/// Citus one call per tenant, each in the order the sends were taken. A call that
-/// named two tenants would run on the coordinator and write to two workers in a
-/// transaction that notifies, which Citus cannot commit; one tenant's call runs on
-/// that tenant's worker (`sql/citus/delegate.sql`), and the calls of a batch go at once.
+/// Citus one call per tenant, each in the order the sends were taken. Citus runs a
+/// call that names one tenant whole on that tenant's worker (`sql/citus/delegate.sql`);
+/// a call of several tenants would run on the coordinator, every statement of it a
+/// round trip to a worker. The calls of a batch go at once; a room's sends are all in
+/// one of them, so their order holds.
 fn by_tenant(batch: Vec<PendingSend>, split: bool) -> Vec<(Option<Uuid>, Vec<PendingSend>)> {
     if !split {
         return vec![(None, batch)];
