@@ -578,17 +578,16 @@ mod tests {
         message: &str,
         constraint: Option<&str>,
     ) -> (u16, String, Option<String>) {
-        let error = from_sql_error(
-            "test",
-            &SqlError {
-                code,
-                message,
-                detail: Some("explained"),
-                constraint,
-                hint: None,
-            },
-        )
-        .expect("a client error");
+        let error = SqlError {
+            code,
+            message,
+            detail: Some("explained"),
+            constraint,
+            hint: None,
+        };
+        let Some(error) = from_sql_error("test", &error) else {
+            panic!("{code} {message} is a server fault");
+        };
         (error.status.as_u16(), error.code, error.field)
     }
 
