@@ -29,7 +29,6 @@ do $$
 declare
     v_function record;
 begin
-    perform set_config('citus.multi_shard_modify_mode', 'sequential', true);
     for v_function in
         with recursive
             fns as (
